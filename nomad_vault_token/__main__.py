@@ -1,0 +1,5 @@
+"""`python -m nomad_vault_token`."""
+
+from nomad_vault_token.cli import main
+
+main()

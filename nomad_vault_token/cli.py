@@ -1,0 +1,249 @@
+"""The typer app: parse, dispatch, map errors to exit codes; nothing else.
+
+Command bodies live in `commands/` and are imported only when that command runs,
+so `run` pays for no other command's imports.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from nomad_vault_token import __version__
+
+app = typer.Typer(
+    name="nomad-vault-token",
+    help=(
+        "Give a Nomad server its Vault token, safely, every time it starts, and keep it alive.\n\n"
+        "Logs in to Vault with a TLS client certificate, mints (or reuses) a periodic orphan "
+        "token for Nomad, and hands it to the agent. Exit codes: 69 Vault unavailable, "
+        "77 Vault refused, 78 configuration error."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+CONN = "Vault connection"
+MINT = "Minting"
+
+ConfigOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--config",
+        "-c",
+        help="TOML config file [default: /etc/nomad-vault-token/config.toml, if present]",
+        rich_help_panel=CONN,
+        show_default=False,
+    ),
+]
+AddrOpt = Annotated[
+    Optional[str], typer.Option("--vault-addr", help="Vault address ($VAULT_ADDR)", rich_help_panel=CONN)
+]
+CaOpt = Annotated[
+    Optional[Path], typer.Option("--ca-cert", help="CA of Vault's certificate ($VAULT_CACERT)", rich_help_panel=CONN)
+]
+CertOpt = Annotated[
+    Optional[Path],
+    typer.Option("--client-cert", help="client certificate, PEM ($VAULT_CLIENT_CERT)", rich_help_panel=CONN),
+]
+KeyOpt = Annotated[
+    Optional[Path],
+    typer.Option("--client-key", help="client key, PEM, mode 0600 ($VAULT_CLIENT_KEY)", rich_help_panel=CONN),
+]
+ServerNameOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--tls-server-name", help="name to verify in Vault's certificate ($VAULT_TLS_SERVER_NAME)", rich_help_panel=CONN
+    ),
+]
+NamespaceOpt = Annotated[
+    Optional[str], typer.Option("--namespace", help="Vault namespace ($VAULT_NAMESPACE)", rich_help_panel=CONN)
+]
+InsecureOpt = Annotated[
+    Optional[bool],
+    typer.Option(
+        "--allow-insecure-http/--no-allow-insecure-http",
+        help="allow http:// to a non-loopback host",
+        rich_help_panel=CONN,
+        show_default=False,
+    ),
+]
+AuthMountOpt = Annotated[
+    Optional[str],
+    typer.Option("--auth-mount", help="cert auth mount [default: cert]", rich_help_panel=CONN, show_default=False),
+]
+CertRoleOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--cert-role",
+        help="cert auth role to log in as [default: nomad_startup]",
+        rich_help_panel=CONN,
+        show_default=False,
+    ),
+]
+ModeOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--mint-mode",
+        help="role (least privilege) or create-orphan (the old script's way) [default: role]",
+        rich_help_panel=MINT,
+        show_default=False,
+    ),
+]
+MintRoleOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--mint-role",
+        help="token role to mint through [default: nomad-server-mint]",
+        rich_help_panel=MINT,
+        show_default=False,
+    ),
+]
+PolicyOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--policy",
+        help="server token policy; repeat for more [default: nomad_cluster]",
+        rich_help_panel=MINT,
+        show_default=False,
+    ),
+]
+PeriodOpt = Annotated[
+    Optional[str],
+    typer.Option("--period", help="token period, e.g. 72h [default: 72h]", rich_help_panel=MINT, show_default=False),
+]
+TaskRoleOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--task-role",
+        help="Nomad's create_from_role [default: nomad-cluster]",
+        rich_help_panel=MINT,
+        show_default=False,
+    ),
+]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")]
+
+
+def conn_flags(
+    vault_addr: str | None,
+    ca_cert: Path | None,
+    client_cert: Path | None,
+    client_key: Path | None,
+    tls_server_name: str | None,
+    namespace: str | None,
+    allow_insecure_http: bool | None,
+    auth_mount: str | None,
+    cert_role: str | None,
+) -> dict[str, Any]:
+    return {
+        "vault_addr": vault_addr,
+        "ca_cert": ca_cert,
+        "client_cert": client_cert,
+        "client_key": client_key,
+        "tls_server_name": tls_server_name,
+        "namespace": namespace,
+        "allow_insecure_http": allow_insecure_http,
+        "auth_mount": auth_mount,
+        "cert_role": cert_role,
+    }
+
+
+def mint_flags(
+    mint_mode: str | None, mint_role: str | None, policy: list[str] | None, period: str | None, task_role: str | None
+) -> dict[str, Any]:
+    return {
+        "mint_mode": mint_mode,
+        "mint_role": mint_role,
+        "policies": policy or None,
+        "period": period,
+        "task_role": task_role,
+    }
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"nomad-vault-token {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version")
+    ] = False,
+) -> None:
+    """Give a Nomad server its Vault token."""
+
+
+@app.command()
+def token(
+    config: ConfigOpt = None,
+    output: Annotated[
+        Optional[Path],
+        typer.Option("--output", "-o", help="write the token to this file (0600, atomically) instead of stdout"),
+    ] = None,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format", help="text: the token alone; json: its accessor, policies, ttl, orphan, period, renewable"
+        ),
+    ] = "text",
+    include_token: Annotated[
+        bool, typer.Option("--include-token", help="with --format json: add the token itself")
+    ] = False,
+    vault_addr: AddrOpt = None,
+    ca_cert: CaOpt = None,
+    client_cert: CertOpt = None,
+    client_key: KeyOpt = None,
+    tls_server_name: ServerNameOpt = None,
+    namespace: NamespaceOpt = None,
+    allow_insecure_http: InsecureOpt = None,
+    auth_mount: AuthMountOpt = None,
+    cert_role: CertRoleOpt = None,
+    mint_mode: ModeOpt = None,
+    mint_role: MintRoleOpt = None,
+    policy: PolicyOpt = None,
+    period: PeriodOpt = None,
+    task_role: TaskRoleOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Log in, mint a server token and print it: the drop-in for the old script's two `vault` lines.
+
+    Example: NOMAD_TOKEN=$(nomad-vault-token token)
+    """
+    from nomad_vault_token.commands import token as cmd
+
+    flags = conn_flags(
+        vault_addr,
+        ca_cert,
+        client_cert,
+        client_key,
+        tls_server_name,
+        namespace,
+        allow_insecure_http,
+        auth_mount,
+        cert_role,
+    )
+    flags |= mint_flags(mint_mode, mint_role, policy, period, task_role)
+    cmd.main(config, flags, output=output, fmt=fmt, include_token=include_token, verbose=verbose)
+
+
+def main() -> None:
+    """Console-script entry point: one line and the documented exit code for every user error."""
+    from nomad_vault_token.errors import NvtError
+
+    try:
+        app(prog_name="nomad-vault-token")
+    except NvtError as exc:
+        message = " ".join(exc.message.split())  # one line, whatever the cause put in it
+        print(f"nomad-vault-token: error: {message}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)

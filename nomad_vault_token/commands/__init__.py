@@ -1,0 +1,1 @@
+"""One module per command; each `main` is called by `cli` with parsed options."""

