@@ -235,6 +235,123 @@ def token(
     cmd.main(config, flags, output=output, fmt=fmt, include_token=include_token, verbose=verbose)
 
 
+RUN = "Running"
+
+
+@app.command(context_settings={"allow_interspersed_args": False})
+def run(
+    agent: Annotated[
+        Optional[list[str]],
+        typer.Argument(
+            help="the agent's command, after --: e.g. -- /usr/bin/nomad agent -config /etc/nomad.d",
+            show_default=False,
+            metavar="-- AGENT_ARGV...",
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+    handoff: Annotated[
+        Optional[str],
+        typer.Option(
+            "--handoff",
+            help="file: a 0600 HCL file added as -config (default); env: VAULT_TOKEN",
+            rich_help_panel=RUN,
+            show_default=False,
+        ),
+    ] = None,
+    token_config: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--token-config",
+            help="the hand-off HCL file [default: $RUNTIME_DIRECTORY/vault-token.hcl]",
+            rich_help_panel=RUN,
+            show_default=False,
+        ),
+    ] = None,
+    state_dir: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--state-dir",
+            help="where the token is kept for reuse [default: $STATE_DIRECTORY or /var/lib/nomad-vault-token]",
+            rich_help_panel=RUN,
+            show_default=False,
+        ),
+    ] = None,
+    min_ttl: Annotated[
+        Optional[str],
+        typer.Option(
+            "--min-ttl",
+            help="reuse a saved token only with at least this TTL left [default: 10m]",
+            rich_help_panel=RUN,
+            show_default=False,
+        ),
+    ] = None,
+    wait_timeout: Annotated[
+        Optional[str],
+        typer.Option(
+            "--wait-timeout",
+            help="give up (exit 69) if Vault is not usable by then; 0 waits for ever [default: 0]",
+            rich_help_panel=RUN,
+            show_default=False,
+        ),
+    ] = None,
+    check_interval: Annotated[
+        Optional[str],
+        typer.Option(
+            "--check-interval",
+            help="longest time between the tracker's token checks [default: 20m]",
+            rich_help_panel=RUN,
+            show_default=False,
+        ),
+    ] = None,
+    no_check: Annotated[
+        bool, typer.Option("--no-check", help="skip Nomad's own token and role checks before exec", rich_help_panel=RUN)
+    ] = False,
+    vault_addr: AddrOpt = None,
+    ca_cert: CaOpt = None,
+    client_cert: CertOpt = None,
+    client_key: KeyOpt = None,
+    tls_server_name: ServerNameOpt = None,
+    namespace: NamespaceOpt = None,
+    allow_insecure_http: InsecureOpt = None,
+    auth_mount: AuthMountOpt = None,
+    cert_role: CertRoleOpt = None,
+    mint_mode: ModeOpt = None,
+    mint_role: MintRoleOpt = None,
+    policy: PolicyOpt = None,
+    period: PeriodOpt = None,
+    task_role: TaskRoleOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Get the server token (reused across restarts), hand it to the agent, and exec the agent.
+
+    The systemd ExecStart wrapper: nomad-vault-token run -- /usr/bin/nomad agent -config /etc/nomad.d
+    The agent keeps this process's PID; a tracker process beside it keeps the token alive.
+    """
+    from nomad_vault_token.commands import run as cmd
+
+    flags = conn_flags(
+        vault_addr,
+        ca_cert,
+        client_cert,
+        client_key,
+        tls_server_name,
+        namespace,
+        allow_insecure_http,
+        auth_mount,
+        cert_role,
+    )
+    flags |= mint_flags(mint_mode, mint_role, policy, period, task_role)
+    flags |= {
+        "handoff": handoff,
+        "token_config": token_config,
+        "state_dir": state_dir,
+        "min_ttl": min_ttl,
+        "wait_timeout": wait_timeout,
+        "check_interval": check_interval,
+    }
+    cmd.main(config, flags, agent or [], check=not no_check, verbose=verbose)
+
+
 def main() -> None:
     """Console-script entry point: one line and the documented exit code for every user error."""
     from nomad_vault_token.errors import NvtError

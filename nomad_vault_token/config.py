@@ -206,7 +206,7 @@ def _coerce(key: str, raw: Any, where: str, from_file: bool) -> Any:
         return _to_path(text, where, from_file)
     if kind == "duration":
         try:
-            return parse_duration(text)
+            return parse_duration(text, bare_seconds=key != "period")
         except DurationError as exc:
             raise ConfigError(f"{where}: {exc}") from None
     if kind == "choice" and text not in choices:

@@ -13,11 +13,14 @@ class DurationError(ValueError):
     """Not a duration; the message says what a valid one looks like."""
 
 
-def parse_duration(text: str) -> int:
-    """Seconds in `text`: "72h", "1h30m", "45s", "2d", or "0". A unit is required."""
+def parse_duration(text: str, bare_seconds: bool = True) -> int:
+    """Seconds in `text`: "72h", "1h30m", "45s", "2d", "0"; a bare number is seconds
+    unless `bare_seconds` is False (for the period, where "72" is surely a mistake)."""
     value = text.strip().lower()
     if value == "0":
         return 0
+    if value.isdigit() and bare_seconds:
+        return int(value)
     if not _WHOLE.fullmatch(value):
         if value.isdigit():
             raise DurationError(f"{text!r} has no unit: write e.g. {text}s or {text}h")

@@ -35,10 +35,11 @@ def write_token_config(settings: Settings, token: Secret) -> Path:
 
 
 def agent_argv(settings: Settings, argv: Sequence[str]) -> list[str]:
-    """The agent's argv: in file mode, with `-config <token file>` appended."""
+    """The agent's argv: `-config <token file>` in file mode; in env mode Nomad's own
+    `-vault-create-from-role` flag, since no file of ours carries create_from_role then."""
     if settings.handoff == "file":
         return [*argv, "-config", str(settings.token_config_path)]
-    return list(argv)
+    return [*argv, f"-vault-create-from-role={settings.task_role}"]
 
 
 def agent_env(settings: Settings, token: Secret, environ: Mapping[str, str]) -> dict[str, str]:

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from nomad_vault_token.errors import ConfigError
 from nomad_vault_token.fsutil import ensure_private_dir, write_private
 from nomad_vault_token.vault import Secret
 
@@ -64,6 +65,15 @@ def read(path: Path) -> State | None:
         log.warning("state file %s is incomplete: ignoring it, a new token will be minted", path)
         return None
     return state
+
+
+def check_writable(path: Path) -> None:
+    """Before minting: the state directory can be made private and the file is not in the way."""
+    ensure_private_dir(path.parent, "state_dir")
+    if (path.exists() or path.is_symlink()) and not path.is_file():
+        raise ConfigError(f"state file {path}: exists and is not a regular file: remove it")
+    if path.is_symlink():
+        raise ConfigError(f"state file {path}: is a symbolic link: remove it")
 
 
 def write(path: Path, state: State) -> None:

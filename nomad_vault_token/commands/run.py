@@ -1,0 +1,176 @@
+"""`run -- <agent argv>`: the systemd ExecStart wrapper.
+
+config -> preflight -> wait for Vault -> reuse or mint -> state file -> check as
+Nomad would -> hand-off -> tracker -> exec the agent (which keeps our PID).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from nomad_vault_token import config, lease, log, state, tls, vault
+from nomad_vault_token.config import Settings
+from nomad_vault_token.errors import ConfigError, NvtError, TokenInvalid, VaultDenied
+from nomad_vault_token.notify import Notifier
+from nomad_vault_token.vault import Secret, TokenInfo
+
+logger = logging.getLogger("nomad_vault_token.run")
+
+
+def main(config_file: Path | None, flags: dict[str, Any], argv: Sequence[str], *, check: bool, verbose: bool) -> None:
+    log.setup(verbose)
+    settings = config.load(config_file, flags)
+    agent = resolve_agent(argv)
+    cert, key = settings.client_tls()
+    cert_info = tls.preflight(cert, key, settings.ca_cert, settings.cert_warn_days)
+    for warning in cert_info.warnings:
+        logger.warning("%s", warning)
+    state.check_writable(settings.state_file)
+    notifier = Notifier()
+    from nomad_vault_token import waiting
+
+    token, info = waiting.when_usable(settings, notifier, lambda: obtain(settings))
+    if check:
+        waiting.when_usable(settings, notifier, lambda: nomad_check(settings, token, info))
+    from nomad_vault_token import handoff
+
+    agent_argv, agent_env = handoff.prepare(settings, token, [agent, *argv[1:]], os.environ)
+    from nomad_vault_token import tracker
+
+    tracker.spawn(settings, token, info, notifier)
+    logger.info("starting agent %s with token accessor %s (%s hand-off)", agent, info.accessor, settings.handoff)
+    try:
+        os.execve(agent, agent_argv, agent_env)
+    except OSError as exc:
+        raise ConfigError(f"agent {agent}: cannot execute: {exc.strerror}") from None
+
+
+def resolve_agent(argv: Sequence[str]) -> str:
+    """The agent's executable as an absolute path, or a ConfigError saying what is wrong."""
+    if not argv:
+        raise ConfigError(
+            "no agent to start: give its command after --, e.g. run -- /usr/bin/nomad agent -config /etc/nomad.d"
+        )
+    name = argv[0]
+    found = (
+        shutil.which(name)
+        if os.sep not in name
+        else (name if os.access(name, os.X_OK) and os.path.isfile(name) else None)
+    )
+    if found is None:
+        if os.sep in name and os.path.exists(name):
+            raise ConfigError(f"agent {name}: not an executable file: chmod +x it or fix the path after --")
+        raise ConfigError(f"agent {name}: not found: give the full path of the nomad binary after --")
+    return os.path.abspath(found)
+
+
+def obtain(settings: Settings) -> tuple[Secret, TokenInfo]:
+    """Reuse the saved token when Vault says it is still good; otherwise mint and save a new one."""
+    saved = state.read(settings.state_file)
+    if saved is not None:
+        reused = _try_reuse(settings, saved)
+        if reused is not None:
+            return reused
+    from nomad_vault_token.minting import login_and_mint
+
+    token, info = login_and_mint(settings)
+    state.write(settings.state_file, state.State(token, info.accessor, settings.vault_addr, time.time()))
+    if saved is not None and saved.accessor != info.accessor:
+        retire(settings, saved.token, saved.accessor)
+    return token, info
+
+
+def wanted(settings: Settings) -> lease.Wanted:
+    return lease.Wanted(
+        policies=frozenset(settings.policies),
+        period=settings.period,
+        mint_mode=settings.mint_mode,
+        mint_role=settings.mint_role,
+        min_ttl=settings.min_ttl,
+    )
+
+
+def observed(info: TokenInfo) -> lease.Observed:
+    return lease.Observed(
+        policies=frozenset(info.policies),
+        ttl=info.ttl,
+        renewable=info.renewable,
+        orphan=info.orphan,
+        period=info.effective_period,
+        role=info.role,
+    )
+
+
+def _try_reuse(settings: Settings, saved: state.State) -> tuple[Secret, TokenInfo] | None:
+    if saved.vault_addr != settings.vault_addr:
+        logger.info(
+            "saved token accessor %s is for %s, not %s: minting", saved.accessor, saved.vault_addr, settings.vault_addr
+        )
+        return None
+    try:
+        info = vault.lookup_self(settings, saved.token)
+    except TokenInvalid:
+        logger.info("saved token accessor %s is no longer valid: minting a new one", saved.accessor)
+        return None
+    refusal = lease.reuse_refusal(observed(info), wanted(settings))
+    if refusal is not None:
+        logger.info("saved token accessor %s not reused: %s; minting a new one", info.accessor, refusal)
+        return None
+    try:
+        ttl = vault.renew_self(settings, saved.token)
+    except TokenInvalid:
+        logger.info("saved token accessor %s could not be renewed: minting a new one", info.accessor)
+        return None
+    logger.info("reusing server token accessor %s (renewed, ttl %ss)", info.accessor, ttl)
+    return saved.token, vault.lookup_self(settings, saved.token)
+
+
+def retire(settings: Settings, token: Secret, accessor: str) -> None:
+    """Revoke a replaced server token, but only when its task tokens would survive (orphan task role)."""
+    try:
+        role = vault.read_role(settings, token, settings.task_role)
+    except (TokenInvalid, VaultDenied):
+        return  # already gone, or we cannot tell: leave it to expire
+    except NvtError as exc:
+        logger.debug("cannot read task role to retire accessor %s: %s", accessor, exc)
+        return
+    if role is None or not role.get("orphan"):
+        logger.warning(
+            "replaced token accessor %s left to expire: task role %r is not orphan, revoking it "
+            "would revoke its task tokens",
+            accessor,
+            settings.task_role,
+        )
+        return
+    try:
+        vault.revoke_self(settings, token)
+        logger.info("revoked replaced server token accessor %s", accessor)
+    except NvtError as exc:
+        logger.debug("could not revoke accessor %s: %s", accessor, exc)
+
+
+def nomad_check(settings: Settings, token: Secret, info: TokenInfo) -> None:
+    """Nomad's own start-up checks, now: one line per broken rule (Nomad's words), exit 77."""
+    from nomad_vault_token import nomad_rules
+
+    role_name = nomad_rules.role_to_check(info.raw, settings.task_role)
+    role = vault.read_role(settings, token, role_name) if role_name else None
+    caps: dict[str, list[str]] | None
+    try:
+        caps = vault.capabilities_self(settings, token, list(nomad_rules.required_capabilities(role_name)))
+    except VaultDenied:
+        caps = None  # sys/capabilities-self refused: Nomad cannot verify, and neither can we
+    broken = nomad_rules.failures(nomad_rules.check_all(info.raw, settings.task_role, role, caps))
+    for r in broken:
+        logger.error("Nomad would refuse the token: %s (%s)", r.message, r.fix)
+    if broken:
+        raise VaultDenied(
+            f"Nomad would refuse token accessor {info.accessor}: {len(broken)} rule(s) broken, listed above; "
+            "fix the Vault side (nomad-vault-token bootstrap-roles) or pass --no-check"
+        )

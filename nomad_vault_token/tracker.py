@@ -1,0 +1,308 @@
+"""The tracker: a detached process beside the agent that keeps the token alive and systemd informed.
+
+`spawn` double-forks it just before `run` execs the agent. It holds the token in
+memory only, exits when the agent's PID exits (pidfd), checks the token with
+lookup-self on the schedule of `lease`, renews only below the threshold the agent
+should never reach, recovers a dead token (mint, rewrite, SIGHUP; or SIGTERM in
+env mode), and reports READY / STATUS / WATCHDOG through sd_notify.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import signal
+import sys
+import time
+from dataclasses import dataclass
+
+from nomad_vault_token import lease, state, tls, vault
+from nomad_vault_token.config import Settings
+from nomad_vault_token.durations import format_duration
+from nomad_vault_token.errors import NvtError, TokenInvalid, VaultUnavailable
+from nomad_vault_token.notify import Notifier
+from nomad_vault_token.vault import Secret, TokenInfo
+
+log = logging.getLogger("nomad_vault_token.tracker")
+
+
+def spawn(settings: Settings, token: Secret, info: TokenInfo, notifier: Notifier) -> None:
+    """Start the tracker detached; it begins once this process has exec'd the agent."""
+    agent_pid = os.getpid()
+    pidfd = os.pidfd_open(agent_pid)
+    ready_r, ready_w = os.pipe()  # both close-on-exec: exec closes ready_w, the tracker sees EOF
+    sys.stdout.flush()
+    sys.stderr.flush()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the forked process, observed by the tests
+        code = 0
+        try:
+            os.setsid()
+            if os.fork() != 0:
+                os._exit(0)
+            os.close(ready_w)
+            _quiet_stdin()
+            code = Tracker(settings, token, info, agent_pid, pidfd).main(ready_r)
+        except BaseException:  # the agent must never notice the tracker failing
+            log.exception("tracker failed")
+            code = 1
+        finally:
+            os._exit(code)
+    os.waitpid(child, 0)
+    os.close(ready_r)
+    os.close(pidfd)
+
+
+def _quiet_stdin() -> None:
+    fd = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(fd, 0)
+    os.close(fd)
+
+
+@dataclass
+class Health:
+    """What the tracker last knew, for STATUS and WATCHDOG."""
+
+    ttl: float = 0.0
+    checked_at: float = 0.0  # monotonic
+    last_renewal: float | None = None  # wall clock, from lookup-self
+    renewed_by: str = ""
+    unreachable_since: float | None = None  # wall clock
+    dead_since: float | None = None  # wall clock: token gone and not yet replaced
+    problem: str = ""
+
+
+class Tracker:
+    def __init__(self, settings: Settings, token: Secret, info: TokenInfo, agent_pid: int, pidfd: int) -> None:
+        self.settings = settings
+        self.token = token
+        self.info = info
+        self.agent_pid = agent_pid
+        self.pidfd = pidfd
+        self.notifier = Notifier()
+        self.health = Health(ttl=info.ttl, checked_at=time.monotonic(), last_renewal=_last_renewal(info))
+        self.failures = 0
+        self.cert_days: int | None = None
+        self.cert_warning = ""
+        self.next_watchdog = 0.0
+
+    # ---- process plumbing -------------------------------------------------------
+
+    def main(self, ready_fd: int) -> int:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, _exit_quietly)
+        signal.signal(signal.SIGTERM, _exit_quietly)
+        if not self._wait_for_exec(ready_fd):
+            return 0
+        self._refresh_cert()
+        self.notifier.ready(self.status_line())
+        log.info("tracker watching token accessor %s for agent pid %d", self.info.accessor, self.agent_pid)
+        self.loop()
+        return 0
+
+    def _wait_for_exec(self, ready_fd: int) -> bool:
+        """True once the agent has been exec'd (our end of the pipe reads EOF and the PID lives)."""
+        poller = select.poll()
+        poller.register(ready_fd, select.POLLIN | select.POLLHUP)
+        poller.register(self.pidfd, select.POLLIN)
+        while True:
+            events = dict(poller.poll())
+            if self.pidfd in events:
+                return False
+            if ready_fd in events and not os.read(ready_fd, 1):
+                os.close(ready_fd)
+                return not self._agent_gone(0.2)
+
+    def _agent_gone(self, timeout: float) -> bool:
+        readable, _, _ = select.select([self.pidfd], [], [], max(timeout, 0))
+        return bool(readable)
+
+    def loop(self) -> None:
+        next_check = time.monotonic() + self.check_delay()
+        while True:
+            now = time.monotonic()
+            wake = min(next_check, self.next_watchdog) if self.notifier.watchdog_enabled else next_check
+            if self._agent_gone(wake - now):
+                log.info("agent pid %d exited: tracker stops", self.agent_pid)
+                return
+            now = time.monotonic()
+            if now >= next_check:
+                try:
+                    next_check = time.monotonic() + self.tick()
+                except Exception:  # never crash beside the agent
+                    log.exception("tracker check failed")
+                    next_check = time.monotonic() + lease.retry_delay(self.failures + 1, self.settings.check_interval)
+            self.watchdog()
+
+    # ---- one check -----------------------------------------------------------------
+
+    def check_delay(self) -> float:
+        return lease.check_delay(self.ttl_now(), self.settings.period, self.settings.check_interval)
+
+    def ttl_now(self) -> float:
+        return lease.ttl_now(self.health.ttl, self.health.checked_at, time.monotonic())
+
+    def tick(self) -> float:
+        """Check the token once; return the delay until the next check."""
+        try:
+            info = vault.lookup_self(self.settings, self.token)
+        except TokenInvalid as exc:
+            return self.recover(str(exc))
+        except VaultUnavailable as exc:
+            return self.unreachable(exc.message)
+        except NvtError as exc:
+            self.failures += 1
+            self.health.problem = exc.message
+            log.warning("token check failed: %s", exc.message)
+            self.notifier.status(self.status_line())
+            return lease.retry_delay(self.failures, self.settings.check_interval)
+        self.back_online()
+        self.observe(info, by="the agent")
+        if self.ttl_now() < lease.renew_threshold(self.settings.period):
+            self.renew()
+        self._refresh_cert()
+        self.notifier.status(self.status_line())
+        return self.check_delay()
+
+    def observe(self, info: TokenInfo, by: str) -> None:
+        renewal = _last_renewal(info)
+        if renewal is not None and renewal != self.health.last_renewal:
+            if self.health.last_renewal is not None or by != "the agent":
+                log.info("token accessor %s renewed by %s, ttl %s", info.accessor, by, format_duration(info.ttl))
+            self.health.renewed_by = by
+            self.health.last_renewal = renewal
+        self.info = info
+        self.health.ttl = info.ttl
+        self.health.checked_at = time.monotonic()
+        self.health.dead_since = None
+        self.health.problem = ""
+        self.failures = 0
+
+    def renew(self) -> None:
+        try:
+            vault.renew_self(self.settings, self.token)
+            self.observe(vault.lookup_self(self.settings, self.token), by="the tracker")
+        except NvtError as exc:
+            log.warning("tracker renewal of accessor %s failed: %s", self.info.accessor, exc.message)
+
+    def unreachable(self, message: str) -> float:
+        self.failures += 1
+        if self.health.unreachable_since is None:
+            self.health.unreachable_since = time.time()
+            log.warning("Vault unreachable: %s (token ttl about %s left)", message, format_duration(self.ttl_now()))
+        self.health.problem = message
+        self.notifier.status(self.status_line())
+        return lease.retry_delay(self.failures, self.settings.check_interval)
+
+    def back_online(self) -> None:
+        if self.health.unreachable_since is not None:
+            log.info("Vault reachable again after %s", format_duration(time.time() - self.health.unreachable_since))
+            self.health.unreachable_since = None
+
+    # ---- recovery --------------------------------------------------------------------
+
+    def recover(self, why: str) -> float:
+        """The token is gone: mint a new one and hand it to the agent. Never signals while Vault is down."""
+        from nomad_vault_token.minting import login_and_mint
+
+        self.back_online()
+        if self.health.dead_since is None:
+            self.health.dead_since = time.time()
+            log.error("token accessor %s is gone (%s): recovering", self.info.accessor, why)
+        self.health.ttl = 0
+        self.health.checked_at = time.monotonic()
+        self.failures += 1
+        try:
+            token, info = login_and_mint(self.settings)
+            state.write(
+                self.settings.state_file, state.State(token, info.accessor, self.settings.vault_addr, time.time())
+            )
+            self.hand_over(token)
+        except NvtError as exc:
+            self.health.problem = f"recovery failed: {exc.message}"
+            log.warning("recovery failed (attempt %d): %s", self.failures, exc.message)
+            self.notifier.status(self.status_line())
+            return lease.retry_delay(self.failures, self.settings.check_interval)
+        old = self.info.accessor
+        self.token = token
+        self.health = Health(ttl=info.ttl, checked_at=time.monotonic(), last_renewal=_last_renewal(info))
+        self.info = info
+        self.failures = 0
+        log.info("recovered: token accessor %s replaced by %s", old, info.accessor)
+        self.notifier.status(self.status_line())
+        return self.check_delay()
+
+    def hand_over(self, token: Secret) -> None:
+        if self.settings.handoff == "file":
+            from nomad_vault_token import handoff
+
+            handoff.write_token_config(self.settings, token)
+            os.kill(self.agent_pid, signal.SIGHUP)
+            log.info("new token written to %s; agent pid %d sent SIGHUP", self.settings.token_config, self.agent_pid)
+        else:
+            log.warning(
+                "env hand-off: stopping agent pid %d (SIGTERM) so systemd restarts it with the new token",
+                self.agent_pid,
+            )
+            os.kill(self.agent_pid, signal.SIGTERM)
+
+    # ---- reporting -------------------------------------------------------------------
+
+    def healthy(self) -> bool:
+        """Whether the token is alive as far as we know: not dead, and TTL left by the monotonic clock."""
+        return self.health.dead_since is None and self.ttl_now() > 0
+
+    def watchdog(self) -> None:
+        if not self.notifier.watchdog_enabled or time.monotonic() < self.next_watchdog:
+            return
+        self.next_watchdog = time.monotonic() + self.notifier.watchdog_usec / 2_000_000
+        if self.healthy():
+            self.notifier.watchdog()
+
+    def _refresh_cert(self) -> None:
+        cert, key = self.settings.client_tls()
+        try:
+            info = tls.check_client(cert, key, self.settings.cert_warn_days)
+        except NvtError as exc:
+            self.cert_days, self.cert_warning = None, exc.message
+            return
+        self.cert_days = info.days_left
+        self.cert_warning = info.warnings[0] if info.warnings else ""
+
+    def status_line(self) -> str:
+        h = self.health
+        parts = [f"token {self.info.accessor[:8]}... ttl {format_duration(self.ttl_now())}"]
+        if h.dead_since is not None:
+            parts = [
+                f"token {self.info.accessor[:8]}... DEAD since {_clock(h.dead_since)}, {h.problem or 'recovering'}"
+            ]
+        elif h.last_renewal is not None:
+            parts[0] += f", renewed {format_duration(time.time() - h.last_renewal)} ago"
+            if h.renewed_by:
+                parts[0] += f" by {h.renewed_by}"
+        if h.unreachable_since is not None:
+            parts.append(f"Vault unreachable since {_clock(h.unreachable_since)}")
+        elif h.problem and h.dead_since is None:
+            parts.append(h.problem)
+        if self.cert_warning:
+            parts.append(f"WARNING: {self.cert_warning}")
+        elif self.cert_days is not None:
+            parts.append(f"client cert expires in {self.cert_days} days")
+        return "; ".join(parts)
+
+
+def _last_renewal(info: TokenInfo) -> float | None:
+    value = info.raw.get("last_renewal_time")
+    with contextlib.suppress(TypeError, ValueError):
+        return float(value) if value else None
+    return None
+
+
+def _clock(wall: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(wall))
+
+
+def _exit_quietly(signum: int, frame: object) -> None:
+    os._exit(0)
