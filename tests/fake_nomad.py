@@ -5,8 +5,9 @@ integration of Nomad 1.6 - 1.9), for tests. Standard library only.
 It does with its Vault token what the Nomad server does (nomad/vault.go):
 
 * reads the ``vault { ... }`` blocks of its ``-config`` files (later files win,
-  an empty string never overrides), takes ``token`` from there or, only when
-  no file sets it, from ``VAULT_TOKEN``; ``VAULT_ADDR`` is ignored;
+  an empty string never overrides), then Nomad's ``-vault-*`` flags over them
+  (e.g. ``-vault-create-from-role=R``); takes ``token`` from there or, only
+  when none sets it, from ``VAULT_TOKEN``; ``VAULT_ADDR`` is ignored;
 * validates the token like ``parseSelfToken`` (lookup-self, renewable, TTLs,
   the role, capabilities-self, the role's settings), with Nomad's wording;
 * once valid, renews it at once and then at half the lease, with
@@ -18,11 +19,13 @@ It does with its Vault token what the Nomad server does (nomad/vault.go):
 
 Differences from Nomad: it validates once (Nomad retries every 30 s) unless
 ``FAKE_NOMAD_VALIDATE_RETRY`` is set; it only calls lookup-self (Nomad falls
-back to ``auth/token/lookup``); it ignores the vault block's ``namespace``.
+back to ``auth/token/lookup``); it ignores the vault block's ``namespace``;
+it exits 0 on SIGINT/SIGTERM (Nomad exits 1 unless leave_on_interrupt /
+leave_on_terminate makes it leave gracefully); unknown flags are ignored.
 
 Usage::
 
-    python fake_nomad.py agent -config A.hcl -config=B.hcl -config DIR ...
+    python fake_nomad.py agent -config A.hcl -config=B.hcl -config DIR [-vault-create-from-role=R ...]
 
 Environment:
 
@@ -36,7 +39,7 @@ Environment:
 
 Every report line is ``{"event", "pid", "time", ...}``; events and fields:
 
-    start        argv, token_source ("config"|"env"|"none"), token_accessor,
+    start        argv, token_source ("config"|"env"|"flag"|"none"), token_accessor,
                  config_files, address
     validated    ok, errors, warnings, accessor, role, policies, ttl, renewing
     renewed      accessor, ttl (the new lease_duration), increment
@@ -339,27 +342,61 @@ def merge_vault_configs(configs: Sequence[Mapping[str, VaultValue]]) -> VaultCon
 # --------------------------------------------------------------------------
 
 
-def parse_agent_args(args: Sequence[str]) -> list[str]:
-    """Return the -config values of ``nomad agent`` arguments (after ``agent``).
+# Nomad's `agent` command-line vault flags and the vault block key each sets.
+VAULT_STRING_FLAGS = {
+    "vault-token": "token",
+    "vault-address": "address",
+    "vault-namespace": "namespace",
+    "vault-create-from-role": "create_from_role",
+    "vault-ca-file": "ca_file",
+    "vault-ca-path": "ca_path",
+    "vault-cert-file": "cert_file",
+    "vault-key-file": "key_file",
+    "vault-tls-server-name": "tls_server_name",
+}
+VAULT_BOOL_FLAGS = {
+    "vault-enabled": "enabled",
+    "vault-allow-unauthenticated": "allow_unauthenticated",
+    "vault-tls-skip-verify": "tls_skip_verify",
+}
+_GO_BOOLS = {"1": True, "t": True, "true": True, "0": False, "f": False, "false": False}
 
-    Accepts ``-config X``, ``-config=X`` and the ``--`` forms; other arguments
-    are ignored. Raises UsageError when -config has no value.
+
+def parse_agent_args(args: Sequence[str]) -> tuple[list[str], VaultConfig]:
+    """Split ``nomad agent`` arguments (after ``agent``) like Go's flag package.
+
+    Returns the -config values, in order, and the vault block keys set by
+    Nomad's ``-vault-*`` flags (``-name value``, ``-name=value``, one or two
+    dashes; boolean flags take no separate value). Other arguments are
+    ignored; ``--`` ends the flags. Raises UsageError on a missing value.
     """
     paths: list[str] = []
+    flags: VaultConfig = {}
     i = 0
     while i < len(args):
         arg = args[i]
-        name, eq, val = arg.partition("=")
-        if name in ("-config", "--config"):
-            if eq:
-                paths.append(val)
-            elif i + 1 < len(args):
-                i += 1
-                paths.append(args[i])
-            else:
-                raise UsageError("flag needs an argument: -config")
         i += 1
-    return paths
+        if arg == "--":
+            break
+        if not arg.startswith("-") or arg == "-":
+            continue
+        name, eq, val = arg.lstrip("-").partition("=")
+        if name == "config" or name in VAULT_STRING_FLAGS:
+            if not eq:
+                if i >= len(args):
+                    raise UsageError(f"flag needs an argument: -{name}")
+                val = args[i]
+                i += 1
+            if name == "config":
+                paths.append(val)
+            else:
+                flags[VAULT_STRING_FLAGS[name]] = val
+        elif name in VAULT_BOOL_FLAGS:
+            parsed = _GO_BOOLS.get(val.lower()) if eq else True
+            if parsed is None:
+                raise UsageError(f"invalid boolean value {val!r} for -{name}")
+            flags[VAULT_BOOL_FLAGS[name]] = parsed
+    return paths, flags
 
 
 def expand_config_paths(paths: Sequence[str]) -> list[Path]:
@@ -404,6 +441,21 @@ def resolve_token(cfg: Mapping[str, VaultValue], env: Mapping[str, str]) -> tupl
     if env_token:
         return env_token, "env"
     return "", "none"
+
+
+def agent_vault_config(
+    file_cfg: Mapping[str, VaultValue], flags: Mapping[str, VaultValue], env: Mapping[str, str]
+) -> tuple[VaultConfig, str, str]:
+    """Nomad's readConfig: flags merged over the files, then the token.
+
+    Returns (config, token, token_source) with token_source one of
+    "flag" (-vault-token), "config", "env" (VAULT_TOKEN) or "none".
+    """
+    cfg = merge_vault_configs([file_cfg, flags])
+    token, source = resolve_token(cfg, env)
+    if source == "config" and flags.get("token"):
+        source = "flag"
+    return cfg, token, source
 
 
 def config_flag(cfg: Mapping[str, VaultValue], key: str, default: bool) -> bool:
@@ -600,7 +652,7 @@ def api_error(resp: Response) -> str:
     """Vault API error in the shape Nomad's messages carry (``Code: 403``)."""
     errs: list[str] = []
     if isinstance(resp.body, dict) and isinstance(resp.body.get("errors"), list):
-        errs = [str(e) for e in resp.body["errors"]]
+        errs = [" ".join(str(e).split()) for e in resp.body["errors"]]
     return f"Code: {resp.status}. Errors: {'; '.join(errs) if errs else '(none)'}"
 
 
@@ -820,11 +872,13 @@ class Agent:
         self,
         argv: Sequence[str],
         config_paths: Sequence[str],
+        flags: Mapping[str, VaultValue],
         env: Mapping[str, str],
         reporter: Reporter,
     ) -> None:
         self.argv = list(argv)
         self.paths = list(config_paths)
+        self.flags = dict(flags)
         self.env = env
         self.report = reporter
         self.renew_every = env_seconds(env, "FAKE_NOMAD_RENEW_EVERY")
@@ -840,9 +894,8 @@ class Agent:
         self.validate_at: float | None = None
         self.renew_stopped = False
 
-    def _take_config(self, cfg: VaultConfig) -> None:
-        self.cfg = cfg
-        self.token, self.token_source = resolve_token(cfg, self.env)
+    def _take_config(self, file_cfg: VaultConfig) -> None:
+        self.cfg, self.token, self.token_source = agent_vault_config(file_cfg, self.flags, self.env)
         self.report.secret(self.token)
 
     def _establish(self) -> Outcome:
@@ -867,7 +920,7 @@ class Agent:
             token_source=self.token_source,
             token_accessor=outcome.accessor,
             config_files=files,
-            address=_config_str(cfg, "address") or None,
+            address=_config_str(self.cfg, "address") or None,
         )
         self.report.emit("validated", **outcome.report())
 
@@ -884,9 +937,9 @@ class Agent:
                 error=str(exc),
             )
             return
-        new_token, _source = resolve_token(cfg, self.env)
+        new_cfg, new_token, _source = agent_vault_config(cfg, self.flags, self.env)
         token_changed = new_token != self.token
-        config_changed = effective(cfg, new_token) != effective(self.cfg, self.token)
+        config_changed = effective(new_cfg, new_token) != effective(self.cfg, self.token)
         if not config_changed:
             self.report.emit(
                 "reload",
@@ -1001,9 +1054,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         print("usage: fake_nomad.py agent -config FILE [-config FILE|DIR ...]", file=sys.stderr)
         return 2
     try:
-        paths = parse_agent_args(argv[2:])
+        paths, flags = parse_agent_args(argv[2:])
         reporter = Reporter(env.get("FAKE_NOMAD_REPORT") or None)
-        agent = Agent(argv, paths, env, reporter)
+        agent = Agent(argv, paths, flags, env, reporter)
     except UsageError as exc:
         print(f"fake_nomad: {exc}", file=sys.stderr)
         return 2
