@@ -227,7 +227,7 @@ def _to_bool(raw: Any, where: str) -> bool:
 def _to_int(raw: Any, where: str) -> int:
     if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0:
         return raw
-    if isinstance(raw, str) and raw.strip().isdigit():
+    if isinstance(raw, str) and raw.strip().isascii() and raw.strip().isdigit():
         return int(raw.strip())
     raise ConfigError(f"{where}: expected a whole number (0 or more), got {raw!r}")
 

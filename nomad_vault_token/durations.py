@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_PART = re.compile(r"(\d+)([smhd])")
-_WHOLE = re.compile(r"(?:\d+[smhd])+")
+_PART = re.compile(r"([0-9]+)([smhd])")
+_WHOLE = re.compile(r"(?:[0-9]+[smhd])+")
+_DIGITS = re.compile(r"[0-9]+")
 
 
 class DurationError(ValueError):
@@ -19,10 +20,10 @@ def parse_duration(text: str, bare_seconds: bool = True) -> int:
     value = text.strip().lower()
     if value == "0":
         return 0
-    if value.isdigit() and bare_seconds:
+    if _DIGITS.fullmatch(value) and bare_seconds:
         return int(value)
     if not _WHOLE.fullmatch(value):
-        if value.isdigit():
+        if _DIGITS.fullmatch(value):
             raise DurationError(f"{text!r} has no unit: write e.g. {text}s or {text}h")
         raise DurationError(f"{text!r} is not a duration: write e.g. 72h, 30m or 1h30m")
     return sum(int(n) * _UNITS[u] for n, u in _PART.findall(value))

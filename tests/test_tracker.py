@@ -1,0 +1,164 @@
+"""The tracker beside the stand-in agent: sd_notify, recovery, Vault outages, process lifetime."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from agentrun import AgentRun, NotifySocket, kill_all_mentioning
+from bao import STARTUP_ROLE, Bao, Certs, wait_for
+from conftest import clean_env, write_config
+
+pytestmark = pytest.mark.vault
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> Iterator[Callable[..., AgentRun]]:
+    started: list[AgentRun] = []
+
+    def start(config: Path, server: Bao, *args: str, **kw: object) -> AgentRun:
+        r = AgentRun(tmp_path / "agent", config, server, *args, **kw)  # type: ignore[arg-type]
+        started.append(r)
+        return r
+
+    yield start
+    for r in started:
+        r.stop()
+    kill_all_mentioning(str(tmp_path))
+
+
+@pytest.fixture
+def notify(tmp_path: Path) -> Iterator[NotifySocket]:
+    sock = NotifySocket(tmp_path / "notify.sock")
+    yield sock
+    sock.close()
+
+
+@pytest.fixture
+def server(new_bao: Callable[[], Bao]) -> Bao:
+    return new_bao()
+
+
+@pytest.fixture
+def cfg(tmp_path: Path, server: Bao, certs: Certs) -> Path:
+    return write_config(tmp_path / "c.toml", server, certs, check_interval="1s", request_timeout="2s")
+
+
+def tracker_pid(r: AgentRun) -> int:
+    pids: list[int] = wait_for(r.trackers, 10, "the tracker process")
+    assert len(pids) == 1, pids
+    return pids[0]
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.split(")")[1].split()[0] != "Z"
+
+
+def test_ready_status_watchdog_in_order(
+    server: Bao, cfg: Path, notify: NotifySocket, runs: Callable[..., AgentRun]
+) -> None:
+    env = clean_env(NOTIFY_SOCKET=str(notify.path), WATCHDOG_USEC="1000000")
+    r = runs(cfg, server, env=env)
+    accessor = r.wait_event("validated")["accessor"]
+    notify.wait_for(lambda m: "WATCHDOG=1" in m, 10, "WATCHDOG=1")
+    ready = [i for i, m in enumerate(notify.messages) if "READY=1" in m]
+    dogs = [i for i, m in enumerate(notify.messages) if "WATCHDOG=1" in m]
+    assert ready and ready[0] < dogs[0]
+    assert f"STATUS=token {accessor[:8]}... ttl " in notify.messages[ready[0]]
+    status = notify.wait_for(lambda m: "renewed" in m and "by the agent" in m, 15, "STATUS with the agent's renewal")
+    assert "client cert expires in" in status
+    token_file = Path(cfg.parent / "state" / "token.json").read_text()
+    assert all(token_file.split('"token": "')[1].split('"')[0] not in m for m in notify.messages)
+
+
+def test_revoked_token_is_replaced_and_agent_reloaded(server: Bao, cfg: Path, runs: Callable[..., AgentRun]) -> None:
+    r = runs(cfg, server)
+    old = r.wait_event("validated")["accessor"]
+    server.client().auth.token.revoke_accessor(old)
+    reload = r.wait_event("reload", lambda e: e["token_changed"], timeout=15)
+    assert reload["accessor"] != old and reload["pid"] == r.pid
+    fresh = r.wait_event("validated", lambda e: e["accessor"] == reload["accessor"], timeout=10)
+    assert fresh["ok"] is True
+    r.wait_event("renewed", lambda e: e["accessor"] == fresh["accessor"], timeout=10)
+    assert r.proc.poll() is None
+    assert "recovered" in r.stderr and [t["accessor"] for t in server.live_server_tokens()] == [fresh["accessor"]]
+
+
+def test_env_mode_revocation_stops_the_agent(server: Bao, cfg: Path, runs: Callable[..., AgentRun]) -> None:
+    r = runs(cfg, server, "--handoff", "env")
+    old = r.wait_event("validated")["accessor"]
+    server.client().auth.token.revoke_accessor(old)
+    assert r.wait_event("signal", timeout=15)["signal"] == "SIGTERM"
+    r.wait_exit(10)
+    # the replacement was saved: the restart systemd would do reuses it without minting
+    again = runs(cfg, server, "--handoff", "env")
+    new = again.wait_event("validated")
+    assert new["ok"] and new["accessor"] != old
+    assert "reusing server token" in again.stderr
+
+
+def test_vault_outage_neither_crashes_nor_signals(
+    server: Bao, cfg: Path, notify: NotifySocket, runs: Callable[..., AgentRun]
+) -> None:
+    r = runs(cfg, server, env=clean_env(NOTIFY_SOCKET=str(notify.path)))
+    r.wait_event("validated")
+    tracker = tracker_pid(r)
+    server.freeze()
+    try:
+        notify.wait_for(lambda m: "Vault unreachable since" in m, 20, "STATUS: Vault unreachable")
+        assert pid_alive(tracker) and r.proc.poll() is None
+    finally:
+        server.thaw()
+    notify.messages.clear()
+    notify.wait_for(lambda m: m.startswith("STATUS=token") and "unreachable" not in m, 20, "STATUS recovered")
+    assert not r.events("reload") and not r.events("signal")
+    assert pid_alive(tracker)
+    assert r.stderr.count("Vault unreachable:") == 1 and "Vault reachable again" in r.stderr
+
+
+def test_agent_death_ends_tracker_and_tracker_death_spares_agent(
+    server: Bao, cfg: Path, runs: Callable[..., AgentRun]
+) -> None:
+    r = runs(cfg, server)
+    r.wait_event("validated")
+    tracker = tracker_pid(r)
+    os.kill(tracker, signal.SIGKILL)
+    wait_for(lambda: not pid_alive(tracker), 5, "tracker to die")
+    renewals = len(r.events("renewed"))
+    r.wait_event("renewed", after=renewals, timeout=10)  # agent unaffected, still renewing
+    assert r.proc.poll() is None
+
+    second = runs(cfg, server)
+    second.wait_event("validated")
+    tracker2 = tracker_pid(second)
+    os.kill(second.pid, signal.SIGKILL)
+    second.wait_exit(5)
+    wait_for(lambda: not pid_alive(tracker2), 1.0, "tracker to exit within a second of the agent")
+
+
+def test_no_watchdog_while_token_dead_and_unrecoverable(
+    server: Bao, cfg: Path, notify: NotifySocket, runs: Callable[..., AgentRun]
+) -> None:
+    env = clean_env(NOTIFY_SOCKET=str(notify.path), WATCHDOG_USEC="400000")
+    r = runs(cfg, server, env=env)
+    old = r.wait_event("validated")["accessor"]
+    notify.wait_for(lambda m: "WATCHDOG=1" in m, 10, "first WATCHDOG")
+    server.client().delete(f"auth/cert/certs/{STARTUP_ROLE}")  # recovery cannot log in any more
+    server.client().auth.token.revoke_accessor(old)
+    notify.wait_for(lambda m: "DEAD since" in m, 15, "STATUS: token dead")
+    notify.messages.clear()
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        notify.drain()
+    assert not any("WATCHDOG=1" in m for m in notify.messages), notify.messages
+    assert any("recovery failed" in m for m in notify.messages)
+    assert r.proc.poll() is None and not r.events("reload")
