@@ -235,6 +235,87 @@ def token(
     cmd.main(config, flags, output=output, fmt=fmt, include_token=include_token, verbose=verbose)
 
 
+@app.command()
+def check(
+    config: ConfigOpt = None,
+    mint: Annotated[
+        bool,
+        typer.Option(
+            "--mint", help="actually mint a token to test minting (revoked afterwards); default: check the saved token"
+        ),
+    ] = False,
+    fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    vault_addr: AddrOpt = None,
+    ca_cert: CaOpt = None,
+    client_cert: CertOpt = None,
+    client_key: KeyOpt = None,
+    tls_server_name: ServerNameOpt = None,
+    namespace: NamespaceOpt = None,
+    allow_insecure_http: InsecureOpt = None,
+    auth_mount: AuthMountOpt = None,
+    cert_role: CertRoleOpt = None,
+    mint_mode: ModeOpt = None,
+    mint_role: MintRoleOpt = None,
+    policy: PolicyOpt = None,
+    period: PeriodOpt = None,
+    task_role: TaskRoleOpt = None,
+    state_dir: Annotated[
+        Optional[Path], typer.Option("--state-dir", help="where run keeps the token", show_default=False)
+    ] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Check now everything Nomad will check, with Nomad's own wording, plus config, key and certificate.
+
+    Exit 0 when all pass (warnings allowed), 78 on a local failure, 77 on a Vault-side one, 69 if Vault is down.
+    """
+    from nomad_vault_token.commands import check as cmd
+
+    flags = conn_flags(
+        vault_addr,
+        ca_cert,
+        client_cert,
+        client_key,
+        tls_server_name,
+        namespace,
+        allow_insecure_http,
+        auth_mount,
+        cert_role,
+    )
+    flags |= mint_flags(mint_mode, mint_role, policy, period, task_role) | {"state_dir": state_dir}
+    cmd.main(config, flags, mint=mint, fmt=fmt, verbose=verbose)
+
+
+@app.command()
+def status(
+    config: ConfigOpt = None,
+    fmt: Annotated[str, typer.Option("--format", help="text or json")] = "text",
+    vault_addr: AddrOpt = None,
+    ca_cert: CaOpt = None,
+    tls_server_name: ServerNameOpt = None,
+    namespace: NamespaceOpt = None,
+    allow_insecure_http: InsecureOpt = None,
+    state_dir: Annotated[
+        Optional[Path], typer.Option("--state-dir", help="where run keeps the token", show_default=False)
+    ] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Show the server token run keeps: accessor, policies, role, TTL, expiry, last renewal; and the certificate.
+
+    Never prints the token. Exit 1 if there is no saved token, 77 if Vault says it is no longer valid.
+    """
+    from nomad_vault_token.commands import status as cmd
+
+    flags = {
+        "vault_addr": vault_addr,
+        "ca_cert": ca_cert,
+        "tls_server_name": tls_server_name,
+        "namespace": namespace,
+        "allow_insecure_http": allow_insecure_http,
+        "state_dir": state_dir,
+    }
+    cmd.main(config, flags, fmt=fmt, verbose=verbose)
+
+
 RUN = "Running"
 
 

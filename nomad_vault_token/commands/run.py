@@ -157,16 +157,9 @@ def retire(settings: Settings, token: Secret, accessor: str) -> None:
 
 def nomad_check(settings: Settings, token: Secret, info: TokenInfo) -> None:
     """Nomad's own start-up checks, now: one line per broken rule (Nomad's words), exit 77."""
-    from nomad_vault_token import nomad_rules
+    from nomad_vault_token import nomad_rules, verify
 
-    role_name = nomad_rules.role_to_check(info.raw, settings.task_role)
-    role = vault.read_role(settings, token, role_name) if role_name else None
-    caps: dict[str, list[str]] | None
-    try:
-        caps = vault.capabilities_self(settings, token, list(nomad_rules.required_capabilities(role_name)))
-    except VaultDenied:
-        caps = None  # sys/capabilities-self refused: Nomad cannot verify, and neither can we
-    broken = nomad_rules.failures(nomad_rules.check_all(info.raw, settings.task_role, role, caps))
+    broken = nomad_rules.failures(verify.nomad_rules_for(settings, token, info))
     for r in broken:
         logger.error("Nomad would refuse the token: %s (%s)", r.message, r.fix)
     if broken:

@@ -1,0 +1,220 @@
+"""`check`: everything Nomad will check, checked now, plus the local things Nomad never sees."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from nomad_vault_token import config, log, state, tls, vault
+from nomad_vault_token.config import Settings
+from nomad_vault_token.errors import (
+    EX_CONFIG,
+    EX_NOPERM,
+    EX_UNAVAILABLE,
+    ConfigError,
+    NvtError,
+    TokenInvalid,
+    VaultUnavailable,
+)
+from nomad_vault_token.vault import Secret, TokenInfo
+
+
+@dataclass(frozen=True)
+class Row:
+    side: str  # "local" or "vault"
+    check: str
+    result: str  # pass / warn / fail / skip
+    detail: str
+    fix: str = ""
+
+
+class Report:
+    def __init__(self) -> None:
+        self.rows: list[Row] = []
+
+    def add(self, side: str, check: str, result: str, detail: str, fix: str = "") -> None:
+        self.rows.append(Row(side, check, result, detail, fix))
+
+    def attempt(self, side: str, check: str, detail: str, action: Callable[[], object]) -> bool:
+        """Run `action`: a pass with `detail`, or a fail with the error's one line."""
+        try:
+            action()
+        except NvtError as exc:
+            self.add(side, check, "fail", exc.message)
+            return False
+        self.add(side, check, "pass", detail)
+        return True
+
+    def failed(self, side: str) -> bool:
+        return any(r.side == side and r.result == "fail" for r in self.rows)
+
+    def exit_code(self, unavailable: bool) -> int:
+        if self.failed("local"):
+            return EX_CONFIG
+        if unavailable:
+            return EX_UNAVAILABLE
+        return EX_NOPERM if self.failed("vault") else 0
+
+
+def main(config_file: Path | None, flags: dict[str, Any], *, mint: bool, fmt: str, verbose: bool) -> None:
+    log.setup(verbose)
+    if fmt not in {"table", "json"}:
+        raise ConfigError(f"--format {fmt!r}: use table or json")
+    report = Report()
+    settings: Settings | None = None
+    try:
+        settings = config.load(config_file, flags)
+        report.add("local", "config", "pass", f"{config_file or config.DEFAULT_CONFIG} and environment")
+    except NvtError as exc:
+        report.add("local", "config", "fail", exc.message)
+    unavailable = False
+    if settings is not None:
+        local_checks(report, settings)
+        unavailable = vault_checks(report, settings, mint=mint)
+    emit(report, fmt)
+    sys.exit(report.exit_code(unavailable))
+
+
+def local_checks(report: Report, settings: Settings) -> None:
+    if settings.ca_cert is not None:
+        ca = settings.ca_cert
+        report.attempt("local", "CA certificate", f"{ca} holds a CA", lambda: tls.check_ca(ca))
+    try:
+        cert, key = settings.client_tls()
+    except NvtError as exc:
+        report.add("local", "client certificate", "fail", exc.message)
+        return
+    if report.attempt("local", "client key mode", f"{key} is private", lambda: tls.check_key_mode(key)):
+        try:
+            info = tls.check_client(cert, key, settings.cert_warn_days)
+        except NvtError as exc:
+            report.add("local", "client certificate", "fail", exc.message)
+        else:
+            detail = f"{info.subject}, key matches, expires {info.not_after:%Y-%m-%d} ({info.days_left} days)"
+            if info.warnings:
+                report.add("local", "client certificate", "warn", detail, info.warnings[0])
+            else:
+                report.add("local", "client certificate", "pass", detail)
+    report.attempt(
+        "local", "state file", f"{settings.state_file} usable", lambda: state.check_writable(settings.state_file)
+    )
+
+
+def vault_checks(report: Report, settings: Settings, *, mint: bool) -> bool:
+    """The Vault side; returns True when Vault itself was unavailable."""
+    health = vault.health(settings)
+    if not health.usable:
+        report.add(
+            "vault",
+            "Vault reachable and unsealed",
+            "fail",
+            f"{settings.vault_addr}: {health.state}",
+            "start or unseal Vault, or fix vault_addr",
+        )
+        return True
+    report.add("vault", "Vault reachable and unsealed", "pass", f"{settings.vault_addr}: {health.state}")
+    if report.failed("local"):
+        report.add("vault", "certificate login", "skip", "fix the local failures first")
+        return False
+    try:
+        token, info = (minted_token if mint else saved_token)(report, settings)
+    except VaultUnavailable as exc:
+        report.add("vault", "Vault reachable and unsealed", "fail", exc.message)
+        return True
+    if token is None or info is None:
+        return False
+    try:
+        from nomad_vault_token import verify
+
+        for rule in verify.nomad_rules_for(settings, token, info):
+            report.add("vault", f"nomad: {rule.rule}", "pass" if rule.ok else "fail", rule.message, rule.fix)
+    finally:
+        if mint:
+            _discard(settings, token)
+    if settings.mint_mode == "create-orphan":
+        report.add(
+            "vault",
+            "minting mode",
+            "warn",
+            "create-orphan: the startup certificate can mint orphan tokens with ANY policy except root",
+            'switch to role mode: nomad-vault-token bootstrap-roles, then mint_mode = "role"',
+        )
+    return False
+
+
+def minted_token(report: Report, settings: Settings) -> tuple[Secret | None, TokenInfo | None]:
+    from nomad_vault_token.minting import login_and_mint
+
+    try:
+        token, info = login_and_mint(settings)
+    except VaultUnavailable:
+        raise
+    except NvtError as exc:
+        report.add("vault", "certificate login and mint", "fail", exc.message)
+        return None, None
+    report.add(
+        "vault", "certificate login and mint", "pass", f"minted accessor {info.accessor} (revoked after the check)"
+    )
+    return token, info
+
+
+def saved_token(report: Report, settings: Settings) -> tuple[Secret | None, TokenInfo | None]:
+    def login() -> None:
+        vault.revoke_self(settings, vault.login(settings))
+
+    detail = f"logged in through auth/{settings.auth_mount} role {settings.cert_role}"
+    if not report.attempt("vault", "certificate login", detail, login):
+        return None, None
+    saved = state.read(settings.state_file)
+    if saved is None:
+        report.add(
+            "vault",
+            "server token",
+            "warn",
+            f"no saved token in {settings.state_file}",
+            "run `nomad-vault-token check --mint` to test minting, or start the service",
+        )
+        return None, None
+    try:
+        info = vault.lookup_self(settings, saved.token)
+    except TokenInvalid as exc:
+        report.add(
+            "vault",
+            "server token",
+            "warn",
+            f"saved token accessor {saved.accessor}: {exc.message}",
+            "the next start mints a new one; check --mint tests that",
+        )
+        return None, None
+    report.add("vault", "server token", "pass", f"saved token accessor {info.accessor}, ttl {info.ttl}s")
+    return saved.token, info
+
+
+def _discard(settings: Settings, token: Secret) -> None:
+    """Revoke the token minted for the check: fresh, so it has no task tokens to take with it."""
+    with contextlib.suppress(NvtError):
+        vault.revoke_self(settings, token)
+
+
+def emit(report: Report, fmt: str) -> None:
+    if fmt == "json":
+        doc = {
+            "version": 1,
+            "ok": not (report.failed("local") or report.failed("vault")),
+            "checks": [asdict(r) for r in report.rows],
+        }
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
+    width = max(len(r.check) for r in report.rows) + 2
+    for r in report.rows:
+        sys.stdout.write(f"{r.result.upper():5} {r.check:<{width}}{r.detail}\n")
+        if r.fix and r.result in {"fail", "warn"}:
+            sys.stdout.write(f"{'':5} {'':<{width}}fix: {r.fix}\n")
+    fails = sum(r.result == "fail" for r in report.rows)
+    warns = sum(r.result == "warn" for r in report.rows)
+    sys.stdout.write(f"\n{len(report.rows)} checks: {fails} failed, {warns} warnings\n")

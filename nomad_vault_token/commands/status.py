@@ -1,0 +1,108 @@
+"""`status`: the current server token (from the state file and lookup-self) and the certificate. Never the token."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from nomad_vault_token import config, log, state, tls, vault
+from nomad_vault_token.durations import format_duration
+from nomad_vault_token.errors import ConfigError, NvtError, TokenInvalid
+
+
+def main(config_file: Path | None, flags: dict[str, Any], *, fmt: str, verbose: bool) -> None:
+    log.setup(verbose)
+    if fmt not in {"text", "json"}:
+        raise ConfigError(f"--format {fmt!r}: use text or json")
+    settings = config.load(config_file, flags)
+    saved = state.read(settings.state_file)
+    if saved is None:
+        raise NoToken(
+            f"no saved server token in {settings.state_file}: the service has not minted one yet "
+            "(or --state-dir points elsewhere)"
+        )
+    doc: dict[str, Any] = {
+        "version": 1,
+        "state_file": str(settings.state_file),
+        "accessor": saved.accessor,
+        "vault_addr": settings.vault_addr,
+        "minted_at": _iso(saved.minted_at),
+    }
+    doc["client_cert"] = cert_summary(settings)
+    try:
+        info = vault.lookup_self(settings, saved.token)
+    except TokenInvalid as exc:
+        doc |= {"valid": False, "problem": exc.message}
+        output(doc, fmt)
+        raise
+    now = time.time()
+    renewal = info.raw.get("last_renewal_time")
+    doc |= {
+        "valid": True,
+        "policies": list(info.policies),
+        "role": info.role or None,
+        "orphan": info.orphan,
+        "renewable": info.renewable,
+        "period": info.effective_period,
+        "ttl": info.ttl,
+        "expires_at": _iso(now + info.ttl),
+        "last_renewal": _iso(float(renewal)) if renewal else None,
+        "display_name": info.display_name,
+    }
+    output(doc, fmt)
+
+
+class NoToken(NvtError):
+    exit_code = 1
+
+
+def cert_summary(settings: config.Settings) -> dict[str, Any] | None:
+    if settings.client_cert is None or settings.client_key is None:
+        return None
+    try:
+        info = tls.check_client(settings.client_cert, settings.client_key, settings.cert_warn_days)
+    except NvtError as exc:
+        return {"path": str(settings.client_cert), "problem": exc.message}
+    return {
+        "path": str(info.path),
+        "subject": info.subject,
+        "expires_at": info.not_after.isoformat(),
+        "days_left": info.days_left,
+        "warnings": list(info.warnings),
+    }
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def output(doc: dict[str, Any], fmt: str) -> None:
+    if fmt == "json":
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
+    lines = [("accessor", doc["accessor"]), ("vault", doc["vault_addr"]), ("minted", doc["minted_at"])]
+    if doc.get("valid"):
+        lines += [
+            ("policies", ", ".join(doc["policies"])),
+            ("role", doc["role"] or "(none: create-orphan)"),
+            ("orphan", str(doc["orphan"]).lower()),
+            ("renewable", str(doc["renewable"]).lower()),
+            ("period", format_duration(doc["period"])),
+            ("ttl", f"{format_duration(doc['ttl'])} (expires {doc['expires_at']})"),
+            ("last renewal", doc["last_renewal"] or "never"),
+        ]
+    else:
+        lines.append(("token", f"NOT VALID: {doc['problem']}"))
+    cert = doc.get("client_cert")
+    if cert:
+        if "problem" in cert:
+            lines.append(("client cert", f"PROBLEM: {cert['problem']}"))
+        else:
+            warn = f"  WARNING: {cert['warnings'][0]}" if cert["warnings"] else ""
+            lines.append(("client cert", f"expires {cert['expires_at'][:10]} ({cert['days_left']} days){warn}"))
+    for key, value in lines:
+        sys.stdout.write(f"{key + ':':<14}{value}\n")

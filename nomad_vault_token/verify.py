@@ -1,0 +1,33 @@
+"""Nomad's start-up checks, run now against Vault with the server token (used by `run` and `check`)."""
+
+from __future__ import annotations
+
+from nomad_vault_token import nomad_rules, vault
+from nomad_vault_token.config import Settings
+from nomad_vault_token.errors import VaultDenied
+from nomad_vault_token.nomad_rules import RuleResult
+from nomad_vault_token.vault import Secret, TokenInfo
+
+
+def nomad_rules_for(settings: Settings, token: Secret, info: TokenInfo) -> list[RuleResult]:
+    """Every rule Nomad applies to this token and its role, with Nomad's wording on failure."""
+    role_name = nomad_rules.role_to_check(info.raw, settings.task_role)
+    denied: VaultDenied | None = None
+    try:
+        role = vault.read_role(settings, token, role_name) if role_name else None
+    except VaultDenied as exc:
+        role, denied = None, exc
+    caps: dict[str, list[str]] | None
+    try:
+        caps = vault.capabilities_self(settings, token, list(nomad_rules.required_capabilities(role_name)))
+    except VaultDenied:
+        caps = None  # sys/capabilities-self refused: Nomad cannot verify, and neither can we
+    results = nomad_rules.check_all(info.raw, settings.task_role, role, caps)
+    if denied is not None:  # the role may exist: Nomad fails to look it up, it does not call it missing
+        results = [
+            RuleResult(r.rule, False, f"failed to lookup role {role_name!r}: {denied.message}", r.fix)
+            if r.rule == "role.exists"
+            else r
+            for r in results
+        ]
+    return results

@@ -1,0 +1,199 @@
+"""`check` and `status` against the real OpenBao: each of Nomad's rules broken one at a time."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import hvac
+import pytest
+from bao import MINT_ROLE, PERIOD, SERVER_POLICY, TASK_ROLE, Bao, Certs
+from conftest import assert_one_line_error, run_cli, write_config
+
+pytestmark = pytest.mark.vault
+
+
+def check_json(cfg: Path, *args: str) -> tuple[int, dict[str, Any]]:
+    result = run_cli("check", "--config", str(cfg), "--format", "json", *args)
+    assert "Traceback" not in result.err, result.err
+    return result.code, json.loads(result.out)
+
+
+def failed(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    return [c for c in doc["checks"] if c["result"] == "fail"]
+
+
+def set_task_role(c: hvac.Client, **changes: object) -> None:
+    fields: dict[str, object] = {
+        "disallowed_policies": [SERVER_POLICY],
+        "orphan": True,
+        "token_period": f"{PERIOD}s",
+        "renewable": True,
+        "token_explicit_max_ttl": 0,
+    }
+    fields.update(changes)
+    c.write(f"auth/token/roles/{TASK_ROLE}", **fields)
+
+
+def drop_from_policy(c: hvac.Client, path: str) -> None:
+    """Remove one path from the server policy, and the default policy from minted tokens (it grants some)."""
+    rules = c.sys.read_policy(SERVER_POLICY)["data"]["rules"]
+    assert f'path "{path}"' in rules
+    c.sys.create_or_update_policy(SERVER_POLICY, rules.replace(f'path "{path}"', 'path "not/used"'))
+    c.write(
+        f"auth/token/roles/{MINT_ROLE}",
+        allowed_policies=[SERVER_POLICY],
+        orphan=True,
+        token_period=f"{PERIOD}s",
+        renewable=True,
+        token_no_default_policy=True,
+    )
+
+
+def test_all_pass_on_a_good_setup(bao: Bao, config: Path) -> None:
+    code, doc = check_json(config, "--mint")
+    assert code == 0, doc
+    assert doc["ok"] is True and not failed(doc)
+    rules = {c["check"] for c in doc["checks"]}
+    assert {"nomad: token.renewable", "nomad: role.period", f"nomad: cap.auth/token/create/{TASK_ROLE}"} <= rules
+    table = run_cli("check", "--config", str(config), "--mint")
+    assert table.code == 0 and "PASS" in table.out and "0 failed" in table.out
+
+
+def test_check_mint_leaves_no_token_behind(new_bao: Callable[[], Bao], certs: Certs, tmp_path: Path) -> None:
+    server = new_bao()
+    cfg = write_config(tmp_path / "c.toml", server, certs)
+    assert check_json(cfg, "--mint")[0] == 0
+    assert server.live_server_tokens() == []
+
+
+ROLE_BREAKS: list[tuple[dict[str, object] | None, str, str]] = [
+    (None, "role.exists", f'Role "{TASK_ROLE}" does not exist'),
+    ({"renewable": False}, "role.renewable", "Role must allow tokens to be renewed"),
+    (
+        {"token_explicit_max_ttl": "1h"},
+        "role.explicit_max_ttl",
+        "Role can not use an explicit max ttl. Token must be periodic.",
+    ),
+    ({"token_period": 0}, "role.period", "Role must have a non-zero period to make tokens periodic."),
+]
+
+
+@pytest.mark.parametrize(("change", "rule", "wording"), ROLE_BREAKS, ids=[r[1] for r in ROLE_BREAKS])
+def test_each_broken_role_rule(
+    new_bao: Callable[[], Bao], certs: Certs, tmp_path: Path, change: dict[str, object] | None, rule: str, wording: str
+) -> None:
+    server = new_bao()
+    if change is None:
+        server.client().delete(f"auth/token/roles/{TASK_ROLE}")
+    else:
+        set_task_role(server.client(), **change)
+    code, doc = check_json(write_config(tmp_path / "c.toml", server, certs), "--mint")
+    assert code == 77
+    assert [(c["check"], c["detail"]) for c in failed(doc)] == [(f"nomad: {rule}", wording)]
+    assert failed(doc)[0]["fix"]
+
+
+CAPS = [
+    "auth/token/lookup",
+    "auth/token/renew-self",
+    "auth/token/revoke-accessor",
+    f"auth/token/roles/{TASK_ROLE}",
+    f"auth/token/create/{TASK_ROLE}",
+]
+
+
+@pytest.mark.parametrize("path", CAPS)
+def test_each_missing_capability(new_bao: Callable[[], Bao], certs: Certs, tmp_path: Path, path: str) -> None:
+    server = new_bao()
+    drop_from_policy(server.client(), path)
+    code, doc = check_json(write_config(tmp_path / "c.toml", server, certs), "--mint")
+    assert code == 77
+    cap = [c for c in failed(doc) if c["check"] == f"nomad: cap.{path}"]
+    assert len(cap) == 1, failed(doc)
+    assert cap[0]["detail"].startswith("token must have one of the following capabilities")
+    assert f'on "{path}"' in cap[0]["detail"]
+    if path.startswith("auth/token/roles/"):  # and the role cannot be read, as Nomad would find
+        assert any("failed to lookup role" in c["detail"] for c in failed(doc))
+    else:
+        assert len(failed(doc)) == 1
+
+
+def test_non_renewable_mint_role_fails_the_mint(new_bao: Callable[[], Bao], certs: Certs, tmp_path: Path) -> None:
+    server = new_bao()
+    server.client().write(
+        f"auth/token/roles/{MINT_ROLE}",
+        allowed_policies=[SERVER_POLICY],
+        orphan=True,
+        token_period=f"{PERIOD}s",
+        renewable=False,
+    )
+    code, doc = check_json(write_config(tmp_path / "c.toml", server, certs), "--mint")
+    assert code == 77
+    assert [c["check"] for c in failed(doc)] == ["certificate login and mint"]
+    assert "non-renewable" in failed(doc)[0]["detail"]
+
+
+def test_expired_certificate_is_a_local_failure(bao: Bao, certs: Certs, tmp_path: Path) -> None:
+    cert, key = certs.issue_client(
+        "nomad-startup-old",
+        not_before=datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC),
+        not_after=datetime.datetime(2021, 1, 1, tzinfo=datetime.UTC),
+    )
+    code, doc = check_json(write_config(tmp_path / "c.toml", bao, certs, client_cert=cert, client_key=key))
+    assert code == 78
+    assert [c["check"] for c in failed(doc)] == ["client certificate"] and "expired" in failed(doc)[0]["detail"]
+
+
+def test_key_mode_0644_is_a_local_failure(bao: Bao, certs: Certs, tmp_path: Path) -> None:
+    cert, key = certs.issue_client("nomad-startup-open")
+    os.chmod(key, 0o644)
+    code, doc = check_json(write_config(tmp_path / "c.toml", bao, certs, client_cert=cert, client_key=key))
+    assert code == 78
+    assert [c["check"] for c in failed(doc)] == ["client key mode"]
+    assert f"chmod 600 {key}" in failed(doc)[0]["detail"]
+
+
+def test_vault_down_is_69(bao: Bao, certs: Certs, tmp_path: Path) -> None:
+    code, doc = check_json(write_config(tmp_path / "c.toml", bao, certs, vault_addr="https://127.0.0.1:1"))
+    assert code == 69 and failed(doc)[0]["check"] == "Vault reachable and unsealed"
+
+
+def test_create_orphan_mode_warns(bao: Bao, certs: Certs, tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "c.toml", bao, certs, mint_mode="create-orphan", cert_role="nomad_startup_orphan")
+    code, doc = check_json(cfg, "--mint")
+    assert code == 0
+    warn = [c for c in doc["checks"] if c["check"] == "minting mode"]
+    assert warn and warn[0]["result"] == "warn" and "ANY policy" in warn[0]["detail"]
+
+
+def test_check_uses_the_saved_token_by_default(bao: Bao, config: Path) -> None:
+    code, doc = check_json(config)
+    assert code == 0 and any(c["check"] == "server token" and c["result"] == "warn" for c in doc["checks"])
+    assert run_cli("run", "--config", str(config), "--", "/bin/true").code == 0
+    code, doc = check_json(config)
+    assert code == 0 and any(c["check"] == "server token" and c["result"] == "pass" for c in doc["checks"])
+
+
+def test_status_shows_the_token_but_never_the_secret(bao: Bao, config: Path) -> None:
+    assert_one_line_error(run_cli("status", "--config", str(config)), 1, "no saved server token")
+    assert run_cli("run", "--config", str(config), "--", "/bin/true").code == 0
+    token = json.loads((config.parent / "state" / "token.json").read_text())["token"]
+    result = run_cli("status", "--config", str(config), "--format", "json")
+    assert result.code == 0, result.err
+    doc = json.loads(result.out)
+    assert doc["valid"] is True and doc["role"] == MINT_ROLE and doc["orphan"] is True
+    assert doc["period"] == PERIOD and 0 < doc["ttl"] <= PERIOD and doc["expires_at"].endswith("Z")
+    assert set(doc["policies"]) - {"default"} == {SERVER_POLICY}
+    assert doc["client_cert"]["days_left"] > 0
+    text = run_cli("status", "--config", str(config))
+    assert text.code == 0 and doc["accessor"] in text.out and "ttl:" in text.out
+    for out in (result.out, result.err, text.out, text.err):
+        assert token not in out
+    bao.client().auth.token.revoke_accessor(doc["accessor"])
+    dead = run_cli("status", "--config", str(config))
+    assert dead.code == 77 and "NOT VALID" in dead.out and "Traceback" not in dead.err
