@@ -1,0 +1,215 @@
+"""The newcomer's demo: a local OpenBao, bootstrap-roles, run with a stand-in Nomad, status, check.
+
+Run it with `scripts/demo` (which sets up the virtualenv first). Everything lives
+under .demo/ and is removed at the end; every process started is stopped by PID.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from bao import Bao, Certs, wait_for  # noqa: E402  (the test bed's real OpenBao launcher)
+
+WORK = ROOT / ".demo"
+CLI = [str(Path(sys.executable).parent / "nomad-vault-token")]
+FAKE_NOMAD = ROOT / "tests" / "fake_nomad.py"
+
+
+def say(title: str, text: str = "") -> None:
+    print(f"\n\033[1m== {title}\033[0m")
+    if text:
+        print(textwrap.fill(textwrap.dedent(text).strip(), 96))
+
+
+def show(argv: list[str], env: dict[str, str] | None = None, hide: str = "") -> subprocess.CompletedProcess[str]:
+    shown = " ".join("nomad-vault-token" if a == CLI[0] else a for a in argv)
+    print(f"$ {shown}")
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False)
+    for stream in (proc.stdout, proc.stderr):
+        for line in stream.rstrip().splitlines():
+            print("  " + (line.replace(hide, "<token>") if hide else line))
+    if proc.returncode not in (0,):
+        print(f"  (exit {proc.returncode})")
+    return proc
+
+
+def events(report: Path, name: str) -> list[dict[str, object]]:
+    if not report.exists():
+        return []
+    return [e for e in map(json.loads, report.read_text().splitlines()) if e["event"] == name]
+
+
+def main() -> int:
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir()
+    server: Bao | None = None
+    agents: list[subprocess.Popen[bytes]] = []
+    try:
+        say(
+            "1. A Vault server",
+            """
+            Vault (here OpenBao, its open-source fork) holds secrets. A Nomad server needs a Vault token
+            to hand out secrets to jobs. We start a real OpenBao on 127.0.0.1 with TLS, initialise and
+            unseal it, as an operator would.""",
+        )
+        certs = Certs(WORK / "certs")
+        server = Bao(WORK / "openbao", certs).start()
+        print(f"  OpenBao is up at {server.addr} (pid {server.pid}), unsealed; we hold its root token.")
+
+        say(
+            "2. bootstrap-roles: the admin's one-time setup",
+            """
+            With an admin token, bootstrap-roles writes what Vault needs: the policy Nomad's token carries,
+            a token role Nomad derives job tokens from, a 'mint' role that can only create Nomad's token,
+            and certificate login for the servers. No sudo anywhere. Run twice, it changes nothing.""",
+        )
+        admin = {
+            **os.environ,
+            "VAULT_TOKEN": server.root_token,
+            "VAULT_ADDR": server.addr,
+            "VAULT_CACERT": str(certs.ca_path),
+        }
+        boot = [*CLI, "bootstrap-roles", "--client-ca", str(certs.ca_path), "--allowed-common-name", "nomad-startup"]
+        show(boot, env=admin)
+        show(boot, env=admin)
+
+        say(
+            "3. The server's configuration",
+            """
+            Each Nomad server has a client certificate (here issued by our demo CA) and this config file.""",
+        )
+        cfg = WORK / "config.toml"
+        cfg.write_text(
+            f'vault_addr = "{server.addr}"\nca_cert = "{certs.ca_path}"\n'
+            f'client_cert = "{certs.client_cert}"\nclient_key = "{certs.client_key}"\n'
+            f'state_dir = "{WORK / "state"}"\ntoken_config = "{WORK / "run" / "vault-token.hcl"}"\n'
+            'check_interval = "2s"\n'
+        )
+        print(textwrap.indent(cfg.read_text(), "  "))
+
+        say(
+            "4. run: what systemd starts on every boot",
+            """
+            `nomad-vault-token run -- nomad agent ...` logs in with the certificate, mints Nomad's token,
+            writes it to a private file Nomad reads, starts a small tracker, and replaces itself with the
+            agent (same PID, so systemd sees Nomad directly). Nomad is not installed here: a stand-in
+            agent does what Nomad's server does with its token (validate, renew) and tells us.""",
+        )
+        agent_hcl = WORK / "agent.hcl"
+        agent_hcl.write_text(
+            f'vault {{\n  enabled = true\n  address = "{server.addr}"\n  ca_file = "{certs.ca_path}"\n}}\n'
+        )
+        report = WORK / "agent.jsonl"
+        env = {**os.environ, "FAKE_NOMAD_REPORT": str(report), "FAKE_NOMAD_RENEW_EVERY": "2"}
+        for key in [k for k in env if k.startswith("VAULT_")]:
+            env.pop(key)
+        argv = [
+            *CLI,
+            "run",
+            "--config",
+            str(cfg),
+            "--",
+            sys.executable,
+            str(FAKE_NOMAD),
+            "agent",
+            "-config",
+            str(agent_hcl),
+        ]
+        print("$ nomad-vault-token run --config .demo/config.toml -- <stand-in nomad> agent -config agent.hcl")
+        first_log = WORK / "run-1.log"
+        with open(first_log, "w") as err:
+            agents.append(subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stderr=err))
+        wait_for(lambda: events(report, "validated"), 30, "the agent to validate its token")
+        print(textwrap.indent(first_log.read_text().rstrip(), "  "))
+        v = events(report, "validated")[0]
+        print(
+            f"  agent (pid {agents[0].pid}) validated its token: ok={v['ok']}, accessor {v['accessor']}, "
+            f"role {v['role']}"
+        )
+        wait_for(lambda: events(report, "renewed"), 30, "a renewal")
+        print(f"  agent renewed it: ttl {events(report, 'renewed')[0]['ttl']}s (72h, a periodic token)")
+
+        say("5. status: what an operator looks at", "The token itself is never printed; the accessor names it.")
+        show([*CLI, "status", "--config", str(cfg)])
+
+        say("6. check: everything Nomad will check, before Nomad does")
+        show([*CLI, "check", "--config", str(cfg)])
+
+        say(
+            "7. Restart: the token is reused, not piled up",
+            """
+            The old bash script minted a new 72-hour token on every restart. Here the next start finds the
+            saved token still good and reuses it.""",
+        )
+        os.kill(agents[0].pid, signal.SIGTERM)
+        agents[0].wait(15)
+        report.unlink()
+        log = WORK / "run-2.log"
+        with open(log, "w") as err:
+            agents.append(subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stderr=err))
+        wait_for(lambda: events(report, "validated"), 30, "the restarted agent")
+        for line in log.read_text().splitlines():
+            if "reusing" in line:
+                print("  " + line)
+        print(f"  after restart the agent holds accessor {events(report, 'validated')[0]['accessor']}: the same one")
+
+        say(
+            "8. The token is revoked: the tracker recovers",
+            """
+            Nomad stops renewing for good when its token is revoked. The tracker notices, mints a new
+            token, rewrites the agent's token file and sends it SIGHUP: Nomad reloads and carries on.""",
+        )
+        old = str(events(report, "validated")[0]["accessor"])
+        server.client().auth.token.revoke_accessor(old)
+        print(f"  revoked accessor {old} with the root token ...")
+        wait_for(lambda: [e for e in events(report, "reload") if e["token_changed"]], 30, "the agent to reload")
+        wait_for(lambda: [e for e in events(report, "validated") if e["accessor"] != old], 30, "revalidation")
+        new = [e for e in events(report, "validated") if e["accessor"] != old]
+        print(f"  agent (same pid {agents[1].pid}) reloaded with accessor {new[0]['accessor']}: ok={new[0]['ok']}")
+        for line in log.read_text().splitlines():
+            if "tracker" in line or "recover" in line or "gone" in line or "SIGHUP" in line:
+                print("  " + line)
+
+        say(
+            "Done",
+            """
+            That is the whole life of a Nomad server's token: minted once with least privilege, reused across
+            restarts, watched, and replaced when it dies. Next: `scripts/test` runs the test suite.""",
+        )
+        return 0
+    finally:
+        for proc in agents:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        _stop_trackers(str(WORK))
+        if server is not None:
+            server.stop()
+        shutil.rmtree(WORK, ignore_errors=True)
+
+
+def _stop_trackers(marker: str) -> None:
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                if marker in Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace"):
+                    os.kill(int(entry), signal.SIGTERM)
+            except OSError:
+                pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())
