@@ -433,6 +433,148 @@ def run(
     cmd.main(config, flags, agent or [], check=not no_check, verbose=verbose)
 
 
+INSTALL = "Install"
+
+
+@app.command()
+def install(
+    root: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--root",
+            metavar="DIR",
+            help="install under this directory (image builds, tests); the unit still names the real paths; "
+            "implies --no-systemctl unless --systemctl is given",
+            rich_help_panel=INSTALL,
+            show_default=False,
+        ),
+    ] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="report what would change; write nothing", rich_help_panel=INSTALL)
+    ] = False,
+    systemctl: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--systemctl/--no-systemctl",
+            help="run `systemctl daemon-reload` when the unit changed [default: yes, no with --root]",
+            rich_help_panel=INSTALL,
+            show_default=False,
+        ),
+    ] = None,
+    bin_path: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--bin",
+            help="nomad-vault-token as the unit's ExecStart names it [default: the script beside this Python]",
+            rich_help_panel=INSTALL,
+            show_default=False,
+        ),
+    ] = None,
+    agent: Annotated[
+        Optional[str],
+        typer.Option(
+            "--agent",
+            help="the agent's command line [default: /usr/bin/nomad agent -config /etc/nomad.d]",
+            rich_help_panel=INSTALL,
+            show_default=False,
+        ),
+    ] = None,
+    config_path: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--config-path",
+            help="where the config file goes, as the unit names it [default: /etc/nomad-vault-token/config.toml]",
+            rich_help_panel=INSTALL,
+            show_default=False,
+        ),
+    ] = None,
+    unit_name: Annotated[
+        str, typer.Option("--unit-name", help="unit file in /etc/systemd/system", rich_help_panel=INSTALL)
+    ] = "nomad.service",
+    start_timeout: Annotated[
+        str,
+        typer.Option(
+            "--start-timeout",
+            help="the unit's TimeoutStartSec (how long Vault may stay sealed)",
+            rich_help_panel=INSTALL,
+        ),
+    ] = "5min",
+    config_source: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--config-source",
+            help="copy this TOML file as the config (checked first); instead of config flags",
+            rich_help_panel=INSTALL,
+            show_default=False,
+        ),
+    ] = None,
+    set_values: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--set",
+            help="any other config key, KEY=VALUE (e.g. wait_timeout=10m); repeat for more",
+            rich_help_panel=INSTALL,
+            show_default=False,
+            metavar="KEY=VALUE",
+        ),
+    ] = None,
+    vault_addr: AddrOpt = None,
+    ca_cert: CaOpt = None,
+    client_cert: CertOpt = None,
+    client_key: KeyOpt = None,
+    tls_server_name: ServerNameOpt = None,
+    namespace: NamespaceOpt = None,
+    allow_insecure_http: InsecureOpt = None,
+    auth_mount: AuthMountOpt = None,
+    cert_role: CertRoleOpt = None,
+    mint_mode: ModeOpt = None,
+    mint_role: MintRoleOpt = None,
+    policy: PolicyOpt = None,
+    period: PeriodOpt = None,
+    task_role: TaskRoleOpt = None,
+) -> None:
+    """Install the systemd unit, the config file and the service's directories; idempotent, for Ansible.
+
+    Writes /etc/systemd/system/nomad.service (0644), /etc/nomad-vault-token/config.toml (0640, in a 0750
+    directory), /var/lib/nomad-vault-token and /run/nomad-vault-token (0700), only where they differ.
+    The config holds exactly the keys given by flags and --set (environment variables are not read), or a copy
+    of --config-source; with neither, an existing config is left alone.
+
+    Prints one JSON object: {"version": 1, "changed": ..., "changes": [{"path": ..., "action": ...}]},
+    action one of created, updated, unchanged (or would create, would update with --check).
+
+    Exit codes: 0 done (changed or not), 2 usage, 78 bad config or path (nothing in the way is replaced),
+    1 systemctl daemon-reload failed (the unit file is put back, so the next install retries).
+    """
+    from nomad_vault_token.commands import install as cmd
+
+    flags = conn_flags(
+        vault_addr,
+        ca_cert,
+        client_cert,
+        client_key,
+        tls_server_name,
+        namespace,
+        allow_insecure_http,
+        auth_mount,
+        cert_role,
+    )
+    flags |= mint_flags(mint_mode, mint_role, policy, period, task_role)
+    cmd.main(
+        root=root,
+        check=check,
+        systemctl=systemctl,
+        bin_path=bin_path,
+        agent=agent,
+        config_path=config_path,
+        unit_name=unit_name,
+        start_timeout=start_timeout,
+        config_source=config_source,
+        settings=flags,
+        set_values=set_values or [],
+    )
+
+
 def main() -> None:
     """Console-script entry point: one line and the documented exit code for every user error."""
     from nomad_vault_token.errors import NvtError
