@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,13 +32,13 @@ def main(
     if include_token and fmt != "json":
         raise ConfigError("--include-token goes with --format json")
     settings = config.load(config_file, flags)
+    if output is not None:
+        check_output_path(output)
     cert, key = settings.client_tls()
     for warning in tls.preflight(cert, key, settings.ca_cert, settings.cert_warn_days).warnings:
         logger.warning("%s", warning)
     secret, info = login_and_mint(settings)
     if output is not None:
-        if output.is_dir():
-            raise ConfigError(f"--output {output}: is a directory: give a file path")
         payload = secret.reveal() + "\n"
         write_private(output.absolute(), payload.encode(), "--output")
     if fmt == "json":
@@ -54,3 +55,14 @@ def main(
         sys.stdout.write(json.dumps(doc) + "\n")
     elif output is None:
         sys.stdout.write(secret.reveal() + "\n")
+
+
+def check_output_path(output: Path) -> None:
+    """Before minting: the token must have somewhere to go, or it would be minted for nothing."""
+    if output.is_dir():
+        raise ConfigError(f"--output {output}: is a directory: give a file path")
+    parent = output.absolute().parent
+    if not parent.is_dir():
+        raise ConfigError(f"--output {output}: directory {parent} does not exist: create it first")
+    if not os.access(parent, os.W_OK):
+        raise ConfigError(f"--output {output}: directory {parent} is not writable by this user")
