@@ -283,7 +283,8 @@ class Tracker:
             if h.renewed_by:
                 parts[0] += f" by {h.renewed_by}"
         if h.unreachable_since is not None:
-            parts.append(f"Vault unreachable since {_clock(h.unreachable_since)}")
+            reason = h.problem.replace(f"Vault at {self.settings.vault_addr} ", "")
+            parts.append(f"Vault unreachable since {_clock(h.unreachable_since)} ({reason})")
         elif h.problem and h.dead_since is None:
             parts.append(h.problem)
         if self.cert_warning:

@@ -79,7 +79,7 @@ class Certs:
 class Bao:
     """One OpenBao server process (inmem storage: its data dies with it)."""
 
-    def __init__(self, workdir: Path, certs: Certs) -> None:
+    def __init__(self, workdir: Path, certs: Certs, durable: bool = False) -> None:
         self.workdir = workdir
         self.certs = certs
         self.port = free_port()
@@ -90,9 +90,16 @@ class Bao:
         workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = workdir / "bao.log"
         self.config_path = workdir / "bao.hcl"
+        if durable:  # raft on disk: survives a stop and start (then it must be unsealed again)
+            (workdir / "raft").mkdir(exist_ok=True)
+            storage = (
+                f'storage "raft" {{\n  path = "{workdir}/raft"\n  node_id = "n1"\n}}\n'
+                f'cluster_addr = "https://127.0.0.1:{free_port()}"\n'
+            )
+        else:
+            storage = 'storage "inmem" {}\n'
         self.config_path.write_text(
-            'storage "inmem" {}\n'
-            f'listener "tcp" {{\n  address = "127.0.0.1:{self.port}"\n'
+            storage + f'listener "tcp" {{\n  address = "127.0.0.1:{self.port}"\n'
             f'  tls_cert_file = "{certs.server_pem}"\n  tls_key_file = "{certs.server_pem}"\n}}\n'
             f'disable_mlock = true\napi_addr = "{self.addr}"\n'
         )
@@ -102,8 +109,10 @@ class Bao:
         assert self.proc is not None
         return self.proc.pid
 
-    def client(self, token: str | None = None) -> hvac.Client:
-        return hvac.Client(url=self.addr, verify=str(self.certs.ca_path), token=token or self.root_token, timeout=5)
+    def client(self, token: str | None = None, timeout: float = 30) -> hvac.Client:
+        return hvac.Client(
+            url=self.addr, verify=str(self.certs.ca_path), token=token or self.root_token, timeout=timeout
+        )
 
     def launch(self) -> None:
         """Start the process and wait until it answers (sealed, not initialised)."""
@@ -140,7 +149,22 @@ class Bao:
 
     def unseal(self) -> None:
         self.client().sys.submit_unseal_key(self.unseal_key)
-        wait_for(lambda: not self.client().sys.is_sealed(), 10, "unseal")
+        wait_for(self.active, 60, "unsealed and active")
+
+    def active(self) -> bool:
+        """Unsealed and serving requests (raft needs a moment to elect itself leader)."""
+        try:
+            health = self.client(timeout=2).sys.read_health_status(method="GET")
+            data = health if isinstance(health, dict) else health.json()
+            return bool(not data["sealed"] and not data.get("standby"))
+        except Exception:
+            return False
+
+    def restart(self) -> None:
+        """Stop and start the process (durable storage only), then unseal."""
+        self.stop()
+        self.launch()
+        self.unseal()
 
     def seal(self) -> None:
         self.client().sys.seal()
