@@ -168,7 +168,7 @@ def test_state_write_killed_at_random_points_is_old_or_new(tmp_path: Path) -> No
     for _ in range(25):
         proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], env=clean_env())
         wait_for(path.exists, 10, "first write")
-        time.sleep(rng.uniform(0.0, 0.05))  # noqa: a random kill point is the point of the test
+        time.sleep(rng.uniform(0.0, 0.05))  # a random kill point is what this test is about
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(5)
         doc = json.loads(path.read_text())
