@@ -43,7 +43,10 @@ def main(config_file: Path | None, flags: dict[str, Any], argv: Sequence[str], *
     agent_argv, agent_env = handoff.prepare(settings, token, [agent, *argv[1:]], os.environ)
     from nomad_vault_token import tracker
 
-    tracker.spawn(settings, token, info, notifier)
+    try:
+        tracker.spawn(settings, token, info, notifier)
+    except OSError as exc:  # the agent matters more than its watcher: start it anyway
+        logger.error("could not start the tracker (%s): the token will not be watched", exc.strerror)
     logger.info("starting agent %s with token accessor %s (%s hand-off)", agent, info.accessor, settings.handoff)
     try:
         os.execve(agent, agent_argv, agent_env)
