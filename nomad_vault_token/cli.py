@@ -575,6 +575,126 @@ def install(
     )
 
 
+BOOTSTRAP = "Bootstrap"
+
+
+@app.command("bootstrap-roles")
+def bootstrap_roles(
+    client_ca: Annotated[
+        Path,
+        typer.Option(
+            "--client-ca",
+            help="PEM: the CA (or the certificate itself) the cert role trusts for the startup identity",
+            rich_help_panel=BOOTSTRAP,
+            show_default=False,
+        ),
+    ],
+    config: ConfigOpt = None,
+    token_file: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--token-file",
+            help="file holding the admin token [default: $VAULT_TOKEN]",
+            rich_help_panel=BOOTSTRAP,
+            show_default=False,
+        ),
+    ] = None,
+    allowed_common_name: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--allowed-common-name",
+            help="common name (or glob) the startup certificate must have; repeat for more [default: any]",
+            rich_help_panel=BOOTSTRAP,
+            show_default=False,
+        ),
+    ] = None,
+    task_allowed_policy: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--task-allowed-policy",
+            help="a policy jobs may ask for (the task role's allowed_policies); repeat for more "
+            "[default: any except the server policy]",
+            rich_help_panel=BOOTSTRAP,
+            show_default=False,
+        ),
+    ] = None,
+    login_ttl: Annotated[
+        str,
+        typer.Option("--login-ttl", help="TTL (and max TTL) of the cert login token", rich_help_panel=BOOTSTRAP),
+    ] = "5m",
+    mode: Annotated[
+        Optional[str],
+        typer.Option(
+            "--mode",
+            "--mint-mode",
+            help="role (least privilege) or create-orphan (the old script's setup, with sudo) [default: role]",
+            rich_help_panel=BOOTSTRAP,
+            show_default=False,
+        ),
+    ] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="report what would change; write nothing", rich_help_panel=BOOTSTRAP)
+    ] = False,
+    diff: Annotated[
+        bool, typer.Option("--diff", help="also show each field's change (old -> new)", rich_help_panel=BOOTSTRAP)
+    ] = False,
+    fmt: Annotated[str, typer.Option("--format", help="text or json", rich_help_panel=BOOTSTRAP)] = "text",
+    vault_addr: AddrOpt = None,
+    ca_cert: CaOpt = None,
+    tls_server_name: ServerNameOpt = None,
+    namespace: NamespaceOpt = None,
+    allow_insecure_http: InsecureOpt = None,
+    auth_mount: AuthMountOpt = None,
+    cert_role: Annotated[
+        Optional[str],
+        typer.Option(
+            "--cert-role",
+            help="cert auth role of the startup identity, and its policy's name [default: nomad_startup]",
+            rich_help_panel=CONN,
+            show_default=False,
+        ),
+    ] = None,
+    mint_role: MintRoleOpt = None,
+    policy: PolicyOpt = None,
+    period: PeriodOpt = None,
+    task_role: TaskRoleOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """As an admin, once: write the policies, token roles, cert auth mount and cert role the other commands need.
+
+    Idempotent: reads everything, writes only what differs, and prints one line per object (created, updated
+    with the fields that differ, or unchanged). The admin token comes from $VAULT_TOKEN or --token-file; no
+    client certificate is needed. Names, period and mint mode come from the same config as the other commands.
+
+    Exit codes: 0 done (or --check), 69 Vault unavailable, 77 the admin token may not do it, 78 bad input.
+    """
+    from nomad_vault_token.commands import bootstrap as cmd
+
+    flags: dict[str, Any] = {
+        "vault_addr": vault_addr,
+        "ca_cert": ca_cert,
+        "tls_server_name": tls_server_name,
+        "namespace": namespace,
+        "allow_insecure_http": allow_insecure_http,
+        "auth_mount": auth_mount,
+        "cert_role": cert_role,
+    }
+    flags |= mint_flags(mode, mint_role, policy, period, task_role)
+    cmd.main(
+        config,
+        flags,
+        token_file=token_file,
+        client_ca=client_ca,
+        allowed_common_names=allowed_common_name or [],
+        task_allowed_policies=task_allowed_policy or [],
+        login_ttl=login_ttl,
+        check=check,
+        diff=diff,
+        fmt=fmt,
+        verbose=verbose,
+    )
+
+
 def main() -> None:
     """Console-script entry point: one line and the documented exit code for every user error."""
     from nomad_vault_token.errors import NvtError

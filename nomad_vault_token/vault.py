@@ -349,3 +349,74 @@ def read_role(settings: Settings, token: Secret, role: str) -> dict[str, Any] | 
     if resp is None:
         return None
     return dict(resp.get("data") or {})
+
+
+# ---- admin endpoints (bootstrap-roles) ----
+# With an admin token, not the certificate. A 403 names the path and the capabilities the admin
+# token lacks there (as measured on OpenBao), never the token.
+
+
+@contextmanager
+def _admin_mapped(settings: Settings, path: str, needs: str) -> Iterator[None]:
+    """`_mapped`, but a 403 says which capability the admin token needs on `path`."""
+    import hvac.exceptions as hx
+
+    with _mapped(settings, path):
+        try:
+            yield
+        except hx.Forbidden:
+            raise VaultDenied(f"{path}: permission denied: the admin token needs {needs} on it") from None
+
+
+def admin_lookup_self(settings: Settings, token: Secret) -> TokenInfo:
+    """GET auth/token/lookup-self: is the admin token a token of this Vault at all?"""
+    import hvac.exceptions as hx
+
+    client = _client(settings, token=token)
+    path = "auth/token/lookup-self"
+    with _mapped(settings, path):
+        try:
+            resp = client.auth.token.lookup_self()
+        except (hx.Forbidden, hx.Unauthorized):
+            raise VaultDenied(
+                f"{path}: Vault refused the admin token (permission denied): it is expired, revoked or not "
+                "a token of this Vault (or lacks the default policy): give a valid admin token"
+            ) from None
+    return TokenInfo.from_lookup(resp["data"])
+
+
+def admin_read(settings: Settings, token: Secret, path: str) -> dict[str, Any] | None:
+    """GET <path> (a policy, a token role, a cert role); None when it does not exist."""
+    client = _client(settings, token=token)
+    with _admin_mapped(settings, path, '"read"'):
+        resp = client.read(path)
+    if resp is None:
+        return None
+    return dict(resp.get("data") or {})
+
+
+def admin_write(settings: Settings, token: Secret, path: str, data: Mapping[str, Any], needs: str) -> None:
+    """POST <path> with `data`; `needs` is the capability a 403 names (e.g. '"update" (and "read")')."""
+    client = _client(settings, token=token)
+    with _admin_mapped(settings, path, needs):
+        client.write_data(path, data=dict(data))
+
+
+def admin_auth_mounts(settings: Settings, token: Secret) -> dict[str, str]:
+    """GET sys/auth: mount path (without the trailing slash) -> auth method type."""
+    client = _client(settings, token=token)
+    with _admin_mapped(settings, "sys/auth", '"read"'):
+        resp = client.sys.list_auth_methods()
+    data = resp.get("data", resp) if isinstance(resp, dict) else {}
+    return {
+        str(mount).rstrip("/"): str(info.get("type", ""))
+        for mount, info in data.items()
+        if isinstance(info, dict) and str(mount).endswith("/")
+    }
+
+
+def admin_enable_auth(settings: Settings, token: Secret, mount: str, method_type: str) -> None:
+    """POST sys/auth/<mount>: enable an auth method there."""
+    client = _client(settings, token=token)
+    with _admin_mapped(settings, f"sys/auth/{mount}", '"update" and "sudo"'):
+        client.sys.enable_auth_method(method_type, path=mount)

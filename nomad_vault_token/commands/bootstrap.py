@@ -1,0 +1,288 @@
+"""`bootstrap-roles`: with an admin token, write the policies, token roles, cert auth mount and cert role.
+
+Idempotent: everything is read first, compared (`bootstrap_plan`), and only the objects that differ
+are written. Reads come before any write, so a token that cannot read stops before changing anything.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import stat
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from nomad_vault_token import config, log, resources, vault
+from nomad_vault_token.bootstrap_plan import PlanError, Step, Wanted, fill_fields, fill_text, plan, result
+from nomad_vault_token.config import Settings
+from nomad_vault_token.durations import DurationError, parse_duration
+from nomad_vault_token.errors import ConfigError
+from nomad_vault_token.vault import Secret
+
+logger = logging.getLogger(__name__)
+
+RESULT_VERSION = 1
+AUTH_TYPE = "cert"
+SERVER_POLICY_FILE = "nomad-server.hcl"
+STARTUP_POLICY_FILES = {"role": "startup-role.hcl", "create-orphan": "startup-create-orphan.hcl"}
+ROLES_FILE = "roles.toml"
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_MOUNT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)*")
+
+CREATE_ORPHAN_WARNING = (
+    "create-orphan mode: the startup policy grants sudo on auth/token/create-orphan, so whoever holds "
+    "the startup certificate can mint orphan tokens with ANY policy except root. Role mode (the default) "
+    "lets it mint only through the mint role, whose allowed_policies is the server policy alone, with no "
+    "sudo anywhere: use it unless existing clusters still need the old script's setup."
+)
+
+
+def main(
+    config_file: Path | None,
+    flags: dict[str, Any],
+    *,
+    token_file: Path | None,
+    client_ca: Path,
+    allowed_common_names: list[str],
+    task_allowed_policies: list[str],
+    login_ttl: str,
+    check: bool,
+    diff: bool,
+    fmt: str,
+    verbose: bool,
+) -> None:
+    log.setup(verbose)
+    if fmt not in {"text", "json"}:
+        raise ConfigError(f"--format {fmt!r}: use text or json")
+    settings = config.load(config_file, flags)
+    _check_names(settings)
+    ttl = _login_ttl(login_ttl)
+    ca_pem = _client_ca(client_ca)
+    task_allowed = _task_allowed(task_allowed_policies, settings)
+    common_names = _common_names(allowed_common_names)
+    admin = _admin_token(token_file)
+
+    if settings.mint_mode == "create-orphan":
+        logger.warning("%s", CREATE_ORPHAN_WARNING)
+    if not common_names:
+        logger.warning(
+            "no --allowed-common-name: any certificate issued by --client-ca %s can log in as %s",
+            client_ca,
+            settings.cert_role,
+        )
+
+    wanted = wanted_objects(settings, ca_pem=ca_pem, common_names=common_names, task_allowed=task_allowed, ttl=ttl)
+
+    vault.admin_lookup_self(settings, admin)
+    current = _read_current(settings, admin, wanted)
+    try:
+        steps = plan(wanted, current)
+    except PlanError as exc:
+        raise ConfigError(f"bootstrap-roles: {exc}") from None
+
+    for step in steps:
+        if not check and step.changed:
+            _apply(settings, admin, step)
+        if fmt == "text":
+            lines = [step.line(check)] + (step.diff_lines() if diff else [])
+            sys.stdout.write("".join(line + "\n" for line in lines))
+            sys.stdout.flush()
+    if fmt == "json":
+        sys.stdout.write(json.dumps(result(steps, check, RESULT_VERSION)) + "\n")
+
+
+# ---- the wanted objects --------------------------------------------------------------------------
+
+
+def wanted_objects(
+    settings: Settings,
+    *,
+    ca_pem: str,
+    common_names: list[str],
+    task_allowed: list[str],
+    ttl: int,
+) -> list[Wanted]:
+    """Every object bootstrap-roles manages, filled from the shipped templates, in writing order."""
+    import tomllib
+
+    server_policy = settings.policies[0]
+    startup_policy = settings.cert_role
+    values: dict[str, Any] = {
+        "task_role": settings.task_role,
+        "mint_role": settings.mint_role,
+        "period": settings.period,
+        "server_policies": list(settings.policies),
+        "task_allowed_policies": task_allowed,
+        "startup_policy": startup_policy,
+        "client_ca": ca_pem,
+        "allowed_common_names": common_names,
+        "login_ttl": ttl,
+    }
+    try:
+        roles = tomllib.loads(resources.read_text("policies", ROLES_FILE))
+        server_text = fill_text(resources.read_text("policies", SERVER_POLICY_FILE), values)
+        startup_text = fill_text(resources.read_text("policies", STARTUP_POLICY_FILES[settings.mint_mode]), values)
+        objects = [
+            Wanted("policy", f"sys/policies/acl/{server_policy}", server_policy, {"policy": server_text}),
+            Wanted("policy", f"sys/policies/acl/{startup_policy}", startup_policy, {"policy": startup_text}),
+            _token_role(settings.task_role, fill_fields(roles["task_role"], values)),
+        ]
+        if settings.mint_mode == "role":
+            objects.append(_token_role(settings.mint_role, fill_fields(roles["mint_role"], values)))
+        mount = settings.auth_mount
+        objects.append(Wanted("auth_mount", f"sys/auth/{mount}", f"sys/auth/{mount}", {"type": AUTH_TYPE}))
+        cert_path = f"auth/{mount}/certs/{settings.cert_role}"
+        objects.append(Wanted("cert_role", cert_path, cert_path, fill_fields(roles["cert_role"], values)))
+    except (FileNotFoundError, KeyError, PlanError, tomllib.TOMLDecodeError) as exc:
+        # the shipped files, not the user's: a broken installation
+        raise ConfigError(f"policies/ shipped with nomad-vault-token: {exc}: reinstall nomad-vault-token") from None
+    return objects
+
+
+def _token_role(name: str, fields: dict[str, Any]) -> Wanted:
+    path = f"auth/token/roles/{name}"
+    return Wanted("token_role", path, path, fields)
+
+
+# ---- reading and writing Vault -------------------------------------------------------------------
+
+
+def _read_current(settings: Settings, admin: Secret, wanted: list[Wanted]) -> dict[str, Mapping[str, Any] | None]:
+    """What Vault holds at each wanted path (None: missing). Reads only."""
+    current: dict[str, Mapping[str, Any] | None] = {}
+    mounts: dict[str, str] | None = None
+    for want in wanted:
+        if want.kind == "auth_mount":
+            mounts = vault.admin_auth_mounts(settings, admin)
+            found = mounts.get(settings.auth_mount)
+            if found is not None and found != AUTH_TYPE:
+                raise ConfigError(
+                    f"auth_mount {settings.auth_mount!r}: sys/auth/{settings.auth_mount} is a {found!r} auth "
+                    f"mount, not {AUTH_TYPE}: choose another --auth-mount"
+                )
+            current[want.path] = None if found is None else {"type": found}
+        elif want.kind == "cert_role" and mounts is not None and settings.auth_mount not in mounts:
+            current[want.path] = None  # no mount yet, so no role in it
+        else:
+            current[want.path] = vault.admin_read(settings, admin, want.path)
+    return current
+
+
+def _apply(settings: Settings, admin: Secret, step: Step) -> None:
+    want = step.want
+    if want.kind == "auth_mount":
+        vault.admin_enable_auth(settings, admin, settings.auth_mount, AUTH_TYPE)
+        return
+    # OpenBao asks "create" for a new token role; everything else here is "update".
+    verb = "create" if want.kind == "token_role" and step.action == "create" else "update"
+    vault.admin_write(settings, admin, want.path, want.fields, f'"{verb}" (and "read")')
+
+
+# ---- inputs --------------------------------------------------------------------------------------
+
+
+def _admin_token(token_file: Path | None) -> Secret:
+    """The admin token from --token-file, else $VAULT_TOKEN; read now, never shown."""
+    if token_file is None:
+        value = os.environ.get("VAULT_TOKEN", "").strip()
+        if not value:
+            raise ConfigError("no admin token: set $VAULT_TOKEN or pass --token-file FILE (a file holding the token)")
+        _check_token_text(value, "$VAULT_TOKEN")
+        return Secret(value)
+    try:
+        st = token_file.stat()
+        raw = token_file.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"--token-file {token_file}: file not found: give the file holding the admin token") from None
+    except IsADirectoryError:
+        raise ConfigError(f"--token-file {token_file}: is a directory: give the file holding the token") from None
+    except PermissionError:
+        raise ConfigError(f"--token-file {token_file}: permission denied: make it readable by this user") from None
+    except OSError as exc:
+        raise ConfigError(f"--token-file {token_file}: cannot read: {exc.strerror}") from None
+    try:
+        value = raw.decode("ascii").strip()
+    except UnicodeDecodeError:
+        raise ConfigError(f"--token-file {token_file}: not a token (not ASCII text)") from None
+    if not value:
+        raise ConfigError(f"--token-file {token_file}: is empty: write the admin token into it")
+    _check_token_text(value, f"--token-file {token_file}")
+    if stat.S_IMODE(st.st_mode) & 0o077:
+        logger.warning("--token-file %s: others can read it: chmod 600 %s", token_file, token_file)
+    return Secret(value)
+
+
+def _check_token_text(value: str, where: str) -> None:
+    if any(c.isspace() or not c.isprintable() for c in value):
+        raise ConfigError(f"{where}: does not hold one token (it has spaces or several lines): keep only the token")
+
+
+def _client_ca(path: Path) -> str:
+    """The certificates of --client-ca as PEM, after cryptography has parsed every one."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from nomad_vault_token import tls
+
+    certs = tls.load_certs(path.absolute(), "--client-ca")
+    return "".join(c.public_bytes(Encoding.PEM).decode("ascii") for c in certs)
+
+
+def _login_ttl(text: str) -> int:
+    try:
+        seconds = parse_duration(text)
+    except DurationError as exc:
+        raise ConfigError(f"--login-ttl: {exc}") from None
+    if seconds <= 0:
+        raise ConfigError("--login-ttl: must be more than 0 (e.g. 5m): the login token only has to live to mint")
+    return seconds
+
+
+def _task_allowed(given: list[str], settings: Settings) -> list[str]:
+    names = list(dict.fromkeys(p.strip() for p in given if p.strip()))
+    for name in names:
+        if name == "root":
+            raise ConfigError("--task-allowed-policy root: tasks must never get the root policy")
+        if name in settings.policies:
+            raise ConfigError(
+                f"--task-allowed-policy {name}: is the server token's policy, which the task role disallows: "
+                "give the policies jobs may ask for"
+            )
+        _check_name(name, "--task-allowed-policy")
+    return names
+
+
+def _common_names(given: list[str]) -> list[str]:
+    names = list(dict.fromkeys(n.strip() for n in given))
+    for name in names:
+        if not name or "," in name or not name.isprintable():
+            raise ConfigError(f"--allowed-common-name {name!r}: give one common name (or glob) per flag")
+    return names
+
+
+def _check_names(s: Settings) -> None:
+    for key, value in (("task_role", s.task_role), ("mint_role", s.mint_role), ("cert_role", s.cert_role)):
+        _check_name(value, key)
+    for policy in s.policies:
+        _check_name(policy, "policies")
+    if not _MOUNT.fullmatch(s.auth_mount):
+        raise ConfigError(f"auth_mount {s.auth_mount!r}: give a mount path such as cert (no leading or trailing /)")
+    if s.cert_role in s.policies:
+        raise ConfigError(
+            f"cert_role {s.cert_role!r}: names the startup policy too, which must not be the server policy: "
+            "choose another cert_role"
+        )
+    if s.mint_mode == "role" and s.mint_role == s.task_role:
+        raise ConfigError(
+            f"mint_role and task_role are both {s.task_role!r}: the mint role allows only the server policy, "
+            "the task role forbids it: give them different names"
+        )
+
+
+def _check_name(value: str, key: str) -> None:
+    if not _NAME.fullmatch(value):
+        raise ConfigError(f"{key} {value!r}: use letters, digits, '_', '-' and '.' only (it becomes a Vault path)")
