@@ -110,6 +110,7 @@ PolicyOpt = Annotated[
     Optional[list[str]],
     typer.Option(
         "--policy",
+        metavar="POLICY",
         help="server token policy; repeat for more [default: nomad_cluster]",
         rich_help_panel=MINT,
         show_default=False,
@@ -603,6 +604,7 @@ def bootstrap_roles(
         Optional[list[str]],
         typer.Option(
             "--allowed-common-name",
+            metavar="NAME",
             help="common name (or glob) the startup certificate must have; repeat for more [default: any]",
             rich_help_panel=BOOTSTRAP,
             show_default=False,
@@ -612,6 +614,7 @@ def bootstrap_roles(
         Optional[list[str]],
         typer.Option(
             "--task-allowed-policy",
+            metavar="POLICY",
             help="a policy jobs may ask for (the task role's allowed_policies); repeat for more "
             "[default: any except the server policy]",
             rich_help_panel=BOOTSTRAP,
