@@ -1,5 +1,5 @@
 """`python -m nomad_vault_token`."""
 
-from nomad_vault_token.cli import main
+from nomad_vault_token.entry import main
 
 main()

@@ -6,7 +6,6 @@ so `run` pays for no other command's imports.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -409,29 +408,10 @@ def run(
     The systemd ExecStart wrapper: nomad-vault-token run -- /usr/bin/nomad agent -config /etc/nomad.d
     The agent keeps this process's PID; a tracker process beside it keeps the token alive.
     """
-    from nomad_vault_token.commands import run as cmd
+    params = {name: value for name, value in locals().items() if name != "agent"}
+    from nomad_vault_token import fastrun  # the one mapping to commands.run, shared with the fast path
 
-    flags = conn_flags(
-        vault_addr,
-        ca_cert,
-        client_cert,
-        client_key,
-        tls_server_name,
-        namespace,
-        allow_insecure_http,
-        auth_mount,
-        cert_role,
-    )
-    flags |= mint_flags(mint_mode, mint_role, policy, period, task_role)
-    flags |= {
-        "handoff": handoff,
-        "token_config": token_config,
-        "state_dir": state_dir,
-        "min_ttl": min_ttl,
-        "wait_timeout": wait_timeout,
-        "check_interval": check_interval,
-    }
-    cmd.main(config, flags, agent or [], check=not no_check, verbose=verbose)
+    fastrun.dispatch(fastrun.RunArgs(params, agent or []))
 
 
 INSTALL = "Install"
@@ -699,14 +679,7 @@ def bootstrap_roles(
 
 
 def main() -> None:
-    """Console-script entry point: one line and the documented exit code for every user error."""
-    from nomad_vault_token.errors import NvtError
+    """The console script's entry point (kept here for callers of `cli.main`)."""
+    from nomad_vault_token.entry import main as entry_main
 
-    try:
-        app(prog_name="nomad-vault-token")
-    except NvtError as exc:
-        message = " ".join(exc.message.split())  # one line, whatever the cause put in it
-        print(f"nomad-vault-token: error: {message}", file=sys.stderr)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    entry_main()
