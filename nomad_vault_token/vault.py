@@ -105,27 +105,57 @@ class Health:
         return "standby" if self.standby else "active"
 
 
-def _client(settings: Settings, token: Secret | None = None, client_cert: bool = False) -> hvac.Client:
-    import hvac
+# A requests.Session (TLS settings and kept-alive connections, never a token) shared by the calls
+# made inside `reusing_connections()`: run's start-up makes up to eight requests, and a new TLS
+# handshake for each costs more than the request. Certificate logins never use it, so the client
+# certificate is read from disk for each login.
+_shared_session: Any = None
+
+
+@contextmanager
+def reusing_connections(settings: Settings) -> Iterator[None]:
+    """Keep one connection to Vault for the calls made inside; closed on the way out.
+
+    Close it before forking: a TLS connection must not be shared by two processes.
+    """
+    global _shared_session
+    if _shared_session is not None:  # nested: the outer one owns it
+        yield
+        return
+    _shared_session = _session(settings, None)
+    try:
+        yield
+    finally:
+        session, _shared_session = _shared_session, None
+        session.close()
+
+
+def _session(settings: Settings, cert: tuple[str, str] | None) -> Any:
     import requests
 
     session = requests.Session()
     if settings.tls_server_name:
         session.mount("https://", _server_name_adapter(settings.tls_server_name))
+    # hvac prefers a given session's verify/cert over its own arguments, and requests
+    # lets REQUESTS_CA_BUNDLE beat a session-level verify=True: set both explicitly.
+    session.verify = str(settings.ca_cert) if settings.ca_cert else True
+    session.cert = cert
+    return session
+
+
+def _client(settings: Settings, token: Secret | None = None, client_cert: bool = False) -> hvac.Client:
+    import hvac
+
     cert = None
     if client_cert:
         cert_path, key_path = settings.client_tls()
         cert = (str(cert_path), str(key_path))
-    # hvac prefers a given session's verify/cert over its own arguments, and requests
-    # lets REQUESTS_CA_BUNDLE beat a session-level verify=True: set both explicitly.
-    verify: str | bool = str(settings.ca_cert) if settings.ca_cert else True
-    session.verify = verify
-    session.cert = cert
+    session = _shared_session if _shared_session is not None and cert is None else _session(settings, cert)
     return hvac.Client(
         url=settings.vault_addr,
         token=token.reveal() if token else None,
         cert=cert,
-        verify=verify,
+        verify=session.verify,
         timeout=settings.request_timeout,
         namespace=settings.namespace,
         session=session,

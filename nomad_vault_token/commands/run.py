@@ -35,9 +35,10 @@ def main(config_file: Path | None, flags: dict[str, Any], argv: Sequence[str], *
     notifier = Notifier()
     from nomad_vault_token import waiting
 
-    token, info = waiting.when_usable(settings, notifier, lambda: obtain(settings))
-    if check:
-        waiting.when_usable(settings, notifier, lambda: nomad_check(settings, token, info))
+    with vault.reusing_connections(settings):  # closed before the tracker is forked
+        token, info = waiting.when_usable(settings, notifier, lambda: obtain(settings))
+        if check:
+            waiting.when_usable(settings, notifier, lambda: nomad_check(settings, token, info))
     from nomad_vault_token import handoff
 
     agent_argv, agent_env = handoff.prepare(settings, token, [agent, *argv[1:]], os.environ)
