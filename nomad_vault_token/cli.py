@@ -12,6 +12,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from nomad_vault_token import __version__
+from nomad_vault_token.params import conn_flags, mint_flags
 
 app = typer.Typer(
     name="nomad-vault-token",
@@ -129,42 +130,6 @@ TaskRoleOpt = Annotated[
     ),
 ]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")]
-
-
-def conn_flags(
-    vault_addr: str | None,
-    ca_cert: Path | None,
-    client_cert: Path | None,
-    client_key: Path | None,
-    tls_server_name: str | None,
-    namespace: str | None,
-    allow_insecure_http: bool | None,
-    auth_mount: str | None,
-    cert_role: str | None,
-) -> dict[str, Any]:
-    return {
-        "vault_addr": vault_addr,
-        "ca_cert": ca_cert,
-        "client_cert": client_cert,
-        "client_key": client_key,
-        "tls_server_name": tls_server_name,
-        "namespace": namespace,
-        "allow_insecure_http": allow_insecure_http,
-        "auth_mount": auth_mount,
-        "cert_role": cert_role,
-    }
-
-
-def mint_flags(
-    mint_mode: str | None, mint_role: str | None, policy: list[str] | None, period: str | None, task_role: str | None
-) -> dict[str, Any]:
-    return {
-        "mint_mode": mint_mode,
-        "mint_role": mint_role,
-        "policies": policy or None,
-        "period": period,
-        "task_role": task_role,
-    }
 
 
 def _version(value: bool) -> None:

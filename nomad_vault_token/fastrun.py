@@ -8,7 +8,7 @@ like an option, bundled short flags) returns None and `entry` hands the whole co
 which gives its usual help and usage errors. `OPTIONS` mirrors `cli.run`'s declarations; a test
 checks that they agree, flag for flag, and that both parse the same command lines to the same call.
 
-Pure: no I/O, stdlib only.
+Pure: no I/O, stdlib only (and `params`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from nomad_vault_token.params import conn_flags, mint_flags
 
 Kind = Literal["str", "path", "list", "true", "false"]
 
@@ -107,28 +109,21 @@ def _done(params: dict[str, Any], policies: list[str], agent: list[str]) -> RunA
 def flags_of(params: dict[str, Any]) -> dict[str, Any]:
     """The `flags` mapping `commands.run.main` takes, from cli.run's parameters."""
     p = params
-    return {
-        "vault_addr": p["vault_addr"],
-        "ca_cert": p["ca_cert"],
-        "client_cert": p["client_cert"],
-        "client_key": p["client_key"],
-        "tls_server_name": p["tls_server_name"],
-        "namespace": p["namespace"],
-        "allow_insecure_http": p["allow_insecure_http"],
-        "auth_mount": p["auth_mount"],
-        "cert_role": p["cert_role"],
-        "mint_mode": p["mint_mode"],
-        "mint_role": p["mint_role"],
-        "policies": p["policy"] or None,
-        "period": p["period"],
-        "task_role": p["task_role"],
-        "handoff": p["handoff"],
-        "token_config": p["token_config"],
-        "state_dir": p["state_dir"],
-        "min_ttl": p["min_ttl"],
-        "wait_timeout": p["wait_timeout"],
-        "check_interval": p["check_interval"],
-    }
+    return (
+        conn_flags(
+            p["vault_addr"],
+            p["ca_cert"],
+            p["client_cert"],
+            p["client_key"],
+            p["tls_server_name"],
+            p["namespace"],
+            p["allow_insecure_http"],
+            p["auth_mount"],
+            p["cert_role"],
+        )
+        | mint_flags(p["mint_mode"], p["mint_role"], p["policy"], p["period"], p["task_role"])
+        | {key: p[key] for key in ("handoff", "token_config", "state_dir", "min_ttl", "wait_timeout", "check_interval")}
+    )
 
 
 def dispatch(args: RunArgs) -> None:
