@@ -29,13 +29,16 @@ def ensure_private_dir(path: Path, what: str) -> None:
             raise ConfigError(f"{what} {path}: others can enter it: chmod 700 {path}") from None
 
 
-def write_private(path: Path, data: bytes, what: str) -> None:
-    """Write `data` to `path` atomically with mode 0600; old or new content, never half."""
+def write_atomic(path: Path, data: bytes, mode: int) -> None:
+    """Temp file beside `path`, exact mode, fsync, rename, fsync the directory: old or new, never half.
+
+    Raises OSError; the temp file is removed first.
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         try:
-            os.fchmod(fd, 0o600)
+            os.fchmod(fd, mode)
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
@@ -48,9 +51,17 @@ def write_private(path: Path, data: bytes, what: str) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-    except OSError as exc:
+    except OSError:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        raise
+
+
+def write_private(path: Path, data: bytes, what: str) -> None:
+    """Write `data` to `path` atomically with mode 0600; old or new content, never half."""
+    try:
+        write_atomic(path, data, 0o600)
+    except OSError as exc:
         raise ConfigError(
             f"{what} {path}: cannot write: {exc.strerror}: check the directory's owner and mode"
         ) from None

@@ -7,7 +7,6 @@ prints one JSON object describing what it did.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -21,6 +20,7 @@ from typing import Any
 
 from nomad_vault_token import config, unit
 from nomad_vault_token.errors import EX_USAGE, ConfigError, NvtError
+from nomad_vault_token.fsutil import write_atomic
 from nomad_vault_token.install_plan import (
     CONFIG_DIR_MODE,
     CONFIG_MODE,
@@ -290,41 +290,13 @@ def _apply(step: Step) -> None:
                 want.path.mkdir(mode=want.mode)
             os.chmod(want.path, want.mode)  # mkdir's mode is cut by the umask
         elif step.rewrite:
-            _write_atomic(want.path, want.content, want.mode)
+            write_atomic(want.path, want.content, want.mode)
         else:
             os.chmod(want.path, want.mode)
     except PermissionError:
         raise ConfigError(f"{want.path}: permission denied: run install as root (or use --root)") from None
     except OSError as exc:
         raise ConfigError(f"{want.path}: cannot write: {exc.strerror}") from None
-
-
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Temp file beside `path`, exact mode, fsync, rename, fsync the directory: old or new, never half."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        try:
-            os.fchmod(fd, mode)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-
-
-# --- systemd -------------------------------------------------------------------------------------
 
 
 def _daemon_reload(unit_path: Path, before: Seen) -> None:
@@ -355,7 +327,7 @@ def _daemon_reload(unit_path: Path, before: Seen) -> None:
         if before.content is None:
             unit_path.unlink()
         else:
-            _write_atomic(unit_path, before.content, before.mode if before.mode is not None else UNIT_MODE)
+            write_atomic(unit_path, before.content, before.mode if before.mode is not None else UNIT_MODE)
         undone = f"{unit_path} was put back as it was"
     except OSError as exc:
         undone = f"{unit_path} could not be put back ({exc.strerror}): run `systemctl daemon-reload` by hand"
