@@ -189,6 +189,26 @@ class Bao:
 
     # ---- what an admin writes ---------------------------------------------------
 
+    def write_mint_role(self, **changes: object) -> None:
+        """The mint role as `configure` writes it, with `changes` over its fields."""
+        fields: dict[str, object] = {
+            "allowed_policies": [SERVER_POLICY],
+            "orphan": True,
+            "token_period": f"{PERIOD}s",
+            "renewable": True,
+            "token_explicit_max_ttl": 0,
+        }
+        self.client().write(f"auth/token/roles/{MINT_ROLE}", **(fields | changes))
+
+    def drop_from_server_policy(self, path: str) -> None:
+        """Remove `path` from the server policy, and the default policy (which grants some paths too)
+        from the tokens the mint role makes from now on."""
+        c = self.client()
+        rules = c.sys.read_policy(SERVER_POLICY)["data"]["rules"]
+        assert f'path "{path}"' in rules
+        c.sys.create_or_update_policy(SERVER_POLICY, rules.replace(f'path "{path}"', 'path "not/used"'))
+        self.write_mint_role(token_no_default_policy=True)
+
     def configure(self) -> None:
         """Policies, mint and task roles, cert auth with a role per minting mode."""
         c = self.client()
@@ -198,14 +218,7 @@ class Bao:
             STARTUP_ROLE, (POLICIES / "startup-role.hcl").read_text().replace("${mint_role}", MINT_ROLE)
         )
         c.sys.create_or_update_policy(ORPHAN_STARTUP, (POLICIES / "startup-create-orphan.hcl").read_text())
-        c.write(
-            f"auth/token/roles/{MINT_ROLE}",
-            allowed_policies=[SERVER_POLICY],
-            orphan=True,
-            token_period=f"{PERIOD}s",
-            renewable=True,
-            token_explicit_max_ttl=0,
-        )
+        self.write_mint_role()
         c.write(
             f"auth/token/roles/{TASK_ROLE}",
             disallowed_policies=[SERVER_POLICY],

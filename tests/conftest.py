@@ -8,12 +8,16 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bao import Bao, Certs
+
+if TYPE_CHECKING:
+    from agentrun import AgentRun  # agentrun imports this module
 
 CLI = [sys.executable, "-m", "nomad_vault_token"]
 
@@ -136,3 +140,33 @@ def write_config(path: Path, server: Bao, certs: Certs, **overrides: object) -> 
 @pytest.fixture
 def config(tmp_path: Path, bao: Bao, certs: Certs) -> Path:
     return write_config(tmp_path / "config.toml", bao, certs)
+
+
+@pytest.fixture
+def durable(tmp_path: Path, certs: Certs) -> Iterator[Bao]:
+    """An OpenBao on raft storage: its tokens survive being killed and started again."""
+    server = Bao(tmp_path / "durable", certs, durable=True)
+    try:
+        server.start()
+        server.configure()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> Iterator[Callable[..., AgentRun]]:
+    """Start `run` processes; every one (and its tracker) is stopped by PID at the end."""
+    from agentrun import AgentRun, kill_all_mentioning
+
+    started: list[AgentRun] = []
+
+    def start(config: Path, server: Bao, *args: str, **kw: object) -> AgentRun:
+        r = AgentRun(tmp_path / "agent", config, server, *args, **kw)  # type: ignore[arg-type]
+        started.append(r)
+        return r
+
+    yield start
+    for r in started:
+        r.stop()
+    kill_all_mentioning(str(tmp_path))

@@ -39,21 +39,6 @@ def set_task_role(c: hvac.Client, **changes: object) -> None:
     c.write(f"auth/token/roles/{TASK_ROLE}", **fields)
 
 
-def drop_from_policy(c: hvac.Client, path: str) -> None:
-    """Remove one path from the server policy, and the default policy from minted tokens (it grants some)."""
-    rules = c.sys.read_policy(SERVER_POLICY)["data"]["rules"]
-    assert f'path "{path}"' in rules
-    c.sys.create_or_update_policy(SERVER_POLICY, rules.replace(f'path "{path}"', 'path "not/used"'))
-    c.write(
-        f"auth/token/roles/{MINT_ROLE}",
-        allowed_policies=[SERVER_POLICY],
-        orphan=True,
-        token_period=f"{PERIOD}s",
-        renewable=True,
-        token_no_default_policy=True,
-    )
-
-
 def test_all_pass_on_a_good_setup(bao: Bao, config: Path) -> None:
     code, doc = check_json(config, "--mint")
     assert code == 0, doc
@@ -110,7 +95,7 @@ CAPS = [
 @pytest.mark.parametrize("path", CAPS)
 def test_each_missing_capability(new_bao: Callable[[], Bao], certs: Certs, tmp_path: Path, path: str) -> None:
     server = new_bao()
-    drop_from_policy(server.client(), path)
+    server.drop_from_server_policy(path)
     code, doc = check_json(write_config(tmp_path / "c.toml", server, certs), "--mint")
     assert code == 77
     cap = [c for c in failed(doc) if c["check"] == f"nomad: cap.{path}"]
@@ -125,13 +110,7 @@ def test_each_missing_capability(new_bao: Callable[[], Bao], certs: Certs, tmp_p
 
 def test_non_renewable_mint_role_fails_the_mint(new_bao: Callable[[], Bao], certs: Certs, tmp_path: Path) -> None:
     server = new_bao()
-    server.client().write(
-        f"auth/token/roles/{MINT_ROLE}",
-        allowed_policies=[SERVER_POLICY],
-        orphan=True,
-        token_period=f"{PERIOD}s",
-        renewable=False,
-    )
+    server.write_mint_role(renewable=False)
     code, doc = check_json(write_config(tmp_path / "c.toml", server, certs), "--mint")
     assert code == 77
     assert [c["check"] for c in failed(doc)] == ["certificate login and mint"]

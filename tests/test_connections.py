@@ -36,16 +36,10 @@ def test_calls_inside_reusing_connections_share_one_connection(bao: Bao, certs: 
         proxy.close()
 
 
-def test_a_connection_dropped_by_vault_is_replaced(certs: Certs, tmp_path: Path) -> None:
-    server = Bao(tmp_path / "durable", certs, durable=True)
-    try:
-        server.start()
-        server.configure()
-        s = config.load(write_config(tmp_path / "c.toml", server, certs), environ={})
-        with vault.reusing_connections(s):
-            assert vault.health(s).usable
-            server.restart()  # the kept connection dies with the old process
-            assert vault.health(s).usable
-            assert vault.login(s)
-    finally:
-        server.stop()
+def test_a_connection_dropped_by_vault_is_replaced(durable: Bao, certs: Certs, tmp_path: Path) -> None:
+    s = config.load(write_config(tmp_path / "c.toml", durable, certs), environ={})
+    with vault.reusing_connections(s):
+        assert vault.health(s).usable
+        durable.restart()  # the kept connection dies with the old process
+        assert vault.health(s).usable
+        assert vault.login(s)

@@ -9,43 +9,16 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from agentrun import AgentRun, NotifySocket, kill_all_mentioning
+from agentrun import AgentRun, NotifySocket
 from bao import Bao, Certs, wait_for
 from conftest import clean_env, write_config
 from proxy import DelayProxy
 
 pytestmark = pytest.mark.vault
-
-
-@pytest.fixture
-def durable(tmp_path: Path, certs: Certs) -> Iterator[Bao]:
-    """An OpenBao on raft storage: its tokens survive being killed and started again."""
-    server = Bao(tmp_path / "durable", certs, durable=True)
-    try:
-        server.start()
-        server.configure()
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def runs(tmp_path: Path) -> Iterator[Callable[..., AgentRun]]:
-    started: list[AgentRun] = []
-
-    def start(cfg: Path, server: Bao, *args: str, **kw: object) -> AgentRun:
-        r = AgentRun(tmp_path / "agent", cfg, server, *args, **kw)  # type: ignore[arg-type]
-        started.append(r)
-        return r
-
-    yield start
-    for r in started:
-        r.stop()
-    kill_all_mentioning(str(tmp_path))
 
 
 def kill9(server: Bao) -> None:

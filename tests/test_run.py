@@ -7,31 +7,15 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from agentrun import AgentRun, NotifySocket, kill_all_mentioning, processes
-from bao import MINT_ROLE, PERIOD, SERVER_POLICY, TASK_ROLE, Bao, Certs
+from agentrun import AgentRun, NotifySocket, processes
+from bao import PERIOD, SERVER_POLICY, TASK_ROLE, Bao, Certs
 from conftest import assert_one_line_error, clean_env, run_cli, write_config
 
 pytestmark = pytest.mark.vault
-
-
-@pytest.fixture
-def runs(tmp_path: Path) -> Iterator[Callable[..., AgentRun]]:
-    """Start `run` processes; every one (and its tracker) is stopped by PID at the end."""
-    started: list[AgentRun] = []
-
-    def start(config: Path, server: Bao, *args: str, **kw: object) -> AgentRun:
-        r = AgentRun(tmp_path / "agent", config, server, *args, **kw)  # type: ignore[arg-type]
-        started.append(r)
-        return r
-
-    yield start
-    for r in started:
-        r.stop()
-    kill_all_mentioning(str(tmp_path))
 
 
 def saved_token(config_dir: Path) -> str:
@@ -182,16 +166,7 @@ def break_role(server: Bao, how: str) -> None:
     elif how == "role missing":
         c.delete(f"auth/token/roles/{TASK_ROLE}")
     elif how == "no capabilities-self":  # the default policy grants it too: mint without default
-        policy = c.sys.read_policy(SERVER_POLICY)["data"]["rules"]
-        c.sys.create_or_update_policy(SERVER_POLICY, policy.replace('path "sys/capabilities-self"', 'path "x/y"'))
-        c.write(
-            f"auth/token/roles/{MINT_ROLE}",
-            allowed_policies=[SERVER_POLICY],
-            orphan=True,
-            token_period=f"{PERIOD}s",
-            renewable=True,
-            token_no_default_policy=True,
-        )
+        server.drop_from_server_policy("sys/capabilities-self")
     elif how == "no revoke-accessor":
         policy = c.sys.read_policy(SERVER_POLICY)["data"]["rules"]
         c.sys.create_or_update_policy(SERVER_POLICY, policy.replace('path "auth/token/revoke-accessor"', 'path "x/y"'))

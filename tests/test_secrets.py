@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import hvac
 import pytest
-from agentrun import AgentRun, kill_all_mentioning, processes
+from agentrun import AgentRun, processes
 from bao import MINT_ROLE, SERVER_POLICY, STARTUP_ROLE, Bao, Certs
 from conftest import write_config
 
@@ -18,21 +18,6 @@ from nomad_vault_token import config, vault
 from nomad_vault_token.errors import NvtError
 
 pytestmark = pytest.mark.vault
-
-
-@pytest.fixture
-def runs(tmp_path: Path) -> Iterator[Callable[..., AgentRun]]:
-    started: list[AgentRun] = []
-
-    def start(cfg: Path, server: Bao, *args: str, **kw: object) -> AgentRun:
-        r = AgentRun(tmp_path / "agent", cfg, server, *args, **kw)  # type: ignore[arg-type]
-        started.append(r)
-        return r
-
-    yield start
-    for r in started:
-        r.stop()
-    kill_all_mentioning(str(tmp_path))
 
 
 def saved(cfg: Path) -> str:

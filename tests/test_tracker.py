@@ -9,26 +9,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from agentrun import AgentRun, NotifySocket, kill_all_mentioning
+from agentrun import AgentRun, NotifySocket
 from bao import STARTUP_ROLE, Bao, Certs, wait_for
 from conftest import clean_env, write_config
 
 pytestmark = pytest.mark.vault
-
-
-@pytest.fixture
-def runs(tmp_path: Path) -> Iterator[Callable[..., AgentRun]]:
-    started: list[AgentRun] = []
-
-    def start(config: Path, server: Bao, *args: str, **kw: object) -> AgentRun:
-        r = AgentRun(tmp_path / "agent", config, server, *args, **kw)  # type: ignore[arg-type]
-        started.append(r)
-        return r
-
-    yield start
-    for r in started:
-        r.stop()
-    kill_all_mentioning(str(tmp_path))
 
 
 @pytest.fixture
