@@ -130,6 +130,14 @@ TaskRoleOpt = Annotated[
     ),
 ]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")]
+StrictOpt = Annotated[
+    Optional[bool],
+    typer.Option(
+        "--strict/--no-strict",
+        help="treat what Nomad only warns about (e.g. sys/capabilities-self refused) as failures [default: no]",
+        show_default=False,
+    ),
+]
 
 
 def _version(value: bool) -> None:
@@ -227,6 +235,7 @@ def check(
     state_dir: Annotated[
         Optional[Path], typer.Option("--state-dir", help="where run keeps the token", show_default=False)
     ] = None,
+    strict: StrictOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Check now everything Nomad will check, with Nomad's own wording, plus config, key and certificate.
@@ -246,7 +255,7 @@ def check(
         auth_mount,
         cert_role,
     )
-    flags |= mint_flags(mint_mode, mint_role, policy, period, task_role) | {"state_dir": state_dir}
+    flags |= mint_flags(mint_mode, mint_role, policy, period, task_role) | {"state_dir": state_dir, "strict": strict}
     cmd.main(config, flags, mint=mint, fmt=fmt, verbose=verbose)
 
 
@@ -366,6 +375,7 @@ def run(
     policy: PolicyOpt = None,
     period: PeriodOpt = None,
     task_role: TaskRoleOpt = None,
+    strict: StrictOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Get the server token (reused across restarts), hand it to the agent, and exec the agent.

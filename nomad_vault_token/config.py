@@ -52,6 +52,11 @@ class Settings:
     check_interval: int = 20 * 60
     request_timeout: int = 10
     cert_warn_days: int = 30
+    strict: bool = False
+    adoption_timeout: int = 120
+    on_not_adopted: str = "restart"
+    stop_signal: str = "SIGINT"
+    sighup_grace: int = 30
 
     @property
     def state_file(self) -> Path:
@@ -97,6 +102,11 @@ FIELDS: dict[str, tuple[Kind, tuple[str, ...]]] = {
     "check_interval": ("duration", ()),
     "request_timeout": ("duration", ()),
     "cert_warn_days": ("int", ()),
+    "strict": ("bool", ()),
+    "adoption_timeout": ("duration", ()),
+    "on_not_adopted": ("choice", ("restart", "warn")),
+    "stop_signal": ("choice", ("SIGINT", "SIGTERM")),
+    "sighup_grace": ("duration", ()),
 }
 assert set(FIELDS) == {f.name for f in fields(Settings)}
 
@@ -110,7 +120,16 @@ VAULT_ENV = {
     "VAULT_NAMESPACE": "namespace",
 }
 ENV_PREFIX = "NOMAD_VAULT_TOKEN_"
-_POSITIVE = {"period", "request_timeout", "check_interval"}
+
+
+def consumed_env(environ: Mapping[str, str]) -> list[str]:
+    """The variables `load` takes from this environment: they are ours, not the agent's.
+
+    Nomad's Vault client reads VAULT_CACERT, VAULT_CLIENT_KEY, ... too; passing on a client key
+    without its certificate (or a CA meant for this tool) would change how Nomad talks to Vault.
+    """
+    return [var for var in VAULT_ENV if environ.get(var)] + [var for var in environ if var.startswith(ENV_PREFIX)]
+_POSITIVE = {"period", "request_timeout", "check_interval", "adoption_timeout"}
 
 
 def env_name(key: str) -> str:

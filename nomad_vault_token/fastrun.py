@@ -48,6 +48,8 @@ OPTIONS: dict[str, tuple[str, Kind]] = {
     "--policy": ("policy", "list"),
     "--period": ("period", "str"),
     "--task-role": ("task_role", "str"),
+    "--strict": ("strict", "true"),
+    "--no-strict": ("strict", "false"),
     "--verbose": ("verbose", "true"),
     "-v": ("verbose", "true"),
 }
@@ -122,7 +124,10 @@ def flags_of(params: dict[str, Any]) -> dict[str, Any]:
             p["cert_role"],
         )
         | mint_flags(p["mint_mode"], p["mint_role"], p["policy"], p["period"], p["task_role"])
-        | {key: p[key] for key in ("handoff", "token_config", "state_dir", "min_ttl", "wait_timeout", "check_interval")}
+        | {
+            key: p[key]
+            for key in ("handoff", "token_config", "state_dir", "min_ttl", "wait_timeout", "check_interval", "strict")
+        }
     )
 
 

@@ -30,6 +30,7 @@ class RuleResult:
     ok: bool
     message: str  # Nomad's wording on failure; a short description on pass
     fix: str  # on failure: one sentence naming the Vault path / field to change; "" on pass
+    warning: bool = False  # not ok, but Nomad only warns (and runs): a failure only under --strict
 
 
 # --- Nomad's wording (nomad/vault.go, Nomad 1.6 - 1.9) -----------------------------------------
@@ -293,12 +294,11 @@ def check_role(role_name: str | None, role: Mapping[str, Any] | None) -> list[Ru
     return [name, *_check_role_settings(role_name, role)]
 
 
-def required_capabilities(role_name: str | None, *, allow_unauthenticated: bool = False) -> dict[str, str]:
+def required_capabilities(role_name: str | None, *, allow_unauthenticated: bool = True) -> dict[str, str]:
     """path -> the capability Nomad needs there ("root" also does), in Nomad's order.
 
     Without a role (None or ""), Nomad checks no role paths. Nomad checks auth/token/lookup only
-    when its vault block sets allow_unauthenticated = false; Nomad's default is true, the
-    default here is the stricter false.
+    when its vault block sets allow_unauthenticated = false (vault.go:866); its default is true.
     """
     needed: dict[str, str] = {}
     for template, capability in _CAPABILITY_TABLE:
@@ -313,7 +313,7 @@ def check_capabilities(
     role_name: str | None,
     caps: Mapping[str, Sequence[str]],
     *,
-    allow_unauthenticated: bool = False,
+    allow_unauthenticated: bool = True,
 ) -> list[RuleResult]:
     """validateCapabilities on the answer of POST sys/capabilities-self {"paths": [...]}.
 
@@ -335,15 +335,15 @@ def check_capabilities(
 
 
 def capabilities_uncheckable() -> RuleResult:
-    """For when sys/capabilities-self answers 400/403/404: Nomad's warning, as a failure.
+    """For when sys/capabilities-self answers 400/403/404: Nomad's warning (vault.go:835-847).
 
-    Nomad itself only logs this and skips every capability check; a caller that wants Nomad's
-    exact leniency can drop this result.
+    Nomad logs it, skips every capability check and runs: a warning here too (a failure only
+    with --strict).
     """
     message = MSG_CAPABILITIES_UNCHECKABLE.format(
         wanted=_go_q_list(("update", ALTERNATIVE_CAPABILITY)), path=_go_q(CAPABILITIES_SELF_PATH)
     )
-    return RuleResult(f"cap.{CAPABILITIES_SELF_PATH}", False, message, _FIX["cap.uncheckable"])
+    return RuleResult(f"cap.{CAPABILITIES_SELF_PATH}", False, message, _FIX["cap.uncheckable"], warning=True)
 
 
 def check_all(
@@ -352,7 +352,7 @@ def check_all(
     role: Mapping[str, Any] | None,
     caps: Mapping[str, Sequence[str]] | None,
     *,
-    allow_unauthenticated: bool = False,
+    allow_unauthenticated: bool = True,
 ) -> list[RuleResult]:
     """Everything parseSelfToken checks, in its order: token, role name, capabilities, role.
 
@@ -376,6 +376,11 @@ def check_all(
     return results
 
 
-def failures(results: Iterable[RuleResult]) -> list[RuleResult]:
-    """Only the broken rules."""
-    return [r for r in results if not r.ok]
+def failures(results: Iterable[RuleResult], *, strict: bool = False) -> list[RuleResult]:
+    """The rules Nomad refuses on (and, when strict, those it only warns about)."""
+    return [r for r in results if not r.ok and (strict or not r.warning)]
+
+
+def warnings(results: Iterable[RuleResult]) -> list[RuleResult]:
+    """The rules Nomad only warns about."""
+    return [r for r in results if not r.ok and r.warning]

@@ -3,22 +3,27 @@
 `spawn` double-forks it just before `run` execs the agent. It holds the token in
 memory only, exits when the agent's PID exits (pidfd), checks the token with
 lookup-self on the schedule of `lease`, renews only below the threshold the agent
-should never reach, recovers a dead token (mint, rewrite, SIGHUP; or SIGTERM in
-env mode), and reports READY / STATUS / WATCHDOG through sd_notify.
+should never reach, proves the agent adopted its token (`tracking`: Nomad renews a
+token it took), recovers a dead token (mint, rewrite, SIGHUP once that is safe; or
+the stop signal in env mode), escalates a hand-over the agent does not take, and
+reports READY / STATUS / WATCHDOG through sd_notify and `tracker.json` for `status`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
+import random
 import select
 import signal
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
-from nomad_vault_token import lease, state, tls, vault
+from nomad_vault_token import lease, state, tls, tracking, vault
 from nomad_vault_token.config import Settings
 from nomad_vault_token.durations import format_duration
 from nomad_vault_token.errors import NvtError, TokenInvalid, VaultUnavailable
@@ -69,6 +74,7 @@ class Health:
     checked_at: float = 0.0  # monotonic
     last_renewal: float | None = None  # wall clock, from lookup-self
     renewed_by: str = ""
+    checked_wall: float = 0.0
     unreachable_since: float | None = None  # wall clock
     dead_since: float | None = None  # wall clock: token gone and not yet replaced
     problem: str = ""
@@ -83,6 +89,13 @@ class Tracker:
         self.pidfd = pidfd
         self.notifier = Notifier()
         self.health = Health(ttl=info.ttl, checked_at=time.monotonic(), last_renewal=_last_renewal(info))
+        self.policy = tracking.Policy(
+            adoption_timeout=settings.adoption_timeout,
+            sighup_grace=settings.sighup_grace,
+            escalate=settings.on_not_adopted == "restart",
+        )
+        self.stop_signal = signal.Signals[settings.stop_signal]
+        self.track = tracking.start(time.monotonic(), _renewal_mark(info), random.random())  # noqa: S311
         self.failures = 0
         self.cert_days: int | None = None
         self.cert_warning = ""
@@ -96,8 +109,10 @@ class Tracker:
         signal.signal(signal.SIGTERM, _exit_quietly)
         if not self._wait_for_exec(ready_fd):
             return 0
+        self.track = tracking.start(time.monotonic(), self.track.baseline, self.track.jitter)
         self._refresh_cert()
         self.notifier.ready(self.status_line())
+        self.publish()
         log.info("tracker watching token accessor %s for agent pid %d", self.info.accessor, self.agent_pid)
         self.loop()
         return 0
@@ -131,6 +146,8 @@ class Tracker:
             if now >= next_check:
                 try:
                     next_check = time.monotonic() + self.tick()
+                    if self.act_on_time():  # a new hand-over or state: look again on its schedule
+                        next_check = min(next_check, time.monotonic() + self.check_delay())
                 except Exception:  # never crash beside the agent
                     log.exception("tracker check failed")
                     next_check = time.monotonic() + lease.retry_delay(self.failures + 1, self.settings.check_interval)
@@ -139,7 +156,9 @@ class Tracker:
     # ---- one check -----------------------------------------------------------------
 
     def check_delay(self) -> float:
-        return lease.check_delay(self.ttl_now(), self.settings.period, self.settings.check_interval)
+        """The token's schedule, and sooner while adoption is still open."""
+        token = lease.check_delay(self.ttl_now(), self.settings.period, self.settings.check_interval)
+        return min(token, tracking.poll_delay(self.track, time.monotonic()))
 
     def ttl_now(self) -> float:
         return lease.ttl_now(self.health.ttl, self.health.checked_at, time.monotonic())
@@ -156,17 +175,49 @@ class Tracker:
             self.failures += 1
             self.health.problem = exc.message
             log.warning("token check failed: %s", exc.message)
-            self.notifier.status(self.status_line())
+            self.report()
             return lease.retry_delay(self.failures, self.settings.check_interval)
         self.back_online()
         self.observe(info, by="the agent")
         if self.ttl_now() < lease.renew_threshold(self.settings.period):
             self.renew()
         self._refresh_cert()
-        self.notifier.status(self.status_line())
+        self.report()
         return self.check_delay()
 
+    def act_on_time(self) -> bool:
+        """What time makes due: a SIGHUP that became safe, a hand-over not adopted, an escalation.
+
+        True when something changed."""
+        before = self.track.state
+        self.track, action = tracking.due(self.track, self.policy, time.monotonic())
+        if action == "sighup":
+            self._signal(signal.SIGHUP, f"the new token in {self.settings.token_config} is safe to load now")
+        elif action == "escalate":
+            log.error(
+                "agent pid %d has not adopted token accessor %s %s: stopping it (%s) so systemd restarts it "
+                "with the saved token",
+                self.agent_pid,
+                self.info.accessor,
+                tracking.describe(self.track, self.policy, time.monotonic()).split(":")[0],
+                self.stop_signal.name,
+            )
+            self._signal(self.stop_signal, "escalation")
+        if self.track.state == "not_adopted" and before != "not_adopted":
+            log.error("token accessor %s %s", self.info.accessor, self.adoption())
+        changed = action is not None or self.track.state != before
+        if changed:
+            self.report()
+        return changed
+
     def observe(self, info: TokenInfo, by: str) -> None:
+        was_adopted = self.track.adopted()
+        if by == "the agent":
+            self.track = tracking.looked(self.track, _renewal_mark(info), time.monotonic())
+        else:
+            self.track = tracking.renewed_by_us(self.track, _renewal_mark(info))
+        if self.track.adopted() and not was_adopted:
+            log.info("token accessor %s %s", info.accessor, self.adoption())
         renewal = _last_renewal(info)
         if renewal is not None and renewal != self.health.last_renewal:
             if self.health.last_renewal is not None or by != "the agent":
@@ -189,11 +240,12 @@ class Tracker:
 
     def unreachable(self, message: str) -> float:
         self.failures += 1
+        self.track = tracking.unreachable(self.track)
         if self.health.unreachable_since is None:
             self.health.unreachable_since = time.time()
             log.warning("Vault unreachable: %s (token ttl about %s left)", message, format_duration(self.ttl_now()))
         self.health.problem = message
-        self.notifier.status(self.status_line())
+        self.report()
         return lease.retry_delay(self.failures, self.settings.check_interval)
 
     def back_online(self) -> None:
@@ -208,6 +260,7 @@ class Tracker:
         from nomad_vault_token.minting import login_and_mint
 
         self.back_online()
+        self.track = tracking.gone(self.track)
         if self.health.dead_since is None:
             self.health.dead_since = time.time()
             log.error("token accessor %s is gone (%s): recovering", self.info.accessor, why)
@@ -219,40 +272,87 @@ class Tracker:
             state.write(
                 self.settings.state_file, state.State(token, info.accessor, self.settings.vault_addr, time.time())
             )
-            self.hand_over(token)
+            how = self.hand_over(token)
         except NvtError as exc:
             self.health.problem = f"recovery failed: {exc.message}"
             log.warning("recovery failed (attempt %d): %s", self.failures, exc.message)
-            self.notifier.status(self.status_line())
+            self.report()
             return lease.retry_delay(self.failures, self.settings.check_interval)
         old = self.info.accessor
         self.token = token
         self.health = Health(ttl=info.ttl, checked_at=time.monotonic(), last_renewal=_last_renewal(info))
+        self.track = tracking.handed_over(self.track, how, _renewal_mark(info), time.monotonic())
         self.info = info
         self.failures = 0
         log.info("recovered: token accessor %s replaced by %s", old, info.accessor)
-        self.notifier.status(self.status_line())
+        self.report()
         return self.check_delay()
 
-    def hand_over(self, token: Secret) -> None:
+    def hand_over(self, token: Secret) -> tracking.Handover:
+        """Give the agent the new token: SIGHUP if it can take one now, later if not; or restart it."""
         if self.settings.handoff == "file":
             from nomad_vault_token import handoff
 
             handoff.write_token_config(self.settings, token)
-            os.kill(self.agent_pid, signal.SIGHUP)
-            log.info("new token written to %s; agent pid %d sent SIGHUP", self.settings.token_config, self.agent_pid)
-        else:
-            log.warning(
-                "env hand-off: stopping agent pid %d (SIGTERM) so systemd restarts it with the new token",
-                self.agent_pid,
-            )
-            os.kill(self.agent_pid, signal.SIGTERM)
+            if not tracking.sighup_safe(self.track, self.policy, time.monotonic()):
+                log.warning(
+                    "new token written to %s; no SIGHUP yet: agent pid %d has not renewed any token, so its "
+                    "signal handling may not be up (a SIGHUP would kill it)",
+                    self.settings.token_config,
+                    self.agent_pid,
+                )
+                return "pending"
+            self._signal(signal.SIGHUP, f"new token written to {self.settings.token_config}")
+            return "sighup"
+        log.warning(
+            "env hand-off: stopping agent pid %d (%s) so systemd restarts it with the new token",
+            self.agent_pid,
+            self.stop_signal.name,
+        )
+        os.kill(self.agent_pid, self.stop_signal)
+        return "restart"
+
+    def _signal(self, sig: signal.Signals, why: str) -> None:
+        try:
+            os.kill(self.agent_pid, sig)
+        except ProcessLookupError:
+            return
+        log.info("%s; agent pid %d sent %s", why, self.agent_pid, sig.name)
 
     # ---- reporting -------------------------------------------------------------------
 
     def healthy(self) -> bool:
-        """Whether the token is alive as far as we know: not dead, and TTL left by the monotonic clock."""
-        return self.health.dead_since is None and self.ttl_now() > 0
+        """Whether the agent holds a live token as far as we know: not dead, not refused by the agent,
+        and TTL left by the monotonic clock."""
+        return self.track.watchdog_ok() and self.health.dead_since is None and self.ttl_now() > 0
+
+    def adoption(self) -> str:
+        return tracking.describe(self.track, self.policy, time.monotonic())
+
+    def report(self) -> None:
+        self.notifier.status(self.status_line())
+        self.publish()
+
+    def publish(self) -> None:
+        """tracker.json beside the state file, for `status` (no token in it)."""
+        from nomad_vault_token.fsutil import write_atomic
+
+        doc = {
+            "version": 1,
+            "pid": os.getpid(),
+            "agent_pid": self.agent_pid,
+            "accessor": self.info.accessor,
+            "state": self.track.state,
+            "adopted": self.track.adopted(),
+            "adoption": self.adoption(),
+            "handover": self.track.handover,
+            "status": self.status_line(),
+            "updated_at": time.time(),
+        }
+        try:
+            write_atomic(tracker_file(self.settings), (json.dumps(doc) + "\n").encode(), 0o600)
+        except OSError as exc:
+            log.debug("cannot write %s: %s", tracker_file(self.settings), exc.strerror)
 
     def watchdog(self) -> None:
         if not self.notifier.watchdog_enabled or time.monotonic() < self.next_watchdog:
@@ -274,6 +374,8 @@ class Tracker:
     def status_line(self) -> str:
         h = self.health
         parts = [f"token {self.info.accessor[:8]}... ttl {format_duration(self.ttl_now())}"]
+        if h.dead_since is None:
+            parts[0] += ", " + self.adoption()
         if h.dead_since is not None:
             parts = [
                 f"token {self.info.accessor[:8]}... DEAD since {_clock(h.dead_since)}, {h.problem or 'recovering'}"
@@ -292,6 +394,16 @@ class Tracker:
         elif self.cert_days is not None:
             parts.append(f"client cert expires in {self.cert_days} days")
         return "; ".join(parts)
+
+
+def tracker_file(settings: Settings) -> Path:
+    return settings.state_dir / "tracker.json"
+
+
+def _renewal_mark(info: TokenInfo) -> str | None:
+    """The token's last renewal, exactly (nanoseconds): what adoption is judged by."""
+    mark = info.raw.get("last_renewal") or info.raw.get("last_renewal_time")
+    return str(mark) if mark else None
 
 
 def _last_renewal(info: TokenInfo) -> float | None:

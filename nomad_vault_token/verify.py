@@ -9,8 +9,13 @@ from nomad_vault_token.nomad_rules import RuleResult
 from nomad_vault_token.vault import Secret, TokenInfo
 
 
-def nomad_rules_for(settings: Settings, token: Secret, info: TokenInfo) -> list[RuleResult]:
-    """Every rule Nomad applies to this token and its role, with Nomad's wording on failure."""
+def nomad_rules_for(
+    settings: Settings, token: Secret, info: TokenInfo, *, allow_unauthenticated: bool = True
+) -> list[RuleResult]:
+    """Every rule Nomad applies to this token and its role, with Nomad's wording on failure.
+
+    `allow_unauthenticated`: the agent's vault block's (Nomad's default, true, when unknown).
+    """
     role_name = nomad_rules.role_to_check(info.raw, settings.task_role)
     denied: VaultDenied | None = None
     try:
@@ -19,13 +24,16 @@ def nomad_rules_for(settings: Settings, token: Secret, info: TokenInfo) -> list[
         role, denied = None, exc
     caps: dict[str, list[str]] | None
     try:
-        caps = vault.capabilities_self(settings, token, list(nomad_rules.required_capabilities(role_name)))
+        needed = nomad_rules.required_capabilities(role_name, allow_unauthenticated=allow_unauthenticated)
+        caps = vault.capabilities_self(settings, token, list(needed))
     except VaultDenied:
         caps = None  # sys/capabilities-self refused: Nomad cannot verify, and neither can we
-    results = nomad_rules.check_all(info.raw, settings.task_role, role, caps)
+    results = nomad_rules.check_all(
+        info.raw, settings.task_role, role, caps, allow_unauthenticated=allow_unauthenticated
+    )
     if denied is not None:  # the role may exist: Nomad fails to look it up, it does not call it missing
         results = [
-            RuleResult(r.rule, False, f"failed to lookup role {role_name!r}: {denied.message}", r.fix)
+            RuleResult(r.rule, False, f"failed to lookup role {role_name!r}: {denied.message}", r.fix)  # vault.go:914-917
             if r.rule == "role.exists"
             else r
             for r in results

@@ -68,7 +68,7 @@ def cap_message(path: str, wanted: str, has: str) -> str:
 
 
 def test_good_token_role_and_caps_have_no_failures() -> None:
-    results = nomad_rules.check_all(good_lookup(), ROLE, good_role(), good_caps())
+    results = nomad_rules.check_all(good_lookup(), ROLE, good_role(), good_caps(), allow_unauthenticated=False)
     assert nomad_rules.failures(results) == []
     assert all(r.fix == "" for r in results)
     assert [r.rule for r in results] == [
@@ -270,7 +270,7 @@ def test_role_failures_in_nomads_order() -> None:
 
 
 def test_required_capabilities_table() -> None:
-    assert nomad_rules.required_capabilities(ROLE) == {
+    assert nomad_rules.required_capabilities(ROLE, allow_unauthenticated=False) == {
         "auth/token/lookup": "update",
         "auth/token/renew-self": "update",
         "auth/token/revoke-accessor": "update",
@@ -280,13 +280,17 @@ def test_required_capabilities_table() -> None:
 
 
 def test_required_capabilities_like_nomad_without_role_or_with_allow_unauthenticated() -> None:
-    assert list(nomad_rules.required_capabilities(None)) == [
+    assert list(nomad_rules.required_capabilities(None, allow_unauthenticated=False)) == [
         "auth/token/lookup",
         "auth/token/renew-self",
         "auth/token/revoke-accessor",
     ]
     assert list(nomad_rules.required_capabilities("")) == list(nomad_rules.required_capabilities(None))
     assert "auth/token/lookup" not in nomad_rules.required_capabilities(ROLE, allow_unauthenticated=True)
+    # Nomad's default is allow_unauthenticated = true: lookup is not checked (vault.go:866)
+    assert nomad_rules.required_capabilities(ROLE) == nomad_rules.required_capabilities(
+        ROLE, allow_unauthenticated=True
+    )
 
 
 @pytest.mark.parametrize(
@@ -302,7 +306,7 @@ def test_required_capabilities_like_nomad_without_role_or_with_allow_unauthentic
 def test_each_missing_capability_is_one_failure(path: str, wanted: str) -> None:
     caps = good_caps()
     del caps[path]
-    broken = only_failure(nomad_rules.check_all(good_lookup(), ROLE, good_role(), caps))
+    broken = only_failure(nomad_rules.check_all(good_lookup(), ROLE, good_role(), caps, allow_unauthenticated=False))
     assert (broken.rule, broken.message) == (f"cap.{path}", cap_message(path, wanted, "[]"))
     assert f'"{wanted}"' in broken.fix
     assert path in broken.fix
@@ -345,8 +349,12 @@ def test_allow_unauthenticated_skips_lookup() -> None:
     assert nomad_rules.failures(results) == []
 
 
-def test_capabilities_self_refused() -> None:
-    broken = only_failure(nomad_rules.check_all(good_lookup(), ROLE, good_role(), None))
+def test_capabilities_self_refused_is_a_warning_and_skips_every_capability() -> None:
+    results = nomad_rules.check_all(good_lookup(), ROLE, good_role(), None, allow_unauthenticated=False)
+    assert nomad_rules.failures(results) == []  # Nomad warns and runs (vault.go:835-847)
+    assert not any(r.rule.startswith("cap.auth/") for r in results)
+    (broken,) = nomad_rules.warnings(results)
+    assert nomad_rules.failures(results, strict=True) == [broken]
     assert broken.rule == "cap.sys/capabilities-self"
     assert broken.message == (
         "can not lookup token capabilities. As such certain operations may fail in the future. "

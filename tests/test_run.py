@@ -177,7 +177,6 @@ def break_role(server: Bao, how: str) -> None:
     [
         ("explicit max ttl", "Role can not use an explicit max ttl. Token must be periodic."),
         ("role missing", f'Role "{TASK_ROLE}" does not exist'),
-        ("no capabilities-self", 'on "sys/capabilities-self"'),
         ("no revoke-accessor", 'on "auth/token/revoke-accessor"'),
     ],
 )
@@ -194,3 +193,20 @@ def test_broken_role_is_77_with_nomads_reason(
     assert "Nomad would refuse" in result.err_lines[-1]
     # --no-check skips it and execs the agent (here /bin/true, which exits 0)
     assert run_cli("run", "--config", str(cfg), "--no-check", "--", "/bin/true").code == 0
+
+
+def test_capabilities_self_refused_warns_like_nomad_and_strict_refuses(
+    new_bao: Callable[[], Bao], certs: Certs, tmp_path: Path
+) -> None:
+    """Nomad logs a warning, skips its capability checks and runs (nomad/vault.go:835-847)."""
+    server = new_bao()
+    break_role(server, "no capabilities-self")
+    cfg = write_config(tmp_path / "c.toml", server, certs)
+    result = run_cli("run", "--config", str(cfg), "--", "/bin/true")
+    assert result.code == 0, result.err  # the agent (/bin/true) was exec'd
+    warning = [line for line in result.err_lines if "Nomad will warn" in line]
+    assert len(warning) == 1 and "can not lookup token capabilities" in warning[0], result.err
+    assert 'on "sys/capabilities-self"' in warning[0]
+    strict = run_cli("run", "--config", str(cfg), "--strict", "--", "/bin/true")
+    assert strict.code == 77, strict.err
+    assert "can not lookup token capabilities" in strict.err and "--strict" in strict.err_lines[-1]

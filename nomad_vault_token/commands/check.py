@@ -132,7 +132,8 @@ def vault_checks(report: Report, settings: Settings, *, mint: bool) -> bool:
         from nomad_vault_token import verify
 
         for rule in verify.nomad_rules_for(settings, token, info):
-            report.add("vault", f"nomad: {rule.rule}", "pass" if rule.ok else "fail", rule.message, rule.fix)
+            result = "pass" if rule.ok else "warn" if rule.warning and not settings.strict else "fail"
+            report.add("vault", f"nomad: {rule.rule}", result, rule.message, rule.fix)
     finally:
         if mint:
             _discard(settings, token)

@@ -163,11 +163,16 @@ def nomad_check(settings: Settings, token: Secret, info: TokenInfo) -> None:
     """Nomad's own start-up checks, now: one line per broken rule (Nomad's words), exit 77."""
     from nomad_vault_token import nomad_rules, verify
 
-    broken = nomad_rules.failures(verify.nomad_rules_for(settings, token, info))
+    results = verify.nomad_rules_for(settings, token, info)
+    broken = nomad_rules.failures(results, strict=settings.strict)
+    for r in nomad_rules.warnings(results):
+        if r not in broken:
+            logger.warning("Nomad will warn: %s (%s)", r.message, r.fix)
     for r in broken:
         logger.error("Nomad would refuse the token: %s (%s)", r.message, r.fix)
     if broken:
+        what = "rule(s) broken" if not settings.strict else "rule(s) broken or warned about (--strict)"
         raise VaultDenied(
-            f"Nomad would refuse token accessor {info.accessor}: {len(broken)} rule(s) broken, listed above; "
+            f"Nomad would refuse token accessor {info.accessor}: {len(broken)} {what}, listed above; "
             "fix the Vault side (nomad-vault-token bootstrap-roles) or pass --no-check"
         )

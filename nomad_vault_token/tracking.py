@@ -1,0 +1,198 @@
+"""The tracker's states and their transitions: pure, no I/O, no clock (times are passed in, monotonic).
+
+A token counts as handed over only when Nomad has renewed it: Nomad renews right after it
+validates a token (nomad/vault.go:554, 672), so the token's `last_renewal` (lookup-self, with
+nanoseconds) moves without the tracker renewing. The tracker compares that value with the one
+it saw when it handed the token over, never with its own clock.
+
+States (`Track.state`):
+
+- awaiting:    the agent holds a token (at start, or since a hand-over) and has not renewed it yet
+- healthy:     the agent renewed the token it holds
+- not_adopted: `adoption_timeout` passed after the hand-over without a renewal by the agent
+- dead:        Vault says the token is gone; a new one is being minted
+- unreachable: Vault does not answer; nothing is known, nothing is signalled
+
+A new token reaches the agent by SIGHUP only once that cannot kill it: Go dies of SIGHUP until
+Nomad installs its handler, after setting up the agent and joining (command/agent/command.go
+v1.9.7:1010, hashicorp/nomad#3885), which is after its first renewal. So a SIGHUP waits until the
+agent has adopted a token and `sighup_grace` has passed since. A hand-over the agent does not
+adopt within `adoption_timeout` (plus jitter, so a cluster-wide revocation does not restart every
+server at once) is escalated: the agent is stopped with the unit's stop signal and systemd starts
+it again with the saved token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+State = Literal["awaiting", "healthy", "not_adopted", "dead", "unreachable"]
+Handover = Literal["start", "sighup", "pending", "restart"]
+Action = Literal["sighup", "escalate"]
+
+# After Vault comes back, Nomad retries validation every 30 s (nomad/vault.go:488-522): give it that long.
+VALIDATION_RETRY = 30.0
+POLL_MIN = 1.0
+POLL_MAX = 10.0
+POLL_LATE = 30.0
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The knobs, from Settings (seconds)."""
+
+    adoption_timeout: float
+    sighup_grace: float
+    escalate: bool  # on_not_adopted == "restart"
+
+
+@dataclass(frozen=True)
+class Track:
+    state: State
+    handover: Handover  # how the agent got (or is getting) the current token
+    handed_at: float  # when the current token was handed over (or written, when pending)
+    baseline: str | None  # the token's last_renewal at hand-over: a different value is the agent's
+    started_at: float  # when the agent was exec'd
+    jitter: float  # 0..1, drawn once by the caller
+    ours: str | None = None  # last_renewal after the tracker's own renewal
+    adopted_at: float | None = None  # when the agent adopted the current token
+    first_adoption: float | None = None  # when the agent first adopted any token (SIGHUP is safe after)
+    reachable_at: float | None = None  # when Vault last came back after being unreachable
+    before_outage: State | None = None  # the state to return to when Vault answers again
+    escalated: bool = False
+    last_renewal: str | None = None
+
+    # ---- derived ----------------------------------------------------------------------
+
+    def escalate_at(self, policy: Policy) -> float:
+        """When a hand-over not adopted is escalated (jittered by up to half the timeout)."""
+        due = self.handed_at + policy.adoption_timeout * (1 + self.jitter / 2)
+        if self.reachable_at is not None:
+            due = max(due, self.reachable_at + VALIDATION_RETRY * 2)
+        return due
+
+    def watchdog_ok(self) -> bool:
+        """WATCHDOG only while the agent is known to hold, or may still take, a live token."""
+        return self.state in ("healthy", "awaiting", "unreachable")
+
+    def adopted(self) -> bool:
+        return self.adopted_at is not None
+
+
+def start(now: float, baseline: str | None, jitter: float) -> Track:
+    """The agent was just exec'd with a token whose last_renewal is `baseline`."""
+    return Track("awaiting", "start", now, baseline, now, jitter, last_renewal=baseline)
+
+
+def looked(track: Track, renewal: str | None, now: float) -> Track:
+    """A lookup-self answered: the token is alive and its last_renewal is `renewal`."""
+    t = _back(track, now)
+    t = replace(t, last_renewal=renewal)
+    if t.state == "dead":
+        t = replace(t, state="awaiting" if not t.adopted() else "healthy")
+    if renewal is not None and renewal not in (t.baseline, t.ours) and not t.adopted():
+        return replace(
+            t,
+            state="healthy",
+            adopted_at=now,
+            first_adoption=t.first_adoption if t.first_adoption is not None else now,
+        )
+    return t
+
+
+def renewed_by_us(track: Track, renewal: str | None) -> Track:
+    """The tracker renewed the token itself: that renewal is not the agent's."""
+    return replace(track, ours=renewal, last_renewal=renewal)
+
+
+def unreachable(track: Track) -> Track:
+    if track.state == "unreachable":
+        return track
+    return replace(track, state="unreachable", before_outage=track.state)
+
+
+def gone(track: Track) -> Track:
+    """Vault says the token is gone (403, revoked, expired)."""
+    return replace(track, state="dead", before_outage=None, reachable_at=None)
+
+
+def handed_over(track: Track, how: Handover, baseline: str | None, now: float) -> Track:
+    """A new token was written for the agent: delivered now (`sighup`, `restart`) or not yet (`pending`)."""
+    return replace(
+        track,
+        state="awaiting",
+        handover=how,
+        handed_at=now,
+        baseline=baseline,
+        ours=None,
+        adopted_at=None,
+        escalated=False,
+        reachable_at=None,
+        before_outage=None,
+        last_renewal=baseline,
+    )
+
+
+def sighup_safe(track: Track, policy: Policy, now: float) -> bool:
+    """The agent has installed its signal handlers, as far as anyone can tell."""
+    return track.first_adoption is not None and now >= track.first_adoption + policy.sighup_grace
+
+
+def due(track: Track, policy: Policy, now: float) -> tuple[Track, Action | None]:
+    """What time alone makes due: a pending SIGHUP that became safe, `not_adopted`, an escalation."""
+    if track.state == "awaiting" and track.handover == "pending" and sighup_safe(track, policy, now):
+        return replace(track, handover="sighup", handed_at=now), "sighup"
+    if track.state not in ("awaiting", "not_adopted") or now < track.escalate_at(policy):
+        return track, None
+    t = replace(track, state="not_adopted")
+    may_escalate = (
+        policy.escalate
+        and t.handover in ("sighup", "pending")
+        and not t.escalated
+        and now >= t.started_at + policy.sighup_grace  # the stop signal too must not meet Go's default handler
+    )
+    if may_escalate:
+        return replace(t, escalated=True), "escalate"
+    return t, None
+
+
+def poll_delay(track: Track, now: float) -> float:
+    """How soon to look again while adoption is open: often at first, then every POLL_MAX."""
+    if track.state == "awaiting":
+        return min(max((now - track.handed_at) / 4, POLL_MIN), POLL_MAX)
+    if track.state == "not_adopted":
+        return POLL_LATE
+    return float("inf")
+
+
+def _back(track: Track, now: float) -> Track:
+    """Vault answered: leave `unreachable` for the state it interrupted."""
+    if track.state != "unreachable":
+        return track
+    return replace(track, state=track.before_outage or "awaiting", before_outage=None, reachable_at=now)
+
+
+def describe(track: Track, policy: Policy, now: float) -> str:
+    """The adoption part of STATUS, for people."""
+    since = {"start": "start", "sighup": "SIGHUP", "pending": "the new token", "restart": "restart"}[track.handover]
+    if track.adopted_at is not None:
+        return f"adopted by Nomad {_short(track.adopted_at - track.handed_at)} after {since}"
+    waited = _short(now - track.handed_at)
+    if track.state == "not_adopted":
+        text = f"NOT adopted by Nomad {waited} after {since}: check vault {{ enabled, address }} and -vault-token"
+        if track.escalated:
+            text += "; agent stopped for systemd to restart it"
+        return text
+    if track.handover == "pending":
+        return f"new token waiting {waited} for a safe SIGHUP (the agent has not yet renewed any token)"
+    return f"awaiting adoption by Nomad ({waited} after {since})"
+
+
+def _short(seconds: float) -> str:
+    s = max(int(seconds), 0)
+    if s < 120:
+        return f"{s}s"
+    if s < 7200:
+        return f"{s // 60}m"
+    return f"{s // 3600}h"
