@@ -63,6 +63,11 @@ class Settings:
         return self.state_dir / "token.json"
 
     @property
+    def tracker_file(self) -> Path:
+        """What the tracker last knew (no token in it), for `status`."""
+        return self.state_dir / "tracker.json"
+
+    @property
     def token_config_path(self) -> Path:
         assert self.token_config is not None  # filled by load()
         return self.token_config

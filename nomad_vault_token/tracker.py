@@ -21,7 +21,6 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from nomad_vault_token import lease, state, tls, tracking, vault
 from nomad_vault_token.config import Settings
@@ -350,9 +349,9 @@ class Tracker:
             "updated_at": time.time(),
         }
         try:
-            write_atomic(tracker_file(self.settings), (json.dumps(doc) + "\n").encode(), 0o600)
+            write_atomic(self.settings.tracker_file, (json.dumps(doc) + "\n").encode(), 0o600)
         except OSError as exc:
-            log.debug("cannot write %s: %s", tracker_file(self.settings), exc.strerror)
+            log.debug("cannot write %s: %s", self.settings.tracker_file, exc.strerror)
 
     def watchdog(self) -> None:
         if not self.notifier.watchdog_enabled or time.monotonic() < self.next_watchdog:
@@ -394,10 +393,6 @@ class Tracker:
         elif self.cert_days is not None:
             parts.append(f"client cert expires in {self.cert_days} days")
         return "; ".join(parts)
-
-
-def tracker_file(settings: Settings) -> Path:
-    return settings.state_dir / "tracker.json"
 
 
 def _renewal_mark(info: TokenInfo) -> str | None:

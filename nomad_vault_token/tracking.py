@@ -16,7 +16,9 @@ States (`Track.state`):
 A new token reaches the agent by SIGHUP only once that cannot kill it: Go dies of SIGHUP until
 Nomad installs its handler, after setting up the agent and joining (command/agent/command.go
 v1.9.7:1010, hashicorp/nomad#3885), which is after its first renewal. So a SIGHUP waits until the
-agent has adopted a token and `sighup_grace` has passed since. A hand-over the agent does not
+agent has adopted a token and `sighup_grace` has passed since; an agent that never renewed any
+token (it started while Vault was away, or its first token died at once) gets it only
+UNADOPTED_GRACE times `sighup_grace` after it started. A hand-over the agent does not
 adopt within `adoption_timeout` (plus jitter, so a cluster-wide revocation does not restart every
 server at once) is escalated: the agent is stopped with the unit's stop signal and systemd starts
 it again with the saved token.
@@ -36,6 +38,7 @@ VALIDATION_RETRY = 30.0
 POLL_MIN = 1.0
 POLL_MAX = 10.0
 POLL_LATE = 30.0
+UNADOPTED_GRACE = 4
 
 
 @dataclass(frozen=True)
@@ -136,7 +139,9 @@ def handed_over(track: Track, how: Handover, baseline: str | None, now: float) -
 
 def sighup_safe(track: Track, policy: Policy, now: float) -> bool:
     """The agent has installed its signal handlers, as far as anyone can tell."""
-    return track.first_adoption is not None and now >= track.first_adoption + policy.sighup_grace
+    if track.first_adoption is not None:
+        return now >= track.first_adoption + policy.sighup_grace
+    return now >= track.started_at + UNADOPTED_GRACE * policy.sighup_grace
 
 
 def due(track: Track, policy: Policy, now: float) -> tuple[Track, Action | None]:
@@ -185,7 +190,7 @@ def describe(track: Track, policy: Policy, now: float) -> str:
             text += "; agent stopped for systemd to restart it"
         return text
     if track.handover == "pending":
-        return f"new token waiting {waited} for a safe SIGHUP (the agent has not yet renewed any token)"
+        return f"new token waiting {waited} for a safe SIGHUP (the agent's signal handling may not be up yet)"
     return f"awaiting adoption by Nomad ({waited} after {since})"
 
 

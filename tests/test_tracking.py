@@ -67,13 +67,14 @@ def test_later_renewals_keep_it_healthy_and_first_adoption_fixed() -> None:
         ("sighup", True, 119, "awaiting", None),
         ("sighup", True, 121, "not_adopted", "escalate"),
         ("sighup", False, 121, "not_adopted", None),  # on_not_adopted = warn
-        ("pending", True, 121, "not_adopted", "escalate"),  # the agent never renewed anything: restart it
+        ("pending", True, 121, "not_adopted", "escalate"),  # no SIGHUP could be sent safely: restart it
     ],
 )
 def test_not_adopted_within_the_bound(
     handover: tracking.Handover, escalate: bool, after: float, state: str, action: str | None
 ) -> None:
-    policy = replace(POLICY, escalate=escalate)
+    # grace 60: a pending SIGHUP is not safe before T0 + 240, the escalation is due at T0 + 220
+    policy = replace(POLICY, escalate=escalate, sighup_grace=60)
     t = started("r0")
     if handover != "start":
         t = tracking.handed_over(tracking.gone(t), handover, None, T0 + 100)
@@ -120,7 +121,8 @@ def test_late_adoption_clears_not_adopted() -> None:
 @pytest.mark.parametrize(
     ("first_adoption", "now", "safe"),
     [
-        (None, T0 + 10_000, False),  # never renewed a token: its handler may not be installed
+        (None, T0 + 119, False),  # never renewed a token: its handler may not be installed yet
+        (None, T0 + 120, True),  # ... but surely is UNADOPTED_GRACE graces after it started
         (T0 + 5, T0 + 34, False),  # inside the grace after the first renewal
         (T0 + 5, T0 + 35, True),
     ],
@@ -144,6 +146,14 @@ def test_the_stop_signal_also_waits_for_the_grace_after_start() -> None:
     t = tracking.handed_over(tracking.gone(started()), "pending", None, T0 + 2)
     assert tracking.due(t, policy, T0 + 10)[1] is None
     assert tracking.due(t, policy, T0 + 30)[1] == "escalate"
+
+
+def test_an_agent_that_never_renewed_gets_its_sighup_long_after_start() -> None:
+    t = tracking.handed_over(tracking.gone(started()), "pending", None, T0 + 2)
+    t = replace(t, jitter=1.0)  # escalation not before T0 + 2 + 180
+    assert tracking.due(t, POLICY, T0 + 119)[1] is None
+    t2, action = tracking.due(t, POLICY, T0 + 120)
+    assert (action, t2.handover) == ("sighup", "sighup")
 
 
 # ---- watchdog, polling, words --------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ def main(config_file: Path | None, flags: dict[str, Any], *, fmt: str, verbose: 
         "minted_at": _iso(saved.minted_at),
     }
     doc["client_cert"] = cert_summary(settings)
+    doc["tracker"] = tracker_view(settings.tracker_file, saved.accessor)
     try:
         info = vault.lookup_self(settings, saved.token)
     except TokenInvalid as exc:
@@ -76,6 +78,25 @@ def cert_summary(settings: config.Settings) -> dict[str, Any] | None:
     }
 
 
+def tracker_view(path: Path, accessor: str) -> dict[str, Any] | None:
+    """What the tracker last published, and whether it still runs; None when it never wrote."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        pid = int(doc["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        os.kill(pid, 0)
+        running = True
+    except ProcessLookupError:
+        running = False
+    except PermissionError:
+        running = True
+    view = {k: doc.get(k) for k in ("state", "adopted", "adoption", "handover", "status", "agent_pid", "accessor")}
+    view |= {"running": running, "current_token": doc.get("accessor") == accessor, "updated_at": _iso(doc["updated_at"])}
+    return view
+
+
 def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -104,5 +125,12 @@ def output(doc: dict[str, Any], fmt: str) -> None:
         else:
             warn = f"  WARNING: {cert['warnings'][0]}" if cert["warnings"] else ""
             lines.append(("client cert", f"expires {cert['expires_at'][:10]} ({cert['days_left']} days){warn}"))
+    tracker = doc.get("tracker")
+    if tracker is None:
+        lines.append(("tracker", "none yet (run starts it)"))
+    elif not tracker["running"]:
+        lines.append(("tracker", f"not running (last: {tracker['adoption']}, {tracker['updated_at']})"))
+    else:
+        lines.append(("tracker", f"{tracker['state']}: {tracker['adoption']} (agent pid {tracker['agent_pid']})"))
     for key, value in lines:
         sys.stdout.write(f"{key + ':':<14}{value}\n")
