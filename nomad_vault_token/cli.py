@@ -358,6 +358,16 @@ def run(
             show_default=False,
         ),
     ] = None,
+    degraded_start_after: Annotated[
+        Optional[str],
+        typer.Option(
+            "--degraded-start-after",
+            help="start the agent anyway when Vault has not been usable this long (saved token unverified, "
+            "or Vault disabled until a token can be minted); 0 waits as --wait-timeout says [default: 2m]",
+            rich_help_panel=RUN,
+            show_default=False,
+        ),
+    ] = None,
     no_check: Annotated[
         bool, typer.Option("--no-check", help="skip Nomad's own token and role checks before exec", rich_help_panel=RUN)
     ] = False,

@@ -57,6 +57,7 @@ class Settings:
     on_not_adopted: str = "restart"
     stop_signal: str = "SIGINT"
     sighup_grace: int = 30
+    degraded_start_after: int = 120
 
     @property
     def state_file(self) -> Path:
@@ -112,6 +113,7 @@ FIELDS: dict[str, tuple[Kind, tuple[str, ...]]] = {
     "on_not_adopted": ("choice", ("restart", "warn")),
     "stop_signal": ("choice", ("SIGINT", "SIGTERM")),
     "sighup_grace": ("duration", ()),
+    "degraded_start_after": ("duration", ()),
 }
 assert set(FIELDS) == {f.name for f in fields(Settings)}
 

@@ -32,6 +32,7 @@ OPTIONS: dict[str, tuple[str, Kind]] = {
     "--min-ttl": ("min_ttl", "str"),
     "--wait-timeout": ("wait_timeout", "str"),
     "--check-interval": ("check_interval", "str"),
+    "--degraded-start-after": ("degraded_start_after", "str"),
     "--no-check": ("no_check", "true"),
     "--vault-addr": ("vault_addr", "str"),
     "--ca-cert": ("ca_cert", "path"),
@@ -126,7 +127,16 @@ def flags_of(params: dict[str, Any]) -> dict[str, Any]:
         | mint_flags(p["mint_mode"], p["mint_role"], p["policy"], p["period"], p["task_role"])
         | {
             key: p[key]
-            for key in ("handoff", "token_config", "state_dir", "min_ttl", "wait_timeout", "check_interval", "strict")
+            for key in (
+                "handoff",
+                "token_config",
+                "state_dir",
+                "min_ttl",
+                "wait_timeout",
+                "check_interval",
+                "degraded_start_after",
+                "strict",
+            )
         }
     )
 

@@ -14,25 +14,33 @@ from nomad_vault_token.config import Settings
 from nomad_vault_token.fsutil import ensure_private_dir, write_private
 from nomad_vault_token.vault import Secret
 
+# Not a token: what the hand-off file holds while the agent runs without one (degraded start).
+PLACEHOLDER = "nomad-vault-token-degraded-start"
 
-def render_hcl(token: Secret, task_role: str, namespace: str | None = None) -> bytes:
+
+def render_hcl(token: Secret | None, task_role: str, namespace: str | None = None) -> bytes:
     """The agent's token config. json.dumps gives HCL-compatible quoted strings.
 
     The namespace goes with the token: the token lives there, and Nomad would otherwise take
     VAULT_NAMESPACE from an environment this tool no longer passes on (command.go v1.9.7:308-311).
+
+    Without a token (a degraded start: Vault was away and nothing was saved) Vault is disabled with
+    a placeholder token: 1.6 refuses to start with Vault enabled and no token (vault.go:425), and
+    1.7.3+ started with no token runs a no-op client that no SIGHUP can replace (server.go
+    v1.9.7:902-905, 1212-1215), while a disabled client with a token is enabled by the SIGHUP that
+    brings the real token (vault.go:380-415).
     """
     ns = f"  namespace        = {json.dumps(namespace)}\n" if namespace else ""
-    return (
-        "# Written by nomad-vault-token; rewritten when the token is replaced. Do not edit.\n"
-        "vault {\n"
-        f"  token            = {json.dumps(token.reveal())}\n"
-        f"  create_from_role = {json.dumps(task_role)}\n"
-        f"{ns}"
-        "}\n"
-    ).encode()
+    if token is None:
+        head = "# Degraded start: Vault disabled until nomad-vault-token has a token. Do not edit.\n"
+        body = f"  enabled          = false\n  token            = {json.dumps(PLACEHOLDER)}\n"
+    else:
+        head = "# Written by nomad-vault-token; rewritten when the token is replaced. Do not edit.\n"
+        body = f"  token            = {json.dumps(token.reveal())}\n"
+    return (f"{head}vault {{\n{body}  create_from_role = {json.dumps(task_role)}\n{ns}}}\n").encode()
 
 
-def write_token_config(settings: Settings, token: Secret) -> Path:
+def write_token_config(settings: Settings, token: Secret | None) -> Path:
     """Write the HCL file (0600, atomically) and return its path."""
     path = settings.token_config_path
     ensure_private_dir(path.parent, "token_config directory")
@@ -40,19 +48,25 @@ def write_token_config(settings: Settings, token: Secret) -> Path:
     return path
 
 
-def agent_argv(settings: Settings, argv: Sequence[str]) -> list[str]:
+def agent_argv(settings: Settings, argv: Sequence[str], *, tokenless: bool = False) -> list[str]:
     """The agent's argv: `-config <token file>` in file mode; in env mode Nomad's own
-    `-vault-create-from-role` flag, since no file of ours carries create_from_role then."""
+    `-vault-create-from-role` flag, since no file of ours carries create_from_role then
+    (and `-vault-enabled=false` while there is no token)."""
     if settings.handoff == "file":
         return [*argv, "-config", str(settings.token_config_path)]
-    return [*argv, f"-vault-create-from-role={settings.task_role}"]
+    extra = [f"-vault-create-from-role={settings.task_role}"]
+    if settings.namespace:
+        extra.append(f"-vault-namespace={settings.namespace}")
+    if tokenless:
+        extra.append("-vault-enabled=false")
+    return [*argv, *extra]
 
 
 # Read by Nomad's Vault client (hashicorp/vault api DefaultConfig) and able to send it elsewhere.
 REDIRECTING = ("VAULT_AGENT_ADDR", "VAULT_SKIP_VERIFY")
 
 
-def agent_env(settings: Settings, token: Secret, environ: Mapping[str, str]) -> dict[str, str]:
+def agent_env(settings: Settings, token: Secret | None, environ: Mapping[str, str]) -> dict[str, str]:
     """The agent's environment: without what this tool's configuration consumed, with VAULT_TOKEN
     only in env mode (never in file mode: the file carries it)."""
     from nomad_vault_token.config import consumed_env
@@ -60,7 +74,7 @@ def agent_env(settings: Settings, token: Secret, environ: Mapping[str, str]) -> 
     env = dict(environ)
     for var in [*consumed_env(environ), "VAULT_TOKEN"]:
         env.pop(var, None)
-    if settings.handoff == "env":
+    if settings.handoff == "env" and token is not None:
         env["VAULT_TOKEN"] = token.reveal()
     return env
 
@@ -77,9 +91,9 @@ def redirect_warnings(environ: Mapping[str, str]) -> list[str]:
 
 
 def prepare(
-    settings: Settings, token: Secret, argv: Sequence[str], environ: Mapping[str, str]
+    settings: Settings, token: Secret | None, argv: Sequence[str], environ: Mapping[str, str]
 ) -> tuple[list[str], dict[str, str]]:
     """Do the hand-off: write the file if needed; return the agent's argv and environment."""
     if settings.handoff == "file":
         write_token_config(settings, token)
-    return agent_argv(settings, argv), agent_env(settings, token, environ)
+    return agent_argv(settings, argv, tokenless=token is None), agent_env(settings, token, environ)

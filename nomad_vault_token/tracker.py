@@ -32,8 +32,12 @@ from nomad_vault_token.vault import Secret, TokenInfo
 log = logging.getLogger("nomad_vault_token.tracker")
 
 
-def spawn(settings: Settings, token: Secret, info: TokenInfo, notifier: Notifier) -> None:
-    """Start the tracker detached; it begins once this process has exec'd the agent."""
+def spawn(
+    settings: Settings, token: Secret | None, info: TokenInfo, notifier: Notifier, *, degraded: bool = False
+) -> None:
+    """Start the tracker detached; it begins once this process has exec'd the agent.
+
+    `degraded`: the agent starts without Vault's word on `token` (None: no token at all)."""
     agent_pid = os.getpid()
     pidfd = os.pidfd_open(agent_pid)
     ready_r, ready_w = os.pipe()  # both close-on-exec: exec closes ready_w, the tracker sees EOF
@@ -48,7 +52,7 @@ def spawn(settings: Settings, token: Secret, info: TokenInfo, notifier: Notifier
                 os._exit(0)
             os.close(ready_w)
             _quiet_stdin()
-            code = Tracker(settings, token, info, agent_pid, pidfd).main(ready_r)
+            code = Tracker(settings, token, info, agent_pid, pidfd, degraded=degraded).main(ready_r)
         except BaseException:  # the agent must never notice the tracker failing
             log.exception("tracker failed")
             code = 1
@@ -80,7 +84,16 @@ class Health:
 
 
 class Tracker:
-    def __init__(self, settings: Settings, token: Secret, info: TokenInfo, agent_pid: int, pidfd: int) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        token: Secret | None,
+        info: TokenInfo,
+        agent_pid: int,
+        pidfd: int,
+        *,
+        degraded: bool = False,
+    ) -> None:
         self.settings = settings
         self.token = token
         self.info = info
@@ -94,7 +107,8 @@ class Tracker:
             escalate=settings.on_not_adopted == "restart",
         )
         self.stop_signal = signal.Signals[settings.stop_signal]
-        self.track = tracking.start(time.monotonic(), _renewal_mark(info), random.random())  # noqa: S311
+        self.degraded = degraded
+        self.track = tracking.start(time.monotonic(), _renewal_mark(info), random.random(), degraded=degraded)  # noqa: S311
         self.failures = 0
         self.cert_days: int | None = None
         self.cert_warning = ""
@@ -108,7 +122,9 @@ class Tracker:
         signal.signal(signal.SIGTERM, _exit_quietly)
         if not self._wait_for_exec(ready_fd):
             return 0
-        self.track = tracking.start(time.monotonic(), self.track.baseline, self.track.jitter)
+        self.track = tracking.start(
+            time.monotonic(), self.track.baseline, self.track.jitter, degraded=self.track.state == "degraded"
+        )
         self._refresh_cert()
         self.notifier.ready(self.status_line())
         self.publish()
@@ -164,8 +180,14 @@ class Tracker:
 
     def tick(self) -> float:
         """Check the token once; return the delay until the next check."""
+        token = self.token
+        if token is None:  # a degraded start without a token: mint one as soon as Vault can
+            health = vault.health(self.settings)
+            if not health.usable:
+                return self.unreachable(f"Vault at {self.settings.vault_addr} {health.state}")
+            return self.recover("the agent started without one while Vault was away")
         try:
-            info = vault.lookup_self(self.settings, self.token)
+            info = vault.lookup_self(self.settings, token)
         except TokenInvalid as exc:
             return self.recover(str(exc))
         except VaultUnavailable as exc:
@@ -179,7 +201,7 @@ class Tracker:
         self.back_online()
         self.observe(info, by="the agent")
         if self.ttl_now() < lease.renew_threshold(self.settings.period):
-            self.renew()
+            self.renew(token)
         self._refresh_cert()
         self.report()
         return self.check_delay()
@@ -190,7 +212,9 @@ class Tracker:
         True when something changed."""
         before = self.track.state
         self.track, action = tracking.due(self.track, self.policy, time.monotonic())
-        if action == "sighup":
+        if action == "sighup" and self.settings.handoff == "env":
+            self._restart_for_token()
+        elif action == "sighup":
             self._signal(signal.SIGHUP, f"the new token in {self.settings.token_config} is safe to load now")
         elif action == "escalate":
             log.error(
@@ -230,10 +254,10 @@ class Tracker:
         self.health.problem = ""
         self.failures = 0
 
-    def renew(self) -> None:
+    def renew(self, token: Secret) -> None:
         try:
-            vault.renew_self(self.settings, self.token)
-            self.observe(vault.lookup_self(self.settings, self.token), by="the tracker")
+            vault.renew_self(self.settings, token)
+            self.observe(vault.lookup_self(self.settings, token), by="the tracker")
         except NvtError as exc:
             log.warning("tracker renewal of accessor %s failed: %s", self.info.accessor, exc.message)
 
@@ -259,10 +283,13 @@ class Tracker:
         from nomad_vault_token.minting import login_and_mint
 
         self.back_online()
-        self.track = tracking.gone(self.track)
+        self.track = tracking.gone(self.track, time.monotonic())
         if self.health.dead_since is None:
             self.health.dead_since = time.time()
-            log.error("token accessor %s is gone (%s): recovering", self.info.accessor, why)
+            if self.token is None:
+                log.warning("Vault is usable: minting the token %s", why)
+            else:
+                log.error("token accessor %s is gone (%s): recovering", self.info.accessor, why)
         self.health.ttl = 0
         self.health.checked_at = time.monotonic()
         self.failures += 1
@@ -303,13 +330,24 @@ class Tracker:
                 return "pending"
             self._signal(signal.SIGHUP, f"new token written to {self.settings.token_config}")
             return "sighup"
+        if not tracking.sighup_safe(self.track, self.policy, time.monotonic()):
+            log.warning(
+                "env hand-off: new token saved; agent pid %d not stopped yet: its signal handling may not be up "
+                "(dying of %s, it would not be restarted)",
+                self.agent_pid,
+                self.stop_signal.name,
+            )
+            return "pending"
+        self._restart_for_token()
+        return "restart"
+
+    def _restart_for_token(self) -> None:
         log.warning(
             "env hand-off: stopping agent pid %d (%s) so systemd restarts it with the new token",
             self.agent_pid,
             self.stop_signal.name,
         )
-        os.kill(self.agent_pid, self.stop_signal)
-        return "restart"
+        self._signal(self.stop_signal, "env hand-off")
 
     def _signal(self, sig: signal.Signals, why: str) -> None:
         try:
@@ -323,7 +361,8 @@ class Tracker:
     def healthy(self) -> bool:
         """Whether the agent holds a live token as far as we know: not dead, not refused by the agent,
         and TTL left by the monotonic clock."""
-        return self.track.watchdog_ok() and self.health.dead_since is None and self.ttl_now() > 0
+        alive = self.ttl_now() > 0 or self.track.state == "degraded"  # degraded: no TTL known, Vault's fault
+        return self.track.watchdog_ok() and self.health.dead_since is None and alive
 
     def adoption(self) -> str:
         return tracking.describe(self.track, self.policy, time.monotonic())
@@ -345,6 +384,7 @@ class Tracker:
             "adopted": self.track.adopted(),
             "adoption": self.adoption(),
             "handover": self.track.handover,
+            "degraded_for": self.track.degraded_for(time.monotonic()),
             "status": self.status_line(),
             "updated_at": time.time(),
         }
@@ -373,7 +413,11 @@ class Tracker:
     def status_line(self) -> str:
         h = self.health
         parts = [f"token {self.info.accessor[:8]}... ttl {format_duration(self.ttl_now())}"]
-        if h.dead_since is None:
+        if self.track.state == "degraded":
+            since = _clock(h.unreachable_since or time.time())
+            held = f"token {self.info.accessor[:8]}... unverified" if self.token is not None else "no token yet"
+            parts = [f"degraded: Vault unreachable since {since}, {held}"]
+        elif h.dead_since is None:
             parts[0] += ", " + self.adoption()
         if h.dead_since is not None:
             parts = [
@@ -383,7 +427,7 @@ class Tracker:
             parts[0] += f", renewed {format_duration(time.time() - h.last_renewal)} ago"
             if h.renewed_by:
                 parts[0] += f" by {h.renewed_by}"
-        if h.unreachable_since is not None:
+        if h.unreachable_since is not None and self.track.state != "degraded":
             reason = h.problem.replace(f"Vault at {self.settings.vault_addr} ", "")
             parts.append(f"Vault unreachable since {_clock(h.unreachable_since)} ({reason})")
         elif h.problem and h.dead_since is None:

@@ -12,6 +12,8 @@ States (`Track.state`):
 - not_adopted: `adoption_timeout` passed after the hand-over without a renewal by the agent
 - dead:        Vault says the token is gone; a new one is being minted
 - unreachable: Vault does not answer; nothing is known, nothing is signalled
+- degraded:    `run` started the agent without waiting any longer for Vault (`degraded_start_after`),
+               with the saved token unverified, or without a token; until Vault answers
 
 A new token reaches the agent by SIGHUP only once that cannot kill it: Go dies of SIGHUP until
 Nomad installs its handler, after setting up the agent and joining (command/agent/command.go
@@ -29,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
-State = Literal["awaiting", "healthy", "not_adopted", "dead", "unreachable"]
+State = Literal["awaiting", "healthy", "not_adopted", "dead", "unreachable", "degraded"]
 Handover = Literal["start", "sighup", "pending", "restart"]
 Action = Literal["sighup", "escalate"]
 
@@ -65,6 +67,7 @@ class Track:
     before_outage: State | None = None  # the state to return to when Vault answers again
     escalated: bool = False
     last_renewal: str | None = None
+    degraded_until: float | None = None  # when a degraded start ended (Vault answered)
 
     # ---- derived ----------------------------------------------------------------------
 
@@ -76,21 +79,30 @@ class Track:
         return due
 
     def watchdog_ok(self) -> bool:
-        """WATCHDOG only while the agent is known to hold, or may still take, a live token."""
-        return self.state in ("healthy", "awaiting", "unreachable")
+        """WATCHDOG only while the agent is known to hold, or may still take, a live token.
+
+        A Vault outage is not the agent's fault: unreachable and degraded keep it."""
+        return self.state in ("healthy", "awaiting", "unreachable", "degraded")
+
+    def degraded_for(self, now: float) -> float | None:
+        """How long the degraded start lasted (so far); None when the start was not degraded."""
+        if self.state == "degraded":
+            return now - self.started_at
+        return None if self.degraded_until is None else self.degraded_until - self.started_at
 
     def adopted(self) -> bool:
         return self.adopted_at is not None
 
 
-def start(now: float, baseline: str | None, jitter: float) -> Track:
-    """The agent was just exec'd with a token whose last_renewal is `baseline`."""
-    return Track("awaiting", "start", now, baseline, now, jitter, last_renewal=baseline)
+def start(now: float, baseline: str | None, jitter: float, *, degraded: bool = False) -> Track:
+    """The agent was just exec'd with a token whose last_renewal is `baseline` (degraded: a token
+    not verified, or none, because Vault was away)."""
+    return Track("degraded" if degraded else "awaiting", "start", now, baseline, now, jitter, last_renewal=baseline)
 
 
 def looked(track: Track, renewal: str | None, now: float) -> Track:
     """A lookup-self answered: the token is alive and its last_renewal is `renewal`."""
-    t = _back(track, now)
+    t = _back(_undegraded(track, now), now)
     t = replace(t, last_renewal=renewal)
     if t.state == "dead":
         t = replace(t, state="awaiting" if not t.adopted() else "healthy")
@@ -110,20 +122,20 @@ def renewed_by_us(track: Track, renewal: str | None) -> Track:
 
 
 def unreachable(track: Track) -> Track:
-    if track.state == "unreachable":
+    if track.state in ("unreachable", "degraded"):
         return track
     return replace(track, state="unreachable", before_outage=track.state)
 
 
-def gone(track: Track) -> Track:
+def gone(track: Track, now: float) -> Track:
     """Vault says the token is gone (403, revoked, expired)."""
-    return replace(track, state="dead", before_outage=None, reachable_at=None)
+    return replace(_undegraded(track, now), state="dead", before_outage=None, reachable_at=None)
 
 
 def handed_over(track: Track, how: Handover, baseline: str | None, now: float) -> Track:
     """A new token was written for the agent: delivered now (`sighup`, `restart`) or not yet (`pending`)."""
     return replace(
-        track,
+        _undegraded(track, now),
         state="awaiting",
         handover=how,
         handed_at=now,
@@ -171,6 +183,13 @@ def poll_delay(track: Track, now: float) -> float:
     return float("inf")
 
 
+def _undegraded(track: Track, now: float) -> Track:
+    """Vault answered after a degraded start: from now on Nomad's next validation (30 s) may adopt."""
+    if track.state != "degraded":
+        return track
+    return replace(track, state="awaiting", degraded_until=now, reachable_at=now)
+
+
 def _back(track: Track, now: float) -> Track:
     """Vault answered: leave `unreachable` for the state it interrupted."""
     if track.state != "unreachable":
@@ -180,6 +199,8 @@ def _back(track: Track, now: float) -> Track:
 
 def describe(track: Track, policy: Policy, now: float) -> str:
     """The adoption part of STATUS, for people."""
+    if track.state == "degraded":
+        return f"degraded start {_short(now - track.started_at)} ago: Vault unreachable, token unverified"
     since = {"start": "start", "sighup": "SIGHUP", "pending": "the new token", "restart": "restart"}[track.handover]
     if track.adopted_at is not None:
         return f"adopted by Nomad {_short(track.adopted_at - track.handed_at)} after {since}"

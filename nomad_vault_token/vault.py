@@ -73,6 +73,11 @@ class TokenInfo:
             raw=clean,
         )
 
+    @classmethod
+    def unverified(cls, accessor: str) -> TokenInfo:
+        """What is known of a saved token Vault could not be asked about: its accessor."""
+        return cls.from_lookup({"accessor": accessor})
+
     @property
     def effective_period(self) -> int:
         """The period: shown for create-orphan tokens; for role tokens it is the creation TTL."""

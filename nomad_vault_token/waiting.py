@@ -1,7 +1,9 @@
 """Wait until Vault is usable, then do a step; retry (stamina) while Vault is unavailable.
 
 One log line per change of Vault's state, not per attempt; STATUS through sd_notify
-on every attempt; EXTEND_TIMEOUT_USEC to cover a bounded --wait-timeout.
+on every attempt; EXTEND_TIMEOUT_USEC to cover a bounded --wait-timeout. Gives up with
+exit 69 after `wait_timeout`, or with `StillUnavailable` after `degrade_after` (whichever
+comes first) so that `run` can start the agent without Vault.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ WAIT_JITTER = 0.3
 
 
 class _Reporter:
-    def __init__(self, settings: Settings, notifier: Notifier) -> None:
+    def __init__(self, settings: Settings, notifier: Notifier, bound: float | None) -> None:
         self.settings = settings
+        self.bound = bound
         self.notifier = notifier
         self.last = ""
         self.started = time.monotonic()
@@ -36,8 +39,8 @@ class _Reporter:
             log.warning("waiting for Vault: %s", what)
             self.last = what
         self.notifier.status(f"waiting for Vault: {what} (attempt {attempt})")
-        if self.settings.wait_timeout:
-            left = self.settings.wait_timeout - (time.monotonic() - self.started)
+        if self.bound:
+            left = self.bound - (time.monotonic() - self.started)
             self.notifier.extend_timeout(max(left, 0) + 30)
 
 
@@ -52,8 +55,17 @@ def _attempt(settings: Settings, step: Callable[[], T]) -> T:
     return step()
 
 
-def when_usable(settings: Settings, notifier: Notifier, step: Callable[[], T]) -> T:
-    """`step()` once Vault answers, is initialised and unsealed; bounded by settings.wait_timeout."""
+class StillUnavailable(VaultUnavailable):
+    """Vault was not usable for `degrade_after` seconds: time to start without it."""
+
+    def __init__(self, message: str, state: str) -> None:
+        super().__init__(message)
+        self.state = state
+
+
+def when_usable(settings: Settings, notifier: Notifier, step: Callable[[], T], *, degrade_after: float = 0) -> T:
+    """`step()` once Vault answers, is initialised and unsealed; bounded by settings.wait_timeout
+    (VaultUnavailable, exit 69) and by `degrade_after` (StillUnavailable); 0 means no bound."""
     try:
         return _attempt(settings, step)
     except VaultUnavailable as exc:
@@ -62,13 +74,15 @@ def when_usable(settings: Settings, notifier: Notifier, step: Callable[[], T]) -
     import stamina.instrumentation
 
     stamina.instrumentation.set_on_retry_hooks([])  # we log state changes ourselves
-    reporter = _Reporter(settings, notifier)
+    bounds = [b for b in (float(settings.wait_timeout), float(degrade_after)) if b > 0]
+    degrading = bool(degrade_after) and (not settings.wait_timeout or degrade_after < settings.wait_timeout)
+    reporter = _Reporter(settings, notifier, min(bounds) if bounds else None)
     reporter.saw(_state(first, settings.vault_addr), 1)
     try:
         for attempt in stamina.retry_context(
             on=VaultUnavailable,
             attempts=None,
-            timeout=float(settings.wait_timeout) or None,
+            timeout=min(bounds) if bounds else None,
             wait_initial=WAIT_INITIAL,
             wait_max=WAIT_MAX,
             wait_jitter=WAIT_JITTER,
@@ -82,6 +96,12 @@ def when_usable(settings: Settings, notifier: Notifier, step: Callable[[], T]) -
                 log.info("Vault is usable after %d attempts", attempt.num + 1)
                 return result
     except VaultUnavailable as exc:
+        state = _state(exc, settings.vault_addr)
+        if degrading:
+            raise StillUnavailable(
+                f"Vault at {settings.vault_addr} still {state} after degraded_start_after {int(degrade_after)}s",
+                state,
+            ) from None
         raise VaultUnavailable(
             f"Vault at {settings.vault_addr} still {_state(exc, settings.vault_addr)} after "
             f"--wait-timeout {settings.wait_timeout}s: fix Vault, or raise --wait-timeout"

@@ -55,7 +55,7 @@ def test_token_appears_only_where_it_must(
     new_bao: Callable[[], Bao], certs: Certs, tmp_path: Path, runs: Callable[..., AgentRun], handoff: str
 ) -> None:
     server = new_bao()
-    cfg = write_config(tmp_path / "c.toml", server, certs, check_interval="1s", handoff=handoff)
+    cfg = write_config(tmp_path / "c.toml", server, certs, check_interval="1s", handoff=handoff, sighup_grace="3s")
     r = runs(cfg, server)
     first = r.wait_event("validated")["accessor"]
     tokens = {saved(cfg)}

@@ -30,7 +30,10 @@ def server(new_bao: Callable[[], Bao]) -> Bao:
 
 @pytest.fixture
 def cfg(tmp_path: Path, server: Bao, certs: Certs) -> Path:
-    return write_config(tmp_path / "c.toml", server, certs, check_interval="1s", request_timeout="2s")
+    # sighup_grace: past the stand-in's signal handler setup (FAKE_NOMAD_SIGNAL_DELAY, 2 s by default)
+    return write_config(
+        tmp_path / "c.toml", server, certs, check_interval="1s", request_timeout="2s", sighup_grace="3s"
+    )
 
 
 def tracker_pid(r: AgentRun) -> int:
@@ -82,7 +85,7 @@ def test_env_mode_revocation_stops_the_agent(server: Bao, cfg: Path, runs: Calla
     r = runs(cfg, server, "--handoff", "env")
     old = r.wait_event("validated")["accessor"]
     server.client().auth.token.revoke_accessor(old)
-    assert r.wait_event("signal", timeout=15)["signal"] == "SIGTERM"
+    assert r.wait_event("signal", timeout=15)["signal"] == "SIGINT"  # stop_signal: the unit's KillSignal
     r.wait_exit(10)
     # the replacement was saved: the restart systemd would do reuses it without minting
     again = runs(cfg, server, "--handoff", "env")

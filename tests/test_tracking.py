@@ -77,7 +77,7 @@ def test_not_adopted_within_the_bound(
     policy = replace(POLICY, escalate=escalate, sighup_grace=60)
     t = started("r0")
     if handover != "start":
-        t = tracking.handed_over(tracking.gone(t), handover, None, T0 + 100)
+        t = tracking.handed_over(tracking.gone(t, T0), handover, None, T0 + 100)
     base = T0 if handover == "start" else T0 + 100
     t2, got = tracking.due(t, policy, base + after)
     assert (t2.state, got) == (state, action)
@@ -134,7 +134,7 @@ def test_sighup_safety(first_adoption: float | None, now: float, safe: bool) -> 
 
 def test_a_pending_token_gets_its_sighup_once_safe() -> None:
     t = tracking.looked(started("r0"), "r1", T0 + 5)  # first adoption at T0+5
-    t = tracking.handed_over(tracking.gone(t), "pending", None, T0 + 10)
+    t = tracking.handed_over(tracking.gone(t, T0), "pending", None, T0 + 10)
     assert tracking.due(t, POLICY, T0 + 34) == (t, None)
     t2, action = tracking.due(t, POLICY, T0 + 35)
     assert action == "sighup" and t2.handover == "sighup" and t2.handed_at == T0 + 35
@@ -143,13 +143,13 @@ def test_a_pending_token_gets_its_sighup_once_safe() -> None:
 
 def test_the_stop_signal_also_waits_for_the_grace_after_start() -> None:
     policy = replace(POLICY, adoption_timeout=1, sighup_grace=30)
-    t = tracking.handed_over(tracking.gone(started()), "pending", None, T0 + 2)
+    t = tracking.handed_over(tracking.gone(started(), T0), "pending", None, T0 + 2)
     assert tracking.due(t, policy, T0 + 10)[1] is None
     assert tracking.due(t, policy, T0 + 30)[1] == "escalate"
 
 
 def test_an_agent_that_never_renewed_gets_its_sighup_long_after_start() -> None:
-    t = tracking.handed_over(tracking.gone(started()), "pending", None, T0 + 2)
+    t = tracking.handed_over(tracking.gone(started(), T0), "pending", None, T0 + 2)
     t = replace(t, jitter=1.0)  # escalation not before T0 + 2 + 180
     assert tracking.due(t, POLICY, T0 + 119)[1] is None
     t2, action = tracking.due(t, POLICY, T0 + 120)
@@ -165,7 +165,7 @@ def test_an_agent_that_never_renewed_gets_its_sighup_long_after_start() -> None:
         (lambda: started(), True),
         (lambda: adopted_at(T0 + 1), True),
         (lambda: tracking.unreachable(adopted_at(T0 + 1)), True),
-        (lambda: tracking.gone(adopted_at(T0 + 1)), False),
+        (lambda: tracking.gone(adopted_at(T0 + 1), T0 + 2), False),
         (lambda: tracking.due(started(), POLICY, T0 + 500)[0], False),
     ],
 )
@@ -202,3 +202,32 @@ def test_polling_is_quick_at_first_then_capped_and_stops_once_adopted() -> None:
 )
 def test_describe(make: object, now: float, text: str) -> None:
     assert text in tracking.describe(make(), POLICY, now)  # type: ignore[operator]
+
+
+# ---- degraded start ------------------------------------------------------------------------
+
+
+def test_a_degraded_start_keeps_the_watchdog_until_vault_answers() -> None:
+    t = tracking.start(T0, None, 0.0, degraded=True)
+    assert t.state == "degraded" and t.watchdog_ok()
+    assert tracking.unreachable(t) == t  # still degraded, not merely unreachable
+    assert tracking.due(t, POLICY, T0 + 10_000) == (t, None)  # never not_adopted, never escalated
+    assert "degraded start 3m ago: Vault unreachable, token unverified" in tracking.describe(t, POLICY, T0 + 180)
+    assert t.degraded_for(T0 + 180) == 180
+
+
+def test_vault_back_with_the_saved_token_alive_then_nomad_adopts_it() -> None:
+    t = tracking.start(T0, "r0", 0.0, degraded=True)
+    t = tracking.looked(t, "r0", T0 + 300)  # Vault answers: the token is alive, Nomad has not renewed yet
+    assert t.state == "awaiting" and t.degraded_for(T0 + 999) == 300
+    # Nomad validates again within 30 s (vault.go:488-522): no escalation before that has had its chance
+    assert tracking.due(t, POLICY, T0 + 300 + 2 * tracking.VALIDATION_RETRY - 1)[0].state == "awaiting"
+    t = tracking.looked(t, "r1", T0 + 320)
+    assert t.state == "healthy" and t.adopted()
+
+
+def test_vault_back_with_the_saved_token_dead_or_none_goes_to_recovery() -> None:
+    t = tracking.gone(tracking.start(T0, None, 0.0, degraded=True), T0 + 60)
+    assert t.state == "dead" and t.degraded_for(T0 + 999) == 60
+    t = tracking.handed_over(t, "pending", None, T0 + 61)
+    assert t.state == "awaiting" and t.degraded_for(T0 + 999) == 60

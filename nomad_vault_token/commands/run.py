@@ -35,24 +35,51 @@ def main(config_file: Path | None, flags: dict[str, Any], argv: Sequence[str], *
     notifier = Notifier()
     from nomad_vault_token import waiting
 
+    token: Secret | None
+    degraded_start = False
     with vault.reusing_connections(settings):  # closed before the tracker is forked
-        token, info = waiting.when_usable(settings, notifier, lambda: obtain(settings))
-        if check:
-            waiting.when_usable(settings, notifier, lambda: nomad_check(settings, token, info))
+        try:
+            token, info = waiting.when_usable(
+                settings, notifier, lambda: obtain(settings), degrade_after=settings.degraded_start_after
+            )
+        except waiting.StillUnavailable as exc:
+            token, info = degraded(settings, exc.message)
+            degraded_start = True
+        else:
+            if check:
+                waiting.when_usable(settings, notifier, lambda: nomad_check(settings, token, info))
     from nomad_vault_token import handoff
 
     agent_argv, agent_env = handoff.prepare(settings, token, [agent, *argv[1:]], os.environ)
     from nomad_vault_token import tracker
 
     try:
-        tracker.spawn(settings, token, info, notifier)
+        tracker.spawn(settings, token, info, notifier, degraded=degraded_start)
     except OSError as exc:  # the agent matters more than its watcher: start it anyway
         logger.error("could not start the tracker (%s): the token will not be watched", exc.strerror)
-    logger.info("starting agent %s with token accessor %s (%s hand-off)", agent, info.accessor, settings.handoff)
+    logger.info(
+        "starting agent %s with token accessor %s (%s hand-off)", agent, info.accessor or "(none)", settings.handoff
+    )
     try:
         os.execve(agent, agent_argv, agent_env)
     except OSError as exc:
         raise ConfigError(f"agent {agent}: cannot execute: {exc.strerror}") from None
+
+
+def degraded(settings: Settings, why: str) -> tuple[Secret | None, TokenInfo]:
+    """Vault stayed away for degraded_start_after: start the agent anyway, rather than never.
+
+    With the saved token, unverified (Nomad validates it every 30 s until Vault answers); without
+    one, with Vault disabled until the tracker has minted a token. The tracker takes it from there.
+    """
+    saved = state.read(settings.state_file)
+    if saved is not None and saved.vault_addr == settings.vault_addr:
+        logger.warning("%s: degraded start with saved token accessor %s, unverified", why, saved.accessor)
+        return saved.token, TokenInfo.unverified(saved.accessor)
+    logger.warning(
+        "%s: degraded start without a token: Vault is disabled in the agent until the tracker can mint one", why
+    )
+    return None, TokenInfo.unverified("")
 
 
 def resolve_agent(argv: Sequence[str]) -> str:

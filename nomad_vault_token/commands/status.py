@@ -92,7 +92,8 @@ def tracker_view(path: Path, accessor: str) -> dict[str, Any] | None:
         running = False
     except PermissionError:
         running = True
-    view = {k: doc.get(k) for k in ("state", "adopted", "adoption", "handover", "status", "agent_pid", "accessor")}
+    keys = ("state", "adopted", "adoption", "handover", "degraded_for", "status", "agent_pid", "accessor")
+    view = {k: doc.get(k) for k in keys}
     view |= {"running": running, "current_token": doc.get("accessor") == accessor, "updated_at": _iso(doc["updated_at"])}
     return view
 
@@ -132,5 +133,8 @@ def output(doc: dict[str, Any], fmt: str) -> None:
         lines.append(("tracker", f"not running (last: {tracker['adoption']}, {tracker['updated_at']})"))
     else:
         lines.append(("tracker", f"{tracker['state']}: {tracker['adoption']} (agent pid {tracker['agent_pid']})"))
+    if tracker is not None and tracker.get("degraded_for") is not None:
+        still = "for" if tracker["state"] == "degraded" else "lasted"
+        lines.append(("degraded", f"started without Vault; {still} {format_duration(tracker['degraded_for'])}"))
     for key, value in lines:
         sys.stdout.write(f"{key + ':':<14}{value}\n")
