@@ -262,3 +262,19 @@ def test_watchdog_restarts_the_service_when_the_token_cannot_be_kept(
     assert any("DEAD" in p["StatusText"] for p in seen), seen
     assert "watchdog" in {p["Result"] for p in seen}, seen
     assert "recovery failed" in svc.log()
+
+
+def test_vault_down_at_boot_the_unit_still_comes_up_degraded(server: Bao, service: Callable[..., Service]) -> None:
+    """Vault as a Nomad job: Nomad must come up first. No restart loop, StatusText says why."""
+    server.seal()
+    try:
+        svc = service("WatchdogSec=3s", degraded_start_after="2s", check_interval="1s", sighup_grace="2s")
+        props = svc.wait(active, "active while Vault is sealed", timeout=30)
+        assert props["StatusText"].startswith("degraded: Vault unreachable since"), props
+        assert svc.wait_event("start")["pid"] == int(svc.show("MainPID")["MainPID"])
+        # WATCHDOG=1 keeps coming: a Vault outage is not the agent's fault (WatchdogSec=3s would restart it)
+        svc.sandbox.holds(UNIT, lambda p: active(p) and p["NRestarts"] == "0", 6, "active, degraded, 0 restarts")
+    finally:
+        server.unseal()
+    svc.wait(lambda p: "adopted by Nomad" in p["StatusText"], "adopted once Vault is back", timeout=60)
+    assert svc.show("NRestarts")["NRestarts"] == "0"
