@@ -1,10 +1,12 @@
-"""agent_config: the agent's merged default vault block, from real files."""
+"""agent_config: the agent's merged default vault block (real files) and the findings about it (a table)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,10 @@ from nomad_vault_token.agent_config import (
     DEFAULT_ADDRESS,
     VaultBlock,
     _default_blocks,
+    findings,
+    go_duration_ns,
     load_vault_block,
+    same_vault,
 )
 from nomad_vault_token.errors import ConfigError
 
@@ -359,3 +364,329 @@ def test_pyhcl_is_imported_lazily() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).parents[1]
     )
     assert out.stdout.strip() == "False"
+
+
+# --- Go durations ----------------------------------------------------------------------------------
+
+DURATIONS = [
+    ("72h", 72 * 3600 * 10**9),
+    ("1h30m", 5400 * 10**9),
+    ("1.5s", 1_500_000_000),
+    ("1.s", 10**9),
+    (".5m", 30 * 10**9),
+    ("300ms", 300_000_000),
+    ("1µs", 1000),
+    ("1μs", 1000),
+    ("-5m", -300 * 10**9),
+    ("+0", 0),
+    ("0", 0),
+]
+
+
+@pytest.mark.parametrize(("text", "ns"), DURATIONS)
+def test_go_duration(text: str, ns: int) -> None:
+    assert go_duration_ns(text) == ns
+
+
+@pytest.mark.parametrize("text", ["", "72", "1d", "h", ".s", "1h30", "1 h", "5M", "-", "9999999999h"])
+def test_go_duration_invalid(text: str) -> None:
+    with pytest.raises(ValueError, match="invalid duration"):
+        go_duration_ns(text)
+
+
+# --- same Vault --------------------------------------------------------------------------------------
+
+SAME = [
+    ("https://v:8200", "https://v:8200/", True),
+    ("https://V.Example:8200", "https://v.example:8200", True),
+    ("https://v", "https://v:443", True),
+    ("http://v", "http://v:80", True),
+    ("https://v:8200/a/", "https://v:8200/a", True),
+    ("https://v:8200", "http://v:8200", False),
+    ("https://v:8200", "https://v:8201", False),
+    ("https://v", "https://v:8200", False),
+    ("https://v:8200/a", "https://v:8200/b", False),
+    ("https://v:8200", "https://w:8200", False),
+    ("v:8200", "v:8200", False),  # not URLs
+    ("https://v:port", "https://v:port", False),
+]
+
+
+@pytest.mark.parametrize(("a", "b", "same"), SAME)
+def test_same_vault(a: str, b: str, same: bool) -> None:
+    assert same_vault(a, b) is same
+    assert same_vault(b, a) is same
+
+
+# --- findings ----------------------------------------------------------------------------------------
+
+F = "/etc/nomad.d/vault.hcl"
+H = "/run/nomad-vault-token/vault-token.hcl"
+GOOD = VaultBlock(
+    enabled=True,
+    address="https://vault:8200",
+    origin={"enabled": F, "address": F},
+)
+ARGS: dict[str, Any] = {
+    "vault_addr": "https://VAULT:8200/",
+    "namespace": None,
+    "task_role": "nomad-cluster",
+    "handoff": "file",
+    "consumed_env": {},
+}
+
+
+def with_origin(**kw: Any) -> VaultBlock:
+    origin = dict(GOOD.origin)
+    origin.update(kw.pop("origin", {}))
+    return replace(GOOD, origin=origin, **kw)
+
+
+@dataclass(frozen=True)
+class FCase:
+    id: str
+    block: VaultBlock
+    key: str
+    severity: str
+    needles: tuple[str, ...] = ()
+    args: dict[str, Any] = field(default_factory=dict)
+    origin: str | None = None  # None: the file or flag that set `key`
+
+
+FCASES = [
+    FCase("enabled", GOOD, "enabled", "pass"),
+    FCase(
+        "enabled false",
+        with_origin(enabled=False),
+        "enabled",
+        "fail",
+        (f"{F}: vault.enabled = false: Nomad will not use Vault at all (nomad/vault.go:292)",),
+    ),
+    FCase(
+        "enabled unset",
+        replace(GOOD, enabled=None, origin={"address": F}),
+        "enabled",
+        "fail",
+        ("is not set", "treats that as false"),
+    ),
+    FCase(
+        "enabled false by flag",
+        with_origin(enabled=False, origin={"enabled": "flag -vault-enabled"}),
+        "enabled",
+        "fail",
+        ("flag -vault-enabled: vault.enabled = false",),
+    ),
+    FCase("address same", GOOD, "address", "pass"),
+    FCase(
+        "address other",
+        with_origin(address="https://other:8200"),
+        "address",
+        "fail",
+        (f"{F}: vault.address = https://other:8200", "https://VAULT:8200/"),
+    ),
+    FCase(
+        "address unset: Nomad's default",
+        replace(GOOD, address=None, origin={"enabled": F}),
+        "address",
+        "fail",
+        ("https://vault.service.consul:8200 (structs/config/vault.go v1.9.7:131)", "https://VAULT:8200/"),
+    ),
+    FCase(
+        "address unset but ours is Nomad's default",
+        replace(GOOD, address=None, origin={"enabled": F}),
+        "address",
+        "pass",
+        args={"vault_addr": "https://vault.service.consul:8200"},
+    ),
+    FCase("address not a URL", with_origin(address="vault:8200"), "address", "fail", ("not an http(s) URL",)),
+    FCase("namespace both unset", GOOD, "namespace", "pass", ("root namespace",)),
+    FCase(
+        "namespace only ours: a note",
+        GOOD,
+        "namespace",
+        "pass",
+        ("Nomad uses namespace team-a only if the file hand-off gives it",),
+        {"namespace": "team-a"},
+    ),
+    FCase(
+        "namespace same",
+        with_origin(namespace="team-a/", origin={"namespace": F}),
+        "namespace",
+        "pass",
+        args={"namespace": "team-a"},
+    ),
+    FCase(
+        "namespace different",
+        with_origin(namespace="team-b", origin={"namespace": F}),
+        "namespace",
+        "fail",
+        (f"{F}: vault.namespace = team-b", "namespace team-a"),
+        {"namespace": "team-a"},
+    ),
+    FCase(
+        "namespace only theirs",
+        with_origin(namespace="team-b", origin={"namespace": F}),
+        "namespace",
+        "fail",
+        ("the root namespace",),
+    ),
+    FCase("role unset", GOOD, "create_from_role", "pass"),
+    FCase(
+        "role same",
+        with_origin(create_from_role="nomad-cluster", origin={"create_from_role": F}),
+        "create_from_role",
+        "pass",
+    ),
+    FCase(
+        "role different, file hand-off",
+        with_origin(create_from_role="old", origin={"create_from_role": F}),
+        "create_from_role",
+        "warn",
+        (
+            f"{F}: vault.create_from_role = old: overridden by this tool's nomad-cluster (the hand-off file is read last)",
+        ),
+    ),
+    FCase(
+        "role different, env hand-off",
+        with_origin(create_from_role="old", origin={"create_from_role": F}),
+        "create_from_role",
+        "warn",
+        ("-vault-create-from-role comes later",),
+        {"handoff": "env"},
+    ),
+    FCase(
+        "role by flag beats the hand-off file",
+        with_origin(create_from_role="old", origin={"create_from_role": "flag -vault-create-from-role"}),
+        "create_from_role",
+        "fail",
+        ("the flag beats the hand-off file",),
+    ),
+    FCase("token unset", GOOD, "token", "pass"),
+    FCase(
+        "token in a file, file hand-off",
+        with_origin(token_set=True, origin={"token": F}),
+        "token",
+        "warn",
+        (f"{F}: vault.token is set",),
+    ),
+    FCase(
+        "token in a file, env hand-off",
+        with_origin(token_set=True, origin={"token": F}),
+        "token",
+        "fail",
+        ("beats VAULT_TOKEN",),
+        {"handoff": "env"},
+    ),
+    FCase(
+        "token by flag",
+        with_origin(token_set=True, origin={"token": "flag -vault-token"}),
+        "token",
+        "fail",
+        ("vault.token is set: the flag beats every config file",),
+    ),
+    FCase("allow_unauthenticated default", GOOD, "allow_unauthenticated", "pass", ("default is true",)),
+    FCase(
+        "allow_unauthenticated false",
+        with_origin(allow_unauthenticated_setting=False, origin={"allow_unauthenticated": F}),
+        "allow_unauthenticated",
+        "pass",
+        (f"{F}: vault.allow_unauthenticated = false", "auth/token/lookup"),
+    ),
+    FCase("task_token_ttl unset", GOOD, "task_token_ttl", "pass", ("72h",)),
+    FCase(
+        "task_token_ttl ok", with_origin(task_token_ttl="1h30m", origin={"task_token_ttl": F}), "task_token_ttl", "pass"
+    ),
+    FCase(
+        "task_token_ttl in days",
+        with_origin(task_token_ttl="3d", origin={"task_token_ttl": F}),
+        "task_token_ttl",
+        "fail",
+        (f"{F}: vault.task_token_ttl = '3d': Nomad cannot parse it",),
+    ),
+    FCase(
+        "task_token_ttl too short",
+        with_origin(task_token_ttl="299s", origin={"task_token_ttl": F}),
+        "task_token_ttl",
+        "fail",
+        ("minimum allowed of 5m0s",),
+    ),
+    FCase(
+        "VAULT_CACERT consumed, no ca_file",
+        GOOD,
+        "env.VAULT_CACERT",
+        "warn",
+        ("Nomad's vault block sets no ca_file or ca_path and VAULT_CACERT is not passed on to it",),
+        {"consumed_env": {"VAULT_CACERT": "/x/ca.pem", "VAULT_TOKEN": SECRET}},
+    ),
+    FCase(
+        "VAULT_CACERT consumed, ca_path set",
+        with_origin(ca_path="/etc/ssl/vault", origin={"ca_path": F}),
+        "env.VAULT_CACERT",
+        "pass",
+        args={"consumed_env": {"VAULT_CACERT": "/x/ca.pem"}},
+        origin=F,
+    ),
+    FCase(
+        "VAULT_TLS_SERVER_NAME consumed",
+        GOOD,
+        "env.VAULT_TLS_SERVER_NAME",
+        "warn",
+        ("sets no tls_server_name",),
+        {"consumed_env": {"VAULT_TLS_SERVER_NAME": "vault.internal"}},
+    ),
+]
+
+
+@pytest.mark.parametrize("case", FCASES, ids=[c.id for c in FCASES])
+def test_findings(case: FCase) -> None:
+    got = {f.key: f for f in findings(case.block, **{**ARGS, **case.args})}
+    finding = got[case.key]
+    assert finding.severity == case.severity, finding
+    for needle in case.needles:
+        assert needle in finding.message
+    assert finding.origin == (case.block.where(case.key) if case.origin is None else case.origin)
+    if case.severity == "pass":
+        assert finding.fix == ""
+    else:
+        assert finding.fix
+    for f in got.values():
+        assert "\n" not in f.message + f.fix
+        assert SECRET not in f.message + f.fix + repr(f)
+
+
+def test_findings_of_a_good_block_all_pass() -> None:
+    result = findings(GOOD, **ARGS)
+    assert [f.key for f in result] == [
+        "enabled",
+        "address",
+        "namespace",
+        "create_from_role",
+        "token",
+        "allow_unauthenticated",
+        "task_token_ttl",
+    ]
+    assert {f.severity for f in result} == {"pass"}
+
+
+def test_findings_fix_names_the_value_to_set() -> None:
+    got = {f.key: f for f in findings(GOOD, **{**ARGS, "consumed_env": {"VAULT_CACERT": "/x/ca.pem"}})}
+    assert got["env.VAULT_CACERT"].fix == 'set vault.ca_file = "/x/ca.pem" in a -config file of the agent'
+    flag = with_origin(enabled=False, origin={"enabled": "flag -vault-enabled"})
+    assert {f.key: f for f in findings(flag, **ARGS)}["enabled"].fix == (
+        "fix -vault-enabled after -- (a flag beats every file; it must give: set enabled = true)"
+    )
+    bad = {f.key: f for f in findings(with_origin(address="https://o:8200"), **ARGS)}
+    assert bad["address"].fix.startswith(f'set address = "https://VAULT:8200/" in the vault block of {F}')
+
+
+def test_end_to_end_from_files(tmp_path: Path) -> None:
+    d = tmp_path / "nomad.d"
+    write(d / "server.hcl", "server { enabled = true }\n")
+    vault = write(
+        d / "vault.json", json.dumps({"vault": {"enabled": True, "address": "https://v:8200", "token": SECRET}})
+    )
+    parsed = parse([*NOMAD, "-config", str(d), "-server"])
+    block = load_vault_block(parsed.configs, parsed)
+    got = {f.key: f for f in findings(block, **{**ARGS, "vault_addr": "https://v:8200", "handoff": "env"})}
+    assert got["token"].severity == "fail" and got["token"].origin == str(vault)
+    assert got["enabled"].severity == got["address"].severity == "pass"
