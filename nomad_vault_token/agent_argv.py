@@ -247,8 +247,13 @@ def parse(argv: Sequence[str]) -> AgentArgv:
 
 def with_config(parsed: AgentArgv, argv: Sequence[str], path: str) -> list[str]:
     """``argv`` with ``-config path`` where Nomad reads it last (at the end when no `agent` word)."""
+    return with_flags(parsed, argv, ["-config", path])
+
+
+def with_flags(parsed: AgentArgv, argv: Sequence[str], extra: Sequence[str]) -> list[str]:
+    """``argv`` with ``extra`` flags where Go's flag parsing still reads them, after every other flag."""
     at = parsed.insert_at if parsed.found else len(argv)
-    return [*argv[:at], "-config", path, *argv[at:]]
+    return [*argv[:at], *extra, *argv[at:]]
 
 
 def _agent_index(argv: Sequence[str]) -> int | None:

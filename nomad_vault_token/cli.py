@@ -208,8 +208,16 @@ def token(
     cmd.main(config, flags, output=output, fmt=fmt, include_token=include_token, verbose=verbose)
 
 
-@app.command()
+@app.command(context_settings={"allow_interspersed_args": False})
 def check(
+    agent: Annotated[
+        Optional[list[str]],
+        typer.Argument(
+            help="the agent's command line, after --, as in the unit's ExecStart: its -config files are checked too",
+            show_default=False,
+            metavar="[-- AGENT_ARGV...]",
+        ),
+    ] = None,
     config: ConfigOpt = None,
     mint: Annotated[
         bool,
@@ -240,7 +248,9 @@ def check(
 ) -> None:
     """Check now everything Nomad will check, with Nomad's own wording, plus config, key and certificate.
 
-    Exit 0 when all pass (warnings allowed), 78 on a local failure, 77 on a Vault-side one, 69 if Vault is down.
+    Give the agent's command line after -- (check -- /usr/bin/nomad agent -config /etc/nomad.d) to check
+    its argv and the vault block of its config files too. Exit 0 when all pass (warnings allowed), 78 on
+    a local or agent-config failure, 77 on a Vault-side one, 69 if Vault is down.
     """
     from nomad_vault_token.commands import check as cmd
 
@@ -256,7 +266,7 @@ def check(
         cert_role,
     )
     flags |= mint_flags(mint_mode, mint_role, policy, period, task_role) | {"state_dir": state_dir, "strict": strict}
-    cmd.main(config, flags, mint=mint, fmt=fmt, verbose=verbose)
+    cmd.main(config, flags, mint=mint, fmt=fmt, verbose=verbose, agent=agent or [])
 
 
 @app.command()

@@ -10,7 +10,9 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from nomad_vault_token.agent_argv import AgentArgv, with_flags
 from nomad_vault_token.config import Settings
+from nomad_vault_token.errors import ConfigError
 from nomad_vault_token.fsutil import ensure_private_dir, write_private
 from nomad_vault_token.vault import Secret
 
@@ -48,18 +50,48 @@ def write_token_config(settings: Settings, token: Secret | None) -> Path:
     return path
 
 
-def agent_argv(settings: Settings, argv: Sequence[str], *, tokenless: bool = False) -> list[str]:
+def check_argv(settings: Settings, parsed: AgentArgv) -> list[str]:
+    """Refuse an agent command line that would override the token (ConfigError, 78); warnings to log."""
+    if parsed.vault_token_given:
+        raise ConfigError(
+            "agent argv: -vault-token beats every config file and VAULT_TOKEN (command/agent/command.go "
+            "v1.9.7:188, 287-288), so Nomad would never use the token handed over: remove it after --"
+        )
+    role = parsed.vault_create_from_role
+    if role is not None and role != settings.task_role:
+        raise ConfigError(
+            f"agent argv: -vault-create-from-role={role} beats the hand-off, but task_role is {settings.task_role!r}: "
+            "remove the flag after --, or set task_role to the same role"
+        )
+    warnings = []
+    if not parsed.found:
+        warnings.append(
+            "agent argv: no `agent` sub-command found, so where Nomad stops reading flags is unknown: "
+            "the hand-off goes at the end"
+        )
+    if parsed.ignored:
+        warnings.append(
+            f"agent argv: Nomad ignores everything from {parsed.ignored[0]!r} on (Go's flag parsing stops at the "
+            "first argument that is not a flag): the hand-off goes before it"
+        )
+    return warnings
+
+
+def agent_argv(settings: Settings, argv: Sequence[str], parsed: AgentArgv, *, tokenless: bool = False) -> list[str]:
     """The agent's argv: `-config <token file>` in file mode; in env mode Nomad's own
     `-vault-create-from-role` flag, since no file of ours carries create_from_role then
-    (and `-vault-enabled=false` while there is no token)."""
+    (and `-vault-enabled=false` while there is no token). Either goes after the agent's own flags,
+    where Go's flag parsing still reads it, so that the file is the last config."""
     if settings.handoff == "file":
-        return [*argv, "-config", str(settings.token_config_path)]
-    extra = [f"-vault-create-from-role={settings.task_role}"]
-    if settings.namespace:
+        return with_flags(parsed, argv, ["-config", str(settings.token_config_path)])
+    extra = []
+    if parsed.vault_create_from_role is None:
+        extra.append(f"-vault-create-from-role={settings.task_role}")
+    if settings.namespace and parsed.vault_namespace is None:
         extra.append(f"-vault-namespace={settings.namespace}")
     if tokenless:
         extra.append("-vault-enabled=false")
-    return [*argv, *extra]
+    return with_flags(parsed, argv, extra)
 
 
 # Read by Nomad's Vault client (hashicorp/vault api DefaultConfig) and able to send it elsewhere.
@@ -91,9 +123,9 @@ def redirect_warnings(environ: Mapping[str, str]) -> list[str]:
 
 
 def prepare(
-    settings: Settings, token: Secret | None, argv: Sequence[str], environ: Mapping[str, str]
+    settings: Settings, token: Secret | None, argv: Sequence[str], parsed: AgentArgv, environ: Mapping[str, str]
 ) -> tuple[list[str], dict[str, str]]:
     """Do the hand-off: write the file if needed; return the agent's argv and environment."""
     if settings.handoff == "file":
         write_token_config(settings, token)
-    return agent_argv(settings, argv, tokenless=token is None), agent_env(settings, token, environ)
+    return agent_argv(settings, argv, parsed, tokenless=token is None), agent_env(settings, token, environ)

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 
 from nomad_vault_token import lease, state, tls, tracking, vault
+from nomad_vault_token.agent_argv import AgentArgv
 from nomad_vault_token.config import Settings
 from nomad_vault_token.durations import format_duration
 from nomad_vault_token.errors import NvtError, TokenInvalid, VaultUnavailable
@@ -33,7 +34,13 @@ log = logging.getLogger("nomad_vault_token.tracker")
 
 
 def spawn(
-    settings: Settings, token: Secret | None, info: TokenInfo, notifier: Notifier, *, degraded: bool = False
+    settings: Settings,
+    token: Secret | None,
+    info: TokenInfo,
+    notifier: Notifier,
+    agent_args: AgentArgv | None = None,
+    *,
+    degraded: bool = False,
 ) -> None:
     """Start the tracker detached; it begins once this process has exec'd the agent.
 
@@ -52,7 +59,9 @@ def spawn(
                 os._exit(0)
             os.close(ready_w)
             _quiet_stdin()
-            code = Tracker(settings, token, info, agent_pid, pidfd, degraded=degraded).main(ready_r)
+            tracker = Tracker(settings, token, info, agent_pid, pidfd, degraded=degraded)
+            tracker.agent_args = agent_args
+            code = tracker.main(ready_r)
         except BaseException:  # the agent must never notice the tracker failing
             log.exception("tracker failed")
             code = 1
@@ -107,7 +116,8 @@ class Tracker:
             escalate=settings.on_not_adopted == "restart",
         )
         self.stop_signal = signal.Signals[settings.stop_signal]
-        self.degraded = degraded
+        self.agent_args: AgentArgv | None = None
+        self.config_problem = ""
         self.track = tracking.start(time.monotonic(), _renewal_mark(info), random.random(), degraded=degraded)  # noqa: S311
         self.failures = 0
         self.cert_days: int | None = None
@@ -127,10 +137,45 @@ class Tracker:
         )
         self._refresh_cert()
         self.notifier.ready(self.status_line())
+        self.review_agent_config()
         self.publish()
         log.info("tracker watching token accessor %s for agent pid %d", self.info.accessor, self.agent_pid)
         self.loop()
         return 0
+
+    def review_agent_config(self) -> None:
+        """The agent's config files, read right after the exec (too slow for run's start-up)."""
+        if self.agent_args is None or not self.agent_args.found:
+            return
+        from nomad_vault_token import agent_review
+
+        try:
+            block, found = agent_review.review(self.settings, self.agent_args, os.environ)
+        except Exception:  # a review must never take the tracker down
+            log.exception("could not review the agent's config")
+            return
+        for f in found:
+            if f.severity != "pass":
+                log.log(logging.ERROR if f.severity == "fail" else logging.WARNING, "agent config: %s", f.message)
+        failed = [f for f in found if f.severity == "fail"]
+        self.config_problem = failed[0].message if failed else ""
+        if block is not None and not block.allow_unauthenticated and self.token is not None:
+            self._check_lookup_capability(self.token)
+        if failed:
+            self.notifier.status(self.status_line())
+
+    def _check_lookup_capability(self, token: Secret) -> None:
+        """allow_unauthenticated = false: Nomad also needs update on auth/token/lookup (vault.go:866)."""
+        from nomad_vault_token import nomad_rules, verify
+
+        try:
+            results = verify.nomad_rules_for(self.settings, token, self.info, allow_unauthenticated=False)
+        except NvtError as exc:
+            log.debug("could not check auth/token/lookup: %s", exc.message)
+            return
+        for r in nomad_rules.failures(results):
+            log.error("Nomad will refuse the token: %s (%s)", r.message, r.fix)
+            self.config_problem = self.config_problem or f"Nomad will refuse the token: {r.message}"
 
     def _wait_for_exec(self, ready_fd: int) -> bool:
         """True once the agent has been exec'd (our end of the pipe reads EOF and the PID lives)."""
@@ -432,6 +477,8 @@ class Tracker:
             parts.append(f"Vault unreachable since {_clock(h.unreachable_since)} ({reason})")
         elif h.problem and h.dead_since is None:
             parts.append(h.problem)
+        if self.config_problem:
+            parts.append(f"agent config: {self.config_problem}")
         if self.cert_warning:
             parts.append(f"WARNING: {self.cert_warning}")
         elif self.cert_days is not None:

@@ -92,11 +92,21 @@ CAPS = [
 ]
 
 
+def nomad_agent(tmp_path: Path, server: Bao, extra: str = "", address: str | None = None) -> list[str]:
+    """The agent's command line for `check -- ...`, with its config file (the agent binary is not run)."""
+    hcl = tmp_path / "nomad.d" / "vault.hcl"
+    hcl.parent.mkdir(exist_ok=True)
+    hcl.write_text(f'vault {{\n  enabled = true\n  address = "{address or server.addr}"\n{extra}}}\n')
+    return ["--", "/usr/bin/nomad", "agent", "-config", str(hcl.parent)]
+
+
 @pytest.mark.parametrize("path", CAPS)
 def test_each_missing_capability(new_bao: Callable[[], Bao], certs: Certs, tmp_path: Path, path: str) -> None:
     server = new_bao()
     server.drop_from_server_policy(path)
-    code, doc = check_json(write_config(tmp_path / "c.toml", server, certs), "--mint")
+    # auth/token/lookup is only required with allow_unauthenticated = false (nomad/vault.go:866)
+    agent = nomad_agent(tmp_path, server, "  allow_unauthenticated = false\n")
+    code, doc = check_json(write_config(tmp_path / "c.toml", server, certs), "--mint", *agent)
     assert code == 77
     cap = [c for c in failed(doc) if c["check"] == f"nomad: cap.{path}"]
     assert len(cap) == 1, failed(doc)
@@ -106,6 +116,46 @@ def test_each_missing_capability(new_bao: Callable[[], Bao], certs: Certs, tmp_p
         assert any("failed to lookup role" in c["detail"] for c in failed(doc))
     else:
         assert len(failed(doc)) == 1
+
+
+def test_lookup_capability_is_not_required_with_nomads_default(
+    new_bao: Callable[[], Bao], certs: Certs, tmp_path: Path
+) -> None:
+    server = new_bao()
+    server.drop_from_server_policy("auth/token/lookup")
+    code, doc = check_json(write_config(tmp_path / "c.toml", server, certs), "--mint", *nomad_agent(tmp_path, server))
+    assert code == 0 and not failed(doc), failed(doc)
+    assert "nomad: cap.auth/token/lookup" not in {c["check"] for c in doc["checks"]}
+
+
+@pytest.mark.parametrize(
+    ("extra", "address", "check", "words"),
+    [
+        ("  enabled = false\n", None, "vault.enabled", "vault.enabled = false: Nomad will not use Vault at all"),
+        ("", "https://vault.example.com:8200", "vault.address", "vault.address = https://vault.example.com:8200"),
+    ],
+)
+def test_agent_config_that_breaks_the_integration_fails_naming_file_and_key(
+    bao: Bao, config: Path, tmp_path: Path, extra: str, address: str | None, check: str, words: str
+) -> None:
+    agent = nomad_agent(tmp_path, bao, extra, address)
+    (tmp_path / "nomad.d" / "zz-late.hcl").write_text(f"vault {{\n{extra}}}\n")  # a later file wins
+    code, doc = check_json(config, *agent)
+    assert code == 78, doc
+    (row,) = failed(doc)
+    assert row["check"] == check and words in row["detail"], row
+    assert str(tmp_path / "nomad.d") in row["detail"] and row["fix"]
+    text = run_cli("check", "--config", str(config), *agent)
+    assert text.code == 78 and f"FAIL  {check}" in text.out
+
+
+def test_agent_argv_with_vault_token_fails_check(bao: Bao, config: Path, tmp_path: Path) -> None:
+    agent = nomad_agent(tmp_path, bao)
+    code, doc = check_json(config, *agent, "-vault-token=s.not-a-real-one")
+    assert code == 78
+    (row,) = failed(doc)
+    assert row["check"] == "agent argv" and "-vault-token" in row["detail"]
+    assert "s.not-a-real-one" not in json.dumps(doc)
 
 
 def test_non_renewable_mint_role_fails_the_mint(new_bao: Callable[[], Bao], certs: Certs, tmp_path: Path) -> None:

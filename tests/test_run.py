@@ -210,3 +210,29 @@ def test_capabilities_self_refused_warns_like_nomad_and_strict_refuses(
     strict = run_cli("run", "--config", str(cfg), "--strict", "--", "/bin/true")
     assert strict.code == 77, strict.err
     assert "can not lookup token capabilities" in strict.err and "--strict" in strict.err_lines[-1]
+
+
+@pytest.mark.parametrize(
+    ("agent_flags", "words"),
+    [
+        (["-vault-token=s.0123456789abcdef"], "-vault-token beats every config file"),
+        (["-vault-token", "s.0123456789abcdef"], "-vault-token beats every config file"),
+        (["-vault-create-from-role=other-role"], "-vault-create-from-role=other-role beats the hand-off"),
+        (["-no-such-flag"], "-no-such-flag"),
+    ],
+)
+def test_agent_argv_that_overrides_the_token_is_refused_before_anything(
+    new_bao: Callable[[], Bao], certs: Certs, tmp_path: Path, agent_flags: list[str], words: str
+) -> None:
+    server = new_bao()
+    cfg = write_config(tmp_path / "c.toml", server, certs)
+    result = run_cli("run", "--config", str(cfg), "--", "/bin/true", "agent", *agent_flags)
+    assert_one_line_error(result, 78, words)
+    assert "s.0123456789abcdef" not in result.err
+    assert server.live_server_tokens() == []  # nothing minted
+    assert not (tmp_path / "state" / "token.json").exists() and not (tmp_path / "run").exists()
+
+
+def test_agent_argv_with_the_same_create_from_role_is_fine(bao: Bao, config: Path) -> None:
+    result = run_cli("run", "--config", str(config), "--", "/bin/true", "agent", f"-vault-create-from-role={TASK_ROLE}")
+    assert result.code == 0, result.err

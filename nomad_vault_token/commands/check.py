@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from nomad_vault_token.vault import Secret, TokenInfo
 
 @dataclass(frozen=True)
 class Row:
-    side: str  # "local" or "vault"
+    side: str  # "local", "agent" (its argv and config files) or "vault"
     check: str
     result: str  # pass / warn / fail / skip
     detail: str
@@ -54,14 +55,22 @@ class Report:
         return any(r.side == side and r.result == "fail" for r in self.rows)
 
     def exit_code(self, unavailable: bool) -> int:
-        if self.failed("local"):
+        if self.failed("local") or self.failed("agent"):
             return EX_CONFIG
         if unavailable:
             return EX_UNAVAILABLE
         return EX_NOPERM if self.failed("vault") else 0
 
 
-def main(config_file: Path | None, flags: dict[str, Any], *, mint: bool, fmt: str, verbose: bool) -> None:
+def main(
+    config_file: Path | None,
+    flags: dict[str, Any],
+    *,
+    mint: bool,
+    fmt: str,
+    verbose: bool,
+    agent: Sequence[str] = (),
+) -> None:
     log.setup(verbose)
     if fmt not in {"table", "json"}:
         raise ConfigError(f"--format {fmt!r}: use table or json")
@@ -75,7 +84,8 @@ def main(config_file: Path | None, flags: dict[str, Any], *, mint: bool, fmt: st
     unavailable = False
     if settings is not None:
         local_checks(report, settings)
-        unavailable = vault_checks(report, settings, mint=mint)
+        allow_unauthenticated = agent_checks(report, settings, agent)
+        unavailable = vault_checks(report, settings, mint=mint, allow_unauthenticated=allow_unauthenticated)
     emit(report, fmt)
     sys.exit(report.exit_code(unavailable))
 
@@ -105,7 +115,36 @@ def local_checks(report: Report, settings: Settings) -> None:
     )
 
 
-def vault_checks(report: Report, settings: Settings, *, mint: bool) -> bool:
+def agent_checks(report: Report, settings: Settings, agent: Sequence[str]) -> bool:
+    """The agent's command line and the vault block of its config files, as Nomad merges them.
+
+    Returns the block's allow_unauthenticated (Nomad's default, true, when it cannot be read)."""
+    if not agent:
+        report.add(
+            "agent",
+            "agent config",
+            "skip",
+            "no agent command line: give it after --, as in the unit: check -- /usr/bin/nomad agent -config ...",
+        )
+        return True
+    from nomad_vault_token import agent_argv, agent_review, handoff
+
+    try:
+        parsed = agent_argv.parse(agent)
+        warnings = handoff.check_argv(settings, parsed)
+    except ConfigError as exc:
+        report.add("agent", "agent argv", "fail", exc.message)
+        return True
+    report.add("agent", "agent argv", "pass", f"-config {' '.join(parsed.configs) or '(none)'}")
+    for warning in [*warnings, *handoff.redirect_warnings(os.environ)]:
+        report.add("agent", "agent argv", "warn", warning)
+    block, found = agent_review.review(settings, parsed, os.environ)
+    for f in found:
+        report.add("agent", f"vault.{f.key}" if f.key != "config" else "agent config", f.severity, f.message, f.fix)
+    return block.allow_unauthenticated if block is not None else True
+
+
+def vault_checks(report: Report, settings: Settings, *, mint: bool, allow_unauthenticated: bool = True) -> bool:
     """The Vault side; returns True when Vault itself was unavailable."""
     health = vault.health(settings)
     if not health.usable:
@@ -131,7 +170,7 @@ def vault_checks(report: Report, settings: Settings, *, mint: bool) -> bool:
     try:
         from nomad_vault_token import verify
 
-        for rule in verify.nomad_rules_for(settings, token, info):
+        for rule in verify.nomad_rules_for(settings, token, info, allow_unauthenticated=allow_unauthenticated):
             result = "pass" if rule.ok else "warn" if rule.warning and not settings.strict else "fail"
             report.add("vault", f"nomad: {rule.rule}", result, rule.message, rule.fix)
     finally:
@@ -206,7 +245,7 @@ def emit(report: Report, fmt: str) -> None:
     if fmt == "json":
         doc = {
             "version": 1,
-            "ok": not (report.failed("local") or report.failed("vault")),
+            "ok": not (report.failed("local") or report.failed("agent") or report.failed("vault")),
             "checks": [asdict(r) for r in report.rows],
         }
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")

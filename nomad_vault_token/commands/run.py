@@ -27,6 +27,12 @@ def main(config_file: Path | None, flags: dict[str, Any], argv: Sequence[str], *
     log.setup(verbose)
     settings = config.load(config_file, flags)
     agent = resolve_agent(argv)
+    from nomad_vault_token import agent_argv, handoff
+
+    agent_args = [agent, *argv[1:]]
+    parsed = agent_argv.parse(agent_args)
+    for warning in [*handoff.check_argv(settings, parsed), *handoff.redirect_warnings(os.environ)]:
+        logger.warning("%s", warning)
     cert, key = settings.client_tls()
     cert_info = tls.preflight(cert, key, settings.ca_cert, settings.cert_warn_days)
     for warning in cert_info.warnings:
@@ -48,20 +54,18 @@ def main(config_file: Path | None, flags: dict[str, Any], argv: Sequence[str], *
         else:
             if check:
                 waiting.when_usable(settings, notifier, lambda: nomad_check(settings, token, info))
-    from nomad_vault_token import handoff
-
-    agent_argv, agent_env = handoff.prepare(settings, token, [agent, *argv[1:]], os.environ)
+    final_argv, agent_env = handoff.prepare(settings, token, agent_args, parsed, os.environ)
     from nomad_vault_token import tracker
 
     try:
-        tracker.spawn(settings, token, info, notifier, degraded=degraded_start)
+        tracker.spawn(settings, token, info, notifier, parsed, degraded=degraded_start)
     except OSError as exc:  # the agent matters more than its watcher: start it anyway
         logger.error("could not start the tracker (%s): the token will not be watched", exc.strerror)
     logger.info(
         "starting agent %s with token accessor %s (%s hand-off)", agent, info.accessor or "(none)", settings.handoff
     )
     try:
-        os.execve(agent, agent_argv, agent_env)
+        os.execve(agent, final_argv, agent_env)
     except OSError as exc:
         raise ConfigError(f"agent {agent}: cannot execute: {exc.strerror}") from None
 
