@@ -31,9 +31,11 @@ Known differences (not modelled): no Raft, RPC or HTTP API; any agent counts
 as a server (Nomad wants ``server`` or ``client`` enabled); ``-dev*`` modes add
 nothing; 1.7.0 - 1.7.2's ``default_identity`` rule; the sys/health probe after
 a failed first validation; the ``vault`` block is read with pyhcl, which
-accepts a little more than Go's HCL1; a signal is only handled between two
-requests to Vault (so SIGTERM never waits for one, but a reload does, as
-Nomad's SetConfig waits for its loops).
+accepts a little more than Go's HCL1 (e.g. bare words as strings).
+
+Like Nomad's goroutines, the Vault loops run in a thread: a signal is handled
+at once, but a reload that changes the vault config waits for a request under
+way (SetConfig's tomb.Wait).
 
 Usage::
 
@@ -1197,6 +1199,7 @@ class Agent:
         self.kind = "vault"  # "vault": a vaultClient; "noop": NoopVault (1.7.3+ without a token)
         self.loops: Loops | None = None
         self.last_accessor: str | None = None
+        report.secret(self.env.get("VAULT_TOKEN", ""))
 
     @property
     def accessor(self) -> str | None:
@@ -1252,7 +1255,10 @@ class Agent:
             started(None, "noop")
             return None
         error = self._launch(started, "start")
-        if error is not None:  # server.go v1.9.7:409-412 (v1.6.10:396-399): the server does not start
+        # server.go v1.9.7:409-412, agent.go v1.9.7:981, command.go v1.9.7:849-851: the agent exits 1. In 1.6
+        # an enabled block without a token stops here too: NewVaultClient builds the client at once
+        # (vault.go v1.6.10:292-295 → "Vault token must be set", 425), server.go v1.6.10:396-399, command.go 776-778.
+        if error is not None:
             print(
                 f"==> Error starting agent: server setup failed: Failed to setup Vault client: {error}", file=sys.stderr
             )

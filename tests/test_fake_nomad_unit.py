@@ -802,7 +802,7 @@ def test_validation_is_retried_until_it_passes(tmp_path: Path, stub: StubVault) 
 def test_capabilities(tmp_path: Path, stub: StubVault, allow: bool) -> None:
     stub.caps["auth/token/lookup"] = ["read"]
     extra = f'  token = "{TOKEN}"\n' + ("" if allow else "  allow_unauthenticated = false\n")
-    run = Run(tmp_path, ["-config", vault_hcl(tmp_path, stub, extra)], {"FAKE_NOMAD_EXIT_AFTER": "0.5"})
+    run = Run(tmp_path, ["-config", vault_hcl(tmp_path, stub, extra)])
     validated = run.wait_event("validated")
     if allow:  # auth/token/lookup is only checked with allow_unauthenticated = false
         assert validated["ok"] is True
@@ -810,6 +810,7 @@ def test_capabilities(tmp_path: Path, stub: StubVault, allow: bool) -> None:
         assert validated["errors"] == [
             'token must have one of the following capabilities ["update" "root"] on "auth/token/lookup"; has [read]'
         ]
+    assert run.stop() == 1
 
 
 def test_capabilities_refused_is_only_a_warning(tmp_path: Path, stub: StubVault) -> None:
@@ -835,7 +836,7 @@ def test_renewal_refused_stops_for_good(tmp_path: Path, stub: StubVault) -> None
 def test_renewal_errors_back_off_then_recover(tmp_path: Path, stub: StubVault) -> None:
     stub.renew_status = 500
     cfg = vault_hcl(tmp_path, stub, f'  token = "{TOKEN}"\n')
-    env = {"FAKE_NOMAD_BACKOFF_SCALE": "0.05", "VAULT_MAX_RETRIES": "1"}
+    env = {"FAKE_NOMAD_BACKOFF_SCALE": "0.1", "VAULT_MAX_RETRIES": "1"}
     run = Run(tmp_path, ["-config", cfg], env)
     run.wait_event("renew_failed")
     assert len(stub.renewals()) == 2  # the API client's own retry (VAULT_MAX_RETRIES=1)
@@ -973,11 +974,17 @@ def test_unreachable_vault_is_retried(tmp_path: Path) -> None:
     cfg = write(
         tmp_path / "a.hcl", f'vault {{\n enabled = true\n address = "http://127.0.0.1:1"\n token = "{TOKEN}"\n}}\n'
     )
-    env = {"FAKE_NOMAD_VALIDATE_RETRY": "0.1", "VAULT_MAX_RETRIES": "0", "FAKE_NOMAD_EXIT_AFTER": "1"}
-    run = Run(tmp_path, ["-config", cfg], env)
-    assert run.wait_exit() == 0
+    run = Run(tmp_path, ["-config", cfg], {"FAKE_NOMAD_VALIDATE_RETRY": "0.1", "VAULT_MAX_RETRIES": "0"})
+    run.wait_for(lambda: len(run.events("validated")) >= 2, "a second validation")
     validated = run.events("validated")
-    assert len(validated) >= 2 and not any(v["ok"] for v in validated)
+    assert not any(v["ok"] for v in validated) and not run.events("renewed")
     assert "failed to lookup Vault periodic token" in validated[0]["errors"][0]
-    assert run.events()[-1]["reason"] == "FAKE_NOMAD_EXIT_AFTER"
+    assert run.stop() == 1
     assert TOKEN not in run.text()
+
+
+def test_exit_after(tmp_path: Path) -> None:
+    run = Run(tmp_path, [], {"FAKE_NOMAD_EXIT_AFTER": "0.5", "FAKE_NOMAD_SIGNAL_DELAY": "0"})
+    assert run.wait_exit() == 0
+    assert names(run.events()) == ["start", "signals_ready", "exit"]
+    assert run.events()[-1]["reason"] == "FAKE_NOMAD_EXIT_AFTER"
