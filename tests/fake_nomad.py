@@ -25,7 +25,10 @@ the same in every tag from v1.6.0 to v1.9.7):
   SIGHUP, SIGINT and SIGTERM kill the process, as Go's runtime does;
 * SIGHUP: everything re-read from the original argv and environment; an equal
   vault config changes nothing; another one restarts the client;
-* SIGTERM / SIGINT: exit 1, or 0 with leave_on_terminate / leave_on_interrupt.
+* SIGTERM / SIGINT: exit 1, or 0 with leave_on_terminate / leave_on_interrupt;
+* systemd (1.8+): READY=1 on NOTIFY_SOCKET once the handlers are installed,
+  RELOADING=1 + MONOTONIC_USEC before a reload and READY=1 after it,
+  STOPPING=1 before a graceful leave.
 
 Known differences (not modelled): no Raft, RPC or HTTP API; any agent counts
 as a server (Nomad wants ``server`` or ``client`` enabled); ``-dev*`` modes add
@@ -44,7 +47,8 @@ Usage::
 Environment (besides Nomad's own ``VAULT_*``, read as Nomad reads them):
 
     FAKE_NOMAD_REPORT          file to append JSON lines to (default: stderr)
-    FAKE_NOMAD_VERSION         "1.9" (default; behaves as 1.7.3 - 1.9) or "1.6"
+    FAKE_NOMAD_VERSION         "1.9" (default: the Vault rules of 1.7.3 - 1.9, the
+                               sd_notify messages of 1.8 - 1.9) or "1.6"
     FAKE_NOMAD_SIGNAL_DELAY    seconds from start until signal handlers are
                                installed (default 2.0)
     FAKE_NOMAD_VALIDATE_RETRY  seconds between validation attempts (default 30)
@@ -87,6 +91,7 @@ SIGHUP/SIGINT/SIGTERM before ``signals_ready``. The token is never written.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -94,6 +99,7 @@ import queue
 import random
 import re
 import signal
+import socket
 import ssl
 import stat
 import sys
@@ -1325,6 +1331,9 @@ class Agent:
                 return self.exit("FAKE_NOMAD_EXIT_AFTER", 0)
             time.sleep(min(ready_at, exit_at if exit_at is not None else ready_at) - now)
         signals = notify()
+        # command.go v1.9.7:1012-1020: READY=1 once the handlers exist (1.8+; 1.6 and 1.7 send nothing)
+        sd = SdNotify(self.env.get("NOTIFY_SOCKET", "") if self.settings.version != "1.6" else "")
+        sd.send("READY=1")
         self.report.emit("signals_ready")
         while True:
             timeout = 1.0 if exit_at is None else max(0.0, min(1.0, exit_at - time.monotonic()))
@@ -1337,15 +1346,39 @@ class Agent:
             name = signal.Signals(signum).name
             print(f"==> Caught signal: {name}", file=sys.stderr)
             if signum == signal.SIGHUP:  # command.go v1.9.7:1044-1050
+                sd.send("RELOADING=1")
+                sd.send(f"MONOTONIC_USEC={time.time_ns() // 1000}")  # time.Now().UnixMicro(): wall clock, as Nomad
                 self.reload()
+                sd.send("READY=1")
                 continue
             # command.go v1.9.7:1052-1085: exit 1 unless leave_on_interrupt / leave_on_terminate (the config
             # read at start: agent.Reload does not change them, command/agent/agent.go v1.9.7:1397-1465)
             assert self.loaded is not None
             leave = self.loaded.leave_on_interrupt if signum == signal.SIGINT else self.loaded.leave_on_terminate
             code = 0 if leave else 1
+            if leave:
+                sd.send("STOPPING=1")  # command.go v1.9.7:1066
             self.report.emit("signal", signal=name, code=code)
             return self.exit("signal", code)
+
+
+class SdNotify:
+    """openNotify / sdNotify (command/agent/sdnotify_linux.go v1.9.7): datagrams to NOTIFY_SOCKET, if set."""
+
+    def __init__(self, path: str) -> None:
+        self.sock: socket.socket | None = None
+        if path:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            try:
+                sock.connect("\0" + path[1:] if path.startswith("@") else path)
+                self.sock = sock
+            except OSError:  # Nomad logs it at debug level and carries on
+                sock.close()
+
+    def send(self, message: str) -> None:
+        if self.sock is not None:
+            with contextlib.suppress(OSError):
+                self.sock.send(message.encode())
 
 
 def go_runtime_signals() -> None:

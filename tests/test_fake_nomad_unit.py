@@ -13,6 +13,7 @@ import json
 import os
 import re
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -988,3 +989,35 @@ def test_exit_after(tmp_path: Path) -> None:
     assert run.wait_exit() == 0
     assert names(run.events()) == ["start", "signals_ready", "exit"]
     assert run.events()[-1]["reason"] == "FAKE_NOMAD_EXIT_AFTER"
+
+
+@pytest.mark.parametrize(("version", "sent"), [("1.9", True), ("1.6", False)])
+def test_systemd_notify_from_1_8(tmp_path: Path, version: str, sent: bool) -> None:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(tmp_path / "notify.sock"))
+    sock.settimeout(0.05)
+    messages: list[str] = []
+
+    def received() -> list[str]:
+        try:
+            while True:
+                messages.append(sock.recv(4096).decode())
+        except TimeoutError:
+            return messages
+
+    try:
+        cfg = write(tmp_path / "a.hcl", "leave_on_terminate = true\nvault { enabled = false }\n")
+        env = {"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "FAKE_NOMAD_VERSION": version}
+        run = Run(tmp_path, ["-config", cfg], env)
+        run.wait_event("signals_ready")
+        if sent:
+            assert run.wait_for(received, "READY=1") == ["READY=1"]
+        run.reload()
+        if sent:
+            run.wait_for(lambda: len(received()) >= 4, "the reload's messages")
+            assert messages[1] == "RELOADING=1" and messages[3] == "READY=1"
+            assert re.fullmatch(r"MONOTONIC_USEC=\d+", messages[2])
+        assert run.stop() == 0
+        assert received()[-1:] == (["STOPPING=1"] if sent else [])
+    finally:
+        sock.close()
