@@ -20,7 +20,8 @@ the same in every tag from v1.6.0 to v1.9.7):
   client; from 1.7.3 no token: a client that does nothing;
 * validation like ``parseSelfToken``, retried every 30 s while it fails; then
   renewal: at once, then at half the lease; 400/403/404 end it for good, other
-  errors back off 5 s growing to 30-60 s;
+  errors back off 5 s growing to 30-60 s; each request retried by the API
+  client itself (VAULT_MAX_RETRIES, 2) on connection errors, 412, 429, 5xx;
 * signal handling is installed late (FAKE_NOMAD_SIGNAL_DELAY): until then
   SIGHUP, SIGINT and SIGTERM kill the process, as Go's runtime does;
 * SIGHUP: everything re-read from the original argv and environment; an equal
@@ -75,13 +76,15 @@ Every report line is ``{"event", "pid", "time", ...}``; events and fields:
                   good), error, accessor, retry_in (Nomad's back-off in
                   seconds before scaling; null when stopped)
     signals_ready (none): signal handlers are installed from now on
-    reload        token_changed, config_changed, accessor, token_source, error
-                  (null when applied; else why nothing changed, e.g. "Failed
-                  to reload configs: ..."); for a new client it is emitted
-                  once its first validation attempt is done
+    reload        token_changed, config_changed, accessor, token_source, error:
+                  null when applied; else "Failed to reload configs: ..." or a
+                  1.7.3 guard (nothing changed), or why the new client could
+                  not be built (the old one is gone: no client now). For a new
+                  client it is emitted once its first validation attempt is done
     signal        signal ("SIGINT"|"SIGTERM"), code (the exit code)
     exit          reason ("signal"|"FAKE_NOMAD_EXIT_AFTER"|"config_error"|
-                  "client_error"), code; always the last line
+                  "client_error"), code; the last line (none when a signal
+                  kills it before signals_ready)
 
 Exit codes: 1 on SIGINT/SIGTERM (0 after a graceful leave), on a bad flag,
 config file or Vault client at start; 0 after FAKE_NOMAD_EXIT_AFTER; 2 on a
