@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import threading
 import time
@@ -66,7 +67,7 @@ def test_twenty_restarts_leave_one_live_token(
     for _ in range(20):
         r = runs(cfg, server, "--no-check", renew_every=None)
         accessors.add(r.wait_event("start")["token_accessor"])
-        assert r.stop() == 0
+        assert r.stop() in (1, -signal.SIGTERM)  # Nomad: 1, or killed by SIGTERM before its handlers
     assert len(accessors) == 1
     assert [t["accessor"] for t in server.live_server_tokens()] == list(accessors)
     # revoke it: the next start mints a fresh one, and still only one is alive
