@@ -94,6 +94,8 @@ def main() -> int:
             f'client_cert = "{certs.client_cert}"\nclient_key = "{certs.client_key}"\n'
             f'state_dir = "{WORK / "state"}"\ntoken_config = "{WORK / "run" / "vault-token.hcl"}"\n'
             'check_interval = "2s"\n'
+            "# The stand-in sets up its signal handling 2 s after it starts; Nomad takes longer: default 30s.\n"
+            'sighup_grace = "4s"\n'
         )
         print(textwrap.indent(cfg.read_text(), "  "))
 
@@ -110,7 +112,13 @@ def main() -> int:
             f'vault {{\n  enabled = true\n  address = "{server.addr}"\n  ca_file = "{certs.ca_path}"\n}}\n'
         )
         report = WORK / "agent.jsonl"
-        env = {**os.environ, "FAKE_NOMAD_REPORT": str(report), "FAKE_NOMAD_RENEW_EVERY": "2"}
+        # Nomad validates again every 30 s while its token does not work; the stand-in every 2 s here.
+        env = {
+            **os.environ,
+            "FAKE_NOMAD_REPORT": str(report),
+            "FAKE_NOMAD_RENEW_EVERY": "2",
+            "FAKE_NOMAD_VALIDATE_RETRY": "2",
+        }
         for key in [k for k in env if k.startswith("VAULT_")]:
             env.pop(key)
         argv = [
@@ -139,11 +147,22 @@ def main() -> int:
         wait_for(lambda: events(report, "renewed"), 30, "a renewal")
         print(f"  agent renewed it: ttl {events(report, 'renewed')[0]['ttl']}s (72h, a periodic token)")
 
-        say("5. status: what an operator looks at", "The token itself is never printed; the accessor names it.")
+        say(
+            "5. status: what an operator looks at",
+            """
+            The token itself is never printed; the accessor names it. The tracker proves Nomad adopted the
+            token: Nomad renews a token right after it validates it.""",
+        )
+        wait_for(lambda: adopted(cfg.parent / "state"), 30, "the tracker to see the agent adopt its token")
         show([*CLI, "status", "--config", str(cfg)])
 
-        say("6. check: everything Nomad will check, before Nomad does")
-        show([*CLI, "check", "--config", str(cfg)])
+        say(
+            "6. check: everything Nomad will check, before Nomad does",
+            """
+            Given the agent's command line after --, as in the unit, it also reads the agent's config
+            files the way Nomad merges them and checks their vault block.""",
+        )
+        show([*CLI, "check", "--config", str(cfg), "--", "nomad", "agent", "-config", str(agent_hcl)])
 
         say(
             "7. Restart: the token is reused, not piled up",
@@ -167,7 +186,8 @@ def main() -> int:
             "8. The token is revoked: the tracker recovers",
             """
             Nomad stops renewing for good when its token is revoked. The tracker notices, mints a new
-            token, rewrites the agent's token file and sends it SIGHUP: Nomad reloads and carries on.""",
+            token, rewrites the agent's token file and sends it SIGHUP (once the agent can take one: a Go
+            program dies of SIGHUP until it installs its handler): Nomad reloads and carries on.""",
         )
         old = str(events(report, "validated")[0]["accessor"])
         server.client().auth.token.revoke_accessor(old)
@@ -179,6 +199,30 @@ def main() -> int:
         for line in log.read_text().splitlines():
             if "tracker" in line or "recover" in line or "gone" in line or "SIGHUP" in line:
                 print("  " + line)
+
+        say(
+            "9. Cold start: Vault is down when Nomad boots",
+            """
+            Vault often runs as a Nomad job: waiting for it before starting Nomad would wait for ever.
+            After --degraded-start-after, run starts the agent with the saved token unverified, and the
+            tracker brings it back to health once Vault is.""",
+        )
+        os.kill(agents[1].pid, signal.SIGTERM)
+        agents[1].wait(15)
+        report.unlink()
+        server.seal()
+        print("  sealed Vault, restarting the agent with --degraded-start-after 3s ...")
+        log = WORK / "run-3.log"
+        cold = [*argv[:4], "--degraded-start-after", "3s", *argv[4:]]
+        with open(log, "w") as err:
+            agents.append(subprocess.Popen(cold, env=env, stdin=subprocess.DEVNULL, stderr=err))
+        wait_for(lambda: events(report, "start"), 30, "the agent to start without Vault")
+        wait_for(lambda: tracker_state(cfg.parent / "state") == "degraded", 30, "the tracker's degraded view")
+        show([*CLI, "status", "--config", str(cfg)])
+        server.unseal()
+        print("  unsealed Vault ...")
+        wait_for(lambda: adopted(cfg.parent / "state"), 60, "the agent to adopt its token again")
+        show([*CLI, "status", "--config", str(cfg)])
 
         say(
             "Done",
@@ -199,6 +243,17 @@ def main() -> int:
         if server is not None:
             server.stop()
         shutil.rmtree(WORK, ignore_errors=True)
+
+
+def tracker_state(state_dir: Path) -> str:
+    try:
+        return str(json.loads((state_dir / "tracker.json").read_text())["state"])
+    except (OSError, ValueError, KeyError):
+        return ""
+
+
+def adopted(state_dir: Path) -> bool:
+    return tracker_state(state_dir) == "healthy"
 
 
 def _stop_trackers(marker: str) -> None:

@@ -59,9 +59,7 @@ def spawn(
                 os._exit(0)
             os.close(ready_w)
             _quiet_stdin()
-            tracker = Tracker(settings, token, info, agent_pid, pidfd, degraded=degraded)
-            tracker.agent_args = agent_args
-            code = tracker.main(ready_r)
+            code = Tracker(settings, token, info, agent_pid, pidfd, agent_args, degraded=degraded).main(ready_r)
         except BaseException:  # the agent must never notice the tracker failing
             log.exception("tracker failed")
             code = 1
@@ -100,6 +98,7 @@ class Tracker:
         info: TokenInfo,
         agent_pid: int,
         pidfd: int,
+        agent_args: AgentArgv | None = None,
         *,
         degraded: bool = False,
     ) -> None:
@@ -116,13 +115,14 @@ class Tracker:
             escalate=settings.on_not_adopted == "restart",
         )
         self.stop_signal = signal.Signals[settings.stop_signal]
-        self.agent_args: AgentArgv | None = None
+        self.agent_args = agent_args
         self.config_problem = ""
         self.track = tracking.start(time.monotonic(), _renewal_mark(info), random.random(), degraded=degraded)  # noqa: S311
         self.failures = 0
         self.cert_days: int | None = None
         self.cert_warning = ""
         self.next_watchdog = 0.0
+        self.ready_sent = False
 
     # ---- process plumbing -------------------------------------------------------
 
@@ -136,7 +136,7 @@ class Tracker:
             time.monotonic(), self.track.baseline, self.track.jitter, degraded=self.track.state == "degraded"
         )
         self._refresh_cert()
-        self.notifier.ready(self.status_line())
+        self.notifier.status(self.status_line())
         self.review_agent_config()
         self.publish()
         log.info("tracker watching token accessor %s for agent pid %d", self.info.accessor, self.agent_pid)
@@ -199,6 +199,8 @@ class Tracker:
         while True:
             now = time.monotonic()
             wake = min(next_check, self.next_watchdog) if self.notifier.watchdog_enabled else next_check
+            if not self.ready_sent:
+                wake = min(wake, tracking.sighup_safe_at(self.track, self.policy))
             if self._agent_gone(wake - now):
                 log.info("agent pid %d exited: tracker stops", self.agent_pid)
                 return
@@ -211,6 +213,7 @@ class Tracker:
                 except Exception:  # never crash beside the agent
                     log.exception("tracker check failed")
                     next_check = time.monotonic() + lease.retry_delay(self.failures + 1, self.settings.check_interval)
+            self.ready()
             self.watchdog()
 
     # ---- one check -----------------------------------------------------------------
@@ -437,6 +440,14 @@ class Tracker:
             write_atomic(self.settings.tracker_file, (json.dumps(doc) + "\n").encode(), 0o600)
         except OSError as exc:
             log.debug("cannot write %s: %s", self.settings.tracker_file, exc.strerror)
+
+    def ready(self) -> None:
+        """READY=1 once the agent can take a reload: systemd allows `systemctl reload` (SIGHUP) from then
+        on, and before Nomad installs its handler a SIGHUP kills it. Nomad 1.8+ says READY itself then."""
+        if self.ready_sent or not tracking.sighup_safe(self.track, self.policy, time.monotonic()):
+            return
+        self.ready_sent = True
+        self.notifier.ready(self.status_line())
 
     def watchdog(self) -> None:
         if not self.notifier.watchdog_enabled or time.monotonic() < self.next_watchdog:

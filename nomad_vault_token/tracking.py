@@ -149,11 +149,15 @@ def handed_over(track: Track, how: Handover, baseline: str | None, now: float) -
     )
 
 
-def sighup_safe(track: Track, policy: Policy, now: float) -> bool:
-    """The agent has installed its signal handlers, as far as anyone can tell."""
+def sighup_safe_at(track: Track, policy: Policy) -> float:
+    """From when on the agent has installed its signal handlers, as far as anyone can tell."""
     if track.first_adoption is not None:
-        return now >= track.first_adoption + policy.sighup_grace
-    return now >= track.started_at + UNADOPTED_GRACE * policy.sighup_grace
+        return track.first_adoption + policy.sighup_grace
+    return track.started_at + UNADOPTED_GRACE * policy.sighup_grace
+
+
+def sighup_safe(track: Track, policy: Policy, now: float) -> bool:
+    return now >= sighup_safe_at(track, policy)
 
 
 def due(track: Track, policy: Policy, now: float) -> tuple[Track, Action | None]:

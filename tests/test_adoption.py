@@ -107,15 +107,19 @@ def test_not_adopted_warns_only_when_configured(
 def test_an_early_revocation_does_not_kill_the_agent_with_sighup(
     tmp_path: Path, server: Bao, certs: Certs, runs: Callable[..., AgentRun]
 ) -> None:
-    """The token dies before Nomad installs its signal handler: the SIGHUP waits, the agent lives."""
-    cfg = adoption_config(tmp_path, server, certs, sighup_grace="6s")
+    """The token dies before Nomad installs its signal handler: the SIGHUP waits, the agent lives.
+
+    Handler after 4 s; grace 5 s: safe whether or not the tracker saw the agent's first renewal before
+    the revocation (then 5 s after it, else 4 x 5 s after start); no escalation within 60 s.
+    """
+    cfg = adoption_config(tmp_path, server, certs, sighup_grace="5s", adoption_timeout="60s")
     r = runs(cfg, server, env=clean_env(FAKE_NOMAD_SIGNAL_DELAY="4"))
     old = r.wait_event("validated")["accessor"]
     server.client().auth.token.revoke_accessor(old)
     wait_for(lambda: "no SIGHUP yet" in r.stderr, 15, "the tracker holding the SIGHUP back")
     assert not r.events("signals_ready"), "too slow: the handler was installed before the recovery"
     ready = r.wait_event("signals_ready", timeout=15)
-    reload = r.wait_event("reload", lambda e: e.get("token_changed"), timeout=20)
+    reload = r.wait_event("reload", lambda e: e.get("token_changed"), timeout=30)
     assert reload["time"] > ready["time"]
     assert r.proc.poll() is None, f"agent died: {r.proc.returncode} (-{int(signal.SIGHUP)} is death by SIGHUP)"
     r.wait_event("validated", lambda e: e["accessor"] == reload["accessor"] and e["ok"], timeout=15)

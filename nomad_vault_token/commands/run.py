@@ -31,8 +31,7 @@ def main(config_file: Path | None, flags: dict[str, Any], argv: Sequence[str], *
 
     agent_args = [agent, *argv[1:]]
     parsed = agent_argv.parse(agent_args)
-    for warning in [*handoff.check_argv(settings, parsed), *handoff.redirect_warnings(os.environ)]:
-        logger.warning("%s", warning)
+    argv_warnings = [*handoff.check_argv(settings, parsed), *handoff.redirect_warnings(os.environ)]
     cert, key = settings.client_tls()
     cert_info = tls.preflight(cert, key, settings.ca_cert, settings.cert_warn_days)
     for warning in cert_info.warnings:
@@ -54,6 +53,8 @@ def main(config_file: Path | None, flags: dict[str, Any], argv: Sequence[str], *
         else:
             if check:
                 waiting.when_usable(settings, notifier, lambda: nomad_check(settings, token, info))
+    for warning in argv_warnings:  # once nothing can fail any more: no warning before an error
+        logger.warning("%s", warning)
     final_argv, agent_env = handoff.prepare(settings, token, agent_args, parsed, os.environ)
     from nomad_vault_token import tracker
 
