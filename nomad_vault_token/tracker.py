@@ -370,10 +370,11 @@ class Tracker:
             handoff.write_token_config(self.settings, token)
             if not tracking.sighup_safe(self.track, self.policy, time.monotonic()):
                 log.warning(
-                    "new token written to %s; no SIGHUP yet: agent pid %d has not renewed any token, so its "
-                    "signal handling may not be up (a SIGHUP would kill it)",
+                    "new token written to %s; no SIGHUP yet: agent pid %d was not seen renewing a token at least "
+                    "%s ago, so its signal handling may not be up (a SIGHUP would kill it)",
                     self.settings.token_config,
                     self.agent_pid,
+                    format_duration(self.policy.sighup_grace),
                 )
                 return "pending"
             self._signal(signal.SIGHUP, f"new token written to {self.settings.token_config}")

@@ -78,6 +78,12 @@ def test_saved_token_valid_is_handed_over_unverified_and_adopted_when_vault_is_b
     server.seal()
     r = runs(cfg, server, env=agent_env(notify))
     degraded_then_ready(r, notify, f"token {accessor[:8]}... unverified")
+    during = run_cli("status", "--config", str(cfg), "--format", "json")  # what is known without Vault
+    assert during.code == 69 and "sealed" in during.err_lines[-1], during.err
+    doc = json.loads(during.out)
+    assert (doc["accessor"], doc["valid"], doc["tracker"]["state"]) == (accessor, None, "degraded")
+    check = run_cli("check", "--config", str(cfg))
+    assert check.code == 69 and "WARN  degraded start" in check.out and "still degraded" in check.out, check.out
     server.unseal()
     assert r.wait_event("validated", lambda e: e["ok"], timeout=30)["accessor"] == accessor
     notify.wait_for(lambda m: "adopted by Nomad" in m, 30, "STATUS: adopted")

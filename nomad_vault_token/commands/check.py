@@ -13,6 +13,7 @@ from typing import Any
 
 from nomad_vault_token import config, log, state, tls, vault
 from nomad_vault_token.config import Settings
+from nomad_vault_token.durations import format_duration
 from nomad_vault_token.errors import (
     EX_CONFIG,
     EX_NOPERM,
@@ -113,6 +114,28 @@ def local_checks(report: Report, settings: Settings) -> None:
     report.attempt(
         "local", "state file", f"{settings.state_file} usable", lambda: state.check_writable(settings.state_file)
     )
+    tracker_checks(report, settings)
+
+
+def tracker_checks(report: Report, settings: Settings) -> None:
+    """What the running tracker last knew: adoption, a degraded start (warnings only: it is history)."""
+    from nomad_vault_token.commands.status import tracker_view
+
+    saved = state.read(settings.state_file)
+    view = tracker_view(settings.tracker_file, saved.accessor if saved else "")
+    if view is None:
+        return
+    if not view["running"]:
+        report.add("local", "tracker", "warn", f"not running (last: {view['adoption']})", "start the service")
+    else:
+        result = "pass" if view["state"] == "healthy" else "warn"
+        report.add("local", "tracker", result, f"{view['state']}: {view['adoption']}")
+    if view.get("degraded_for") is not None:
+        how_long = format_duration(view["degraded_for"])
+        if view["state"] == "degraded":
+            report.add("local", "degraded start", "warn", f"started without Vault {how_long} ago; still degraded")
+        else:
+            report.add("local", "degraded start", "pass", f"started without Vault; that lasted {how_long}")
 
 
 def agent_checks(report: Report, settings: Settings, agent: Sequence[str]) -> bool:

@@ -12,7 +12,7 @@ from typing import Any
 
 from nomad_vault_token import config, log, state, tls, vault
 from nomad_vault_token.durations import format_duration
-from nomad_vault_token.errors import ConfigError, NvtError, TokenInvalid
+from nomad_vault_token.errors import ConfigError, NvtError, TokenInvalid, VaultUnavailable
 
 
 def main(config_file: Path | None, flags: dict[str, Any], *, fmt: str, verbose: bool) -> None:
@@ -39,6 +39,10 @@ def main(config_file: Path | None, flags: dict[str, Any], *, fmt: str, verbose: 
         info = vault.lookup_self(settings, saved.token)
     except TokenInvalid as exc:
         doc |= {"valid": False, "problem": exc.message}
+        output(doc, fmt)
+        raise
+    except VaultUnavailable as exc:  # what is known without Vault still matters most during an outage
+        doc |= {"valid": None, "problem": exc.message}
         output(doc, fmt)
         raise
     now = time.time()
@@ -117,6 +121,8 @@ def output(doc: dict[str, Any], fmt: str) -> None:
             ("ttl", f"{format_duration(doc['ttl'])} (expires {doc['expires_at']})"),
             ("last renewal", doc["last_renewal"] or "never"),
         ]
+    elif doc.get("valid") is None:
+        lines.append(("token", f"unknown: {doc['problem']}"))
     else:
         lines.append(("token", f"NOT VALID: {doc['problem']}"))
     cert = doc.get("client_cert")
