@@ -264,10 +264,9 @@ def plan(wanted: Sequence[Wanted], current: Mapping[str, Mapping[str, Any] | Non
     return [compare(w, current.get(w.path)) for w in wanted]
 
 
-def result(steps: Sequence[Step], check: bool, version: int = 1) -> dict[str, Any]:
-    """The versioned JSON envelope of `--format json`."""
+def result(steps: Sequence[Step], check: bool) -> dict[str, Any]:
+    """What `--format json` reports (inside the envelope `results` adds)."""
     return {
-        "version": version,
         "changed": any(s.changed for s in steps),
         "objects": [s.as_json(check) for s in steps],
     }

@@ -1,13 +1,15 @@
-"""The console script: one line and the documented exit code for every user error.
+"""The console script: logging set-up, config load, dispatch, rendering and exit codes, once for every command.
 
 A well-formed `run` command line (what the unit's ExecStart holds) skips typer altogether
-(`fastrun`); everything else, `run --help` included, goes through the typer app in `cli`.
+(`fastrun` parses it from the same option table); everything else, `run --help` included, goes
+through the typer app in `cli`, whose commands all land in `dispatch`.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -17,21 +19,61 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         parsed = fastrun.parse(args[1:])
         if parsed is not None:
-            _reporting(lambda: fastrun.dispatch(parsed))
-            return
+            dispatch("run", parsed)
     from nomad_vault_token.cli import app
 
-    _reporting(lambda: app(args=args, prog_name="nomad-vault-token"))
+    app(args=args, prog_name="nomad-vault-token")
 
 
-def _reporting(command: Callable[[], None]) -> None:
-    from nomad_vault_token.errors import NvtError
+def dispatch(command: str, params: dict[str, Any]) -> NoReturn:
+    """Run `command` with its parsed parameters; print its result or its error; exit with its code."""
+    from nomad_vault_token import options
+    from nomad_vault_token.errors import EX_INTERRUPTED, ConfigError, NvtError
+    from nomad_vault_token.results import FORMATS, render, render_error
 
+    flags, own = options.split(command, params)
+    fmt = str(own.pop("fmt", None) or ("json" if command == options.INSTALL else "text"))
+    fmt = "text" if fmt == "table" else fmt  # check's earlier name for it
     try:
-        command()
+        if fmt not in FORMATS:
+            raise ConfigError(f"--format {fmt!r}: use text or json")
+        from nomad_vault_token import log
+
+        log.setup(bool(own.pop("verbose", False)))
+        result = _call(command, flags, own, list(params.get("agent") or []), fmt)
     except NvtError as exc:
-        message = " ".join(exc.message.split())  # one line, whatever the cause put in it
-        print(f"nomad-vault-token: error: {message}", file=sys.stderr)
+        render_error(exc.message, exc.exit_code, fmt)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(EX_INTERRUPTED)
+    render(result, fmt)
+    sys.exit(result.exit_code)
+
+
+def _call(command: str, flags: dict[str, Any], own: dict[str, Any], agent: list[str], fmt: str) -> Any:
+    from nomad_vault_token import config, options
+
+    if command == options.INSTALL:  # writes a config; reads none
+        from nomad_vault_token.commands import install
+
+        return install.main(flags, **own)
+    if command == options.CHECK:  # a config that does not load is one of its findings
+        from nomad_vault_token.commands import check
+
+        return check.main(own.pop("config"), flags, agent=agent, **own)
+    settings = config.load(own.pop("config"), flags)
+    if command == options.RUN:
+        from nomad_vault_token.commands import run
+
+        run.main(settings, agent, check=not own["no_check"])  # execs the agent, or raises
+    if command == options.TOKEN:
+        from nomad_vault_token.commands import token
+
+        return token.main(settings, fmt=fmt, **own)
+    if command == options.STATUS:
+        from nomad_vault_token.commands import status
+
+        return status.main(settings)
+    from nomad_vault_token.commands import bootstrap
+
+    return bootstrap.main(settings, **own)

@@ -6,16 +6,22 @@ They never contain a token.
 
 from __future__ import annotations
 
+# Every exit code the tool uses (DESIGN.md, README "Exit codes"); sysexits.h names where one exists.
+EX_OK = 0
+EX_FAILED = 1  # status: no token kept yet; install: systemctl daemon-reload failed
 EX_USAGE = 2
+EX_DATAERR = 65  # bad data: unseal keys Vault rejects, a snapshot that fails verification
 EX_UNAVAILABLE = 69
+EX_TEMPFAIL = 75  # partial: some nodes unsealed, others not
 EX_NOPERM = 77
 EX_CONFIG = 78
+EX_INTERRUPTED = 130
 
 
 class NvtError(Exception):
     """Base of every error a user can cause; `cli` prints it as one line."""
 
-    exit_code = 1
+    exit_code = EX_FAILED
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

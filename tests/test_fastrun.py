@@ -17,25 +17,20 @@ from conftest import assert_one_line_error, run_cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nomad_vault_token import cli, fastrun
-from nomad_vault_token.commands import run as run_cmd
+from nomad_vault_token import cli, entry, fastrun, options
 
-Call = tuple[Any, dict[str, Any], list[str], bool, bool]
+Call = dict[str, Any]
 
 
 @pytest.fixture
 def recorder(monkeypatch: pytest.MonkeyPatch) -> list[Call]:
     calls: list[Call] = []
-
-    def record(config: Any, flags: dict[str, Any], argv: Any, *, check: bool, verbose: bool) -> None:
-        calls.append((config, dict(flags), list(argv), check, verbose))
-
-    monkeypatch.setattr(run_cmd, "main", record)
+    monkeypatch.setattr(entry, "dispatch", lambda command, params: calls.append({"command": command, **params}))
     return calls
 
 
 def via_typer(argv: list[str], calls: list[Call]) -> Call | None:
-    """What typer calls commands.run.main with, or None when typer refuses the command line."""
+    """What typer hands to entry.dispatch, or None when typer refuses the command line."""
     before = len(calls)
     try:
         cli.app(args=["run", *argv], prog_name="nomad-vault-token", standalone_mode=False)
@@ -46,28 +41,23 @@ def via_typer(argv: list[str], calls: list[Call]) -> Call | None:
 
 def via_fast(argv: list[str], calls: list[Call]) -> Call | None:
     parsed = fastrun.parse(argv)
-    if parsed is None:
-        return None
-    before = len(calls)
-    fastrun.dispatch(parsed)
-    assert len(calls) == before + 1
-    return calls[before]
+    return None if parsed is None else {"command": "run", **parsed}
 
 
-def test_the_table_has_exactly_typers_run_options() -> None:
+def test_typer_declares_exactly_the_tables_run_options() -> None:
     command = typer.main.get_command(cli.app)
     run = command.commands["run"]  # type: ignore[attr-defined]
-    declared: dict[str, tuple[str, str]] = {}
+    declared: dict[str, tuple[str, object]] = {}
     for param in run.params:
         if param.param_type_name != "option" or param.name in ("help",):
             continue
         for flag in param.opts:
-            declared[flag] = (param.name, "true" if param.is_flag else ("list" if param.multiple else "value"))
+            declared[flag] = (param.name, True if param.is_flag else ("list" if param.multiple else "value"))
         for flag in param.secondary_opts:
-            declared[flag] = (param.name, "false")
+            declared[flag] = (param.name, False)
     ours = {
-        flag: (name, kind if kind in ("true", "false", "list") else "value")
-        for flag, (name, kind) in fastrun.OPTIONS.items()
+        flag: (o.name, value if o.kind in ("bool", "switch") else ("list" if o.kind == "list" else "value"))
+        for flag, o, value in options.flags_of(options.RUN)
     }
     assert ours == declared
 
@@ -124,7 +114,10 @@ def test_anything_unusual_is_left_to_typer(argv: list[str]) -> None:
 
 
 TOKENS = st.sampled_from(
-    [*fastrun.OPTIONS, "--", "-", "--help", "--bogus", "x", "/bin/true", "72h", "", "-1h", "--config=y", "a=b"]
+    [
+        *(flag for flag, _, _ in options.flags_of(options.RUN)),
+        *["--", "-", "--help", "--bogus", "x", "/bin/true", "72h", "", "-1h", "--config=y", "a=b"],
+    ]
 )
 
 
@@ -133,9 +126,7 @@ TOKENS = st.sampled_from(
 def test_whatever_the_fast_path_accepts_typer_reads_the_same(argv: list[str]) -> None:
     calls: list[Call] = []
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(
-            run_cmd, "main", lambda c, f, a, *, check, verbose: calls.append((c, dict(f), list(a), check, verbose))
-        )
+        mp.setattr(entry, "dispatch", lambda command, params: calls.append({"command": command, **params}))
         fast = via_fast(argv, calls)
         if fast is not None:
             assert via_typer(argv, calls) == fast
@@ -164,6 +155,17 @@ def test_a_refused_command_line_still_gets_typers_usage_error() -> None:
 
 def test_fast_path_errors_are_one_line_with_the_exit_code(tmp_path: Path) -> None:
     assert_one_line_error(run_cli("run", "--config", str(tmp_path / "nope.toml"), "--", "/bin/true"), 78, "nope.toml")
+
+
+def test_a_shared_option_is_declared_once() -> None:
+    names = [o.name for o in options.OPTIONS]
+    assert len(names) == len(set(names))
+    flags = [f for o in options.OPTIONS for f in o.flags]
+    assert len(flags) == len(set(flags))
+    for o in options.OPTIONS:  # every setting is a config key
+        from nomad_vault_token import config
+
+        assert not o.setting or o.config_key in config.FIELDS, o
 
 
 def test_entry_main_is_the_console_script() -> None:

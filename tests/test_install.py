@@ -51,6 +51,12 @@ def one(want: Want, seen: Seen) -> Step:
     return step
 
 
+
+def error_envelope(out: str, code: int) -> bool:
+    """install always speaks JSON: an error is the one envelope too, for Ansible's from_json."""
+    doc = json.loads(out)
+    return doc["version"] == 1 and doc["ok"] is False and doc["error"]["exit_code"] == code
+
 def test_missing_is_created() -> None:
     assert one(FILE, MISSING) == Step(FILE, "create", rewrite=True)
     assert one(DIR, MISSING) == Step(DIR, "create", rewrite=False)
@@ -277,7 +283,7 @@ def test_bad_config_source_is_78_on_one_line_and_writes_nothing(tmp_path: Path) 
     root.mkdir()
     result = install(root, "--config-source", str(source))
     assert_one_line_error(result, 78, str(source), "unknown key 'vault_adr'", "did you mean 'vault_addr'")
-    assert result.out == "" and list(root.iterdir()) == []
+    assert error_envelope(result.out, 78) and list(root.iterdir()) == []
 
     source.write_text("period = 72\n")
     assert_one_line_error(install(root, "--config-source", str(source)), 78, "period", "durations need a unit")
@@ -312,8 +318,18 @@ def test_bad_options_are_one_line_errors_and_write_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_missing_root_is_78(tmp_path: Path) -> None:
-    assert_one_line_error(install(tmp_path / "nope"), 78, "--root", "not a directory")
+def test_a_missing_root_is_created_like_destdir(tmp_path: Path) -> None:
+    root = tmp_path / "image" / "rootfs"
+    check = install(root, "--check", *FLAGS)
+    assert check.code == 0 and not root.exists(), check.err  # --check writes nothing, the root included
+    result = install(root, *FLAGS)
+    assert result.code == 0, result.err
+    assert (root / UNIT).is_file() and json.loads(result.out)["changed"] is True
+
+
+def test_a_root_that_is_a_file_is_78(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    assert_one_line_error(install(tmp_path / "file"), 78, "--root", "not a directory")
 
 
 def test_a_masked_unit_is_not_replaced(tmp_path: Path) -> None:
@@ -396,7 +412,7 @@ def test_failed_daemon_reload_puts_the_unit_back_and_is_retried(tmp_path: Path) 
     env, calls = fake_systemctl(tmp_path, exit_code=1)
     result = install(root, "--systemctl", *FLAGS, env=env)
     assert_one_line_error(result, 1, "systemctl daemon-reload failed (exit 1: Failed to reload daemon", "put back")
-    assert result.out == "" and not (root / UNIT).exists() and (root / CONF).exists()
+    assert error_envelope(result.out, 1) and not (root / UNIT).exists() and (root / CONF).exists()
 
     doc(install(root, *FLAGS))
     original = (root / UNIT).read_bytes()

@@ -53,7 +53,8 @@ def test_json_with_include_token_and_role_period(bao: Bao, config: Path) -> None
     result = run_cli("token", "--config", str(config), "--format", "json", "--include-token")
     assert result.code == 0, result.err
     doc = json.loads(result.out)
-    assert set(doc) == {"accessor", "policies", "ttl", "orphan", "period", "renewable", "token"}
+    assert set(doc) == {"version", "accessor", "policies", "ttl", "orphan", "period", "renewable", "token"}
+    assert doc["version"] == 1  # the one envelope every JSON output shares
     assert doc["period"] == PERIOD
     assert lookup(bao, doc["token"])["accessor"] == doc["accessor"]
 

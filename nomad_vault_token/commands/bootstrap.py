@@ -6,26 +6,24 @@ are written. Reads come before any write, so a token that cannot read stops befo
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
 import stat
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from nomad_vault_token import config, log, resources, vault
+from nomad_vault_token import resources, vault
 from nomad_vault_token.bootstrap_plan import PlanError, Step, Wanted, fill_fields, fill_text, plan, result
 from nomad_vault_token.config import Settings
 from nomad_vault_token.durations import DurationError, parse_duration
-from nomad_vault_token.errors import ConfigError
+from nomad_vault_token.errors import ConfigError, NvtError
+from nomad_vault_token.results import Result
 from nomad_vault_token.vault import Secret
 
 logger = logging.getLogger(__name__)
 
-RESULT_VERSION = 1
 AUTH_TYPE = "cert"
 SERVER_POLICY_FILE = "nomad-server.hcl"
 STARTUP_POLICY_FILES = {"role": "startup-role.hcl", "create-orphan": "startup-create-orphan.hcl"}
@@ -43,28 +41,22 @@ CREATE_ORPHAN_WARNING = (
 
 
 def main(
-    config_file: Path | None,
-    flags: dict[str, Any],
+    settings: Settings,
     *,
     token_file: Path | None,
     client_ca: Path,
-    allowed_common_names: list[str],
-    task_allowed_policies: list[str],
+    allowed_common_name: list[str] | None,
+    task_allowed_policy: list[str] | None,
     login_ttl: str,
-    check: bool,
+    dry_run: bool,
     diff: bool,
-    fmt: str,
-    verbose: bool,
-) -> None:
-    log.setup(verbose)
-    if fmt not in {"text", "json"}:
-        raise ConfigError(f"--format {fmt!r}: use text or json")
-    settings = config.load(config_file, flags)
+) -> Result:
+    check = dry_run
     _check_names(settings)
     ttl = _login_ttl(login_ttl)
     ca_pem = _client_ca(client_ca)
-    task_allowed = _task_allowed(task_allowed_policies, settings)
-    common_names = _common_names(allowed_common_names)
+    task_allowed = _task_allowed(task_allowed_policy or [], settings)
+    common_names = _common_names(allowed_common_name or [])
     admin = _admin_token(token_file)
 
     if settings.mint_mode == "create-orphan":
@@ -85,15 +77,20 @@ def main(
     except PlanError as exc:
         raise ConfigError(f"bootstrap-roles: {exc}") from None
 
-    for step in steps:
-        if not check and step.changed:
-            _apply(settings, admin, step)
-        if fmt == "text":
-            lines = [step.line(check)] + (step.diff_lines() if diff else [])
-            sys.stdout.write("".join(line + "\n" for line in lines))
-            sys.stdout.flush()
-    if fmt == "json":
-        sys.stdout.write(json.dumps(result(steps, check, RESULT_VERSION)) + "\n")
+    done: list[Step] = []
+    try:
+        for step in steps:
+            if not check and step.changed:
+                _apply(settings, admin, step)
+            done.append(step)
+    except NvtError as exc:  # report what was written before the failure, then the failure
+        return _result(done, check, diff, exc.exit_code, exc.message)
+    return _result(done, check, diff)
+
+
+def _result(steps: list[Step], check: bool, diff: bool, code: int = 0, error: str | None = None) -> Result:
+    lines = [line for step in steps for line in [step.line(check), *(step.diff_lines() if diff else [])]]
+    return Result(result(steps, check), "".join(line + "\n" for line in lines), code, error)
 
 
 # ---- the wanted objects --------------------------------------------------------------------------

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from nomad_vault_token import config, log, state, tls, vault
+from nomad_vault_token import config, state, tls, vault
 from nomad_vault_token.config import Settings
 from nomad_vault_token.durations import format_duration
 from nomad_vault_token.errors import (
@@ -23,6 +21,7 @@ from nomad_vault_token.errors import (
     TokenInvalid,
     VaultUnavailable,
 )
+from nomad_vault_token.results import Result
 from nomad_vault_token.vault import Secret, TokenInfo
 
 
@@ -63,18 +62,7 @@ class Report:
         return EX_NOPERM if self.failed("vault") else 0
 
 
-def main(
-    config_file: Path | None,
-    flags: dict[str, Any],
-    *,
-    mint: bool,
-    fmt: str,
-    verbose: bool,
-    agent: Sequence[str] = (),
-) -> None:
-    log.setup(verbose)
-    if fmt not in {"table", "json"}:
-        raise ConfigError(f"--format {fmt!r}: use table or json")
+def main(config_file: Path | None, flags: dict[str, Any], *, mint: bool, agent: Sequence[str] = ()) -> Result:
     report = Report()
     settings: Settings | None = None
     try:
@@ -87,8 +75,9 @@ def main(
         local_checks(report, settings)
         allow_unauthenticated = agent_checks(report, settings, agent)
         unavailable = vault_checks(report, settings, mint=mint, allow_unauthenticated=allow_unauthenticated)
-    emit(report, fmt)
-    sys.exit(report.exit_code(unavailable))
+    ok = not (report.failed("local") or report.failed("agent") or report.failed("vault"))
+    doc = {"ok": ok, "checks": [asdict(r) for r in report.rows]}
+    return Result(doc, table(report), report.exit_code(unavailable))
 
 
 def local_checks(report: Report, settings: Settings) -> None:
@@ -264,20 +253,14 @@ def _discard(settings: Settings, token: Secret) -> None:
         vault.revoke_self(settings, token)
 
 
-def emit(report: Report, fmt: str) -> None:
-    if fmt == "json":
-        doc = {
-            "version": 1,
-            "ok": not (report.failed("local") or report.failed("agent") or report.failed("vault")),
-            "checks": [asdict(r) for r in report.rows],
-        }
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
-        return
+def table(report: Report) -> str:
     width = max(len(r.check) for r in report.rows) + 2
+    lines = []
     for r in report.rows:
-        sys.stdout.write(f"{r.result.upper():5} {r.check:<{width}}{r.detail}\n")
+        lines.append(f"{r.result.upper():5} {r.check:<{width}}{r.detail}")
         if r.fix and r.result in {"fail", "warn"}:
-            sys.stdout.write(f"{'':5} {'':<{width}}fix: {r.fix}\n")
+            lines.append(f"{'':5} {'':<{width}}fix: {r.fix}")
     fails = sum(r.result == "fail" for r in report.rows)
     warns = sum(r.result == "warn" for r in report.rows)
-    sys.stdout.write(f"\n{len(report.rows)} checks: {fails} failed, {warns} warnings\n")
+    lines.append(f"\n{len(report.rows)} checks: {fails} failed, {warns} warnings")
+    return "\n".join(lines) + "\n"

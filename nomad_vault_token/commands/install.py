@@ -7,7 +7,6 @@ prints one JSON object describing what it did.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nomad_vault_token import config, unit
-from nomad_vault_token.errors import EX_USAGE, ConfigError, NvtError
+from nomad_vault_token.errors import EX_FAILED, EX_USAGE, ConfigError, NvtError
 from nomad_vault_token.fsutil import write_atomic
 from nomad_vault_token.install_plan import (
     CONFIG_DIR_MODE,
@@ -37,8 +36,8 @@ from nomad_vault_token.install_plan import (
     under_root,
     unit_changed,
 )
+from nomad_vault_token.results import Result
 
-RESULT_VERSION = 1
 UNIT_DIR = Path("/etc/systemd/system")
 SCRIPT = "nomad-vault-token"
 SYSTEMCTL_TIMEOUT = 120
@@ -53,24 +52,25 @@ class UsageError(NvtError):
 class SystemctlError(NvtError):
     """`systemctl daemon-reload` failed after the unit was written (1)."""
 
-    exit_code = 1
+    exit_code = EX_FAILED
 
 
 def main(
+    settings: dict[str, Any],
     *,
     root: Path | None,
-    check: bool,
+    dry_run: bool,
     systemctl: bool | None,
     bin_path: Path | None,
-    agent: str | None,
+    agent_line: str | None,
     config_path: Path | None,
     unit_name: str,
     start_timeout: str,
     config_source: Path | None,
-    settings: dict[str, Any],
-    set_values: list[str],
-) -> None:
-    base = _root(root)
+    set_values: list[str] | None,
+) -> Result:
+    check, agent, set_values = dry_run, agent_line, set_values or []
+    base = _root(root, create=not check)
     real_config = _absolute(config_path or config.DEFAULT_CONFIG, "--config-path")
     real_bin = _bin(bin_path)
     agent_argv = _agent(agent)
@@ -120,23 +120,24 @@ def main(
             _daemon_reload(unit_path, seen[unit_path])
 
     changes = [{"path": str(s.want.path), "action": s.label(check)} for s in steps if s.listed]
-    result = {
-        "version": RESULT_VERSION,
-        "changed": any(s.action != "unchanged" for s in steps),
-        "changes": changes,
-    }
-    sys.stdout.write(json.dumps(result) + "\n")
+    return Result({"changed": any(s.action != "unchanged" for s in steps), "changes": changes})
 
 
 # --- options -------------------------------------------------------------------------------------
 
 
-def _root(root: Path | None) -> Path:
+def _root(root: Path | None, *, create: bool) -> Path:
+    """The install root; created (like DESTDIR) when missing, except with --check, which writes nothing."""
     if root is None:
         return Path("/")
     base = root.absolute()
-    if not base.is_dir():
-        raise ConfigError(f"--root {root}: not a directory: create it first")
+    if create and not base.exists():
+        try:
+            base.mkdir(mode=PARENT_DIR_MODE, parents=True)
+        except OSError as exc:
+            raise ConfigError(f"--root {root}: cannot create it: {exc.strerror}") from None
+    if base.exists() and not base.is_dir():
+        raise ConfigError(f"--root {root}: not a directory: give a directory (it is created if missing)")
     return base
 
 

@@ -11,10 +11,8 @@ import os
 import shutil
 import time
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
-from nomad_vault_token import config, lease, log, state, tls, vault
+from nomad_vault_token import lease, state, tls, vault
 from nomad_vault_token.config import Settings
 from nomad_vault_token.errors import ConfigError, NvtError, TokenInvalid, VaultDenied
 from nomad_vault_token.notify import Notifier
@@ -23,9 +21,8 @@ from nomad_vault_token.vault import Secret, TokenInfo
 logger = logging.getLogger("nomad_vault_token.run")
 
 
-def main(config_file: Path | None, flags: dict[str, Any], argv: Sequence[str], *, check: bool, verbose: bool) -> None:
-    log.setup(verbose)
-    settings = config.load(config_file, flags)
+def main(settings: Settings, argv: Sequence[str], *, check: bool) -> None:
+    """Never returns: execs the agent, or raises."""
     agent = resolve_agent(argv)
     from nomad_vault_token import agent_argv, handoff
 

@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from nomad_vault_token import config, log, state, tls, vault
+from nomad_vault_token import config, state, tls, vault
 from nomad_vault_token.durations import format_duration
-from nomad_vault_token.errors import ConfigError, NvtError, TokenInvalid, VaultUnavailable
+from nomad_vault_token.errors import EX_FAILED, NvtError, TokenInvalid, VaultUnavailable
+from nomad_vault_token.results import Result
 
 
-def main(config_file: Path | None, flags: dict[str, Any], *, fmt: str, verbose: bool) -> None:
-    log.setup(verbose)
-    if fmt not in {"text", "json"}:
-        raise ConfigError(f"--format {fmt!r}: use text or json")
-    settings = config.load(config_file, flags)
+def main(settings: config.Settings) -> Result:
     saved = state.read(settings.state_file)
     if saved is None:
         raise NoToken(
@@ -27,7 +23,6 @@ def main(config_file: Path | None, flags: dict[str, Any], *, fmt: str, verbose: 
             "(or --state-dir points elsewhere)"
         )
     doc: dict[str, Any] = {
-        "version": 1,
         "state_file": str(settings.state_file),
         "accessor": saved.accessor,
         "vault_addr": settings.vault_addr,
@@ -37,14 +32,9 @@ def main(config_file: Path | None, flags: dict[str, Any], *, fmt: str, verbose: 
     doc["tracker"] = tracker_view(settings.tracker_file, saved.accessor)
     try:
         info = vault.lookup_self(settings, saved.token)
-    except TokenInvalid as exc:
-        doc |= {"valid": False, "problem": exc.message}
-        output(doc, fmt)
-        raise
-    except VaultUnavailable as exc:  # what is known without Vault still matters most during an outage
-        doc |= {"valid": None, "problem": exc.message}
-        output(doc, fmt)
-        raise
+    except (TokenInvalid, VaultUnavailable) as exc:  # what is known without Vault matters most in an outage
+        doc |= {"valid": None if isinstance(exc, VaultUnavailable) else False, "problem": exc.message}
+        return Result(doc, text(doc), exc.exit_code, exc.message)
     now = time.time()
     renewal = info.raw.get("last_renewal_time")
     doc |= {
@@ -59,11 +49,11 @@ def main(config_file: Path | None, flags: dict[str, Any], *, fmt: str, verbose: 
         "last_renewal": _iso(float(renewal)) if renewal else None,
         "display_name": info.display_name,
     }
-    output(doc, fmt)
+    return Result(doc, text(doc))
 
 
 class NoToken(NvtError):
-    exit_code = 1
+    exit_code = EX_FAILED
 
 
 def cert_summary(settings: config.Settings) -> dict[str, Any] | None:
@@ -106,10 +96,7 @@ def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def output(doc: dict[str, Any], fmt: str) -> None:
-    if fmt == "json":
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
-        return
+def text(doc: dict[str, Any]) -> str:
     lines = [("accessor", doc["accessor"]), ("vault", doc["vault_addr"]), ("minted", doc["minted_at"])]
     if doc.get("valid"):
         lines += [
@@ -142,5 +129,4 @@ def output(doc: dict[str, Any], fmt: str) -> None:
     if tracker is not None and tracker.get("degraded_for") is not None:
         still = "for" if tracker["state"] == "degraded" else "lasted"
         lines.append(("degraded", f"started without Vault; {still} {format_duration(tracker['degraded_for'])}"))
-    for key, value in lines:
-        sys.stdout.write(f"{key + ':':<14}{value}\n")
+    return "".join(f"{key + ':':<14}{value}\n" for key, value in lines)

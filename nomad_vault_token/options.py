@@ -1,0 +1,190 @@
+"""Every command-line option, declared once: its flags, kind, help, config key and the commands that take it.
+
+`cli` builds the typer commands from this table and `fastrun` parses `run`'s command line from it
+(no typer, no pydantic: `run` is on every Nomad start's critical path). Adding an option shared by
+several commands is one entry here (plus the config key in `config`, for a setting). Stdlib only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+# str/path/int: one value; list: repeatable; bool: --x/--no-x, None when absent; switch: --x, False when absent
+Kind = Literal["str", "path", "list", "bool", "switch"]
+
+TOKEN, CHECK, STATUS, RUN, INSTALL, BOOTSTRAP = "token", "check", "status", "run", "install", "bootstrap-roles"
+COMMANDS = (TOKEN, CHECK, STATUS, RUN, INSTALL, BOOTSTRAP)
+
+_ALL = frozenset(COMMANDS)
+_MINTING = frozenset({TOKEN, CHECK, RUN, INSTALL, BOOTSTRAP})  # commands that know how the token is minted
+_LOGIN = frozenset({TOKEN, CHECK, RUN, INSTALL})  # commands that log in with the client certificate
+_READING = frozenset({TOKEN, CHECK, STATUS, RUN, BOOTSTRAP})  # commands that read the config file
+
+CONN, MINT, RUNNING, INSTALLING, BOOTSTRAPPING, OUTPUT = (
+    "Vault connection",
+    "Minting",
+    "Running",
+    "Install",
+    "Bootstrap",
+    "Output",
+)
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  # the Python parameter; for a setting also the config key, unless `key` says otherwise
+    flags: tuple[str, ...]  # a bool's "--no-" form is derived from its first flag
+    kind: Kind
+    help: str
+    commands: frozenset[str]
+    panel: str = CONN
+    setting: bool = True  # a config key: goes to config.load with the file and the environment
+    key: str = ""
+    metavar: str | None = None
+    default: str | None = None  # the default of a command's own option (settings default in config)
+    required: bool = False
+
+    @property
+    def config_key(self) -> str:
+        return self.key or self.name
+
+    @property
+    def negation(self) -> str | None:
+        return "--no-" + self.flags[0].removeprefix("--") if self.kind == "bool" else None
+
+
+OPTIONS: tuple[Option, ...] = (
+    # ---- read by most commands, not settings
+    Option("config", ("--config", "-c"), "path", "TOML config file [default: /etc/nomad-vault-token/config.toml, "
+           "if present]", _READING, setting=False),
+    Option("verbose", ("--verbose", "-v"), "switch", "debug logging", _READING, OUTPUT, setting=False),
+    Option("fmt", ("--format",), "str", "text or json", _READING - {RUN}, OUTPUT, setting=False, default="text"),
+    # ---- the Vault connection
+    Option("vault_addr", ("--vault-addr",), "str", "Vault address ($VAULT_ADDR) [default: https://127.0.0.1:8200]",
+           _ALL),
+    Option("ca_cert", ("--ca-cert",), "path", "CA of Vault's certificate ($VAULT_CACERT)", _ALL),
+    Option("client_cert", ("--client-cert",), "path", "client certificate, PEM ($VAULT_CLIENT_CERT)", _LOGIN),
+    Option("client_key", ("--client-key",), "path", "client key, PEM, mode 0600 ($VAULT_CLIENT_KEY)", _LOGIN),
+    Option("tls_server_name", ("--tls-server-name",), "str",
+           "name to verify in Vault's certificate ($VAULT_TLS_SERVER_NAME)", _ALL),
+    Option("namespace", ("--namespace",), "str", "Vault namespace ($VAULT_NAMESPACE)", _ALL),
+    Option("allow_insecure_http", ("--allow-insecure-http",), "bool", "allow http:// to a non-loopback host", _ALL),
+    Option("auth_mount", ("--auth-mount",), "str", "cert auth mount [default: cert]", _MINTING),
+    Option("cert_role", ("--cert-role",), "str", "cert auth role the startup identity logs in as (bootstrap-roles: "
+           "also its policy's name) [default: nomad_startup]", _MINTING),
+    # ---- minting
+    Option("mint_mode", ("--mint-mode", "--mode"), "str",
+           "role (least privilege) or create-orphan (the old script's way, needs sudo) [default: role]", _MINTING,
+           MINT),
+    Option("mint_role", ("--mint-role",), "str", "token role to mint through [default: nomad-server-mint]", _MINTING,
+           MINT),
+    Option("policy", ("--policy",), "list", "server token policy; repeat for more [default: nomad_cluster]", _MINTING,
+           MINT, key="policies", metavar="POLICY"),
+    Option("period", ("--period",), "str", "token period, e.g. 72h [default: 72h]", _MINTING, MINT),
+    Option("task_role", ("--task-role",), "str", "Nomad's create_from_role [default: nomad-cluster]", _MINTING, MINT),
+    Option("state_dir", ("--state-dir",), "path",
+           "where the token is kept for reuse [default: $STATE_DIRECTORY or /var/lib/nomad-vault-token]",
+           frozenset({CHECK, STATUS, RUN}), RUNNING),
+    Option("strict", ("--strict",), "bool",
+           "treat what Nomad only warns about (e.g. sys/capabilities-self refused) as failures [default: no]",
+           frozenset({CHECK, RUN}), RUNNING),
+    # ---- run
+    Option("handoff", ("--handoff",), "str", "file: a 0600 HCL file added as -config (default); env: VAULT_TOKEN",
+           frozenset({RUN}), RUNNING),
+    Option("token_config", ("--token-config",), "path",
+           "the hand-off HCL file [default: $RUNTIME_DIRECTORY/vault-token.hcl]", frozenset({RUN}), RUNNING),
+    Option("min_ttl", ("--min-ttl",), "str", "reuse a saved token only with at least this TTL left [default: 10m]",
+           frozenset({RUN}), RUNNING),
+    Option("wait_timeout", ("--wait-timeout",), "str",
+           "give up (exit 69) if Vault is not usable by then; 0 waits for ever [default: 0]", frozenset({RUN}),
+           RUNNING),
+    Option("degraded_start_after", ("--degraded-start-after",), "str",
+           "start the agent anyway when Vault has not been usable this long (saved token unverified, or Vault "
+           "disabled until a token can be minted); 0 waits as --wait-timeout says [default: 2m]", frozenset({RUN}),
+           RUNNING),
+    Option("check_interval", ("--check-interval",), "str",
+           "longest time between the tracker's token checks [default: 20m]", frozenset({RUN}), RUNNING),
+    Option("no_check", ("--no-check",), "switch", "skip Nomad's own token and role checks before exec",
+           frozenset({RUN}), RUNNING, setting=False),
+    # ---- token
+    Option("output", ("--output", "-o"), "path", "write the token to this file (0600, atomically) instead of stdout",
+           frozenset({TOKEN}), OUTPUT, setting=False),
+    Option("include_token", ("--include-token",), "switch", "with --format json: add the token itself",
+           frozenset({TOKEN}), OUTPUT, setting=False),
+    # ---- check
+    Option("mint", ("--mint",), "switch",
+           "actually mint a token to test minting (revoked afterwards); default: check the saved token",
+           frozenset({CHECK}), RUNNING, setting=False),
+    # ---- install and bootstrap-roles
+    Option("dry_run", ("--check",), "switch", "report what would change; write nothing",
+           frozenset({INSTALL, BOOTSTRAP}), INSTALLING, setting=False),
+    Option("root", ("--root",), "path", "install under this directory (image builds, tests; created if missing); "
+           "the unit still names the real paths; implies --no-systemctl unless --systemctl is given",
+           frozenset({INSTALL}), INSTALLING, setting=False, metavar="DIR"),
+    Option("systemctl", ("--systemctl",), "bool",
+           "run `systemctl daemon-reload` when the unit changed [default: yes, no with --root]",
+           frozenset({INSTALL}), INSTALLING, setting=False),
+    Option("bin_path", ("--bin",), "path",
+           "nomad-vault-token as the unit's ExecStart names it [default: the script beside this Python]",
+           frozenset({INSTALL}), INSTALLING, setting=False),
+    Option("agent_line", ("--agent",), "str",
+           "the agent's command line [default: /usr/bin/nomad agent -config /etc/nomad.d]", frozenset({INSTALL}),
+           INSTALLING, setting=False),
+    Option("config_path", ("--config-path",), "path",
+           "where the config file goes, as the unit names it [default: /etc/nomad-vault-token/config.toml]",
+           frozenset({INSTALL}), INSTALLING, setting=False),
+    Option("unit_name", ("--unit-name",), "str", "unit file in /etc/systemd/system", frozenset({INSTALL}),
+           INSTALLING, setting=False, default="nomad.service"),
+    Option("start_timeout", ("--start-timeout",), "str",
+           "the unit's TimeoutStartSec: above degraded_start_after (how long run waits for Vault)",
+           frozenset({INSTALL}), INSTALLING, setting=False, default="5min"),
+    Option("config_source", ("--config-source",), "path",
+           "copy this TOML file as the config (checked first); instead of config flags", frozenset({INSTALL}),
+           INSTALLING, setting=False),
+    Option("set_values", ("--set",), "list", "any other config key, KEY=VALUE (e.g. wait_timeout=10m); repeat for "
+           "more", frozenset({INSTALL}), INSTALLING, setting=False, metavar="KEY=VALUE"),
+    Option("client_ca", ("--client-ca",), "path",
+           "PEM: the CA (or the certificate itself) the cert role trusts for the startup identity",
+           frozenset({BOOTSTRAP}), BOOTSTRAPPING, setting=False, required=True),
+    Option("token_file", ("--token-file",), "path", "file holding the admin token [default: $VAULT_TOKEN]",
+           frozenset({BOOTSTRAP}), BOOTSTRAPPING, setting=False),
+    Option("allowed_common_name", ("--allowed-common-name",), "list",
+           "common name (or glob) the startup certificate must have; repeat for more [default: any]",
+           frozenset({BOOTSTRAP}), BOOTSTRAPPING, setting=False, metavar="NAME"),
+    Option("task_allowed_policy", ("--task-allowed-policy",), "list",
+           "a policy jobs may ask for (the task role's allowed_policies); repeat for more "
+           "[default: any except the server policy]", frozenset({BOOTSTRAP}), BOOTSTRAPPING, setting=False,
+           metavar="POLICY"),
+    Option("login_ttl", ("--login-ttl",), "str", "TTL (and max TTL) of the cert login token", frozenset({BOOTSTRAP}),
+           BOOTSTRAPPING, setting=False, default="5m"),
+    Option("diff", ("--diff",), "switch", "also show each field's change (old -> new)", frozenset({BOOTSTRAP}),
+           BOOTSTRAPPING, setting=False),
+)  # fmt: skip
+
+
+def of(command: str) -> list[Option]:
+    """The options `command` takes, in table order."""
+    return [o for o in OPTIONS if command in o.commands]
+
+
+def flags_of(command: str) -> Iterator[tuple[str, Option, bool]]:
+    """Every flag `command` accepts: (flag, option, the value a bool/switch flag sets)."""
+    for o in of(command):
+        for flag in o.flags:
+            yield flag, o, True
+        if o.negation:
+            yield o.negation, o, False
+
+
+def split(command: str, params: dict[str, object]) -> tuple[dict[str, object], dict[str, object]]:
+    """A command's parameters as (settings for config.load, by config key; the command's own)."""
+    settings, own = {}, {}
+    for o in of(command):
+        value = params.get(o.name)
+        if o.setting:
+            settings[o.config_key] = value if value != [] else None
+        else:
+            own[o.name] = value
+    return settings, own
