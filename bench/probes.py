@@ -117,7 +117,8 @@ def _price_connections(config_path: Path, n: int = 9) -> dict[str, float]:
     """Median ms of lookup-self: a new client per call (as vault.py does it) vs one kept-alive client."""
     import hvac
 
-    from nomad_vault_token import config, state, vault
+    from nomad_vault_token import config, state
+    from nomad_vault_token.vault import Vault
 
     settings = config.load(config_path, {})
     saved = state.read(settings.state_file)
@@ -126,7 +127,7 @@ def _price_connections(config_path: Path, n: int = 9) -> dict[str, float]:
     fresh: list[float] = []
     for _ in range(n):
         t = time.perf_counter()
-        vault.lookup_self(settings, saved.token)
+        Vault(settings).lookup_self(saved.token)  # a new connection each time
         fresh.append((time.perf_counter() - t) * 1000)
     client = hvac.Client(url=settings.vault_addr, token=saved.token.reveal(), verify=str(settings.ca_cert))
     client.auth.token.lookup_self()
@@ -165,7 +166,7 @@ def memory(out: Path, variant: str, config_path: Path) -> None:
         saved = state.read(settings.state_file)
         assert saved is not None, "no saved token"
         for _ in range(3):
-            vault.lookup_self(settings, saved.token)
+            vault.Vault(settings).lookup_self(saved.token)
             if variant != "nvt-vault":
                 from nomad_vault_token import tls
 

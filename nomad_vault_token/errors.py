@@ -38,9 +38,20 @@ class ConfigError(NvtError):
 
 
 class VaultUnavailable(NvtError):
-    """Vault unreachable, sealed or not initialised (69)."""
+    """Vault unreachable, sealed or not initialised (69). `state` is one word or phrase for STATUS and
+    logs ("unreachable", "sealed", "not initialised", "error"); `detail` the reason, if any."""
 
     exit_code = EX_UNAVAILABLE
+
+    def __init__(self, message: str, *, state: str = "unreachable", detail: str = "") -> None:
+        super().__init__(message)
+        self.state = state
+        self.detail = detail
+
+    @property
+    def what(self) -> str:
+        """`state (detail)`: Vault's condition without its address."""
+        return f"{self.state} ({self.detail})" if self.detail else self.state
 
 
 class VaultDenied(NvtError):
@@ -51,3 +62,11 @@ class VaultDenied(NvtError):
 
 class TokenInvalid(VaultDenied):
     """The token itself is gone: revoked, expired or unknown to Vault."""
+
+
+class NotFound(VaultDenied):
+    """Vault has nothing at `path` (404)."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.path = path

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import logging
 
-from nomad_vault_token import vault
-from nomad_vault_token.config import Settings
 from nomad_vault_token.errors import NvtError, VaultDenied
-from nomad_vault_token.vault import Secret, TokenInfo
+from nomad_vault_token.vault import Secret, TokenInfo, Vault
 
 log = logging.getLogger(__name__)
 
 
-def login_and_mint(settings: Settings) -> tuple[Secret, TokenInfo]:
+def login_and_mint(vault: Vault) -> tuple[Secret, TokenInfo]:
     """Cert login (key read from disk now), mint, lookup-self; then drop the login token."""
-    startup = vault.login(settings)
-    minted = vault.mint(settings, startup)
-    info = vault.lookup_self(settings, minted.token)
+    settings = vault.settings
+    startup = vault.login()
+    minted = vault.mint(startup)
+    info = vault.lookup_self(minted.token)
     where = f"mint role '{settings.mint_role}'" if settings.mint_mode == "role" else "auth/token/create-orphan"
     if not info.orphan:
         # Never revoke the login token now: that would revoke its child, this token, too.
@@ -24,7 +23,7 @@ def login_and_mint(settings: Settings) -> tuple[Secret, TokenInfo]:
             f"{where} minted a non-orphan token (accessor {info.accessor}) that dies with the login token: "
             "set orphan=true on the mint role (run bootstrap-roles)"
         )
-    _drop_login_token(settings, startup)
+    _drop_login_token(vault, startup)
     if not info.renewable:
         raise VaultDenied(f"{where} minted a non-renewable token: set renewable=true on the mint role")
     missing = set(settings.policies) - set(info.policies)
@@ -43,9 +42,9 @@ def login_and_mint(settings: Settings) -> tuple[Secret, TokenInfo]:
     return minted.token, info
 
 
-def _drop_login_token(settings: Settings, startup: Secret) -> None:
+def _drop_login_token(vault: Vault, startup: Secret) -> None:
     """Revoke the short-lived login token so none are left lying around (best effort)."""
     try:
-        vault.revoke_self(settings, startup)
+        vault.revoke_self(startup)
     except NvtError as exc:
         log.debug("could not revoke the login token: %s", exc)

@@ -1,4 +1,4 @@
-"""A small typed wrapper over `sdnotify`: READY, STATUS, WATCHDOG, EXTEND_TIMEOUT_USEC, STOPPING.
+"""A small typed wrapper over `sdnotify`: READY, STATUS, WATCHDOG, EXTEND_TIMEOUT_USEC.
 
 Reads NOTIFY_SOCKET / WATCHDOG_USEC when constructed (never at import). Without a
 socket every call is a no-op, so commands behave the same outside systemd.
@@ -52,9 +52,6 @@ class Notifier:
 
     def extend_timeout(self, seconds: float) -> None:
         self.send(f"EXTEND_TIMEOUT_USEC={int(seconds * 1_000_000)}")
-
-    def stopping(self, status: str) -> None:
-        self.send("STOPPING=1", f"STATUS={_one_line(status)}")
 
 
 def _one_line(text: str) -> str:

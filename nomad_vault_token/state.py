@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import stat
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +84,5 @@ def write(path: Path, state: State) -> None:
         "accessor": state.accessor,
         "vault_addr": state.vault_addr,
         "minted_at": state.minted_at,
-        "written_at": time.time(),
     }
     write_private(path, (json.dumps(doc, indent=1) + "\n").encode(), "state file")

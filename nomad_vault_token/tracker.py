@@ -22,13 +22,13 @@ import sys
 import time
 from dataclasses import dataclass
 
-from nomad_vault_token import lease, state, tls, tracking, vault
+from nomad_vault_token import lease, state, tls, tracking
 from nomad_vault_token.agent_argv import AgentArgv
 from nomad_vault_token.config import Settings
 from nomad_vault_token.durations import format_duration
 from nomad_vault_token.errors import NvtError, TokenInvalid, VaultUnavailable
 from nomad_vault_token.notify import Notifier
-from nomad_vault_token.vault import Secret, TokenInfo
+from nomad_vault_token.vault import Secret, TokenInfo, Vault
 
 log = logging.getLogger("nomad_vault_token.tracker")
 
@@ -84,10 +84,10 @@ class Health:
     checked_at: float = 0.0  # monotonic
     last_renewal: float | None = None  # wall clock, from lookup-self
     renewed_by: str = ""
-    checked_wall: float = 0.0
     unreachable_since: float | None = None  # wall clock
     dead_since: float | None = None  # wall clock: token gone and not yet replaced
     problem: str = ""
+    vault_state: str = ""  # VaultUnavailable.what while unreachable
 
 
 class Tracker:
@@ -103,6 +103,7 @@ class Tracker:
         degraded: bool = False,
     ) -> None:
         self.settings = settings
+        self.vault = Vault(settings)  # made in the forked tracker: no connection shared with `run`
         self.token = token
         self.info = info
         self.agent_pid = agent_pid
@@ -169,7 +170,7 @@ class Tracker:
         from nomad_vault_token import nomad_rules, verify
 
         try:
-            results = verify.nomad_rules_for(self.settings, token, self.info, allow_unauthenticated=False)
+            results = verify.nomad_rules_for(self.vault, token, self.info, allow_unauthenticated=False)
         except NvtError as exc:
             log.debug("could not check auth/token/lookup: %s", exc.message)
             return
@@ -230,16 +231,17 @@ class Tracker:
         """Check the token once; return the delay until the next check."""
         token = self.token
         if token is None:  # a degraded start without a token: mint one as soon as Vault can
-            health = vault.health(self.settings)
+            health = self.vault.health()
             if not health.usable:
-                return self.unreachable(f"Vault at {self.settings.vault_addr} {health.state}")
+                where = self.settings.vault_addr
+                return self.unreachable(VaultUnavailable(f"Vault at {where} {health.state}", state=health.state))
             return self.recover("the agent started without one while Vault was away")
         try:
-            info = vault.lookup_self(self.settings, token)
+            info = self.vault.lookup_self(token)
         except TokenInvalid as exc:
             return self.recover(str(exc))
         except VaultUnavailable as exc:
-            return self.unreachable(exc.message)
+            return self.unreachable(exc)
         except NvtError as exc:
             self.failures += 1
             self.health.problem = exc.message
@@ -304,18 +306,19 @@ class Tracker:
 
     def renew(self, token: Secret) -> None:
         try:
-            vault.renew_self(self.settings, token)
-            self.observe(vault.lookup_self(self.settings, token), by="the tracker")
+            self.vault.renew_self(token)
+            self.observe(self.vault.lookup_self(token), by="the tracker")
         except NvtError as exc:
             log.warning("tracker renewal of accessor %s failed: %s", self.info.accessor, exc.message)
 
-    def unreachable(self, message: str) -> float:
+    def unreachable(self, exc: VaultUnavailable) -> float:
         self.failures += 1
         self.track = tracking.unreachable(self.track)
         if self.health.unreachable_since is None:
             self.health.unreachable_since = time.time()
-            log.warning("Vault unreachable: %s (token ttl about %s left)", message, format_duration(self.ttl_now()))
-        self.health.problem = message
+            log.warning("Vault unreachable: %s (token ttl about %s left)", exc.message, format_duration(self.ttl_now()))
+        self.health.problem = exc.message
+        self.health.vault_state = exc.what
         self.report()
         return lease.retry_delay(self.failures, self.settings.check_interval)
 
@@ -342,7 +345,7 @@ class Tracker:
         self.health.checked_at = time.monotonic()
         self.failures += 1
         try:
-            token, info = login_and_mint(self.settings)
+            token, info = login_and_mint(self.vault)
             state.write(
                 self.settings.state_file, state.State(token, info.accessor, self.settings.vault_addr, time.time())
             )
@@ -485,8 +488,7 @@ class Tracker:
             if h.renewed_by:
                 parts[0] += f" by {h.renewed_by}"
         if h.unreachable_since is not None and self.track.state != "degraded":
-            reason = h.problem.replace(f"Vault at {self.settings.vault_addr} ", "")
-            parts.append(f"Vault unreachable since {_clock(h.unreachable_since)} ({reason})")
+            parts.append(f"Vault unreachable since {_clock(h.unreachable_since)} ({h.vault_state})")
         elif h.problem and h.dead_since is None:
             parts.append(h.problem)
         if self.config_problem:

@@ -1,8 +1,11 @@
-"""The only module that imports hvac: one function per Vault endpoint.
+"""The only module that imports hvac: `Vault`, a client object with one method per Vault endpoint.
 
-Every call maps hvac/requests errors to the project's errors (exit codes in
-DESIGN.md). Tokens travel as `Secret`, whose repr never shows the value; error
-messages carry Vault's own words and the path, never a token.
+A `Vault` owns its settings and one kept-alive connection (TLS settings, never a token), closed
+with `close()` or on leaving `with`: close it before forking, a TLS connection must not be shared by
+two processes. Certificate logins use a connection of their own, so the client certificate is read
+from disk for each login. Every call maps hvac/requests errors to the project's errors, with fields
+(`VaultUnavailable.state`, `NotFound.path`) so nobody parses messages. Tokens travel as `Secret`,
+whose repr never shows the value; error messages carry Vault's own words and the path, never a token.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ import socket
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from nomad_vault_token.errors import ConfigError, TokenInvalid, VaultDenied, VaultUnavailable
+from nomad_vault_token.errors import ConfigError, NotFound, TokenInvalid, VaultDenied, VaultUnavailable
 
 if TYPE_CHECKING:
     import hvac
@@ -51,7 +55,6 @@ class TokenInfo:
     period: int
     role: str
     explicit_max_ttl: int
-    expire_time: str | None
     display_name: str
     raw: Mapping[str, Any] = field(repr=False, compare=False)
 
@@ -68,7 +71,6 @@ class TokenInfo:
             period=int(data.get("period") or 0),
             role=str(data.get("role") or ""),
             explicit_max_ttl=int(data.get("explicit_max_ttl") or 0),
-            expire_time=data.get("expire_time"),
             display_name=str(data.get("display_name") or ""),
             raw=clean,
         )
@@ -108,63 +110,6 @@ class Health:
         if self.sealed:
             return "sealed"
         return "standby" if self.standby else "active"
-
-
-# A requests.Session (TLS settings and kept-alive connections, never a token) shared by the calls
-# made inside `reusing_connections()`: run's start-up makes up to eight requests, and a new TLS
-# handshake for each costs more than the request. Certificate logins never use it, so the client
-# certificate is read from disk for each login.
-_shared_session: Any = None
-
-
-@contextmanager
-def reusing_connections(settings: Settings) -> Iterator[None]:
-    """Keep one connection to Vault for the calls made inside; closed on the way out.
-
-    Close it before forking: a TLS connection must not be shared by two processes.
-    """
-    global _shared_session
-    if _shared_session is not None:  # nested: the outer one owns it
-        yield
-        return
-    _shared_session = _session(settings, None)
-    try:
-        yield
-    finally:
-        session, _shared_session = _shared_session, None
-        session.close()
-
-
-def _session(settings: Settings, cert: tuple[str, str] | None) -> Any:
-    import requests
-
-    session = requests.Session()
-    if settings.tls_server_name:
-        session.mount("https://", _server_name_adapter(settings.tls_server_name))
-    # hvac prefers a given session's verify/cert over its own arguments, and requests
-    # lets REQUESTS_CA_BUNDLE beat a session-level verify=True: set both explicitly.
-    session.verify = str(settings.ca_cert) if settings.ca_cert else True
-    session.cert = cert
-    return session
-
-
-def _client(settings: Settings, token: Secret | None = None, client_cert: bool = False) -> hvac.Client:
-    import hvac
-
-    cert = None
-    if client_cert:
-        cert_path, key_path = settings.client_tls()
-        cert = (str(cert_path), str(key_path))
-    session = _shared_session if _shared_session is not None and cert is None else _session(settings, cert)
-    return hvac.Client(
-        url=settings.vault_addr,
-        token=token.reveal() if token else None,
-        cert=cert,
-        verify=session.verify,
-        timeout=settings.request_timeout,
-        namespace=settings.namespace,
-        session=session,
-    )
 
 
 def _server_name_adapter(name: str) -> Any:
@@ -218,11 +163,14 @@ def _mapped(settings: Settings, path: str, *, login: bool = False, own_token: bo
             ) from None
         raise VaultDenied(f"TLS to {addr} failed ({_short(text)}): check the CA and client certificate") from None
     except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-        raise VaultUnavailable(f"Vault at {addr} unreachable ({_reason(exc)})") from None
+        reason = _reason(exc)
+        raise VaultUnavailable(f"Vault at {addr} unreachable ({reason})", detail=reason) from None
     except hx.VaultDown:
-        raise VaultUnavailable(f"Vault at {addr} is sealed: unseal it") from None
+        raise VaultUnavailable(f"Vault at {addr} is sealed: unseal it", state="sealed") from None
     except hx.VaultNotInitialized:
-        raise VaultUnavailable(f"Vault at {addr} is not initialised: run operator init") from None
+        raise VaultUnavailable(
+            f"Vault at {addr} is not initialised: run operator init", state="not initialised"
+        ) from None
     except hx.InvalidRequest as exc:
         if login:
             raise VaultDenied(
@@ -237,12 +185,12 @@ def _mapped(settings: Settings, path: str, *, login: bool = False, own_token: bo
             f"{path}: permission denied ({_vault_words(exc)}): grant this identity's policy access to {path}"
         ) from None
     except hx.InvalidPath as exc:
-        raise VaultDenied(f"{path}: not found ({_vault_words(exc)}): check the mount and role names") from None
+        raise NotFound(f"{path}: not found ({_vault_words(exc)}): check the mount and role names", path) from None
     except (hx.InternalServerError, hx.BadGateway, hx.UnexpectedError, hx.RateLimitExceeded) as exc:
         words = _vault_words(exc)
         if login and "alias" in words:
             raise VaultDenied(f"{path}: certificate rejected ({words}): the certificate needs a Common Name") from None
-        raise VaultUnavailable(f"{path}: Vault error ({words})") from None
+        raise VaultUnavailable(f"{path}: Vault error ({words})", state="error", detail=words) from None
     except hx.VaultError as exc:
         raise VaultDenied(f"{path}: Vault refused the request ({_vault_words(exc)})") from None
 
@@ -266,192 +214,207 @@ def _short(text: str) -> str:
     return text if len(text) < 160 else text[:157] + "..."
 
 
-# ---- endpoints -----------------------------------------------------------------
-
-
-def health(settings: Settings) -> Health:
-    """GET sys/health: never raises for Vault's state, only reports it."""
-    import requests
-
-    try:
-        client = _client(settings)
-        with _mapped(settings, "sys/health"):
-            resp = client.sys.read_health_status(method="GET", standby_ok=True)
-    except VaultUnavailable as exc:
-        return Health(reachable=False, detail=exc.message.split("(")[-1].rstrip(")"))
-    data: Mapping[str, Any]
-    if isinstance(resp, requests.Response):
-        try:
-            data = resp.json()
-        except ValueError:
-            return Health(reachable=False, detail=f"HTTP {resp.status_code}, not Vault")
-    else:
-        data = resp
-    return Health(
-        reachable=True,
-        initialized=bool(data.get("initialized")),
-        sealed=bool(data.get("sealed", True)),
-        standby=bool(data.get("standby")),
-    )
-
-
-def login(settings: Settings) -> Secret:
-    """POST auth/<mount>/login with the client certificate (read from disk now)."""
-    path = f"auth/{settings.auth_mount}/login"
-    client = _client(settings, client_cert=True)
-    with _mapped(settings, path, login=True):
-        resp = client.auth.cert.login(name=settings.cert_role, mount_point=settings.auth_mount)
-    return Secret(resp["auth"]["client_token"])
-
-
 @dataclass(frozen=True)
 class Minted:
     token: Secret
     accessor: str
 
 
-def mint(settings: Settings, startup: Secret) -> Minted:
-    """Mint the server token: through the mint role, or create-orphan with policies and period."""
-    client = _client(settings, token=startup)
-    meta = {"host": socket.gethostname(), "minted_by": "nomad-vault-token"}
-    display = f"nomad-server-{socket.gethostname()}"
-    if settings.mint_mode == "role":
-        path = f"auth/token/create/{settings.mint_role}"
-        with _mapped(settings, path):
-            resp = client.auth.token.create(
-                role_name=settings.mint_role,
-                policies=list(settings.policies),
-                meta=meta,
-                display_name=display,
-            )
-    else:
-        path = "auth/token/create-orphan"
-        with _mapped(settings, path):
-            resp = client.auth.token.create_orphan(
-                policies=list(settings.policies),
-                period=f"{settings.period}s",
-                renewable=True,
-                meta=meta,
-                display_name=display,
-            )
-    auth = resp["auth"]
-    return Minted(token=Secret(auth["client_token"]), accessor=auth["accessor"])
+class Vault:
+    """One Vault as this tool talks to it: its settings, one kept-alive connection, its endpoints."""
 
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._session: Any = None
 
-def revoke_self(settings: Settings, token: Secret) -> None:
-    """POST auth/token/revoke-self (used for the short-lived login token)."""
-    client = _client(settings, token=token)
-    with _mapped(settings, "auth/token/revoke-self", own_token=True):
-        client.auth.token.revoke_self()
+    def __enter__(self) -> Vault:
+        return self
 
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
 
-def lookup_self(settings: Settings, token: Secret) -> TokenInfo:
-    """GET auth/token/lookup-self. A 403 means the token is gone: TokenInvalid."""
-    client = _client(settings, token=token)
-    with _mapped(settings, "auth/token/lookup-self", own_token=True):
-        resp = client.auth.token.lookup_self()
-    return TokenInfo.from_lookup(resp["data"])
+    def close(self) -> None:
+        """Drop the kept-alive connection (before a fork); the next call opens a new one."""
+        session, self._session = self._session, None
+        if session is not None:
+            session.close()
 
+    def _new_session(self, cert: tuple[str, str] | None) -> Any:
+        import requests
 
-def renew_self(settings: Settings, token: Secret, increment: int | None = None) -> int:
-    """POST auth/token/renew-self; returns the new TTL in seconds."""
-    client = _client(settings, token=token)
-    with _mapped(settings, "auth/token/renew-self", own_token=True):
-        resp = client.auth.token.renew_self(increment=increment)
-    return int(resp["auth"]["lease_duration"])
+        s = self.settings
+        session = requests.Session()
+        if s.tls_server_name:
+            session.mount("https://", _server_name_adapter(s.tls_server_name))
+        # hvac prefers a given session's verify/cert over its own arguments, and requests
+        # lets REQUESTS_CA_BUNDLE beat a session-level verify=True: set both explicitly.
+        session.verify = str(s.ca_cert) if s.ca_cert else True
+        session.cert = cert
+        return session
 
+    def _client(self, token: Secret | None = None, *, client_cert: bool = False) -> hvac.Client:
+        import hvac
 
-def capabilities_self(settings: Settings, token: Secret, paths: Sequence[str]) -> dict[str, list[str]]:
-    """POST sys/capabilities-self: path -> capabilities of this token."""
-    client = _client(settings, token=token)
-    with _mapped(settings, "sys/capabilities-self"):
-        resp = client.write_data("sys/capabilities-self", data={"paths": list(paths)})
-    data = resp.get("data", resp) if isinstance(resp, dict) else {}
-    return {p: list(data.get(p, [])) for p in paths}
+        cert = None
+        if client_cert:
+            cert_path, key_path = self.settings.client_tls()
+            cert = (str(cert_path), str(key_path))
+            session = self._new_session(cert)  # a login's own connection: the key is read from disk now
+        else:
+            if self._session is None:
+                self._session = self._new_session(None)
+            session = self._session
+        return hvac.Client(
+            url=self.settings.vault_addr,
+            token=token.reveal() if token else None,
+            cert=cert,
+            verify=session.verify,
+            timeout=self.settings.request_timeout,
+            namespace=self.settings.namespace,
+            session=session,
+        )
 
-
-def read_role(settings: Settings, token: Secret, role: str) -> dict[str, Any] | None:
-    """GET auth/token/roles/<role>; None when it does not exist."""
-    client = _client(settings, token=token)
-    path = f"auth/token/roles/{role}"
-    try:
-        with _mapped(settings, path):
-            resp = client.read(path)
-    except VaultDenied as exc:
-        if "not found" in exc.message:
-            return None
-        raise
-    if resp is None:
-        return None
-    return dict(resp.get("data") or {})
-
-
-# ---- admin endpoints (bootstrap-roles) ----
-# With an admin token, not the certificate. A 403 names the path and the capabilities the admin
-# token lacks there (as measured on OpenBao), never the token.
-
-
-@contextmanager
-def _admin_mapped(settings: Settings, path: str, needs: str) -> Iterator[None]:
-    """`_mapped`, but a 403 says which capability the admin token needs on `path`."""
-    import hvac.exceptions as hx
-
-    with _mapped(settings, path):
-        try:
+    @contextmanager
+    def _mapped(self, path: str, *, login: bool = False, own_token: bool = False) -> Iterator[None]:
+        with _mapped(self.settings, path, login=login, own_token=own_token):
             yield
-        except hx.Forbidden:
-            raise VaultDenied(f"{path}: permission denied: the admin token needs {needs} on it") from None
 
+    # ---- endpoints -------------------------------------------------------------
 
-def admin_lookup_self(settings: Settings, token: Secret) -> TokenInfo:
-    """GET auth/token/lookup-self: is the admin token a token of this Vault at all?"""
-    import hvac.exceptions as hx
+    def health(self) -> Health:
+        """GET sys/health: never raises for Vault's state, only reports it."""
+        import requests
 
-    client = _client(settings, token=token)
-    path = "auth/token/lookup-self"
-    with _mapped(settings, path):
         try:
-            resp = client.auth.token.lookup_self()
-        except (hx.Forbidden, hx.Unauthorized):
+            with self._mapped("sys/health"):
+                resp = self._client().sys.read_health_status(method="GET", standby_ok=True)
+        except VaultUnavailable as exc:
+            return Health(reachable=False, detail=exc.detail)
+        data: Mapping[str, Any]
+        if isinstance(resp, requests.Response):
+            try:
+                data = resp.json()
+            except ValueError:
+                return Health(reachable=False, detail=f"HTTP {resp.status_code}, not Vault")
+        else:
+            data = resp
+        return Health(
+            reachable=True,
+            initialized=bool(data.get("initialized")),
+            sealed=bool(data.get("sealed", True)),
+            standby=bool(data.get("standby")),
+        )
+
+    def login(self) -> Secret:
+        """POST auth/<mount>/login with the client certificate (read from disk now)."""
+        s = self.settings
+        with self._mapped(f"auth/{s.auth_mount}/login", login=True):
+            resp = self._client(client_cert=True).auth.cert.login(name=s.cert_role, mount_point=s.auth_mount)
+        return Secret(resp["auth"]["client_token"])
+
+    def mint(self, startup: Secret) -> Minted:
+        """Mint the server token: through the mint role, or create-orphan with policies and period."""
+        s = self.settings
+        client = self._client(startup)
+        meta = {"host": socket.gethostname(), "minted_by": "nomad-vault-token"}
+        display = f"nomad-server-{socket.gethostname()}"
+        if s.mint_mode == "role":
+            with self._mapped(f"auth/token/create/{s.mint_role}"):
+                resp = client.auth.token.create(
+                    role_name=s.mint_role, policies=list(s.policies), meta=meta, display_name=display
+                )
+        else:
+            with self._mapped("auth/token/create-orphan"):
+                resp = client.auth.token.create_orphan(
+                    policies=list(s.policies), period=f"{s.period}s", renewable=True, meta=meta, display_name=display
+                )
+        auth = resp["auth"]
+        return Minted(token=Secret(auth["client_token"]), accessor=auth["accessor"])
+
+    def revoke_self(self, token: Secret) -> None:
+        """POST auth/token/revoke-self (the short-lived login token, a replaced server token)."""
+        with self._mapped("auth/token/revoke-self", own_token=True):
+            self._client(token).auth.token.revoke_self()
+
+    def lookup_self(self, token: Secret, *, admin: bool = False) -> TokenInfo:
+        """GET auth/token/lookup-self. A 403 means the token is gone: TokenInvalid; for an admin token,
+        VaultDenied saying what to give instead."""
+        path = "auth/token/lookup-self"
+        try:
+            with self._mapped(path, own_token=True):
+                resp = self._client(token).auth.token.lookup_self()
+        except TokenInvalid:
+            if not admin:
+                raise
             raise VaultDenied(
                 f"{path}: Vault refused the admin token (permission denied): it is expired, revoked or not "
                 "a token of this Vault (or lacks the default policy): give a valid admin token"
             ) from None
-    return TokenInfo.from_lookup(resp["data"])
+        return TokenInfo.from_lookup(resp["data"])
 
+    def renew_self(self, token: Secret, increment: int | None = None) -> int:
+        """POST auth/token/renew-self; returns the new TTL in seconds."""
+        with self._mapped("auth/token/renew-self", own_token=True):
+            resp = self._client(token).auth.token.renew_self(increment=increment)
+        return int(resp["auth"]["lease_duration"])
 
-def admin_read(settings: Settings, token: Secret, path: str) -> dict[str, Any] | None:
-    """GET <path> (a policy, a token role, a cert role); None when it does not exist."""
-    client = _client(settings, token=token)
-    with _admin_mapped(settings, path, '"read"'):
-        resp = client.read(path)
-    if resp is None:
-        return None
-    return dict(resp.get("data") or {})
+    def capabilities_self(self, token: Secret, paths: Sequence[str]) -> dict[str, list[str]]:
+        """POST sys/capabilities-self: path -> capabilities of this token."""
+        with self._mapped("sys/capabilities-self"):
+            resp = self._client(token).write_data("sys/capabilities-self", data={"paths": list(paths)})
+        data = resp.get("data", resp) if isinstance(resp, dict) else {}
+        return {p: list(data.get(p, [])) for p in paths}
 
+    def read_role(self, token: Secret, role: str) -> dict[str, Any] | None:
+        """GET auth/token/roles/<role>; None when it does not exist."""
+        try:
+            return self._read(token, f"auth/token/roles/{role}")
+        except NotFound:
+            return None
 
-def admin_write(settings: Settings, token: Secret, path: str, data: Mapping[str, Any], needs: str) -> None:
-    """POST <path> with `data`; `needs` is the capability a 403 names (e.g. '"update" (and "read")')."""
-    client = _client(settings, token=token)
-    with _admin_mapped(settings, path, needs):
-        client.write_data(path, data=dict(data))
+    def _read(self, token: Secret, path: str, *, needs: str | None = None) -> dict[str, Any] | None:
+        with self._admin(path, needs) if needs else self._mapped(path):
+            resp = self._client(token).read(path)
+        return None if resp is None else dict(resp.get("data") or {})
 
+    # ---- admin endpoints (bootstrap-roles) ----
+    # With an admin token, not the certificate. A 403 names the path and the capabilities the admin
+    # token lacks there (as measured on OpenBao), never the token.
 
-def admin_auth_mounts(settings: Settings, token: Secret) -> dict[str, str]:
-    """GET sys/auth: mount path (without the trailing slash) -> auth method type."""
-    client = _client(settings, token=token)
-    with _admin_mapped(settings, "sys/auth", '"read"'):
-        resp = client.sys.list_auth_methods()
-    data = resp.get("data", resp) if isinstance(resp, dict) else {}
-    return {
-        str(mount).rstrip("/"): str(info.get("type", ""))
-        for mount, info in data.items()
-        if isinstance(info, dict) and str(mount).endswith("/")
-    }
+    @contextmanager
+    def _admin(self, path: str, needs: str) -> Iterator[None]:
+        """`_mapped`, but a 403 says which capability the admin token needs on `path`."""
+        import hvac.exceptions as hx
 
+        with self._mapped(path):
+            try:
+                yield
+            except hx.Forbidden:
+                raise VaultDenied(f"{path}: permission denied: the admin token needs {needs} on it") from None
 
-def admin_enable_auth(settings: Settings, token: Secret, mount: str, method_type: str) -> None:
-    """POST sys/auth/<mount>: enable an auth method there."""
-    client = _client(settings, token=token)
-    with _admin_mapped(settings, f"sys/auth/{mount}", '"update" and "sudo"'):
-        client.sys.enable_auth_method(method_type, path=mount)
+    def admin_read(self, token: Secret, path: str) -> dict[str, Any] | None:
+        """GET <path> (a policy, a token role, a cert role); None when it does not exist."""
+        return self._read(token, path, needs='"read"')
+
+    def admin_write(self, token: Secret, path: str, data: Mapping[str, Any], needs: str) -> None:
+        """POST <path> with `data`; `needs` is the capability a 403 names (e.g. '"update" (and "read")')."""
+        with self._admin(path, needs):
+            self._client(token).write_data(path, data=dict(data))
+
+    def admin_auth_mounts(self, token: Secret) -> dict[str, str]:
+        """GET sys/auth: mount path (without the trailing slash) -> auth method type."""
+        with self._admin("sys/auth", '"read"'):
+            resp = self._client(token).sys.list_auth_methods()
+        data = resp.get("data", resp) if isinstance(resp, dict) else {}
+        return {
+            str(mount).rstrip("/"): str(info.get("type", ""))
+            for mount, info in data.items()
+            if isinstance(info, dict) and str(mount).endswith("/")
+        }
+
+    def admin_enable_auth(self, token: Secret, mount: str, method_type: str) -> None:
+        """POST sys/auth/<mount>: enable an auth method there."""
+        with self._admin(f"sys/auth/{mount}", '"update" and "sudo"'):
+            self._client(token).sys.enable_auth_method(method_type, path=mount)

@@ -2,30 +2,30 @@
 
 from __future__ import annotations
 
-from nomad_vault_token import nomad_rules, vault
-from nomad_vault_token.config import Settings
+from nomad_vault_token import nomad_rules
 from nomad_vault_token.errors import VaultDenied
 from nomad_vault_token.nomad_rules import RuleResult
-from nomad_vault_token.vault import Secret, TokenInfo
+from nomad_vault_token.vault import Secret, TokenInfo, Vault
 
 
 def nomad_rules_for(
-    settings: Settings, token: Secret, info: TokenInfo, *, allow_unauthenticated: bool = True
+    vault: Vault, token: Secret, info: TokenInfo, *, allow_unauthenticated: bool = True
 ) -> list[RuleResult]:
     """Every rule Nomad applies to this token and its role, with Nomad's wording on failure.
 
     `allow_unauthenticated`: the agent's vault block's (Nomad's default, true, when unknown).
     """
+    settings = vault.settings
     role_name = nomad_rules.role_to_check(info.raw, settings.task_role)
     denied: VaultDenied | None = None
     try:
-        role = vault.read_role(settings, token, role_name) if role_name else None
+        role = vault.read_role(token, role_name) if role_name else None
     except VaultDenied as exc:
         role, denied = None, exc
     caps: dict[str, list[str]] | None
     try:
         needed = nomad_rules.required_capabilities(role_name, allow_unauthenticated=allow_unauthenticated)
-        caps = vault.capabilities_self(settings, token, list(needed))
+        caps = vault.capabilities_self(token, list(needed))
     except VaultDenied:
         caps = None  # sys/capabilities-self refused: Nomad cannot verify, and neither can we
     results = nomad_rules.check_all(

@@ -13,10 +13,10 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from nomad_vault_token import vault
 from nomad_vault_token.config import Settings
 from nomad_vault_token.errors import VaultUnavailable
 from nomad_vault_token.notify import Notifier
+from nomad_vault_token.vault import Vault
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -44,30 +44,23 @@ class _Reporter:
             self.notifier.extend_timeout(max(left, 0) + 30)
 
 
-def _state(exc: VaultUnavailable, addr: str) -> str:
-    return exc.message.replace(f"Vault at {addr} ", "").replace(f"Vault at {addr}", "")
-
-
-def _attempt(settings: Settings, step: Callable[[], T]) -> T:
-    health = vault.health(settings)
+def _attempt(vault: Vault, step: Callable[[], T]) -> T:
+    health = vault.health()
     if not health.usable:
-        raise VaultUnavailable(f"Vault at {settings.vault_addr} {health.state}")
+        raise VaultUnavailable(f"Vault at {vault.settings.vault_addr} {health.state}", state=health.state)
     return step()
 
 
 class StillUnavailable(VaultUnavailable):
     """Vault was not usable for `degrade_after` seconds: time to start without it."""
 
-    def __init__(self, message: str, state: str) -> None:
-        super().__init__(message)
-        self.state = state
 
-
-def when_usable(settings: Settings, notifier: Notifier, step: Callable[[], T], *, degrade_after: float = 0) -> T:
+def when_usable(vault: Vault, notifier: Notifier, step: Callable[[], T], *, degrade_after: float = 0) -> T:
     """`step()` once Vault answers, is initialised and unsealed; bounded by settings.wait_timeout
     (VaultUnavailable, exit 69) and by `degrade_after` (StillUnavailable); 0 means no bound."""
+    settings = vault.settings
     try:
-        return _attempt(settings, step)
+        return _attempt(vault, step)
     except VaultUnavailable as exc:
         first = exc
     import stamina
@@ -77,7 +70,7 @@ def when_usable(settings: Settings, notifier: Notifier, step: Callable[[], T], *
     bounds = [b for b in (float(settings.wait_timeout), float(degrade_after)) if b > 0]
     degrading = bool(degrade_after) and (not settings.wait_timeout or degrade_after < settings.wait_timeout)
     reporter = _Reporter(settings, notifier, min(bounds) if bounds else None)
-    reporter.saw(_state(first, settings.vault_addr), 1)
+    reporter.saw(first.what, 1)
     try:
         for attempt in stamina.retry_context(
             on=VaultUnavailable,
@@ -89,21 +82,23 @@ def when_usable(settings: Settings, notifier: Notifier, step: Callable[[], T], *
         ):
             with attempt:
                 try:
-                    result = _attempt(settings, step)
+                    result = _attempt(vault, step)
                 except VaultUnavailable as exc:
-                    reporter.saw(_state(exc, settings.vault_addr), attempt.num + 1)
+                    reporter.saw(exc.what, attempt.num + 1)
                     raise
                 log.info("Vault is usable after %d attempts", attempt.num + 1)
                 return result
     except VaultUnavailable as exc:
-        state = _state(exc, settings.vault_addr)
         if degrading:
             raise StillUnavailable(
-                f"Vault at {settings.vault_addr} still {state} after degraded_start_after {int(degrade_after)}s",
-                state,
+                f"Vault at {settings.vault_addr} still {exc.what} after degraded_start_after {int(degrade_after)}s",
+                state=exc.state,
+                detail=exc.detail,
             ) from None
         raise VaultUnavailable(
-            f"Vault at {settings.vault_addr} still {_state(exc, settings.vault_addr)} after "
-            f"--wait-timeout {settings.wait_timeout}s: fix Vault, or raise --wait-timeout"
+            f"Vault at {settings.vault_addr} still {exc.what} after "
+            f"--wait-timeout {settings.wait_timeout}s: fix Vault, or raise --wait-timeout",
+            state=exc.state,
+            detail=exc.detail,
         ) from None
     raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover

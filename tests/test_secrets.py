@@ -14,8 +14,9 @@ from agentrun import AgentRun, processes
 from bao import MINT_ROLE, SERVER_POLICY, STARTUP_ROLE, Bao, Certs
 from conftest import write_config
 
-from nomad_vault_token import config, vault
+from nomad_vault_token import config
 from nomad_vault_token.errors import NvtError
+from nomad_vault_token.vault import Vault
 
 pytestmark = pytest.mark.vault
 
@@ -81,14 +82,15 @@ def test_errors_and_reprs_never_show_the_token(bao: Bao, config: Path) -> None:
     settings = config_settings(config)
     from nomad_vault_token.minting import login_and_mint
 
-    token, info = login_and_mint(settings)
+    v = Vault(settings)
+    token, info = login_and_mint(v)
     secret = token.reveal()
     for text in (repr(token), str(token), repr(info), str(info)):
         assert secret not in text
     bao.client().auth.token.revoke_accessor(info.accessor)
-    for call in (vault.lookup_self, vault.renew_self, vault.revoke_self):
+    for call in (v.lookup_self, v.renew_self, v.revoke_self):
         with pytest.raises(NvtError) as err:
-            call(settings, token)
+            call(token)
         assert secret not in str(err.value) and secret not in repr(err.value)
         assert err.value.__cause__ is None and err.value.__context__ is not None
         assert secret not in repr(err.value.__context__)

@@ -14,13 +14,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from nomad_vault_token import resources, vault
+from nomad_vault_token import resources
 from nomad_vault_token.bootstrap_plan import PlanError, Step, Wanted, fill_fields, fill_text, plan, result
 from nomad_vault_token.config import Settings
 from nomad_vault_token.durations import DurationError, parse_duration
 from nomad_vault_token.errors import ConfigError, NvtError
 from nomad_vault_token.results import Result
-from nomad_vault_token.vault import Secret
+from nomad_vault_token.vault import Secret, Vault
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +70,9 @@ def main(
 
     wanted = wanted_objects(settings, ca_pem=ca_pem, common_names=common_names, task_allowed=task_allowed, ttl=ttl)
 
-    vault.admin_lookup_self(settings, admin)
-    current = _read_current(settings, admin, wanted)
+    vault = Vault(settings)
+    vault.lookup_self(admin, admin=True)
+    current = _read_current(vault, admin, wanted)
     try:
         steps = plan(wanted, current)
     except PlanError as exc:
@@ -81,7 +82,7 @@ def main(
     try:
         for step in steps:
             if not check and step.changed:
-                _apply(settings, admin, step)
+                _apply(vault, admin, step)
             done.append(step)
     except NvtError as exc:  # report what was written before the failure, then the failure
         return _result(done, check, diff, exc.exit_code, exc.message)
@@ -149,13 +150,14 @@ def _token_role(name: str, fields: dict[str, Any]) -> Wanted:
 # ---- reading and writing Vault -------------------------------------------------------------------
 
 
-def _read_current(settings: Settings, admin: Secret, wanted: list[Wanted]) -> dict[str, Mapping[str, Any] | None]:
+def _read_current(vault: Vault, admin: Secret, wanted: list[Wanted]) -> dict[str, Mapping[str, Any] | None]:
     """What Vault holds at each wanted path (None: missing). Reads only."""
+    settings = vault.settings
     current: dict[str, Mapping[str, Any] | None] = {}
     mounts: dict[str, str] | None = None
     for want in wanted:
         if want.kind == "auth_mount":
-            mounts = vault.admin_auth_mounts(settings, admin)
+            mounts = vault.admin_auth_mounts(admin)
             found = mounts.get(settings.auth_mount)
             if found is not None and found != AUTH_TYPE:
                 raise ConfigError(
@@ -166,18 +168,18 @@ def _read_current(settings: Settings, admin: Secret, wanted: list[Wanted]) -> di
         elif want.kind == "cert_role" and mounts is not None and settings.auth_mount not in mounts:
             current[want.path] = None  # no mount yet, so no role in it
         else:
-            current[want.path] = vault.admin_read(settings, admin, want.path)
+            current[want.path] = vault.admin_read(admin, want.path)
     return current
 
 
-def _apply(settings: Settings, admin: Secret, step: Step) -> None:
+def _apply(vault: Vault, admin: Secret, step: Step) -> None:
     want = step.want
     if want.kind == "auth_mount":
-        vault.admin_enable_auth(settings, admin, settings.auth_mount, AUTH_TYPE)
+        vault.admin_enable_auth(admin, vault.settings.auth_mount, AUTH_TYPE)
         return
     # OpenBao asks "create" for a new token role; everything else here is "update".
     verb = "create" if want.kind == "token_role" and step.action == "create" else "update"
-    vault.admin_write(settings, admin, want.path, want.fields, f'"{verb}" (and "read")')
+    vault.admin_write(admin, want.path, want.fields, f'"{verb}" (and "read")')
 
 
 # ---- inputs --------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from nomad_vault_token import config, state, tls, vault
+from nomad_vault_token import config, state, tls
 from nomad_vault_token.config import Settings
 from nomad_vault_token.durations import format_duration
 from nomad_vault_token.errors import (
@@ -22,7 +22,7 @@ from nomad_vault_token.errors import (
     VaultUnavailable,
 )
 from nomad_vault_token.results import Result
-from nomad_vault_token.vault import Secret, TokenInfo
+from nomad_vault_token.vault import Secret, TokenInfo, Vault
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,13 @@ def agent_checks(report: Report, settings: Settings, agent: Sequence[str]) -> bo
 
 def vault_checks(report: Report, settings: Settings, *, mint: bool, allow_unauthenticated: bool = True) -> bool:
     """The Vault side; returns True when Vault itself was unavailable."""
-    health = vault.health(settings)
+    with Vault(settings) as vault:
+        return _vault_checks(report, vault, mint=mint, allow_unauthenticated=allow_unauthenticated)
+
+
+def _vault_checks(report: Report, vault: Vault, *, mint: bool, allow_unauthenticated: bool) -> bool:
+    settings = vault.settings
+    health = vault.health()
     if not health.usable:
         report.add(
             "vault",
@@ -173,7 +179,7 @@ def vault_checks(report: Report, settings: Settings, *, mint: bool, allow_unauth
         report.add("vault", "certificate login", "skip", "fix the local failures first")
         return False
     try:
-        token, info = (minted_token if mint else saved_token)(report, settings)
+        token, info = (minted_token if mint else saved_token)(report, vault)
     except VaultUnavailable as exc:
         report.add("vault", "Vault reachable and unsealed", "fail", exc.message)
         return True
@@ -182,12 +188,12 @@ def vault_checks(report: Report, settings: Settings, *, mint: bool, allow_unauth
     try:
         from nomad_vault_token import verify
 
-        for rule in verify.nomad_rules_for(settings, token, info, allow_unauthenticated=allow_unauthenticated):
+        for rule in verify.nomad_rules_for(vault, token, info, allow_unauthenticated=allow_unauthenticated):
             result = "pass" if rule.ok else "warn" if rule.warning and not settings.strict else "fail"
             report.add("vault", f"nomad: {rule.rule}", result, rule.message, rule.fix)
     finally:
         if mint:
-            _discard(settings, token)
+            _discard(vault, token)
     if settings.mint_mode == "create-orphan":
         report.add(
             "vault",
@@ -199,11 +205,11 @@ def vault_checks(report: Report, settings: Settings, *, mint: bool, allow_unauth
     return False
 
 
-def minted_token(report: Report, settings: Settings) -> tuple[Secret | None, TokenInfo | None]:
+def minted_token(report: Report, vault: Vault) -> tuple[Secret | None, TokenInfo | None]:
     from nomad_vault_token.minting import login_and_mint
 
     try:
-        token, info = login_and_mint(settings)
+        token, info = login_and_mint(vault)
     except VaultUnavailable:
         raise
     except NvtError as exc:
@@ -215,9 +221,11 @@ def minted_token(report: Report, settings: Settings) -> tuple[Secret | None, Tok
     return token, info
 
 
-def saved_token(report: Report, settings: Settings) -> tuple[Secret | None, TokenInfo | None]:
+def saved_token(report: Report, vault: Vault) -> tuple[Secret | None, TokenInfo | None]:
+    settings = vault.settings
+
     def login() -> None:
-        vault.revoke_self(settings, vault.login(settings))
+        vault.revoke_self(vault.login())
 
     detail = f"logged in through auth/{settings.auth_mount} role {settings.cert_role}"
     if not report.attempt("vault", "certificate login", detail, login):
@@ -233,7 +241,7 @@ def saved_token(report: Report, settings: Settings) -> tuple[Secret | None, Toke
         )
         return None, None
     try:
-        info = vault.lookup_self(settings, saved.token)
+        info = vault.lookup_self(saved.token)
     except TokenInvalid as exc:
         report.add(
             "vault",
@@ -247,10 +255,10 @@ def saved_token(report: Report, settings: Settings) -> tuple[Secret | None, Toke
     return saved.token, info
 
 
-def _discard(settings: Settings, token: Secret) -> None:
+def _discard(vault: Vault, token: Secret) -> None:
     """Revoke the token minted for the check: fresh, so it has no task tokens to take with it."""
     with contextlib.suppress(NvtError):
-        vault.revoke_self(settings, token)
+        vault.revoke_self(token)
 
 
 def table(report: Report) -> str:

@@ -12,11 +12,11 @@ import shutil
 import time
 from collections.abc import Sequence
 
-from nomad_vault_token import lease, state, tls, vault
+from nomad_vault_token import lease, state, tls
 from nomad_vault_token.config import Settings
 from nomad_vault_token.errors import ConfigError, NvtError, TokenInvalid, VaultDenied
 from nomad_vault_token.notify import Notifier
-from nomad_vault_token.vault import Secret, TokenInfo
+from nomad_vault_token.vault import Secret, TokenInfo, Vault
 
 logger = logging.getLogger("nomad_vault_token.run")
 
@@ -39,17 +39,15 @@ def main(settings: Settings, argv: Sequence[str], *, check: bool) -> None:
 
     token: Secret | None
     degraded_start = False
-    with vault.reusing_connections(settings):  # closed before the tracker is forked
+    with Vault(settings) as v:  # one kept-alive connection for the start-up, closed before the tracker forks
         try:
-            token, info = waiting.when_usable(
-                settings, notifier, lambda: obtain(settings), degrade_after=settings.degraded_start_after
-            )
+            token, info = waiting.when_usable(v, notifier, lambda: obtain(v), degrade_after=settings.degraded_start_after)
         except waiting.StillUnavailable as exc:
             token, info = degraded(settings, exc.message)
             degraded_start = True
         else:
             if check:
-                waiting.when_usable(settings, notifier, lambda: nomad_check(settings, token, info))
+                waiting.when_usable(v, notifier, lambda: nomad_check(v, token, info))
     for warning in argv_warnings:  # once nothing can fail any more: no warning before an error
         logger.warning("%s", warning)
     final_argv, agent_env = handoff.prepare(settings, token, agent_args, parsed, os.environ)
@@ -103,19 +101,20 @@ def resolve_agent(argv: Sequence[str]) -> str:
     return os.path.abspath(found)
 
 
-def obtain(settings: Settings) -> tuple[Secret, TokenInfo]:
+def obtain(vault: Vault) -> tuple[Secret, TokenInfo]:
     """Reuse the saved token when Vault says it is still good; otherwise mint and save a new one."""
+    settings = vault.settings
     saved = state.read(settings.state_file)
     if saved is not None:
-        reused = _try_reuse(settings, saved)
+        reused = _try_reuse(vault, saved)
         if reused is not None:
             return reused
     from nomad_vault_token.minting import login_and_mint
 
-    token, info = login_and_mint(settings)
+    token, info = login_and_mint(vault)
     state.write(settings.state_file, state.State(token, info.accessor, settings.vault_addr, time.time()))
     if saved is not None and saved.accessor != info.accessor:
-        retire(settings, saved.token, saved.accessor)
+        retire(vault, saved.token, saved.accessor)
     return token, info
 
 
@@ -140,14 +139,15 @@ def observed(info: TokenInfo) -> lease.Observed:
     )
 
 
-def _try_reuse(settings: Settings, saved: state.State) -> tuple[Secret, TokenInfo] | None:
+def _try_reuse(vault: Vault, saved: state.State) -> tuple[Secret, TokenInfo] | None:
+    settings = vault.settings
     if saved.vault_addr != settings.vault_addr:
         logger.info(
             "saved token accessor %s is for %s, not %s: minting", saved.accessor, saved.vault_addr, settings.vault_addr
         )
         return None
     try:
-        info = vault.lookup_self(settings, saved.token)
+        info = vault.lookup_self(saved.token)
     except TokenInvalid:
         logger.info("saved token accessor %s is no longer valid: minting a new one", saved.accessor)
         return None
@@ -156,18 +156,19 @@ def _try_reuse(settings: Settings, saved: state.State) -> tuple[Secret, TokenInf
         logger.info("saved token accessor %s not reused: %s; minting a new one", info.accessor, refusal)
         return None
     try:
-        ttl = vault.renew_self(settings, saved.token)
+        ttl = vault.renew_self(saved.token)
     except TokenInvalid:
         logger.info("saved token accessor %s could not be renewed: minting a new one", info.accessor)
         return None
     logger.info("reusing server token accessor %s (renewed, ttl %ss)", info.accessor, ttl)
-    return saved.token, vault.lookup_self(settings, saved.token)
+    return saved.token, vault.lookup_self(saved.token)
 
 
-def retire(settings: Settings, token: Secret, accessor: str) -> None:
+def retire(vault: Vault, token: Secret, accessor: str) -> None:
     """Revoke a replaced server token, but only when its task tokens would survive (orphan task role)."""
+    settings = vault.settings
     try:
-        role = vault.read_role(settings, token, settings.task_role)
+        role = vault.read_role(token, settings.task_role)
     except (TokenInvalid, VaultDenied):
         return  # already gone, or we cannot tell: leave it to expire
     except NvtError as exc:
@@ -182,17 +183,18 @@ def retire(settings: Settings, token: Secret, accessor: str) -> None:
         )
         return
     try:
-        vault.revoke_self(settings, token)
+        vault.revoke_self(token)
         logger.info("revoked replaced server token accessor %s", accessor)
     except NvtError as exc:
         logger.debug("could not revoke accessor %s: %s", accessor, exc)
 
 
-def nomad_check(settings: Settings, token: Secret, info: TokenInfo) -> None:
+def nomad_check(vault: Vault, token: Secret, info: TokenInfo) -> None:
     """Nomad's own start-up checks, now: one line per broken rule (Nomad's words), exit 77."""
     from nomad_vault_token import nomad_rules, verify
 
-    results = verify.nomad_rules_for(settings, token, info)
+    settings = vault.settings
+    results = verify.nomad_rules_for(vault, token, info)
     broken = nomad_rules.failures(results, strict=settings.strict)
     for r in nomad_rules.warnings(results):
         if r not in broken:

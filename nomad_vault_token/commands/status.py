@@ -9,10 +9,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from nomad_vault_token import config, state, tls, vault
+from nomad_vault_token import config, state, tls
 from nomad_vault_token.durations import format_duration
 from nomad_vault_token.errors import EX_FAILED, NvtError, TokenInvalid, VaultUnavailable
 from nomad_vault_token.results import Result
+from nomad_vault_token.vault import Vault
 
 
 def main(settings: config.Settings) -> Result:
@@ -31,7 +32,7 @@ def main(settings: config.Settings) -> Result:
     doc["client_cert"] = cert_summary(settings)
     doc["tracker"] = tracker_view(settings.tracker_file, saved.accessor)
     try:
-        info = vault.lookup_self(settings, saved.token)
+        info = Vault(settings).lookup_self(saved.token)
     except (TokenInvalid, VaultUnavailable) as exc:  # what is known without Vault matters most in an outage
         doc |= {"valid": None if isinstance(exc, VaultUnavailable) else False, "problem": exc.message}
         return Result(doc, text(doc), exc.exit_code, exc.message)

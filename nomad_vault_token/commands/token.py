@@ -13,6 +13,7 @@ from nomad_vault_token.errors import ConfigError
 from nomad_vault_token.fsutil import write_private
 from nomad_vault_token.minting import login_and_mint
 from nomad_vault_token.results import Result
+from nomad_vault_token.vault import Vault
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ def main(settings: Settings, *, output: Path | None, fmt: str, include_token: bo
     cert, key = settings.client_tls()
     for warning in tls.preflight(cert, key, settings.ca_cert, settings.cert_warn_days).warnings:
         logger.warning("%s", warning)
-    secret, info = login_and_mint(settings)
+    secret, info = login_and_mint(Vault(settings))
     if output is not None:
         payload = secret.reveal() + "\n"
         write_private(output.absolute(), payload.encode(), "--output")
