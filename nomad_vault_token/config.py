@@ -64,6 +64,11 @@ class Settings:
         return self.state_dir / "token.json"
 
     @property
+    def verdict_file(self) -> Path:
+        """The last full TLS preflight's verdict, by the files' digests (tls_verdict)."""
+        return self.state_dir / "tls-verdict.json"
+
+    @property
     def tracker_file(self) -> Path:
         """What the tracker last knew (no token in it), for `status`."""
         return self.state_dir / "tracker.json"

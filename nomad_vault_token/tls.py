@@ -25,6 +25,7 @@ class CertInfo:
 
     path: Path
     subject: str
+    not_before: datetime
     not_after: datetime
     days_left: int
     fingerprint_sha256: str
@@ -112,24 +113,32 @@ def check_client(cert_path: Path, key_path: Path, warn_days: int, now: datetime 
         )
     moment = now or datetime.now(UTC)
     not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
-    if moment < not_before:
-        raise ConfigError(
-            f"client_cert {cert_path}: not valid before {not_before:%Y-%m-%d %H:%M}Z: check the clock or the certificate"
-        )
-    if moment >= not_after:
-        raise ConfigError(f"client_cert {cert_path}: expired on {not_after:%Y-%m-%d %H:%M}Z: issue a new certificate")
-    days_left = int((not_after - moment).total_seconds() // 86400)
-    warnings: tuple[str, ...] = ()
-    if days_left < warn_days:
-        warnings = (f"client certificate {cert_path} expires in {days_left} days ({not_after:%Y-%m-%d}): renew it",)
+    days_left, warnings = validity(cert_path, not_before, not_after, warn_days, moment)
     return CertInfo(
         path=cert_path,
         subject=cert.subject.rfc4514_string(),
+        not_before=not_before,
         not_after=not_after,
         days_left=days_left,
         fingerprint_sha256=cert.fingerprint(hashes.SHA256()).hex(),
         warnings=warnings,
     )
+
+
+def validity(
+    cert_path: Path, not_before: datetime, not_after: datetime, warn_days: int, now: datetime
+) -> tuple[int, tuple[str, ...]]:
+    """Days left and the expiry warning; ConfigError outside the validity window."""
+    if now < not_before:
+        raise ConfigError(
+            f"client_cert {cert_path}: not valid before {not_before:%Y-%m-%d %H:%M}Z: check the clock or the certificate"
+        )
+    if now >= not_after:
+        raise ConfigError(f"client_cert {cert_path}: expired on {not_after:%Y-%m-%d %H:%M}Z: issue a new certificate")
+    days_left = int((not_after - now).total_seconds() // 86400)
+    if days_left >= warn_days:
+        return days_left, ()
+    return days_left, (f"client certificate {cert_path} expires in {days_left} days ({not_after:%Y-%m-%d}): renew it",)
 
 
 def preflight(cert_path: Path, key_path: Path, ca_path: Path | None, warn_days: int) -> CertInfo:

@@ -12,7 +12,7 @@ import shutil
 import time
 from collections.abc import Sequence
 
-from nomad_vault_token import lease, state, tls
+from nomad_vault_token import lease, state
 from nomad_vault_token.config import Settings
 from nomad_vault_token.errors import ConfigError, NvtError, TokenInvalid, VaultDenied
 from nomad_vault_token.notify import Notifier
@@ -29,11 +29,11 @@ def main(settings: Settings, argv: Sequence[str], *, check: bool) -> None:
     agent_args = [agent, *argv[1:]]
     parsed = agent_argv.parse(agent_args)
     argv_warnings = [*handoff.check_argv(settings, parsed), *handoff.redirect_warnings(os.environ)]
-    cert, key = settings.client_tls()
-    cert_info = tls.preflight(cert, key, settings.ca_cert, settings.cert_warn_days)
-    for warning in cert_info.warnings:
-        logger.warning("%s", warning)
     state.check_writable(settings.state_file)
+    from nomad_vault_token import tls_verdict
+
+    for warning in tls_verdict.preflight(settings):
+        logger.warning("%s", warning)
     notifier = Notifier()
     from nomad_vault_token import waiting
 
