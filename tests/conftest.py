@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bao import Bao, Certs
 
 if TYPE_CHECKING:
-    from agentrun import AgentRun  # agentrun imports this module
+    from agentrun import AgentRun, NotifySocket  # agentrun imports this module
 
 CLI = [sys.executable, "-m", "nomad_vault_token"]
 
@@ -91,6 +91,22 @@ def bao(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterator[Bao]
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def notify(tmp_path: Path) -> Iterator[NotifySocket]:
+    """A real AF_UNIX datagram socket standing in for systemd's NOTIFY_SOCKET."""
+    from agentrun import NotifySocket
+
+    sock = NotifySocket(tmp_path / "notify.sock")
+    yield sock
+    sock.close()
+
+
+@pytest.fixture
+def server(new_bao: Callable[[], Bao]) -> Bao:
+    """A private OpenBao for one test (tests that seal, stop or break it)."""
+    return new_bao()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,18 +19,6 @@ from bao import Bao, Certs, wait_for
 from conftest import clean_env, write_config
 
 pytestmark = pytest.mark.vault
-
-
-@pytest.fixture
-def notify(tmp_path: Path) -> Iterator[NotifySocket]:
-    sock = NotifySocket(tmp_path / "notify.sock")
-    yield sock
-    sock.close()
-
-
-@pytest.fixture
-def server(new_bao: Callable[[], Bao]) -> Bao:
-    return new_bao()
 
 
 def adoption_config(tmp_path: Path, server: Bao, certs: Certs, **overrides: object) -> Path:

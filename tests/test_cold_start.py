@@ -9,7 +9,7 @@ disabled client that a later SIGHUP enables (vault.go:292, 380-415; server.go v1
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,18 +18,6 @@ from bao import Bao, Certs
 from conftest import clean_env, run_cli, write_config
 
 pytestmark = pytest.mark.vault
-
-
-@pytest.fixture
-def notify(tmp_path: Path) -> Iterator[NotifySocket]:
-    sock = NotifySocket(tmp_path / "notify.sock")
-    yield sock
-    sock.close()
-
-
-@pytest.fixture
-def server(new_bao: Callable[[], Bao]) -> Bao:
-    return new_bao()
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,18 +14,6 @@ from bao import STARTUP_ROLE, Bao, Certs, wait_for
 from conftest import clean_env, write_config
 
 pytestmark = pytest.mark.vault
-
-
-@pytest.fixture
-def notify(tmp_path: Path) -> Iterator[NotifySocket]:
-    sock = NotifySocket(tmp_path / "notify.sock")
-    yield sock
-    sock.close()
-
-
-@pytest.fixture
-def server(new_bao: Callable[[], Bao]) -> Bao:
-    return new_bao()
 
 
 @pytest.fixture
