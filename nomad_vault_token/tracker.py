@@ -268,11 +268,11 @@ class Tracker:
             self._signal(signal.SIGHUP, f"the new token in {self.settings.token_config} is safe to load now")
         elif action == "escalate":
             log.error(
-                "agent pid %d has not adopted token accessor %s %s: stopping it (%s) so systemd restarts it "
-                "with the saved token",
+                "agent pid %d has not adopted token accessor %s %s after it was handed over: stopping it (%s) so "
+                "systemd restarts it with the saved token",
                 self.agent_pid,
                 self.info.accessor,
-                tracking.describe(self.track, self.policy, time.monotonic()).split(":")[0],
+                format_duration(time.monotonic() - self.track.handed_at),
                 self.stop_signal.name,
             )
             self._signal(self.stop_signal, "escalation")
