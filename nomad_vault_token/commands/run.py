@@ -1,7 +1,9 @@
 """`run -- <agent argv>`: the systemd ExecStart wrapper.
 
-config -> preflight -> wait for Vault -> reuse or mint -> state file -> check as
-Nomad would -> hand-off -> tracker -> exec the agent (which keeps our PID).
+the agent's argv (refuse what overrides the token) -> TLS preflight (or its kept verdict) -> wait
+for Vault -> reuse or mint -> state file -> check as Nomad would -> hand-off -> tracker -> exec the
+agent (which keeps our PID). Vault still away after degraded_start_after: the agent is exec'd with
+the saved token unverified, or with Vault disabled, and the tracker brings it to a token later.
 """
 
 from __future__ import annotations
