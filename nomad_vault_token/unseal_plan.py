@@ -17,6 +17,8 @@ https://openbao.org/api-docs/system/seal-status/, .../system/health/, .../system
 - `sys/health` answers by status code: 200 active, 429 unsealed standby, 472 DR secondary, 473
   performance standby, 501 not initialised, 503 sealed (and Vault 1.19's 474/530, unknown here).
   A node that lost quorum stays unsealed and answers 429: there is no leader, nobody answers 200.
+  `sys/leader` is no substitute: after a full-cluster restart it can still name the old leader,
+  sealed. So a leader is a node answering sys/health 200, and nothing else.
 - `POST sys/unseal {"key": ...}` answers 200 with the seal-status shape; the key that reaches the
   threshold resets `progress` to 0 and either unseals (`sealed: false`) or, on a raft node still
   joining, leaves it `sealed: true, progress: 0` for a moment. The same key twice is ignored (200,
@@ -57,7 +59,10 @@ unauthenticated client while sealed identifies its process (`server_time_utc` is
 connection per node and numbers it (`Probe.connection`): a TCP connection cannot outlive the process
 that accepted it, so an answer on the connection that earlier carried `sealed: false` comes from the
 same process. Verified on the real server: the connection survives `sys/seal` and idle seconds, and a
-restart forces a new one. So: sealed on the connection it was seen unsealed on: sealed on purpose;
+restart forces a new one (tests/test_raft_cluster.py). What the prober must do for this to hold: one
+connection per node (a pool of one), both probes and the keys over it, a new number whenever it
+connects (a request that timed out leaves its connection unusable: the next one is new), and an
+interval well under the server's `http_idle_timeout`. So: sealed on the connection it was seen unsealed on: sealed on purpose;
 sealed on a new connection: restarted, unsealed. The cost: a connection that drops while the process
 lives (the server's `http_idle_timeout`, 5 min by default, so probe more often than that; a network
 reset; a frozen node the prober gave up on) makes a node sealed on purpose look restarted. A node that
