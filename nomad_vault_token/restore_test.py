@@ -175,7 +175,7 @@ def _server(binary: str, settings: Settings) -> Iterator[Throwaway]:
         if proc.poll() is not None:
             tail = (workdir / "bao.log").read_text(errors="replace")[-300:]
             raise VaultUnavailable(f"the throwaway OpenBao exited at start ({' '.join(tail.split())})", state="error")
-        log.info("throwaway OpenBao pid %d at %s", proc.pid, addr)
+        log.debug("throwaway OpenBao pid %d at %s", proc.pid, addr)
         yield server
     except NvtError:
         raise

@@ -498,8 +498,11 @@ class Vault:
                     resp.close()
                     if _hop:
                         raise VaultUnavailable(f"{path}: redirected twice: no active node answers", state="error")
+                    scheme = location.split("://", 1)[0].lower()
                     try:
                         check_address(location, s.allow_insecure_http)
+                        if scheme != "https" and not s.vault_addr.startswith("http://"):
+                            raise ConfigError("a downgrade from https")
                     except ConfigError:
                         raise VaultDenied(f"{path}: refusing a redirect to {location!r}: not https") from None
                     url = location

@@ -94,8 +94,9 @@ def take(settings: Settings, *, token_file: Path | None) -> Result:
     metrics = _Metrics(settings, directory, prefix, started)
     verified: bool | None = None
     try:
+        given = _given_secret(settings, token_file)  # read before any request: a missing file is a config error
         vault, leader = _active(settings)
-        token, own_login = _credentials(vault, settings, token_file)
+        token, own_login = _credentials(vault, settings, given)
         try:
             version = _quiet_version(vault)
             with vault.snapshot_stream(token, settings.snapshot_timeout) as chunks:
@@ -122,7 +123,7 @@ def take(settings: Settings, *, token_file: Path | None) -> Result:
                 raise ConfigError(f"snapshot dir {directory}: cannot keep the snapshot: {exc.strerror}") from None
     except NvtError as exc:
         metrics.failed(verified)
-        log.error("snapshot failed, nothing deleted: %s", exc.message)
+        log.debug("snapshot failed, nothing deleted: %s", exc.message)
         raise
     except OSError as exc:  # the disk: receive's own writes
         metrics.failed(verified)
@@ -203,17 +204,26 @@ def _active(settings: Settings) -> tuple[Vault, str]:
     return Vault(dataclasses.replace(settings, vault_addr=address)), address
 
 
-def _credentials(vault: Vault, settings: Settings, token_file: Path | None) -> tuple[Secret, bool]:
-    """The token to snapshot with, and whether this run logged in for it (then it is revoked afterwards)."""
+def _given_secret(settings: Settings, token_file: Path | None) -> Secret | None:
+    """--auth token: the token; --auth jwt: the JWT; --auth cert: None (the certificate is read at login)."""
     from nomad_vault_token import secret_files
 
     if settings.snapshot_auth == "token":
-        return secret_files.token(token_file), False
+        return secret_files.token(token_file)
     if settings.snapshot_auth == "jwt":
         if settings.jwt_file is None:
             raise ConfigError("--auth jwt: give --jwt-file FILE (or jwt_file in the config)")
-        jwt = secret_files.read(settings.jwt_file, "--jwt-file", "JWT")
-        return vault.login_jwt(settings.jwt_mount, settings.jwt_role, jwt), True
+        return secret_files.read(settings.jwt_file, "--jwt-file", "JWT")
+    settings.client_tls()  # a ConfigError now when the certificate is not configured
+    return None
+
+
+def _credentials(vault: Vault, settings: Settings, given: Secret | None) -> tuple[Secret, bool]:
+    """The token to snapshot with, and whether this run logged in for it (then it is revoked afterwards)."""
+    if settings.snapshot_auth == "token" and given is not None:
+        return given, False
+    if settings.snapshot_auth == "jwt" and given is not None:
+        return vault.login_jwt(settings.jwt_mount, settings.jwt_role, given), True
     return vault.login_cert(settings.snapshot_role), True
 
 
