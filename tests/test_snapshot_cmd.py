@@ -650,3 +650,35 @@ def test_snapshot_metrics_follow_the_runs(raft: tuple[Bao, Certs], tmp_path: Pat
         "nomad_vault_token_snapshot_last_success_timestamp_seconds"
     ]
     assert m2["nomad_vault_token_snapshot_kept"] == 2
+
+
+# ---- secrets -------------------------------------------------------------------------------------
+
+
+def test_no_secret_left_behind(raft: tuple[Bao, Certs], tmp_path: Path) -> None:
+    """The cert login token is revoked after the run; no token or JWT in the files, the output or argv."""
+    server, certs = raft
+    c = server.client()
+
+    def live_login_tokens() -> set[str]:
+        found = set()
+        for accessor in c.auth.token.list_accessors()["data"]["keys"]:
+            with contextlib.suppress(hvac.exceptions.InvalidRequest):
+                data = c.auth.token.lookup_accessor(accessor)["data"]
+                if SNAP_ROLE in (data.get("policies") or []) and data.get("path", "").startswith("auth/cert/"):
+                    found.add(accessor)
+        return found
+
+    before = live_login_tokens()
+    result = snap(server.addr, certs, tmp_path / "s", "--metrics-dir", str(tmp_path), "-v")
+    assert result.code == 0, result.err
+    assert live_login_tokens() == before, "the cert login token outlived the run"
+    token = snapshot_token(server, [SNAP_ROLE])
+    via_env = snap(server.addr, certs, tmp_path / "s", "--auth", "token", "--metrics-dir", str(tmp_path), "-v",
+                   env=clean_env(VAULT_TOKEN=token))  # fmt: skip
+    assert via_env.code == 0, via_env.err
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert token.encode() not in path.read_bytes(), path
+    assert token not in via_env.out + via_env.err
+    assert c.auth.token.lookup(token)["data"]["policies"], "a given token is not the run's to revoke"
