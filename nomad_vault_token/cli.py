@@ -22,7 +22,7 @@ app = typer.Typer(
         "Give a Nomad server its Vault token, safely, every time it starts, and keep it alive.\n\n"
         "Logs in to Vault with a TLS client certificate, mints (or reuses) a periodic orphan "
         "token for Nomad, and hands it to the agent. Exit codes: 69 Vault unavailable, "
-        "77 Vault refused, 78 configuration error."
+        "77 Vault refused, 78 configuration error, 65 a snapshot that failed verification."
     ),
     no_args_is_help=True,
     add_completion=False,
