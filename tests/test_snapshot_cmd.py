@@ -32,7 +32,7 @@ from typing import Any
 import hvac
 import pytest
 import requests
-from bao import Bao, Certs
+from bao import Bao, Certs, wait_for
 from conftest import Result, assert_one_line_error, clean_env, run_cli
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -182,11 +182,13 @@ class CutProxy:
 
 class FakeVault:
     """HTTPS on 127.0.0.1 answering sys/leader (active), sys/seal-status, and the snapshot endpoint as told:
-    `mode` is ("status", code), ("redirect", location) or ("body", bytes) (a 200, then the bytes, then close)."""
+    `mode` is ("status", code), ("redirect", location), ("body", bytes) (a 200, then the bytes, then close) or
+    ("stall", bytes) (a 200, the bytes, then nothing until the test ends)."""
 
     def __init__(self, certs: Certs, mode: tuple[str, Any]) -> None:
         self.mode = mode
         self.seen: list[dict[str, str]] = []
+        self.released = threading.Event()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -224,6 +226,9 @@ class FakeVault:
                         self.send_header("Connection", "close")
                         self.end_headers()
                         self.wfile.write(value)
+                        self.wfile.flush()
+                        if kind == "stall":  # a slow stream: the rest never comes until the test ends
+                            fake.released.wait(60)
                         self.close_connection = True
                 else:
                     self._json(404, {"errors": []})
@@ -237,6 +242,7 @@ class FakeVault:
         self.thread.start()
 
     def close(self) -> None:
+        self.released.set()
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(5)
@@ -517,6 +523,50 @@ def test_a_body_that_ends_early_fails_verification(
     m = metrics_of(tmp_path / "nomad_vault_token_snapshot.prom")
     assert m["nomad_vault_token_snapshot_last_verification_success"] == 0
     assert m["nomad_vault_token_snapshot_last_run_success"] == 0
+
+
+def test_stopped_mid_download_leaves_nothing_and_stale_temp_files_go(
+    raft: tuple[Bao, Certs], stocked: tuple[Path, set[str]]
+) -> None:
+    """systemctl stop (SIGTERM) during the download removes the temp file; one left by a SIGKILLed run is
+    removed by the next run once it is older than any run may last."""
+    import signal
+    import subprocess
+    import sys
+
+    _, certs = raft
+    directory, before = stocked
+    good = next(directory / n for n in before if n.endswith(".snap"))
+    with fake_vault(certs, ("stall", good.read_bytes()[:3000])) as fake:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "nomad_vault_token", "snapshot", "--dir", str(directory), "--vault-addr",
+             fake.addr, "--ca-cert", str(certs.ca_path), "--auth", "token"],
+            env=clean_env(VAULT_TOKEN="s.fake"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            partial = wait_for(
+                lambda: [n for n in listing(directory) if n.endswith(".partial")], 30, "the download to start"
+            )
+            assert stat.S_IMODE((directory / partial[0]).stat().st_mode) == 0o600
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(20) == 128 + signal.SIGTERM
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            assert proc.stdout and proc.stderr
+            proc.stdout.close()
+            proc.stderr.close()
+    assert_untouched(directory, before)
+    stale, fresh = directory / ".vault-00112233aabbccdd.partial", directory / ".vault-44556677eeff0011.partial"
+    stale.write_bytes(b"killed")
+    fresh.write_bytes(b"running?")
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    with fake_vault(certs, ("status", 503)) as fake:
+        snap(fake.addr, certs, directory, "--auth", "token", "--snapshot-timeout", "10m",
+             env=clean_env(VAULT_TOKEN="s.fake"))  # fmt: skip
+    assert not stale.exists() and fresh.exists()
 
 
 # ---- verify --------------------------------------------------------------------------------------

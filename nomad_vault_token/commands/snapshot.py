@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import signal
 import stat
 import time
 from datetime import UTC, datetime, timedelta
@@ -91,6 +92,8 @@ def take(settings: Settings, *, token_file: Path | None) -> Result:
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     directory = _target_dir(settings)
+    signal.signal(signal.SIGTERM, _terminated)  # systemctl stop, Nomad's kill: clean up like on Ctrl-C
+    _remove_stale_partials(directory, prefix, settings.snapshot_timeout)
     metrics = _Metrics(settings, directory, prefix, started)
     verified: bool | None = None
     try:
@@ -161,6 +164,26 @@ def take(settings: Settings, *, token_file: Path | None) -> Result:
         f"kept {len(plan.kept)}, deleted {len(deleted) // 2}"
     )
     return Result(data, text)
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds through receive/discard_on_failure: the temp file goes
+
+
+def _remove_stale_partials(directory: Path, prefix: str, timeout: int) -> None:
+    """Temp files of runs killed without a chance to clean up (SIGKILL, a power cut): older than any run
+    may last (snapshot_timeout, plus a minute), so never a run still in progress."""
+    from nomad_vault_token.snapshot_plan import classify
+
+    now = time.time()
+    for name in classify(os.listdir(directory), prefix).partials:
+        path = directory / name
+        try:
+            if now - path.lstat().st_mtime > timeout + 60:
+                path.unlink()
+                log.warning("removed %s, left by a run that was killed", path)
+        except OSError:
+            continue
 
 
 def _target_dir(settings: Settings) -> Path:
