@@ -602,6 +602,15 @@ def test_usage_errors_are_one_line(tmp_path: Path) -> None:
         run_cli("snapshot", "--dir", str(tmp_path), "--auth", "token", "--vault-addr", "https://127.0.0.1:1"),
         78, "VAULT_TOKEN",
     )  # fmt: skip
+    assert_one_line_error(
+        run_cli("snapshot", "--dir", str(tmp_path), "--client-cert", str(tmp_path), "--client-key",
+                str(tmp_path / "nope.key"), "--vault-addr", "https://127.0.0.1:1"),
+        78, "client_",
+    )  # fmt: skip
+    assert_one_line_error(
+        run_cli("snapshot", "--dir", str(tmp_path), "--auth", "jwt", "--vault-addr", "https://127.0.0.1:1"),
+        78, "--jwt-file",
+    )  # fmt: skip
 
 
 # ---- retention -----------------------------------------------------------------------------------

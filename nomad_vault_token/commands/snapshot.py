@@ -130,7 +130,7 @@ def take(settings: Settings, *, token_file: Path | None) -> Result:
         raise
     except OSError as exc:  # the disk: receive's own writes
         metrics.failed(verified)
-        raise ConfigError(f"snapshot dir {directory}: cannot write: {exc.strerror}") from None
+        raise ConfigError(f"snapshot dir {directory}: cannot write: {exc.strerror or exc}") from None
 
     _, present = sv.survey(directory, prefix)
     plan = plan_retention(present, retention, now, run_succeeded=True)
@@ -237,7 +237,12 @@ def _given_secret(settings: Settings, token_file: Path | None) -> Secret | None:
         if settings.jwt_file is None:
             raise ConfigError("--auth jwt: give --jwt-file FILE (or jwt_file in the config)")
         return secret_files.read(settings.jwt_file, "--jwt-file", "JWT")
-    settings.client_tls()  # a ConfigError now when the certificate is not configured
+    for key, path in zip(("client_cert", "client_key"), settings.client_tls(), strict=True):
+        try:  # now, with its name: requests would say only "invalid path", mid-run
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"{key} {path}: cannot read: {exc.strerror}") from None
     return None
 
 
