@@ -58,6 +58,17 @@ class Settings:
     stop_signal: str = "SIGINT"
     sighup_grace: int = 30
     degraded_start_after: int = 120
+    metrics_dir: Path | None = None
+    snapshot_dir: Path | None = None
+    snapshot_prefix: str = "vault"
+    snapshot_keep: int = 0
+    snapshot_max_age: int = 0
+    snapshot_timeout: int = 600
+    snapshot_auth: str = "cert"
+    snapshot_role: str = "nomad_snapshot"
+    jwt_file: Path | None = None
+    jwt_role: str = "nomad-snapshot"
+    jwt_mount: str = "jwt"
 
     @property
     def state_file(self) -> Path:
@@ -119,6 +130,17 @@ FIELDS: dict[str, tuple[Kind, tuple[str, ...]]] = {
     "stop_signal": ("choice", ("SIGINT", "SIGTERM")),
     "sighup_grace": ("duration", ()),
     "degraded_start_after": ("duration", ()),
+    "metrics_dir": ("path", ()),
+    "snapshot_dir": ("path", ()),
+    "snapshot_prefix": ("str", ()),
+    "snapshot_keep": ("int", ()),
+    "snapshot_max_age": ("duration", ()),
+    "snapshot_timeout": ("duration", ()),
+    "snapshot_auth": ("choice", ("cert", "token", "jwt")),
+    "snapshot_role": ("str", ()),
+    "jwt_file": ("path", ()),
+    "jwt_role": ("str", ()),
+    "jwt_mount": ("str", ()),
 }
 assert set(FIELDS) == {f.name for f in fields(Settings)}
 
@@ -141,7 +163,7 @@ def consumed_env(environ: Mapping[str, str]) -> list[str]:
     without its certificate (or a CA meant for this tool) would change how Nomad talks to Vault.
     """
     return [var for var in VAULT_ENV if environ.get(var)] + [var for var in environ if var.startswith(ENV_PREFIX)]
-_POSITIVE = {"period", "request_timeout", "check_interval", "adoption_timeout"}
+_POSITIVE = {"period", "request_timeout", "check_interval", "adoption_timeout", "snapshot_timeout"}
 
 
 def env_name(key: str) -> str:

@@ -32,6 +32,8 @@ def dispatch(command: str, params: dict[str, Any]) -> NoReturn:
     from nomad_vault_token.results import FORMATS, render, render_error
 
     flags, own = options.split(command, params)
+    if command == options.SNAPSHOT:
+        own["action"], own["file"] = params.get("action"), params.get("file")
     fmt = str(own.pop("fmt", None) or ("json" if command == options.INSTALL else "text"))
     fmt = "text" if fmt == "table" else fmt  # check's earlier name for it
     try:
@@ -61,6 +63,10 @@ def _call(command: str, flags: dict[str, Any], own: dict[str, Any], agent: list[
         from nomad_vault_token.commands import check
 
         return check.main(own.pop("config"), flags, agent=agent, **own)
+    if command == options.SNAPSHOT and own.get("action") == "verify":  # offline: no config, no Vault
+        from nomad_vault_token.commands import snapshot
+
+        return snapshot.verify_file(own["file"])
     settings = config.load(own.pop("config"), flags)
     if command == options.RUN:
         from nomad_vault_token.commands import run
@@ -74,6 +80,10 @@ def _call(command: str, flags: dict[str, Any], own: dict[str, Any], agent: list[
         from nomad_vault_token.commands import status
 
         return status.main(settings)
+    if command == options.SNAPSHOT:
+        from nomad_vault_token.commands import snapshot
+
+        return snapshot.main(settings, **own)
     from nomad_vault_token.commands import bootstrap
 
     return bootstrap.main(settings, **own)

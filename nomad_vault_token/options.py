@@ -15,13 +15,15 @@ from typing import Literal
 Kind = Literal["str", "path", "list", "bool", "switch"]
 
 TOKEN, CHECK, STATUS, RUN, INSTALL, BOOTSTRAP = "token", "check", "status", "run", "install", "bootstrap-roles"
-COMMANDS = (TOKEN, CHECK, STATUS, RUN, INSTALL, BOOTSTRAP)
+SNAPSHOT = "snapshot"
+COMMANDS = (TOKEN, CHECK, STATUS, RUN, INSTALL, BOOTSTRAP, SNAPSHOT)
 
 _ALL = frozenset(COMMANDS)
 _MINTING = frozenset({TOKEN, CHECK, RUN, INSTALL, BOOTSTRAP})  # commands that know how the token is minted
 _LOGIN = frozenset({TOKEN, CHECK, RUN, INSTALL})  # commands that log in with the client certificate
-_READING = frozenset({TOKEN, CHECK, STATUS, RUN, BOOTSTRAP})  # commands that read the config file
+_READING = frozenset({TOKEN, CHECK, STATUS, RUN, BOOTSTRAP, SNAPSHOT})  # commands that read the config file
 
+SNAPSHOTTING = "Snapshot"
 CONN, MINT, RUNNING, INSTALLING, BOOTSTRAPPING, OUTPUT = (
     "Vault connection",
     "Minting",
@@ -65,13 +67,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("vault_addr", ("--vault-addr",), "str", "Vault address ($VAULT_ADDR) [default: https://127.0.0.1:8200]",
            _ALL),
     Option("ca_cert", ("--ca-cert",), "path", "CA of Vault's certificate ($VAULT_CACERT)", _ALL),
-    Option("client_cert", ("--client-cert",), "path", "client certificate, PEM ($VAULT_CLIENT_CERT)", _LOGIN),
-    Option("client_key", ("--client-key",), "path", "client key, PEM, mode 0600 ($VAULT_CLIENT_KEY)", _LOGIN),
+    Option("client_cert", ("--client-cert",), "path", "client certificate, PEM ($VAULT_CLIENT_CERT)",
+           _LOGIN | {SNAPSHOT}),
+    Option("client_key", ("--client-key",), "path", "client key, PEM, mode 0600 ($VAULT_CLIENT_KEY)",
+           _LOGIN | {SNAPSHOT}),
     Option("tls_server_name", ("--tls-server-name",), "str",
            "name to verify in Vault's certificate ($VAULT_TLS_SERVER_NAME)", _ALL),
     Option("namespace", ("--namespace",), "str", "Vault namespace ($VAULT_NAMESPACE)", _ALL),
     Option("allow_insecure_http", ("--allow-insecure-http",), "bool", "allow http:// to a non-loopback host", _ALL),
-    Option("auth_mount", ("--auth-mount",), "str", "cert auth mount [default: cert]", _MINTING),
+    Option("auth_mount", ("--auth-mount",), "str", "cert auth mount [default: cert]", _MINTING | {SNAPSHOT}),
     Option("cert_role", ("--cert-role",), "str", "cert auth role the startup identity logs in as (bootstrap-roles: "
            "also its policy's name) [default: nomad_startup]", _MINTING),
     # ---- minting
@@ -148,8 +152,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("client_ca", ("--client-ca",), "path",
            "PEM: the CA (or the certificate itself) the cert role trusts for the startup identity",
            frozenset({BOOTSTRAP}), BOOTSTRAPPING, setting=False, required=True),
-    Option("token_file", ("--token-file",), "path", "file holding the admin token [default: $VAULT_TOKEN]",
-           frozenset({BOOTSTRAP}), BOOTSTRAPPING, setting=False),
+    Option("token_file", ("--token-file",), "path", "file holding the token (bootstrap-roles: an admin token; "
+           "snapshot --auth token: one allowed to read sys/storage/raft/snapshot) [default: $VAULT_TOKEN]",
+           frozenset({BOOTSTRAP, SNAPSHOT}), BOOTSTRAPPING, setting=False),
     Option("allowed_common_name", ("--allowed-common-name",), "list",
            "common name (or glob) the startup certificate must have; repeat for more [default: any]",
            frozenset({BOOTSTRAP}), BOOTSTRAPPING, setting=False, metavar="NAME"),
@@ -161,6 +166,38 @@ OPTIONS: tuple[Option, ...] = (
            BOOTSTRAPPING, setting=False, default="5m"),
     Option("diff", ("--diff",), "switch", "also show each field's change (old -> new)", frozenset({BOOTSTRAP}),
            BOOTSTRAPPING, setting=False),
+    Option("snapshot", ("--snapshot",), "switch", "write the snapshot identity instead: a policy with read on "
+           "sys/storage/raft/snapshot only, and a cert role (--snapshot-role) holding it",
+           frozenset({BOOTSTRAP}), BOOTSTRAPPING, setting=False),
+    Option("snapshot_role", ("--snapshot-role",), "str", "cert role (and its policy) the snapshot identity logs in "
+           "as [default: nomad_snapshot]", frozenset({BOOTSTRAP, SNAPSHOT}), SNAPSHOTTING),
+    # ---- snapshot
+    Option("snapshot_dir", ("--dir",), "path", "where snapshots are kept (created 0700 if missing)",
+           frozenset({SNAPSHOT}), SNAPSHOTTING, metavar="DIR"),
+    Option("snapshot_keep", ("--keep",), "str", "keep at most N verified snapshots; 0: no count limit [default: 0]",
+           frozenset({SNAPSHOT}), SNAPSHOTTING, metavar="N"),
+    Option("snapshot_max_age", ("--max-age",), "str", "delete verified snapshots older than this, e.g. 30d; "
+           "0: no age limit (the newest verified one always stays) [default: 0]", frozenset({SNAPSHOT}),
+           SNAPSHOTTING),
+    Option("snapshot_prefix", ("--prefix",), "str", "file names: PREFIX-<UTC time>-<raft index>.snap "
+           "[default: vault]", frozenset({SNAPSHOT}), SNAPSHOTTING),
+    Option("snapshot_timeout", ("--snapshot-timeout",), "str", "how long the whole download may take "
+           "[default: 10m]", frozenset({SNAPSHOT}), SNAPSHOTTING),
+    Option("snapshot_auth", ("--auth",), "str", "cert (client certificate, --snapshot-role), token ($VAULT_TOKEN "
+           "or --token-file) or jwt (--jwt-file, --jwt-role) [default: cert]", frozenset({SNAPSHOT}), SNAPSHOTTING),
+    Option("jwt_file", ("--jwt-file",), "path", "file holding a JWT (a Nomad workload identity) for --auth jwt",
+           frozenset({SNAPSHOT}), SNAPSHOTTING),
+    Option("jwt_role", ("--jwt-role",), "str", "JWT auth role [default: nomad-snapshot]", frozenset({SNAPSHOT}),
+           SNAPSHOTTING),
+    Option("jwt_mount", ("--jwt-mount",), "str", "JWT auth mount [default: jwt]", frozenset({SNAPSHOT}),
+           SNAPSHOTTING),
+    Option("keys_file", ("--keys-file",), "path", "restore-test: the source cluster's unseal keys (operator init "
+           "JSON, or one key a line; mode 0600)", frozenset({SNAPSHOT}), SNAPSHOTTING, setting=False),
+    Option("canary", ("--canary",), "str", "restore-test: a KV v1 path to read back from the restored data "
+           "(with the token of --token-file / $VAULT_TOKEN, of the source cluster)", frozenset({SNAPSHOT}),
+           SNAPSHOTTING, setting=False),
+    Option("metrics_dir", ("--metrics-dir",), "path", "write node_exporter textfile metrics (*.prom) here "
+           "(snapshot; the tracker reads it from the config)", frozenset({SNAPSHOT}), OUTPUT),
 )  # fmt: skip
 
 

@@ -21,6 +21,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from nomad_vault_token import lease, state, tls, tracking
 from nomad_vault_token.agent_argv import AgentArgv
@@ -121,6 +122,9 @@ class Tracker:
         self.track = tracking.start(time.monotonic(), _renewal_mark(info), random.random(), degraded=degraded)  # noqa: S311
         self.failures = 0
         self.cert_days: int | None = None
+        self.cert_not_after: float | None = None  # wall clock, for metrics
+        self.last_lookup: float | None = None  # wall clock of the last successful lookup-self
+        self.last_mint: float | None = None  # wall clock of the last replacement token
         self.cert_warning = ""
         self.next_watchdog = 0.0
         self.ready_sent = False
@@ -238,6 +242,7 @@ class Tracker:
             return self.recover("the agent started without one while Vault was away")
         try:
             info = self.vault.lookup_self(token)
+            self.last_lookup = time.time()
         except TokenInvalid as exc:
             return self.recover(str(exc))
         except VaultUnavailable as exc:
@@ -357,6 +362,7 @@ class Tracker:
             return lease.retry_delay(self.failures, self.settings.check_interval)
         old = self.info.accessor
         self.token = token
+        self.last_mint = self.last_lookup = time.time()
         self.health = Health(ttl=info.ttl, checked_at=time.monotonic(), last_renewal=_last_renewal(info))
         self.track = tracking.handed_over(self.track, how, _renewal_mark(info), time.monotonic())
         self.info = info
@@ -444,6 +450,40 @@ class Tracker:
             write_atomic(self.settings.tracker_file, (json.dumps(doc) + "\n").encode(), 0o600)
         except OSError as exc:
             log.debug("cannot write %s: %s", self.settings.tracker_file, exc.strerror)
+        if self.settings.metrics_dir is not None:
+            self.write_metrics(self.settings.metrics_dir)
+
+    def write_metrics(self, directory: Path) -> None:
+        """nomad_vault_token_tracker.prom for node_exporter's textfile collector (prometheus_client is
+        imported here, in the tracker, never by `run`). What is unknown is left out, never written as 0."""
+        from nomad_vault_token import metrics
+        from nomad_vault_token.metrics import flag, gauge
+
+        now = time.monotonic()
+        gauges = metrics.state_set("nomad_vault_token_tracker_state", metrics.TRACKER_STATES, self.track.state)
+        gauges.append(gauge("nomad_vault_token_token_adopted", flag(self.track.adopted())))
+        degraded_for = self.track.degraded_for(now)
+        gauges.append(gauge("nomad_vault_token_degraded_start", flag(degraded_for is not None)))
+        if degraded_for is not None:
+            gauges.append(gauge("nomad_vault_token_degraded_duration_seconds", degraded_for))
+        if self.token is not None and self.health.dead_since is None and self.health.checked_at:
+            ttl = max(self.ttl_now(), 0.0)
+            gauges.append(gauge("nomad_vault_token_token_ttl_seconds", ttl))
+            gauges.append(gauge("nomad_vault_token_token_expiry_timestamp_seconds", time.time() + ttl))
+        elif self.health.dead_since is not None:
+            gauges.append(gauge("nomad_vault_token_token_ttl_seconds", 0.0))
+        for name, value in (
+            ("nomad_vault_token_token_last_renewal_timestamp_seconds", self.health.last_renewal),
+            ("nomad_vault_token_token_last_lookup_timestamp_seconds", self.last_lookup),
+            ("nomad_vault_token_token_last_mint_timestamp_seconds", self.last_mint),
+            ("nomad_vault_token_client_cert_expiry_timestamp_seconds", self.cert_not_after),
+        ):
+            if value is not None:
+                gauges.append(gauge(name, value))
+        try:
+            metrics.write_textfile(directory, "tracker", gauges)
+        except (OSError, ValueError) as exc:
+            log.warning("metrics: cannot write in %s: %s", directory, getattr(exc, "strerror", None) or exc)
 
     def ready(self) -> None:
         """READY=1 once the agent can take a reload: systemd allows `systemctl reload` (SIGHUP) from then
@@ -468,6 +508,7 @@ class Tracker:
             self.cert_days, self.cert_warning = None, exc.message
             return
         self.cert_days = info.days_left
+        self.cert_not_after = info.not_after.timestamp()
         self.cert_warning = info.warnings[0] if info.warnings else ""
 
     def status_line(self) -> str:

@@ -15,6 +15,7 @@ import socket
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -418,3 +419,207 @@ class Vault:
         """POST sys/auth/<mount>: enable an auth method there."""
         with self._admin(f"sys/auth/{mount}", '"update" and "sudo"'):
             self._client(token).sys.enable_auth_method(method_type, path=mount)
+
+    # ---- snapshot (raft) ----
+
+    def login_cert(self, role: str) -> Secret:
+        """POST auth/<mount>/login with the client certificate, as cert role `role` (the snapshot identity)."""
+        s = self.settings
+        with self._mapped(f"auth/{s.auth_mount}/login", login=True):
+            resp = self._client(client_cert=True).auth.cert.login(name=role, mount_point=s.auth_mount)
+        return Secret(resp["auth"]["client_token"])
+
+    def login_jwt(self, mount: str, role: str, jwt: Secret) -> Secret:
+        """POST auth/<mount>/login with a JWT (e.g. a Nomad workload identity) against JWT role `role`."""
+        path = f"auth/{mount}/login"
+        try:
+            with self._mapped(path):
+                resp = self._client().write_data(path, data={"role": role, "jwt": jwt.reveal()})
+        except NotFound:
+            raise ConfigError(f"{path}: no JWT auth mount there: check --jwt-mount") from None
+        except VaultDenied as exc:
+            raise VaultDenied(f"{path}: JWT rejected for role {role!r}: {exc.message.split(': ', 1)[-1]}") from None
+        return Secret(resp["auth"]["client_token"])
+
+    def leader(self) -> Leader:
+        """GET sys/leader (unauthenticated): whether this node is the active one, and the active node's address."""
+        with self._mapped("sys/leader"):
+            data = self._client().sys.read_leader_status()
+        return Leader(
+            ha_enabled=bool(data.get("ha_enabled")),
+            is_self=bool(data.get("is_self")),
+            leader_address=str(data.get("leader_address") or ""),
+        )
+
+    def version(self) -> str:
+        """The server's version, from sys/seal-status ("" when it does not say)."""
+        with self._mapped("sys/seal-status"):
+            data = self._client().sys.read_seal_status()
+        return str(data.get("version") or "")
+
+    @contextmanager
+    def snapshot_stream(self, token: Secret, timeout: int) -> Iterator[Iterator[bytes]]:
+        """GET sys/storage/raft/snapshot from this address, streamed: yields the body's chunks.
+
+        A standby configured with `disable_standby_reads` answers 307 to the active node: followed once,
+        only to https (http only to loopback when allowed) and through this client's TLS settings (same
+        CA); the token goes there explicitly, never through requests' own redirect handling. Errors while
+        the body streams (a cut connection, a timeout) raise VaultUnavailable; a body that ends early but
+        cleanly is for `snapshot_verify.verify` to catch."""
+        import requests
+
+        from nomad_vault_token.config import check_address
+
+        path = "sys/storage/raft/snapshot"
+        s = self.settings
+        if self._session is None:
+            self._session = self._new_session(None)
+        session = self._session
+        headers = {"X-Vault-Token": token.reveal()}
+        if s.namespace:
+            headers["X-Vault-Namespace"] = s.namespace
+        url = f"{s.vault_addr.rstrip('/')}/v1/{path}"
+        deadline = _Deadline(timeout)
+        resp = None
+        try:
+            with _mapped(s, path):
+                for _hop in range(2):
+                    resp = session.get(
+                        url,
+                        headers=headers,
+                        stream=True,
+                        allow_redirects=False,
+                        timeout=(s.request_timeout, timeout),
+                        verify=session.verify,  # per request: REQUESTS_CA_BUNDLE beats a session's verify
+                    )
+                    if resp.status_code != 307:
+                        break
+                    location = resp.headers.get("Location", "")
+                    resp.close()
+                    if _hop:
+                        raise VaultUnavailable(f"{path}: redirected twice: no active node answers", state="error")
+                    scheme = location.split("://", 1)[0].lower()
+                    try:
+                        check_address(location, s.allow_insecure_http)
+                        if scheme != "https" and not s.vault_addr.startswith("http://"):
+                            raise ConfigError("a downgrade from https")
+                    except ConfigError:
+                        raise VaultDenied(f"{path}: refusing a redirect to {location!r}: not https") from None
+                    url = location
+                _raise_for_snapshot(resp, path, s.vault_addr)
+        except BaseException:
+            if resp is not None:
+                resp.close()
+            raise
+
+        body: Any = resp
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                for chunk in body.iter_content(chunk_size=1 << 20):
+                    deadline.check(path)
+                    yield chunk
+            except (requests.exceptions.RequestException, OSError) as exc:
+                raise VaultUnavailable(
+                    f"{path}: the snapshot stream broke off ({_reason(exc)}): nothing was kept",
+                    state="error",
+                    detail=_reason(exc),
+                ) from None
+
+        try:
+            yield chunks()
+        finally:
+            body.close()
+
+
+@dataclass(frozen=True)
+class Leader:
+    """What sys/leader answered."""
+
+    ha_enabled: bool
+    is_self: bool
+    leader_address: str
+
+
+class _Deadline:
+    def __init__(self, seconds: int) -> None:
+        import time
+
+        self._time = time
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+
+    def check(self, path: str) -> None:
+        if self._time.monotonic() > self.at:
+            raise VaultUnavailable(
+                f"{path}: the snapshot took longer than snapshot_timeout ({self.seconds}s): raise --snapshot-timeout",
+                state="error",
+                detail="timed out",
+            )
+
+
+def _raise_for_snapshot(resp: Any, path: str, addr: str) -> None:
+    """Map a snapshot answer's status to the project's errors (the body is JSON only for errors)."""
+    code = resp.status_code
+    if code == 200:
+        return
+    try:
+        words = "; ".join(str(e) for e in resp.json().get("errors") or []) or f"HTTP {code}"
+    except ValueError:
+        words = f"HTTP {code}"
+    resp.close()
+    if code in (401, 403):
+        raise VaultDenied(
+            f"{path}: permission denied ({words}): the snapshot identity's policy needs read on {path}"
+        )
+    if code == 503:
+        raise VaultUnavailable(f"{path}: Vault at {addr} is sealed or unavailable ({words})", state="sealed")
+    if code == 429:
+        raise VaultUnavailable(f"{path}: {addr} is a standby and did not redirect: point --vault-addr at the "
+                               "active node", state="standby")
+    if code == 404:
+        raise VaultDenied(f"{path}: not found ({words}): the storage backend must be raft")
+    raise VaultUnavailable(f"{path}: Vault error ({words})", state="error", detail=words)
+
+
+class Throwaway(Vault):
+    """A local, throwaway server (`snapshot restore-test`): init, unseal, forced restore, one read."""
+
+    def init_one_key(self) -> tuple[Secret, Secret]:
+        """PUT sys/init with one key share: (root token, unseal key)."""
+        with self._mapped("sys/init"):
+            data = self._client().sys.initialize(secret_shares=1, secret_threshold=1)
+        return Secret(data["root_token"]), Secret(data["keys"][0])
+
+    def unseal_with(self, key: Secret) -> bool:
+        """PUT sys/unseal with one key; True while still sealed. A key Vault refuses raises VaultDenied."""
+        with self._mapped("sys/unseal"):
+            data = self._client().sys.submit_unseal_key(key.reveal())
+        return bool(data.get("sealed", True))
+
+    def restore_force(self, token: Secret, snapshot: Path) -> None:
+        """POST sys/storage/raft/snapshot-force with the file as the body (streamed from disk)."""
+        path = "sys/storage/raft/snapshot-force"
+        if self._session is None:
+            self._session = self._new_session(None)
+        with self._mapped(path), open(snapshot, "rb") as body:
+            resp = self._session.post(
+                f"{self.settings.vault_addr}/v1/{path}",
+                headers={"X-Vault-Token": token.reveal()},
+                data=body,
+                timeout=self.settings.snapshot_timeout,
+                verify=self._session.verify,
+            )
+        if resp.status_code not in (200, 204):
+            try:
+                words = "; ".join(str(e) for e in resp.json().get("errors") or []) or f"HTTP {resp.status_code}"
+            except ValueError:
+                words = f"HTTP {resp.status_code}"
+            raise VaultUnavailable(f"{path}: the throwaway server refused the snapshot ({words})", state="error")
+
+    def read_path(self, token: Secret, path: str) -> dict[str, Any] | None:
+        """GET <path>: its data, None when nothing is there."""
+        try:
+            return self._read(token, path)
+        except NotFound:
+            return None

@@ -222,7 +222,7 @@ def defaults() -> dict[str, object]:
 
 def test_shipped_roles_fill_with_the_documented_values() -> None:
     roles = tomllib.loads((POLICIES / "roles.toml").read_text())
-    assert set(roles) == {"task_role", "mint_role", "cert_role"}
+    assert set(roles) == {"task_role", "mint_role", "cert_role", "snapshot_cert_role"}
     task = fill_fields(roles["task_role"], defaults())
     # Nomad's docs, and Nomad's own checks: renewable, no explicit max TTL, a period; orphan
     assert task == {
@@ -249,8 +249,16 @@ def test_shipped_roles_fill_with_the_documented_values() -> None:
         "token_ttl": 300,
         "token_max_ttl": 300,
     }
-    for fields in (task, mint, cert):
+    snap = fill_fields(roles["snapshot_cert_role"], {**defaults(), "snapshot_policy": "nomad_snapshot"})
+    assert snap == {**cert, "token_policies": ["nomad_snapshot"]}
+    for fields in (task, mint, cert, snap):
         assert set(fields) <= set(FIELD_TYPES)
+
+
+def test_snapshot_policy_reads_the_snapshot_and_nothing_else() -> None:
+    text = (POLICIES / "snapshot.hcl").read_text()
+    rules = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    assert rules == ['path "sys/storage/raft/snapshot" {', 'capabilities = ["read"]', "}"]
 
 
 def test_role_mode_policies_have_no_sudo_and_fill_completely() -> None:

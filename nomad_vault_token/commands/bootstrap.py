@@ -28,6 +28,7 @@ AUTH_TYPE = "cert"
 SERVER_POLICY_FILE = "nomad-server.hcl"
 STARTUP_POLICY_FILES = {"role": "startup-role.hcl", "create-orphan": "startup-create-orphan.hcl"}
 ROLES_FILE = "roles.toml"
+SNAPSHOT_POLICY_FILE = "snapshot.hcl"
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _MOUNT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)*")
@@ -50,25 +51,38 @@ def main(
     login_ttl: str,
     dry_run: bool,
     diff: bool,
+    snapshot: bool = False,
 ) -> Result:
     check = dry_run
     _check_names(settings)
+    if snapshot:
+        _check_name(settings.snapshot_role, "snapshot_role")
+        if settings.snapshot_role in (settings.cert_role, *settings.policies):
+            raise ConfigError(
+                f"snapshot_role {settings.snapshot_role!r}: is the startup or server policy's name too, which "
+                "--snapshot would overwrite: choose another --snapshot-role"
+            )
     ttl = _login_ttl(login_ttl)
     ca_pem = _client_ca(client_ca)
     task_allowed = _task_allowed(task_allowed_policy or [], settings)
     common_names = _common_names(allowed_common_name or [])
     admin = _admin_token(token_file)
 
-    if settings.mint_mode == "create-orphan":
+    if settings.mint_mode == "create-orphan" and not snapshot:
         logger.warning("%s", CREATE_ORPHAN_WARNING)
     if not common_names:
         logger.warning(
             "no --allowed-common-name: any certificate issued by --client-ca %s can log in as %s",
             client_ca,
-            settings.cert_role,
+            settings.snapshot_role if snapshot else settings.cert_role,
         )
 
-    wanted = wanted_objects(settings, ca_pem=ca_pem, common_names=common_names, task_allowed=task_allowed, ttl=ttl)
+    if snapshot:
+        wanted = snapshot_objects(settings, ca_pem=ca_pem, common_names=common_names, ttl=ttl)
+    else:
+        wanted = wanted_objects(
+            settings, ca_pem=ca_pem, common_names=common_names, task_allowed=task_allowed, ttl=ttl
+        )
 
     vault = Vault(settings)
     vault.lookup_self(admin, admin=True)
@@ -140,6 +154,32 @@ def wanted_objects(
         # the shipped files, not the user's: a broken installation
         raise ConfigError(f"policies/ shipped with nomad-vault-token: {exc}: reinstall nomad-vault-token") from None
     return objects
+
+
+def snapshot_objects(settings: Settings, *, ca_pem: str, common_names: list[str], ttl: int) -> list[Wanted]:
+    """`--snapshot`: the snapshot identity's policy (read on sys/storage/raft/snapshot, nothing else), the cert
+    auth mount and the cert role holding that policy."""
+    import tomllib
+
+    name = settings.snapshot_role
+    values: dict[str, Any] = {
+        "snapshot_policy": name,
+        "client_ca": ca_pem,
+        "allowed_common_names": common_names,
+        "login_ttl": ttl,
+    }
+    try:
+        roles = tomllib.loads(resources.read_text("policies", ROLES_FILE))
+        policy_text = fill_text(resources.read_text("policies", SNAPSHOT_POLICY_FILE), values)
+        mount = settings.auth_mount
+        cert_path = f"auth/{mount}/certs/{name}"
+        return [
+            Wanted("policy", f"sys/policies/acl/{name}", name, {"policy": policy_text}),
+            Wanted("auth_mount", f"sys/auth/{mount}", f"sys/auth/{mount}", {"type": AUTH_TYPE}),
+            Wanted("cert_role", cert_path, cert_path, fill_fields(roles["snapshot_cert_role"], values)),
+        ]
+    except (FileNotFoundError, KeyError, PlanError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"policies/ shipped with nomad-vault-token: {exc}: reinstall nomad-vault-token") from None
 
 
 def _token_role(name: str, fields: dict[str, Any]) -> Wanted:

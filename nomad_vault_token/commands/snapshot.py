@@ -1,0 +1,347 @@
+"""`snapshot`: a raft snapshot from the active node, verified before it is kept, then retention; `verify`;
+`restore-test`.
+
+The run, in order: log in (cert, token or JWT) at the active node (`sys/leader`), stream
+`sys/storage/raft/snapshot` into an exclusive 0600 temp file in the target directory (fsynced),
+`snapshot_verify.verify` it completely, give it its final name and manifest (`keep`), and only then apply
+retention (`snapshot_plan.plan_retention`: verified snapshots only, our names only, never the newest).
+Whatever fails before `keep`, the temp file is removed and nothing is deleted. The metrics file (when
+`metrics_dir` is set) says how the run ended either way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+import stat
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from nomad_vault_token.config import Settings
+from nomad_vault_token.errors import ConfigError, NvtError
+from nomad_vault_token.results import Result
+from nomad_vault_token.vault import Secret, Vault
+
+log = logging.getLogger(__name__)
+
+METRICS_COMPONENT = "snapshot"
+
+
+def verify_file(file: Path | None) -> Result:
+    """`snapshot verify FILE`: check a snapshot offline (65 when it fails)."""
+    from nomad_vault_token.snapshot_verify import verify
+
+    if file is None:
+        raise ConfigError("snapshot verify: give the snapshot file: snapshot verify FILE")
+    info = verify(file)
+    data = {
+        "ok": True,
+        "action": "verify",
+        "file": str(file),
+        "size": info.size,
+        "sha256": info.sha256,
+        "index": info.index,
+        "term": info.term,
+        "entries": list(info.entries),
+        "checked": list(info.checked),
+    }
+    text = f"{file}: OK, raft index {info.index}, term {info.term}, {info.size} bytes, sha256 {info.sha256}"
+    return Result(data, text)
+
+
+def main(
+    settings: Settings,
+    *,
+    action: str | None,
+    file: Path | None,
+    token_file: Path | None,
+    keys_file: Path | None,
+    canary: str | None,
+) -> Result:
+    if action in (None, "take"):
+        if file is not None:
+            raise ConfigError(f"snapshot: unexpected argument {str(file)!r}: did you mean snapshot verify FILE?")
+        return take(settings, token_file=token_file)
+    if action == "restore-test":
+        from nomad_vault_token import restore_test
+
+        if file is None:
+            raise ConfigError("snapshot restore-test: give the snapshot file: snapshot restore-test FILE --keys-file F")
+        return restore_test.run(settings, file, keys_file=keys_file, token_file=token_file, canary=canary)
+    raise ConfigError(f"snapshot {action!r}: use snapshot, snapshot verify FILE or snapshot restore-test FILE")
+
+
+# ---- taking one ----------------------------------------------------------------------------------
+
+
+def take(settings: Settings, *, token_file: Path | None) -> Result:
+    from nomad_vault_token import snapshot_verify as sv
+    from nomad_vault_token.snapshot_plan import Retention, check_prefix, plan_retention, snapshot_name
+
+    started = time.monotonic()
+    try:
+        prefix = check_prefix(settings.snapshot_prefix)
+        retention = Retention(
+            keep=settings.snapshot_keep or None,
+            max_age=timedelta(seconds=settings.snapshot_max_age) if settings.snapshot_max_age else None,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    directory = _target_dir(settings)
+    signal.signal(signal.SIGTERM, _terminated)  # systemctl stop, Nomad's kill: clean up like on Ctrl-C
+    _remove_stale_partials(directory, prefix, settings.snapshot_timeout)
+    metrics = _Metrics(settings, directory, prefix, started)
+    verified: bool | None = None
+    try:
+        given = _given_secret(settings, token_file)  # read before any request: a missing file is a config error
+        vault, leader = _active(settings)
+        token, own_login = _credentials(vault, settings, given)
+        try:
+            version = _quiet_version(vault)
+            with vault.snapshot_stream(token, settings.snapshot_timeout) as chunks:
+                received = sv.receive(chunks, directory, prefix)
+        finally:
+            if own_login:
+                _revoke(vault, token)
+            vault.close()
+        with sv.discard_on_failure(received.path):
+            verified = False
+            info = sv.verify(received.path)
+            verified = True
+            now = datetime.now(UTC).replace(microsecond=0)
+            name = snapshot_name(prefix, now, info.index)
+            manifest = sv.Manifest.of(info, name, version, now)
+            try:
+                final = sv.keep(received.path, name, manifest)
+            except FileExistsError:
+                raise ConfigError(
+                    f"snapshot {directory / name.file_name}: already exists (two runs in one second?): "
+                    "run them apart (prohibit_overlap, a timer)"
+                ) from None
+            except OSError as exc:
+                raise ConfigError(f"snapshot dir {directory}: cannot keep the snapshot: {exc.strerror}") from None
+    except NvtError as exc:
+        metrics.failed(verified)
+        log.debug("snapshot failed, nothing deleted: %s", exc.message)
+        raise
+    except OSError as exc:  # the disk: receive's own writes
+        metrics.failed(verified)
+        raise ConfigError(f"snapshot dir {directory}: cannot write: {exc.strerror or exc}") from None
+
+    _, present = sv.survey(directory, prefix)
+    plan = plan_retention(present, retention, now, run_succeeded=True)
+    deleted = sv.delete(directory, prefix, plan.delete)
+    for gone in deleted:
+        log.info("retention: deleted %s", gone)
+    if plan.unverified:
+        log.warning(
+            "left alone, no manifest vouches for them: %s (check with snapshot verify)",
+            ", ".join(n.file_name for n in plan.unverified),
+        )
+    metrics.succeeded(info, len(plan.kept), len(plan.unverified))
+    data: dict[str, Any] = {
+        "ok": True,
+        "action": "take",
+        "file": str(final),
+        "manifest": str(directory / name.manifest_name),
+        "size": info.size,
+        "sha256": info.sha256,
+        "index": info.index,
+        "term": info.term,
+        "vault_version": version,
+        "active_node": leader,
+        "deleted": deleted,
+        "kept": [n.file_name for n in plan.kept],
+        "unverified": [n.file_name for n in plan.unverified],
+        "duration_seconds": round(time.monotonic() - started, 3),
+    }
+    text = (
+        f"{final}: verified, raft index {info.index}, term {info.term}, {info.size} bytes from {leader}; "
+        f"kept {len(plan.kept)}, deleted {len(deleted) // 2}"
+    )
+    return Result(data, text)
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds through receive/discard_on_failure: the temp file goes
+
+
+def _remove_stale_partials(directory: Path, prefix: str, timeout: int) -> None:
+    """Temp files of runs killed without a chance to clean up (SIGKILL, a power cut): older than any run
+    may last (snapshot_timeout, plus a minute), so never a run still in progress."""
+    from nomad_vault_token.snapshot_plan import classify
+
+    now = time.time()
+    for name in classify(os.listdir(directory), prefix).partials:
+        path = directory / name
+        try:
+            if now - path.lstat().st_mtime > timeout + 60:
+                path.unlink()
+                log.warning("removed %s, left by a run that was killed", path)
+        except OSError:
+            continue
+
+
+def _target_dir(settings: Settings) -> Path:
+    directory = settings.snapshot_dir
+    if directory is None:
+        raise ConfigError("snapshot_dir is not set: pass --dir DIR or set snapshot_dir in the config file")
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = directory.stat()
+    except FileExistsError:
+        raise ConfigError(f"snapshot dir {directory}: exists and is not a directory") from None
+    except OSError as exc:
+        raise ConfigError(f"snapshot dir {directory}: cannot create: {exc.strerror}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"snapshot dir {directory}: exists and is not a directory")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ConfigError(f"snapshot dir {directory}: not writable by this user: fix its owner or mode")
+    if st.st_mode & 0o007:
+        log.warning("snapshot dir %s: others can enter it: chmod o-rwx %s", directory, directory)
+    return directory
+
+
+def _active(settings: Settings) -> tuple[Vault, str]:
+    """A client of the active node: sys/leader on the configured address says where it is."""
+    vault = Vault(settings)
+    leader = vault.leader()
+    if not leader.ha_enabled or leader.is_self or not leader.leader_address:
+        return vault, settings.vault_addr
+    address = leader.leader_address.rstrip("/")
+    from nomad_vault_token.config import check_address
+
+    try:
+        check_address(address, settings.allow_insecure_http)
+    except ConfigError as exc:
+        vault.close()
+        raise ConfigError(
+            f"sys/leader names the active node {address!r}, which cannot be used: {exc.message}"
+        ) from None
+    vault.close()
+    log.info("active node: %s (asked %s)", address, settings.vault_addr)
+    return Vault(dataclasses.replace(settings, vault_addr=address)), address
+
+
+def _given_secret(settings: Settings, token_file: Path | None) -> Secret | None:
+    """--auth token: the token; --auth jwt: the JWT; --auth cert: None (the certificate is read at login)."""
+    from nomad_vault_token import secret_files
+
+    if settings.snapshot_auth == "token":
+        return secret_files.token(token_file)
+    if settings.snapshot_auth == "jwt":
+        if settings.jwt_file is None:
+            raise ConfigError("--auth jwt: give --jwt-file FILE (or jwt_file in the config)")
+        return secret_files.read(settings.jwt_file, "--jwt-file", "JWT")
+    for key, path in zip(("client_cert", "client_key"), settings.client_tls(), strict=True):
+        try:  # now, with its name: requests would say only "invalid path", mid-run
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"{key} {path}: cannot read: {exc.strerror}") from None
+    return None
+
+
+def _credentials(vault: Vault, settings: Settings, given: Secret | None) -> tuple[Secret, bool]:
+    """The token to snapshot with, and whether this run logged in for it (then it is revoked afterwards)."""
+    if settings.snapshot_auth == "token" and given is not None:
+        return given, False
+    if settings.snapshot_auth == "jwt" and given is not None:
+        return vault.login_jwt(settings.jwt_mount, settings.jwt_role, given), True
+    return vault.login_cert(settings.snapshot_role), True
+
+
+def _revoke(vault: Vault, token: Secret) -> None:
+    try:
+        vault.revoke_self(token)
+    except NvtError as exc:
+        log.debug("could not revoke the login token: %s", exc.message)
+
+
+def _quiet_version(vault: Vault) -> str:
+    try:
+        return vault.version()
+    except NvtError:
+        return ""
+
+
+class _Metrics:
+    """nomad_vault_token_snapshot.prom when metrics_dir is set; a failure to write is logged, never fatal."""
+
+    def __init__(self, settings: Settings, directory: Path, prefix: str, started: float) -> None:
+        self.dir = settings.metrics_dir
+        self.snap_dir = directory
+        self.prefix = prefix
+        self.started = started
+
+    def _write(self, gauges: list[Any]) -> None:
+        if self.dir is None:
+            return
+        from nomad_vault_token import metrics
+
+        try:
+            metrics.write_textfile(self.dir, METRICS_COMPONENT, gauges)
+        except OSError as exc:
+            log.warning("metrics: cannot write in %s: %s", self.dir, exc.strerror)
+
+    def _common(self, success: bool) -> list[Any]:
+        from nomad_vault_token.metrics import flag, gauge
+
+        return [
+            gauge("nomad_vault_token_snapshot_last_run_timestamp_seconds", time.time()),
+            gauge("nomad_vault_token_snapshot_last_run_success", flag(success)),
+            gauge("nomad_vault_token_snapshot_last_duration_seconds", time.monotonic() - self.started),
+        ]
+
+    def failed(self, verified: bool | None) -> None:
+        """What a failed run can say: the newest verified snapshot still there, from its manifest."""
+        if self.dir is None:
+            return
+        from nomad_vault_token import snapshot_verify as sv
+        from nomad_vault_token.metrics import flag, gauge
+
+        gauges = self._common(False)
+        if verified is not None:
+            gauges.append(gauge("nomad_vault_token_snapshot_last_verification_success", flag(verified)))
+        try:
+            _, present = sv.survey(self.snap_dir, self.prefix)
+        except OSError:
+            present = []
+        good = [p.name for p in present if p.verified]
+        gauges += [
+            gauge("nomad_vault_token_snapshot_kept", len(good)),
+            gauge("nomad_vault_token_snapshot_unverified", len(present) - len(good)),
+        ]
+        if good:
+            newest = good[-1]
+            manifest = sv.read_manifest(self.snap_dir / newest.manifest_name)
+            gauges.append(
+                gauge("nomad_vault_token_snapshot_last_success_timestamp_seconds", newest.taken_at.timestamp())
+            )
+            if manifest is not None:
+                gauges += [
+                    gauge("nomad_vault_token_snapshot_last_size_bytes", manifest.size),
+                    gauge("nomad_vault_token_snapshot_last_raft_index", manifest.index),
+                    gauge("nomad_vault_token_snapshot_last_raft_term", manifest.term),
+                ]
+        self._write(gauges)
+
+    def succeeded(self, info: Any, kept: int, unverified: int) -> None:
+        from nomad_vault_token.metrics import flag, gauge
+
+        self._write(
+            [
+                *self._common(True),
+                gauge("nomad_vault_token_snapshot_last_success_timestamp_seconds", time.time()),
+                gauge("nomad_vault_token_snapshot_last_verification_success", flag(True)),
+                gauge("nomad_vault_token_snapshot_last_size_bytes", info.size),
+                gauge("nomad_vault_token_snapshot_last_raft_index", info.index),
+                gauge("nomad_vault_token_snapshot_last_raft_term", info.term),
+                gauge("nomad_vault_token_snapshot_kept", kept),
+                gauge("nomad_vault_token_snapshot_unverified", unverified),
+            ]
+        )
