@@ -173,7 +173,7 @@ class Bao:
 
     # ---- what an admin writes ---------------------------------------------------
 
-    def write_mint_role(self, **changes: object) -> None:
+    def write_mint_role(self, name: str = MINT_ROLE, **changes: object) -> None:
         """The mint role as `configure` writes it, with `changes` over its fields."""
         fields: dict[str, object] = {
             "allowed_policies": [SERVER_POLICY],
@@ -182,7 +182,24 @@ class Bao:
             "renewable": True,
             "token_explicit_max_ttl": 0,
         }
-        self.client().write(f"auth/token/roles/{MINT_ROLE}", **(fields | changes))
+        self.client().write(f"auth/token/roles/{name}", **(fields | changes))
+
+    def write_startup_identity(self, name: str, mint_role: str | None = MINT_ROLE) -> None:
+        """The startup certificate's identity `name`: a policy of that name (role mode: `update` on
+        `mint_role` only; None: the create-orphan mode's) and a cert auth role trusting the test CA."""
+        c = self.client()
+        if mint_role is None:
+            policy = (POLICIES / "startup-create-orphan.hcl").read_text()
+        else:
+            policy = (POLICIES / "startup-role.hcl").read_text().replace("${mint_role}", mint_role)
+        c.sys.create_or_update_policy(name, policy)
+        c.write(
+            f"auth/cert/certs/{name}",
+            certificate=self.certs.ca_path.read_text(),
+            token_policies=[name],
+            token_ttl="5m",
+            allowed_common_names=["nomad-startup"],
+        )
 
     def drop_from_server_policy(self, path: str) -> None:
         """Remove `path` from the server policy, and the default policy (which grants some paths too)
@@ -198,10 +215,6 @@ class Bao:
         c = self.client()
         server_policy = (POLICIES / "nomad-server.hcl").read_text().replace("${task_role}", TASK_ROLE)
         c.sys.create_or_update_policy(SERVER_POLICY, server_policy)
-        c.sys.create_or_update_policy(
-            STARTUP_ROLE, (POLICIES / "startup-role.hcl").read_text().replace("${mint_role}", MINT_ROLE)
-        )
-        c.sys.create_or_update_policy(ORPHAN_STARTUP, (POLICIES / "startup-create-orphan.hcl").read_text())
         self.write_mint_role()
         c.write(
             f"auth/token/roles/{TASK_ROLE}",
@@ -212,15 +225,8 @@ class Bao:
             token_explicit_max_ttl=0,
         )
         c.sys.enable_auth_method("cert")
-        ca = self.certs.ca_path.read_text()
-        for name in (STARTUP_ROLE, ORPHAN_STARTUP):
-            c.write(
-                f"auth/cert/certs/{name}",
-                certificate=ca,
-                token_policies=[name],
-                token_ttl="5m",
-                allowed_common_names=["nomad-startup"],
-            )
+        self.write_startup_identity(STARTUP_ROLE)
+        self.write_startup_identity(ORPHAN_STARTUP, mint_role=None)
 
     def live_server_tokens(self) -> list[dict[str, Any]]:
         """lookup of every live token whose policies include the server policy."""
