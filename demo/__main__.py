@@ -217,6 +217,5 @@ def adopted(state_dir: Path) -> bool:
     return tracker_state(state_dir) == "healthy"
 
 
-
 if __name__ == "__main__":
     sys.exit(main())
