@@ -110,11 +110,11 @@ def summarize(runs: list[dict[str, Any]]) -> PathPhases:
         if imports:
             row.import_requests_hvac_ms = statistics.median(imports)
         rows.append(row)
-    marks = [dict(r["marks"]) for r in runs]
-    total = [(m["exec"] - m["process start"]) / 1e6 for m in marks if "exec" in m]
+    every = [dict(r["marks"]) for r in runs]
+    total = [(m["exec"] - m["process start"]) / 1e6 for m in every if "exec" in m]
     harness = [
         (m["harness wrapped"] - m["imported commands.run"]) / 1e6 + (m["harness ready"] - m["python ready"]) / 1e6
-        for m in marks
+        for m in every
     ]
     tls = [r["tls"] for r in runs if r.get("tls")]
     return PathPhases(

@@ -158,169 +158,189 @@ def targets(r: Results) -> list[Target]:
     return out
 
 
-def render(r: Results) -> str:
-    lines: list[str] = []
-    add, extend = lines.append, lines.extend
+Lines = list[str]
+
+
+def _header(r: Results) -> Lines:
     mach = r.machine
-    add(f"Date: {r.date}  ")
-    add(f"Command: `{r.command}`  ")
-    add(
+    start = ", ".join(f"{x:.2f}" for x in mach["loadavg_start"])
+    end = ", ".join(f"{x:.2f}" for x in mach.get("loadavg_end", ()))
+    return [
+        f"Date: {r.date}  ",
+        f"Command: `{r.command}`  ",
         f"Machine: {mach['nproc']} CPUs ({mach['cpu']}), {mach['memory_gib']} GiB, Python {mach['python']}, "
-        f"Linux {mach['kernel']}; load average {', '.join(f'{x:.2f}' for x in mach['loadavg_start'])} at the start, "
-        f"{', '.join(f'{x:.2f}' for x in mach.get('loadavg_end', ()))} at the end  "
-    )
-    add("Versions: " + ", ".join(f"{k} {v}" for k, v in r.versions.items()))
-    add("")
-    add("## Targets")
-    add("")
-    verdict = {None: "-", True: "yes", False: "NO"}
-    extend(
-        table(
+        f"Linux {mach['kernel']}; load average {start} at the start, {end} at the end  ",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in r.versions.items()),
+        "",
+        "## Targets",
+        "",
+        *table(
             ["target", "wanted", "measured", "met"],
-            [(t.name, t.wanted, t.measured, verdict[t.met]) for t in targets(r)],
-        )
-    )
-    s = r.startup
+            [(t.name, t.wanted, t.measured, {None: "-", True: "yes", False: "NO"}[t.met]) for t in targets(r)],
+        ),
+    ]
+
+
+def _startup(s: Startup) -> Lines:
+    rows = []
+    for x in (s.variants[v] for v in VARIANTS):
+        spread = f"{x.spread.p25:.0f}-{x.spread.p75:.0f}"
+        rows.append((x.label, f"{x.spread.median:.0f}", spread, f"{x.ratio_to_bash:.2f}", f"{x.audited_requests:.0f}"))
+    return [
+        "",
+        f"## 1. Start-up: process start to the agent's exec ({s.runs} runs each, interleaved)",
+        "",
+        *table(["variant", "median ms", "p25-p75 ms", "x bash", "audited Vault requests"], rows),
+        "",
+        "OpenBao does not audit sys/health: `run` makes one such request more per Vault step (see phases).",
+        "`bao agent` (exec) renders its env_template, then waits out a fixed 2 s debounce in its exec "
+        "server before it starts the child; the floor makes run's mint requests (phases, below) on one "
+        "kept-alive connection, then execs the agent.",
+    ]
+
+
+def _bare(f: BareStartups, s: Startup | None) -> Lines:
+    lines = [
+        "",
+        "### Bare start-ups (process start to exit, median)",
+        "",
+        *table(["command", "ms"], [(f"`{label}`", f"{ms:.0f}") for label, ms in f.ms.items()]),
+    ]
     if s:
-        add("")
-        add(f"## 1. Start-up: process start to the agent's exec ({s.runs} runs each, interleaved)")
-        add("")
-        rows = []
-        for v in VARIANTS:
-            x = s.variants[v]
-            spread = f"{x.spread.p25:.0f}-{x.spread.p75:.0f}"
-            rows.append(
-                (x.label, f"{x.spread.median:.0f}", spread, f"{x.ratio_to_bash:.2f}", f"{x.audited_requests:.0f}")
-            )
-        extend(table(["variant", "median ms", "p25-p75 ms", "x bash", "audited Vault requests"], rows))
-        add("")
-        add("OpenBao does not audit sys/health: `run` makes one such request more per Vault step (see phases).")
-        add(
-            "`bao agent` (exec) renders its env_template, then waits out a fixed 2 s debounce in its exec "
-            "server before it starts the child; the floor makes run's mint requests (phases, below) on one "
-            "kept-alive connection, then execs the agent."
-        )
-    f = r.bare
-    if f:
-        add("")
-        add("### Bare start-ups (process start to exit, median)")
-        add("")
-        extend(table(["command", "ms"], [(f"`{label}`", f"{ms:.0f}") for label, ms in f.ms.items()]))
-        if s:
-            bash = s.variants["bash"].spread.median
-            floor = s.variants["floor"].spread.median
-            add("")
-            add(
-                f"Budgets at these figures: reuse <= {TARGETS['reuse'] * bash:.0f} ms, mint <= "
-                f"{TARGETS['mint'] * bash:.0f} ms (bash script), <= {TARGETS['mint_vs_bao_exec'] * s.variants['bao_exec'].spread.median:.0f} ms "
-                f"(bao agent exec), <= {floor + TARGETS['above_floor_ms']:.0f} ms (floor + "
-                f"{TARGETS['above_floor_ms']:.0f}); `{HVAC_FLOOR}` alone takes {fmt(f.ms.get(HVAC_FLOOR))} ms."
-            )
-    p = r.phases
-    if p:
-        for path, data in p.paths.items():
-            if data.error:
-                add(f"\nPhases of `run` ({path}): probe failed: {data.error[:300]}")
-                continue
-            add("")
-            add(f"### Where `run`'s time goes ({path}, with checks; median of {p.runs} runs)")
-            add("")
-            rows = []
-            for row in data.rows:
-                extra = ""
-                if row.import_requests_hvac_ms is not None:
-                    extra = f" (of which importing requests + hvac: {row.import_requests_hvac_ms:.0f} ms)"
-                rows.append((f"{row.phase}{extra}", f"{row.ms:.1f}", ", ".join(row.requests), fmt(row.connections)))
-            rows.append(
-                (
-                    f"total to exec (the probe's own wrapping, {data.harness_ms:.1f} ms, included)",
-                    fmt(data.total_ms),
-                    "",
-                    "",
-                )
-            )
-            extend(table(["phase", "ms", "HTTP requests", "TCP+TLS connections"], rows))
-            if data.lookup_fresh_client_ms is not None and data.lookup_kept_alive_ms is not None:
-                add("")
-                add(
-                    f"lookup-self with a new client and connection per call (as vault.py does): "
-                    f"{data.lookup_fresh_client_ms:.1f} ms; on one kept-alive client: "
-                    f"{data.lookup_kept_alive_ms:.1f} ms."
-                )
-    i = r.imports
-    if i:
-        add("")
-        add(
-            f"## 2. Import time of the run path (`python -X importtime`, reuse with checks, median of "
-            f"{i.runs} runs): {i.total_ms:.0f} ms in {i.modules} modules"
-        )
-        add("")
-        add("Top 10 modules by cumulative time (nested: a module's time includes what it imports):")
-        add("")
-        rows = [(f"{'. ' * m.depth}{m.module}", f"{m.cumulative_ms:.1f}", f"{m.self_ms:.1f}") for m in i.top10]
-        extend(table(["module", "cumulative ms", "self ms"], rows))
-        add("")
-        add("Top-level imports (what the code asked for) and self time summed per package:")
-        add("")
-        extend(
-            table(["top-level import", "cumulative ms"], [(m.module, f"{m.cumulative_ms:.1f}") for m in i.top_level])
-        )
-        add("")
-        by_package = list(i.by_package.items())[:12]
-        extend(table(["package", "self ms (sum)"], [(name, f"{ms:.1f}") for name, ms in by_package]))
-    m = r.memory
-    if m:
-        add("")
-        add(
-            f"## 3. Memory after {m.window_s:.0f} s: the tracker had made {m.tracker_checks} checks "
-            f"(= {m.default_schedule_hours:.0f} h of the default schedule's 3 per hour)"
-        )
-        add("")
-        rows = []
-        for key, label in MEMORY_ROWS.items():
-            x = m.final.get(key)
-            if x:
-                rows.append(
-                    (
-                        label.format(after=m.bao_exec_after_s),
-                        mib(x["VmRSS"]),
-                        mib(x.get("RssAnon")),
-                        mib(x.get("RssFile")),
-                        mib(x.get("Pss")),
-                        mib(x.get("VmHWM")),
-                    )
-                )
-        extend(table(["process", "VmRSS MiB", "RssAnon MiB", "RssFile MiB", "PSS MiB", "VmHWM MiB"], rows))
-    if r.memory_probes:
-        add("")
-        add("What a tracker carrying less would weigh (fresh process, imports, 3 lookup-selfs):")
-        add("")
-        rows = [(PROBE_NAMES.get(k, k), mib(x["VmRSS"]), mib(x.get("Pss"))) for k, x in r.memory_probes.items()]
-        extend(table(["probe", "VmRSS MiB", "PSS MiB"], rows))
-    q = r.requests
-    if q:
-        add("")
-        add(
-            f"## 4. Vault requests in steady state ({q.window_s:.0f} s measured, time scaled {q.scale}x = "
-            f"{q.scaled_hours:.0f} h; counted in the audit log)"
-        )
-        add("")
-        b = q.bao_agent_real_time
-        rows = [
-            ("tracker (ours)", q.tracker.count, f"{q.tracker.per_day:.1f}", q.tracker.paths),
-            ("stand-in Nomad (its own renewals)", q.agent.count, f"{q.agent.per_day:.1f}", q.agent.paths),
-            ("bao agent, real time (token TTL 5m from its cert role)", b.count, f"{b.per_day:.0f}", b.paths),
+        bash, floor, exec_ = (s.variants[v].spread.median for v in ("bash", "floor", "bao_exec"))
+        lines += [
+            "",
+            f"Budgets at these figures: reuse <= {TARGETS['reuse'] * bash:.0f} ms, mint <= "
+            f"{TARGETS['mint'] * bash:.0f} ms (bash script), <= {TARGETS['mint_vs_bao_exec'] * exec_:.0f} ms "
+            f"(bao agent exec), <= {floor + TARGETS['above_floor_ms']:.0f} ms (the floor + "
+            f"{TARGETS['above_floor_ms']:.0f}); `{HVAC_FLOOR}` alone takes {fmt(f.ms.get(HVAC_FLOOR))} ms.",
         ]
-        extend(table(["who", "requests in window", "per day", "paths"], rows))
-        add("")
-        add("From the pure schedule (`lease.check_delay`, Nomad renewing at half the TTL):")
-        add("")
-        extend(table(["schedule", "per day"], [(label, f"{value:.2f}") for label, value in q.schedule.items()]))
-    t = r.tokens
-    if t:
-        add("")
-        add(f"## 5. Live server tokens after {t.restarts} restarts (stand-in Nomad started, validated, stopped)")
-        add("")
-        rows = [("nomad-vault-token run", t.run), ("the bash script", t.bash)]
-        extend(table(["started by", "live tokens with policy nomad_cluster"], rows))
+    return lines
+
+
+def _phases(p: Phases) -> Lines:
+    lines: Lines = []
+    for path, data in p.paths.items():
+        if data.error:
+            lines += ["", f"Phases of `run` ({path}): probe failed: {data.error[:300]}"]
+            continue
+        rows = []
+        for row in data.rows:
+            extra = ""
+            if row.import_requests_hvac_ms is not None:
+                extra = f" (of which importing requests + hvac: {row.import_requests_hvac_ms:.0f} ms)"
+            rows.append((f"{row.phase}{extra}", f"{row.ms:.1f}", ", ".join(row.requests), fmt(row.connections)))
+        total = f"total to exec (the probe's own wrapping, {data.harness_ms:.1f} ms, included)"
+        rows.append((total, fmt(data.total_ms), "", ""))
+        lines += [
+            "",
+            f"### Where `run`'s time goes ({path}, with checks; median of {p.runs} runs)",
+            "",
+            *table(["phase", "ms", "HTTP requests", "TCP+TLS connections"], rows),
+        ]
+        if data.lookup_fresh_client_ms is not None and data.lookup_kept_alive_ms is not None:
+            lines += [
+                "",
+                f"lookup-self with a new client and connection per call (as vault.py does): "
+                f"{data.lookup_fresh_client_ms:.1f} ms; on one kept-alive client: {data.lookup_kept_alive_ms:.1f} ms.",
+            ]
+    return lines
+
+
+def _imports(i: Imports) -> Lines:
+    return [
+        "",
+        f"## 2. Import time of the run path (`python -X importtime`, reuse with checks, median of "
+        f"{i.runs} runs): {i.total_ms:.0f} ms in {i.modules} modules",
+        "",
+        "Top 10 modules by cumulative time (nested: a module's time includes what it imports):",
+        "",
+        *table(
+            ["module", "cumulative ms", "self ms"],
+            [(f"{'. ' * m.depth}{m.module}", f"{m.cumulative_ms:.1f}", f"{m.self_ms:.1f}") for m in i.top10],
+        ),
+        "",
+        "Top-level imports (what the code asked for) and self time summed per package:",
+        "",
+        *table(["top-level import", "cumulative ms"], [(m.module, f"{m.cumulative_ms:.1f}") for m in i.top_level]),
+        "",
+        *table(["package", "self ms (sum)"], [(name, f"{ms:.1f}") for name, ms in list(i.by_package.items())[:12]]),
+    ]
+
+
+def _memory(m: Memory) -> Lines:
+    rows = []
+    for key, label in MEMORY_ROWS.items():
+        if x := m.final.get(key):
+            kinds = ("VmRSS", "RssAnon", "RssFile", "Pss", "VmHWM")
+            rows.append((label.format(after=m.bao_exec_after_s), *(mib(x.get(k)) for k in kinds)))
+    return [
+        "",
+        f"## 3. Memory after {m.window_s:.0f} s: the tracker had made {m.tracker_checks} checks "
+        f"(= {m.default_schedule_hours:.0f} h of the default schedule's 3 per hour)",
+        "",
+        *table(["process", "VmRSS MiB", "RssAnon MiB", "RssFile MiB", "PSS MiB", "VmHWM MiB"], rows),
+    ]
+
+
+def _memory_probes(probes: dict[str, dict[str, int]]) -> Lines:
+    rows = [(PROBE_NAMES.get(k, k), mib(x["VmRSS"]), mib(x.get("Pss"))) for k, x in probes.items()]
+    return [
+        "",
+        "What a tracker carrying less would weigh (fresh process, imports, 3 lookup-selfs):",
+        "",
+        *table(["probe", "VmRSS MiB", "PSS MiB"], rows),
+    ]
+
+
+def _vault_load(q: Requests) -> Lines:
+    b = q.bao_agent_real_time
+    rows = [
+        ("tracker (ours)", str(q.tracker.count), f"{q.tracker.per_day:.1f}", str(q.tracker.paths)),
+        ("stand-in Nomad (its own renewals)", str(q.agent.count), f"{q.agent.per_day:.1f}", str(q.agent.paths)),
+        ("bao agent, real time (token TTL 5m from its cert role)", str(b.count), f"{b.per_day:.0f}", str(b.paths)),
+    ]
+    return [
+        "",
+        f"## 4. Vault requests in steady state ({q.window_s:.0f} s measured, time scaled {q.scale}x = "
+        f"{q.scaled_hours:.0f} h; counted in the audit log)",
+        "",
+        *table(["who", "requests in window", "per day", "paths"], rows),
+        "",
+        "From the pure schedule (`lease.check_delay`, Nomad renewing at half the TTL):",
+        "",
+        *table(["schedule", "per day"], [(label, f"{value:.2f}") for label, value in q.schedule.items()]),
+    ]
+
+
+def _tokens(t: Tokens) -> Lines:
+    return [
+        "",
+        f"## 5. Live server tokens after {t.restarts} restarts (stand-in Nomad started, validated, stopped)",
+        "",
+        *table(
+            ["started by", "live tokens with policy nomad_cluster"],
+            [("nomad-vault-token run", str(t.run)), ("the bash script", str(t.bash))],
+        ),
+    ]
+
+
+def render(r: Results) -> str:
+    lines = _header(r)
+    if r.startup:
+        lines += _startup(r.startup)
+    if r.bare:
+        lines += _bare(r.bare, r.startup)
+    if r.phases:
+        lines += _phases(r.phases)
+    if r.imports:
+        lines += _imports(r.imports)
+    if r.memory:
+        lines += _memory(r.memory)
+    if r.memory_probes:
+        lines += _memory_probes(r.memory_probes)
+    if r.requests:
+        lines += _vault_load(r.requests)
+    if r.tokens:
+        lines += _tokens(r.tokens)
     return "\n".join(lines) + "\n"
