@@ -100,7 +100,7 @@ def measure(ctx: Ctx, results: Results) -> None:
         raise
     seen = steady.finish(ctx, window)
     results.memory = memory(ctx, seen)
-    results.requests = vault_load(seen, ctx.args.scale)
+    results.vault_load = vault_load(seen, ctx.args.scale)
 
 
 def write(results: Results, text: str) -> None:

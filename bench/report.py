@@ -13,7 +13,7 @@ from bench.phases import Phases
 from bench.startup import VARIANTS, Startup
 from bench.table import table
 from bench.tokens import Tokens
-from bench.vault_load import Requests
+from bench.vault_load import VaultLoad
 
 # Ratios are measured in one run, on one machine: they are what the targets are about.
 TARGETS = {
@@ -52,7 +52,7 @@ class Results:
     imports: Imports | None = None
     memory: Memory | None = None
     memory_probes: dict[str, dict[str, int]] = field(default_factory=dict)
-    requests: Requests | None = None
+    vault_load: VaultLoad | None = None
     tokens: Tokens | None = None
     elapsed_s: float = 0.0
 
@@ -120,7 +120,7 @@ def targets(r: Results) -> list[Target]:
                 m.ratio() <= TARGETS["memory"],
             )
         )
-    q = r.requests
+    q = r.vault_load
     if q:
         per_day = q.tracker.per_day
         wanted = TARGETS["requests_per_day"]
@@ -293,7 +293,7 @@ def _memory_probes(probes: dict[str, dict[str, int]]) -> Lines:
     ]
 
 
-def _vault_load(q: Requests) -> Lines:
+def _vault_load(q: VaultLoad) -> Lines:
     b = q.bao_agent_real_time
     rows = [
         ("tracker (ours)", str(q.tracker.count), f"{q.tracker.per_day:.1f}", str(q.tracker.paths)),
@@ -339,8 +339,8 @@ def render(r: Results) -> str:
         lines += _memory(r.memory)
     if r.memory_probes:
         lines += _memory_probes(r.memory_probes)
-    if r.requests:
-        lines += _vault_load(r.requests)
+    if r.vault_load:
+        lines += _vault_load(r.vault_load)
     if r.tokens:
         lines += _tokens(r.tokens)
     return "\n".join(lines) + "\n"

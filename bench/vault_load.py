@@ -21,7 +21,7 @@ class Count:
 
 
 @dataclass
-class Requests:
+class VaultLoad:
     window_s: float
     scale: int
     scaled_hours: float
@@ -37,14 +37,14 @@ def tracker(window: Window) -> list[dict[str, Any]]:
     return [e for e in window.entries if accessor(e) == window.accessor and user_agent(e).startswith("python-requests")]
 
 
-def vault_load(window: Window, scale: int) -> Requests:
+def vault_load(window: Window, scale: int) -> VaultLoad:
     ours = [e for e in window.entries if accessor(e) == window.accessor]
     agent = [e for e in ours if not user_agent(e)]
     others = [e for e in window.entries if accessor(e) != window.accessor]
     bao_agent = [e for e in others if "python" not in user_agent(e) and user_agent(e)]
     per_day = 86400 / (window.seconds * scale)
     mine = tracker(window)
-    return Requests(
+    return VaultLoad(
         window_s=window.seconds,
         scale=scale,
         scaled_hours=window.seconds * scale / 3600,
@@ -57,7 +57,7 @@ def vault_load(window: Window, scale: int) -> Requests:
 
 
 def schedule_per_day(days: int = 30) -> dict[str, float]:
-    """Requests per day from the pure schedule (`lease.check_delay`), Nomad renewing at half the TTL.
+    """VaultLoad per day from the pure schedule (`lease.check_delay`), Nomad renewing at half the TTL.
 
     Simulated over `days` (of the schedule's own time: a scaled period gives per-equivalent-day figures).
     """
