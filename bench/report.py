@@ -212,7 +212,7 @@ def _bare(f: BareStartups, s: Startup | None) -> Lines:
             "",
             f"Budgets at these figures: reuse <= {TARGETS['reuse'] * bash:.0f} ms, mint <= "
             f"{TARGETS['mint'] * bash:.0f} ms (bash script), <= {TARGETS['mint_vs_bao_exec'] * exec_:.0f} ms "
-            f"(bao agent exec), <= {floor + TARGETS['above_floor_ms']:.0f} ms (the floor + "
+            f"(bao agent exec), <= {floor + TARGETS['above_floor_ms']:.0f} ms (floor + "
             f"{TARGETS['above_floor_ms']:.0f}); `{HVAC_FLOOR}` alone takes {fmt(f.ms.get(HVAC_FLOOR))} ms.",
         ]
     return lines
