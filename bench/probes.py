@@ -1,4 +1,4 @@
-"""Subprocess probes for `run_bench.py` (each runs in a fresh interpreter, like `run` does).
+"""Subprocess probes for the bench (each runs in a fresh interpreter, like `run` does).
 
     probes.py phases OUT.json [run ARGS... -- AGENT...]
         runs the real `nomad-vault-token run` through the real entry point, with timers around

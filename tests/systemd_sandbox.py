@@ -33,6 +33,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+from testbed import procs
+
 SYSTEMD = Path("/lib/systemd/systemd")
 PID1 = Path(__file__).resolve().parent / "sandbox" / "sandbox-pid1"
 # Private inside the sandbox: a unit cannot see the machine's files there.
@@ -174,17 +176,15 @@ class Sandbox:
     def _systemd_pid(self) -> int:
         """unshare's child once it has become systemd (PID 1 inside), or 0."""
         assert self._proc is not None
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
+        for child in procs.scan():
+            if child.ppid != self._proc.pid:
                 continue
             try:
-                stat = (entry / "stat").read_text()
-                exe = os.readlink(entry / "exe")
+                exe = os.readlink(f"/proc/{child.pid}/exe")
             except OSError:
                 continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            if ppid == self._proc.pid and Path(exe).name == "systemd":
-                return int(entry.name)
+            if Path(exe).name == "systemd":
+                return child.pid
         return 0
 
     def down(self, timeout: float = 20) -> None:
@@ -193,15 +193,10 @@ class Sandbox:
         try:
             if proc is not None:
                 if self.pid and proc.poll() is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(self.pid, signal.SIGRTMIN + 4)  # systemd's "poweroff"
-                try:
-                    proc.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    # Ending the namespace's PID 1 ends every process in it; unshare exits with it.
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(self.pid or proc.pid, signal.SIGKILL)
-                    proc.wait(10)
+                    # systemd's "poweroff"; if it lingers, SIGKILL to the namespace's PID 1 ends every
+                    # process in it, and unshare exits with it.
+                    procs.stop(self.pid, signal.SIGRTMIN + 4, timeout)
+                procs.stop(proc, None, 10 if self.pid else timeout)
         finally:
             self.pid = 0
             if self._lock is not None:

@@ -14,9 +14,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from agentrun import AgentRun, NotifySocket
-from bao import Bao, Certs, wait_for
-from conftest import clean_env, write_config
+
+from testbed.agent import AgentRun, NotifySocket
+from testbed.bao import Bao, Certs
+from testbed.config import write_config
+from testbed.env import clean_env
+from testbed.procs import environ, wait_for
 
 pytestmark = pytest.mark.vault
 
@@ -129,7 +132,6 @@ def test_the_agent_environment_holds_nothing_the_tool_consumed(
     )
     r = runs(cfg, server, env=env)
     assert r.wait_event("validated")["ok"] is True
-    environ = Path(f"/proc/{r.pid}/environ").read_bytes().split(b"\0")
-    names = {item.split(b"=", 1)[0].decode() for item in environ if item}
+    names = {item.split("=", 1)[0] for item in environ(r.pid)}
     assert not names & {"VAULT_CLIENT_KEY", "VAULT_CACERT", "NOMAD_VAULT_TOKEN_MIN_TTL", "VAULT_TOKEN"}, names
     assert "FAKE_NOMAD_REPORT" in names  # everything else is passed on

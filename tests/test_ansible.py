@@ -10,9 +10,9 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from conftest import clean_env
 
 from nomad_vault_token import config, unit
+from testbed.env import clean_env
 
 PLAYBOOK = Path(__file__).resolve().parent.parent / "examples" / "ansible" / "playbook.yml"
 ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"

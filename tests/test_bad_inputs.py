@@ -12,8 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from bao import Bao, Certs
-from conftest import CLI, Result, clean_env, run_cli, write_config
+
+from testbed.bao import Bao, Certs
+from testbed.cli import CLI, Result, run_cli
+from testbed.config import write_config
+from testbed.env import clean_env
 
 pytestmark = pytest.mark.vault
 

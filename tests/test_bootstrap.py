@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import hvac
 import pytest
 import requests
-from bao import MINT_ROLE, PERIOD, SERVER_POLICY, STARTUP_ROLE, TASK_ROLE, Bao, Certs
-from conftest import Result, assert_one_line_error, clean_env, run_cli, write_config
+
+from testbed.bao import MINT_ROLE, PERIOD, SERVER_POLICY, STARTUP_ROLE, TASK_ROLE, Bao, Certs
+from testbed.cli import Result, assert_one_line_error, run_cli
+from testbed.config import write_config
+from testbed.env import clean_env
 
 pytestmark = pytest.mark.vault
 
@@ -27,25 +30,9 @@ ALL_CREATED = [
 
 
 @pytest.fixture
-def empty_bao(tmp_path: Path, certs: Certs) -> Iterator[Callable[[], Bao]]:
-    """A factory of OpenBao servers initialised and unsealed, with nothing configured; stopped by PID."""
-    started: list[Bao] = []
-
-    def make() -> Bao:
-        server = Bao(tmp_path / f"empty{len(started)}", certs)
-        started.append(server)
-        return server.start()
-
-    try:
-        yield make
-    finally:
-        for server in started:
-            server.stop()
-
-
-@pytest.fixture
-def server(empty_bao: Callable[[], Bao]) -> Bao:
-    return empty_bao()
+def server(new_bao: Callable[..., Bao]) -> Bao:
+    """An OpenBao initialised and unsealed, with nothing configured."""
+    return new_bao(configure=False)
 
 
 @pytest.fixture
@@ -441,8 +428,8 @@ def test_auth_mount_of_another_type_is_78(server: Bao, cfg: Path) -> None:
     assert SERVER_POLICY not in policies(server)
 
 
-def test_vault_down_and_sealed_are_69(empty_bao: Callable[[], Bao], tmp_path: Path, certs: Certs) -> None:
-    sealed = empty_bao()
+def test_vault_down_and_sealed_are_69(new_bao: Callable[..., Bao], tmp_path: Path, certs: Certs) -> None:
+    sealed = new_bao(configure=False)
     cfg = write_config(tmp_path / "c.toml", sealed, certs)
     down = bootstrap(cfg, sealed, "--vault-addr", "https://127.0.0.1:1")
     assert_one_line_error(down, 69, "unreachable", "127.0.0.1:1")

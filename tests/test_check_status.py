@@ -11,8 +11,10 @@ from typing import Any
 
 import hvac
 import pytest
-from bao import MINT_ROLE, PERIOD, SERVER_POLICY, TASK_ROLE, Bao, Certs
-from conftest import assert_one_line_error, run_cli, write_config
+
+from testbed.bao import MINT_ROLE, PERIOD, SERVER_POLICY, TASK_ROLE, Bao, Certs
+from testbed.cli import assert_one_line_error, run_cli
+from testbed.config import write_config
 
 pytestmark = pytest.mark.vault
 

@@ -13,9 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from agentrun import AgentRun, NotifySocket
-from bao import Bao, Certs
-from conftest import clean_env, run_cli, write_config
+
+from testbed.agent import FAKE_NOMAD, AgentRun, NotifySocket
+from testbed.bao import Bao, Certs
+from testbed.cli import run_cli
+from testbed.config import write_config
+from testbed.env import clean_env
 
 pytestmark = pytest.mark.vault
 
@@ -119,8 +122,6 @@ def test_degraded_start_off_waits_as_before(server: Bao, cfg: Path, tmp_path: Pa
     server.seal()
     report = tmp_path / "report.jsonl"
     env = clean_env(FAKE_NOMAD_REPORT=str(report))
-    from agentrun import FAKE_NOMAD
-
     result = run_cli(
         "run",
         "--config",

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bao import Bao, Certs
-from conftest import write_config
 from proxy import DelayProxy
 
 from nomad_vault_token import config
 from nomad_vault_token.vault import Vault
+from testbed.bao import Bao, Certs
+from testbed.config import write_config
 
 
 def test_a_vaults_calls_share_one_connection_until_closed(bao: Bao, certs: Certs, tmp_path: Path) -> None:

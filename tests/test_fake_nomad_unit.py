@@ -28,7 +28,10 @@ from typing import Any, NamedTuple
 import pytest
 import trustme
 
-FAKE = Path(__file__).resolve().parent / "fake_nomad.py"
+from testbed import jsonl, procs
+from testbed.agent import FAKE_NOMAD, Event
+
+FAKE = FAKE_NOMAD
 
 
 def _load() -> ModuleType:
@@ -569,18 +572,12 @@ _RUNNING: list[subprocess.Popen[bytes]] = []
 def _kill_leftovers() -> Iterator[None]:
     """A failed assertion must not leave a fake agent running."""
     yield
-    while _RUNNING:
-        proc = _RUNNING.pop()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+    procs.stop_all(_RUNNING, signal.SIGKILL)
+    _RUNNING.clear()
 
 
 def _ignore_sighup() -> None:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-
-
-Event = dict[str, Any]
 
 
 class Run:
@@ -603,24 +600,10 @@ class Run:
         _RUNNING.append(self.proc)
 
     def events(self, name: str | None = None) -> list[Event]:
-        if not self.report.exists():
-            return []
-        found = [json.loads(line) for line in self.report.read_text().splitlines()]
-        return [e for e in found if name in (None, e["event"])]
+        return jsonl.events(self.report, name)
 
     def wait_for(self, pred: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = pred()
-            if found:
-                return found
-            if self.proc.poll() is not None:
-                found = pred()  # the last lines may have come with the exit
-                if found:
-                    return found
-                break
-            time.sleep(0.02)
-        raise AssertionError(f"no {what} (exit {self.proc.poll()}); events: {self.events()}")
+        return procs.wait_for(pred, timeout, what, 0.02, proc=self.proc, detail=lambda: f"events: {self.events()}")
 
     def wait_event(self, name: str, match: Callable[[Event], bool] = lambda e: True, after: int = 0) -> Event:
         found: Event = self.wait_for(

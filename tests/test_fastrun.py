@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 import typer.main
-from conftest import assert_one_line_error, run_cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nomad_vault_token import cli, entry, fastrun, options
+from testbed.cli import assert_one_line_error, run_cli
 
 Call = dict[str, Any]
 

@@ -13,10 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from agentrun import AgentRun, NotifySocket
-from bao import Bao, Certs, wait_for
-from conftest import clean_env, write_config
 from proxy import DelayProxy
+
+from testbed.agent import AgentRun, NotifySocket
+from testbed.bao import Bao, Certs
+from testbed.config import write_config
+from testbed.env import clean_env
+from testbed.procs import wait_for
 
 pytestmark = pytest.mark.vault
 

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Result, assert_one_line_error, clean_env, run_cli
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -30,6 +29,8 @@ from nomad_vault_token.install_plan import (
     under_root,
     unit_changed,
 )
+from testbed.cli import Result, assert_one_line_error, run_cli
+from testbed.env import clean_env
 
 VENV_SCRIPT = Path(sys.executable).parent / "nomad-vault-token"
 UNIT = Path("etc/systemd/system/nomad.service")

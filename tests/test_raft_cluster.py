@@ -16,13 +16,14 @@ from typing import Any
 
 import pytest
 import requests
-from bao import Certs, wait_for
 from raft_cluster import SHARES, THRESHOLD, Node, RaftCluster, raft_cluster_fixture, raft_cluster_session_fixture  # noqa: F401 - the fixtures
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPSConnection
 from urllib3.connectionpool import HTTPSConnectionPool
 
 from nomad_vault_token.unseal_plan import Context, NodeMemory, Probe, UnsealAnswer, after_unseal, decide
+from testbed.bao import Certs
+from testbed.procs import wait_for
 
 pytestmark = [pytest.mark.vault, pytest.mark.slow]
 

@@ -12,9 +12,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from agentrun import AgentRun, NotifySocket, processes
-from bao import PERIOD, SERVER_POLICY, TASK_ROLE, Bao, Certs
-from conftest import assert_one_line_error, clean_env, run_cli, write_config
+
+from testbed.agent import AgentRun, NotifySocket
+from testbed.bao import PERIOD, SERVER_POLICY, TASK_ROLE, Bao, Certs
+from testbed.cli import assert_one_line_error, run_cli
+from testbed.config import write_config
+from testbed.env import clean_env
+from testbed.procs import environ, scan
 
 pytestmark = pytest.mark.vault
 
@@ -38,8 +42,8 @@ def test_file_handoff_gives_agent_a_valid_token(bao: Bao, config: Path, runs: Ca
     state_file = config.parent / "state" / "token.json"
     assert stat.S_IMODE(state_file.stat().st_mode) == 0o600
     assert stat.S_IMODE(state_file.parent.stat().st_mode) == 0o700
-    for _, cmd in processes():
-        assert token not in cmd
+    for proc in scan():
+        assert token not in proc.cmdline
     r.wait_event("renewed")
     assert token not in r.stderr and v["accessor"] in r.stderr
 
@@ -52,10 +56,9 @@ def test_env_handoff_uses_vault_token(bao: Bao, config: Path, runs: Callable[...
     assert "-config" in start["argv"] and not any("vault-token.hcl" in a for a in start["argv"])
     token = saved_token(config.parent)
     assert os.environ.get("VAULT_TOKEN") != token
-    environ = Path(f"/proc/{r.pid}/environ").read_bytes().split(b"\0")
-    assert f"VAULT_TOKEN={token}".encode() in environ
-    for _, cmd in processes():
-        assert token not in cmd
+    assert f"VAULT_TOKEN={token}" in environ(r.pid)
+    for proc in scan():
+        assert token not in proc.cmdline
 
 
 def test_twenty_restarts_leave_one_live_token(

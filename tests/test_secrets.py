@@ -10,13 +10,14 @@ from pathlib import Path
 
 import hvac
 import pytest
-from agentrun import AgentRun, processes
-from bao import MINT_ROLE, SERVER_POLICY, STARTUP_ROLE, Bao, Certs
-from conftest import write_config
 
 from nomad_vault_token import config
 from nomad_vault_token.errors import NvtError
 from nomad_vault_token.vault import Vault
+from testbed import procs
+from testbed.agent import AgentRun
+from testbed.bao import MINT_ROLE, SERVER_POLICY, STARTUP_ROLE, Bao, Certs
+from testbed.config import write_config
 
 pytestmark = pytest.mark.vault
 
@@ -28,17 +29,17 @@ def saved(cfg: Path) -> str:
 def scan(tokens: set[str], root: Path, allowed_files: set[Path], agent_pid: int | None) -> list[str]:
     """Every place a token shows up that it should not."""
     leaks = []
-    for pid, cmd in processes():
-        if any(t in cmd for t in tokens):
-            leaks.append(f"cmdline of pid {pid}")
-        if pid == agent_pid:
+    for proc in procs.scan():
+        if any(t in proc.cmdline for t in tokens):
+            leaks.append(f"cmdline of pid {proc.pid}")
+        if proc.pid == agent_pid:
             continue
         try:
-            environ = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+            env = "\0".join(procs.environ(proc.pid))
         except OSError:
             continue
-        if any(t in environ for t in tokens):
-            leaks.append(f"environment of pid {pid}")
+        if any(t in env for t in tokens):
+            leaks.append(f"environment of pid {proc.pid}")
     for path in root.rglob("*"):
         if not path.is_file() or path.is_symlink():
             continue

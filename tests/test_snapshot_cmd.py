@@ -32,9 +32,12 @@ from typing import Any
 import hvac
 import pytest
 import requests
-from bao import Bao, Certs, wait_for
-from conftest import Result, assert_one_line_error, clean_env, run_cli
 from prometheus_client.parser import text_string_to_metric_families
+
+from testbed.bao import Bao, Certs
+from testbed.cli import Result, assert_one_line_error, run_cli
+from testbed.env import clean_env
+from testbed.procs import wait_for
 
 pytestmark = pytest.mark.vault
 

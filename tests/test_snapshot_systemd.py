@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 import systemd_sandbox
-from bao import Bao, Certs
 from systemd_sandbox import Sandbox
 from test_snapshot_cmd import prepare
 
 import nomad_vault_token
+from testbed.bao import Bao, Certs
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICE = "nomad-vault-snapshot.service"

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import pytest
 import requests
-from bao import Bao, Certs
 
 from nomad_vault_token import snapshot_verify as sv
 from nomad_vault_token.snapshot_plan import Retention, classify, is_partial, plan_retention, snapshot_name
 from nomad_vault_token.snapshot_verify import Manifest, SnapshotInvalid, verify
+from testbed.bao import Bao, Certs
 
 PREFIX = "vault"
 T0 = datetime(2026, 11, 23, 19, 29, 42, tzinfo=UTC)

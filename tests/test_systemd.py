@@ -8,30 +8,29 @@ directory under /var/lib (the sandbox's /tmp, /run and /var/tmp are private), de
 
 from __future__ import annotations
 
-import json
 import secrets
 import shutil
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import systemd_sandbox
-from agentrun import FAKE_NOMAD, agent_config, processes
-from bao import STARTUP_ROLE, Bao, Certs, wait_for
-from conftest import write_config
 from systemd_sandbox import Props, Sandbox
 
 import nomad_vault_token
 from nomad_vault_token import unit
+from testbed import jsonl
+from testbed.agent import FAKE_NOMAD, Event, agent_config
+from testbed.bao import STARTUP_ROLE, Bao, Certs
+from testbed.config import write_config
+from testbed.procs import mentioning, wait_for
 
 UNIT = unit.UNIT_NAME
 TARGET = "nvt-test.target"
 BIN = Path(sys.executable).parent / "nomad-vault-token"
 VAR_LIB = Path("/var/lib")
-Event = dict[str, Any]
 
 
 def _needed_binds() -> tuple[list[Path], str | None]:
@@ -99,12 +98,7 @@ class Service:
         return self.sandbox.wait(UNIT, predicate, timeout, what, props)
 
     def events(self, name: str | None = None) -> list[Event]:
-        try:
-            lines = self.report.read_text().splitlines()
-        except FileNotFoundError:
-            return []
-        found = [json.loads(line) for line in lines if line.strip()]
-        return [e for e in found if name is None or e["event"] == name]
+        return jsonl.events(self.report, name)
 
     def wait_event(self, name: str, timeout: float = 30) -> Event:
         found: list[Event] = wait_for(lambda: self.events(name), timeout, f"agent event {name!r}")
@@ -113,7 +107,7 @@ class Service:
     def trackers(self) -> list[int]:
         """Host PIDs of this unit's tracker: the only process left whose argv is `run --config <ours>`
         (the process that ran `run` is the agent now)."""
-        return [pid for pid, cmd in processes() if f" run --config {self.config} " in cmd]
+        return [p.pid for p in mentioning(f" run --config {self.config} ")]
 
     def log(self, name: str = "unit.log") -> str:
         """The unit's output (unit.log), or systemd's own (boot.log)."""

@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from bao import Certs
 
 from nomad_vault_token import config, tls_verdict
 from nomad_vault_token.errors import ConfigError
+from testbed.bao import Certs
 
 
 def settings_for(tmp_path: Path, cert: Path, key: Path, ca: Path | None) -> config.Settings:

@@ -10,8 +10,11 @@ from pathlib import Path
 import hvac
 import pytest
 import trustme
-from bao import MINT_ROLE, ORPHAN_STARTUP, PERIOD, SERVER_POLICY, Bao, Certs
-from conftest import assert_one_line_error, clean_env, run_cli, write_config
+
+from testbed.bao import MINT_ROLE, ORPHAN_STARTUP, PERIOD, SERVER_POLICY, Bao, Certs
+from testbed.cli import assert_one_line_error, run_cli
+from testbed.config import write_config
+from testbed.env import clean_env
 
 pytestmark = pytest.mark.vault
 

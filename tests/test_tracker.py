@@ -9,9 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from agentrun import AgentRun, NotifySocket
-from bao import STARTUP_ROLE, Bao, Certs, wait_for
-from conftest import clean_env, write_config
+
+from testbed.agent import AgentRun, NotifySocket
+from testbed.bao import STARTUP_ROLE, Bao, Certs
+from testbed.config import write_config
+from testbed.env import clean_env
+from testbed.procs import alive, wait_for
 
 pytestmark = pytest.mark.vault
 
@@ -28,15 +31,6 @@ def tracker_pid(r: AgentRun) -> int:
     pids: list[int] = wait_for(r.trackers, 10, "the tracker process")
     assert len(pids) == 1, pids
     return pids[0]
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return stat.split(")")[1].split()[0] != "Z"
 
 
 def test_ready_once_a_reload_is_safe_then_status_and_watchdog(
@@ -94,13 +88,13 @@ def test_vault_outage_neither_crashes_nor_signals(
     server.freeze()
     try:
         notify.wait_for(lambda m: "Vault unreachable since" in m, 20, "STATUS: Vault unreachable")
-        assert pid_alive(tracker) and r.proc.poll() is None
+        assert alive(tracker) and r.proc.poll() is None
     finally:
         server.thaw()
     notify.messages.clear()
     notify.wait_for(lambda m: m.startswith("STATUS=token") and "unreachable" not in m, 20, "STATUS recovered")
     assert not r.events("reload") and not r.events("signal")
-    assert pid_alive(tracker)
+    assert alive(tracker)
     assert r.stderr.count("Vault unreachable:") == 1 and "Vault reachable again" in r.stderr
 
 
@@ -111,7 +105,7 @@ def test_agent_death_ends_tracker_and_tracker_death_spares_agent(
     r.wait_event("validated")
     tracker = tracker_pid(r)
     os.kill(tracker, signal.SIGKILL)
-    wait_for(lambda: not pid_alive(tracker), 5, "tracker to die")
+    wait_for(lambda: not alive(tracker), 5, "tracker to die")
     renewals = len(r.events("renewed"))
     r.wait_event("renewed", after=renewals, timeout=10)  # agent unaffected, still renewing
     assert r.proc.poll() is None
@@ -121,7 +115,7 @@ def test_agent_death_ends_tracker_and_tracker_death_spares_agent(
     tracker2 = tracker_pid(second)
     os.kill(second.pid, signal.SIGKILL)
     second.wait_exit(5)
-    wait_for(lambda: not pid_alive(tracker2), 1.0, "tracker to exit within a second of the agent")
+    wait_for(lambda: not alive(tracker2), 1.0, "tracker to exit within a second of the agent")
 
 
 def test_no_watchdog_while_token_dead_and_unrecoverable(

@@ -8,10 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from agentrun import AgentRun
-from bao import Bao, Certs, wait_for
-from conftest import write_config
 from prometheus_client.parser import text_string_to_metric_families
+
+from testbed.agent import AgentRun
+from testbed.bao import Bao, Certs
+from testbed.config import write_config
+from testbed.procs import wait_for
 
 pytestmark = pytest.mark.vault
 

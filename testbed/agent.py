@@ -1,33 +1,45 @@
-"""Start `nomad-vault-token run -- <stand-in agent>` as real processes and watch what the agent reports."""
+"""`nomad-vault-token run -- <stand-in Nomad>` as real processes, the agent's own config, and a notify
+socket standing in for systemd's. The stand-in itself is `tests/fake_nomad.py`."""
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bao import Bao, wait_for
-from conftest import CLI, clean_env
+from testbed import ROOT, jsonl, procs
+from testbed.bao import Bao
+from testbed.cli import CLI
+from testbed.env import clean_env
+from testbed.procs import wait_for
 
-FAKE_NOMAD = Path(__file__).resolve().parent / "fake_nomad.py"
+FAKE_NOMAD = ROOT / "tests" / "fake_nomad.py"
 Event = dict[str, Any]
 
 
-def agent_config(path: Path, server: Bao) -> Path:
-    """The agent's own config: where Vault is (Nomad ignores VAULT_ADDR)."""
+def agent_config(path: Path, server: Bao, create_from_role: str | None = None) -> Path:
+    """The agent's own config: where Vault is (Nomad ignores VAULT_ADDR), and optionally the task role
+    (as the bash script's setup has it)."""
+    role = f'  create_from_role = "{create_from_role}"\n' if create_from_role else ""
     path.write_text(
         f'data_dir = "{path.parent}/data"\nvault {{\n  enabled = true\n  address = "{server.addr}"\n'
-        f'  ca_file = "{server.certs.ca_path}"\n}}\n'
+        f'  ca_file = "{server.certs.ca_path}"\n{role}}}\n'
     )
     return path
+
+
+def fake_nomad(agent_hcl: Path) -> list[str]:
+    """The stand-in agent's command line: `nomad agent -config FILE`."""
+    return [sys.executable, str(FAKE_NOMAD), "agent", "-config", str(agent_hcl)]
+
+
+def run_argv(config: Path, agent_hcl: Path, *run_args: str, cli: Sequence[str] = CLI) -> list[str]:
+    """`nomad-vault-token run --config CONFIG [RUN_ARGS] -- <stand-in Nomad> agent -config AGENT_HCL`."""
+    return [*cli, "run", "--config", str(config), *run_args, "--", *fake_nomad(agent_hcl)]
 
 
 class AgentRun:
@@ -51,19 +63,7 @@ class AgentRun:
         if renew_every is not None:
             extra["FAKE_NOMAD_RENEW_EVERY"] = str(renew_every)
         self.env = {**(env if env is not None else clean_env()), **extra}
-        self.argv = [
-            *CLI,
-            "run",
-            "--config",
-            str(config),
-            *run_args,
-            "--",
-            sys.executable,
-            str(FAKE_NOMAD),
-            "agent",
-            "-config",
-            str(agent_hcl),
-        ]
+        self.argv = run_argv(config, agent_hcl, *run_args)
         with open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(
                 self.argv, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err
@@ -75,64 +75,26 @@ class AgentRun:
         return self.stderr_path.read_text(errors="replace")
 
     def events(self, name: str | None = None) -> list[Event]:
-        try:
-            lines = self.report.read_text().splitlines()
-        except FileNotFoundError:
-            return []
-        found = [json.loads(line) for line in lines if line.strip()]
-        return [e for e in found if name is None or e["event"] == name]
+        return jsonl.events(self.report, name)
 
     def wait_event(
         self, name: str, match: Callable[[Event], bool] = lambda e: True, timeout: float = 30, after: int = 0
     ) -> Event:
         def find() -> Event | None:
-            if self.proc.poll() is not None and not self.events(name)[after:]:
-                raise AssertionError(f"run/agent exited {self.proc.returncode} before {name}: {self.stderr}")
-            for event in self.events(name)[after:]:
-                if match(event):
-                    return event
-            return None
+            return next((e for e in self.events(name)[after:] if match(e)), None)
 
-        found: Event = wait_for(find, timeout, f"agent event {name}")
+        found: Event = wait_for(find, timeout, f"agent event {name}", proc=self.proc, detail=lambda: self.stderr)
         return found
 
     def wait_exit(self, timeout: float = 30) -> int:
         return self.proc.wait(timeout)
 
     def stop(self) -> int | None:
-        if self.proc.poll() is None:
-            os.kill(self.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        return self.proc.returncode
+        return procs.stop(self.proc, timeout=15)
 
     def trackers(self) -> list[int]:
         """PIDs of tracker processes of this run (forked from it: same cmdline, another PID)."""
-        return [pid for pid, cmd in processes() if pid != self.pid and str(self.config) in cmd and "run" in cmd]
-
-
-def processes() -> list[tuple[int, str]]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            raw = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue
-        found.append((int(entry), raw.replace(b"\0", b" ").decode(errors="replace")))
-    return found
-
-
-def kill_all_mentioning(text: str) -> None:
-    """Stop, by PID, every process whose command line mentions `text` (test clean-up)."""
-    for pid, cmd in processes():
-        if text in cmd and pid != os.getpid():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        return [p.pid for p in procs.mentioning(str(self.config)) if p.pid != self.pid and "run" in p.cmdline]
 
 
 class NotifySocket:
