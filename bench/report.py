@@ -128,7 +128,7 @@ def targets(r: Results) -> list[Target]:
             Target("Vault requests per host per day (ours)", f"<= {wanted}", f"{per_day:.0f}", per_day <= wanted)
         )
     f = r.bare
-    if f and ARGV_FLOOR in f.ms:
+    if f and ARGV_FLOOR in f.added:
         out.append(
             Target(
                 "run's agent checks before the exec (argv)",
