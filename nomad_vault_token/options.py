@@ -15,13 +15,15 @@ from typing import Literal
 Kind = Literal["str", "path", "list", "bool", "switch"]
 
 TOKEN, CHECK, STATUS, RUN, INSTALL, BOOTSTRAP = "token", "check", "status", "run", "install", "bootstrap-roles"
-COMMANDS = (TOKEN, CHECK, STATUS, RUN, INSTALL, BOOTSTRAP)
+UNSEAL = "unseal"
+COMMANDS = (TOKEN, CHECK, STATUS, RUN, INSTALL, BOOTSTRAP, UNSEAL)
 
 _ALL = frozenset(COMMANDS)
 _MINTING = frozenset({TOKEN, CHECK, RUN, INSTALL, BOOTSTRAP})  # commands that know how the token is minted
 _LOGIN = frozenset({TOKEN, CHECK, RUN, INSTALL})  # commands that log in with the client certificate
-_READING = frozenset({TOKEN, CHECK, STATUS, RUN, BOOTSTRAP})  # commands that read the config file
+_READING = frozenset({TOKEN, CHECK, STATUS, RUN, BOOTSTRAP, UNSEAL})  # commands that read the config file
 
+UNSEALING = "Unseal"
 CONN, MINT, RUNNING, INSTALLING, BOOTSTRAPPING, OUTPUT = (
     "Vault connection",
     "Minting",
@@ -65,8 +67,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("vault_addr", ("--vault-addr",), "str", "Vault address ($VAULT_ADDR) [default: https://127.0.0.1:8200]",
            _ALL),
     Option("ca_cert", ("--ca-cert",), "path", "CA of Vault's certificate ($VAULT_CACERT)", _ALL),
-    Option("client_cert", ("--client-cert",), "path", "client certificate, PEM ($VAULT_CLIENT_CERT)", _LOGIN),
-    Option("client_key", ("--client-key",), "path", "client key, PEM, mode 0600 ($VAULT_CLIENT_KEY)", _LOGIN),
+    Option("client_cert", ("--client-cert",), "path", "client certificate, PEM ($VAULT_CLIENT_CERT)",
+           _LOGIN | {UNSEAL}),
+    Option("client_key", ("--client-key",), "path", "client key, PEM, mode 0600 ($VAULT_CLIENT_KEY)",
+           _LOGIN | {UNSEAL}),
     Option("tls_server_name", ("--tls-server-name",), "str",
            "name to verify in Vault's certificate ($VAULT_TLS_SERVER_NAME)", _ALL),
     Option("namespace", ("--namespace",), "str", "Vault namespace ($VAULT_NAMESPACE)", _ALL),
@@ -86,7 +90,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("task_role", ("--task-role",), "str", "Nomad's create_from_role [default: nomad-cluster]", _MINTING, MINT),
     Option("state_dir", ("--state-dir",), "path",
            "where the token is kept for reuse [default: $STATE_DIRECTORY or /var/lib/nomad-vault-token]",
-           frozenset({CHECK, STATUS, RUN}), RUNNING),
+           frozenset({CHECK, STATUS, RUN, UNSEAL}), RUNNING),
     Option("strict", ("--strict",), "bool",
            "treat what Nomad only warns about (e.g. sys/capabilities-self refused) as failures [default: no]",
            frozenset({CHECK, RUN}), RUNNING),
@@ -161,6 +165,30 @@ OPTIONS: tuple[Option, ...] = (
            BOOTSTRAPPING, setting=False, default="5m"),
     Option("diff", ("--diff",), "switch", "also show each field's change (old -> new)", frozenset({BOOTSTRAP}),
            BOOTSTRAPPING, setting=False),
+    # ---- unseal
+    Option("once", ("--once",), "switch", "check every node, unseal the sealed ones, exit (0 leader and all "
+           "unsealed, 65 keys refused, 69 unreachable, 75 partial); default: watch for ever",
+           frozenset({UNSEAL}), UNSEALING, setting=False),
+    Option("unseal_nodes", ("--node",), "list", "a node's address, https://HOST:PORT; repeat for each node "
+           "[default: vault_addr]", frozenset({UNSEAL}), UNSEALING, metavar="ADDR"),
+    Option("unseal_keys_file", ("--keys-file",), "path", "unseal keys, one per line, hex or base64 (mode "
+           "0600/0400, owned by this user); never on the command line", frozenset({UNSEAL}), UNSEALING),
+    Option("unseal_credential", ("--credential",), "str", "instead of --keys-file: the systemd credential "
+           "(LoadCredential=NAME:...) holding the keys", frozenset({UNSEAL}), UNSEALING, metavar="NAME"),
+    Option("unseal_interval", ("--interval",), "str", "time between probes in watch mode, less up to 20% "
+           "jitter [default: 10s]", frozenset({UNSEAL}), UNSEALING),
+    Option("unseal_hold_file", ("--hold-file",), "path", "while this file exists, send no key (maintenance)",
+           frozenset({UNSEAL}), UNSEALING),
+    Option("unseal_stale_after", ("--stale-after",), "str", "reset someone else's unseal progress unchanged "
+           "this long [default: 10m]", frozenset({UNSEAL}), UNSEALING),
+    Option("unseal_expect_threshold", ("--expect-threshold",), "str", "send keys only to nodes with this "
+           "threshold [default: any]", frozenset({UNSEAL}), UNSEALING, metavar="T"),
+    Option("unseal_expect_shares", ("--expect-shares",), "str", "send keys only to nodes with this many "
+           "shares [default: any]", frozenset({UNSEAL}), UNSEALING, metavar="N"),
+    Option("metrics_dir", ("--metrics-dir",), "path", "node_exporter textfile directory for the metrics "
+           "[default: none]", frozenset({UNSEAL}), UNSEALING, metavar="DIR"),
+    Option("settle_timeout", ("--settle-timeout",), "str", "with --once: how long to keep checking until "
+           "the outcome is settled", frozenset({UNSEAL}), UNSEALING, setting=False, default="60s"),
 )  # fmt: skip
 
 
