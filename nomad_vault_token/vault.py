@@ -510,6 +510,7 @@ class NodeClient:
             self._session = self._new_session()
         if self.addr.startswith("http://"):  # plain http (loopback or allowed): numbered per request
             self._connects += 1
+        problem = ""
         try:
             r = self._session.request(
                 method,
@@ -520,13 +521,15 @@ class NodeClient:
                 allow_redirects=False,
             )
         except requests.exceptions.SSLError as exc:
-            text = str(exc)
-            why = "certificate not trusted" if "CERTIFICATE_VERIFY_FAILED" in text else "TLS failed"
-            raise NodeUnreachable(why) from None
+            problem = "certificate not trusted" if "CERTIFICATE_VERIFY_FAILED" in str(exc) else "TLS failed"
         except requests.exceptions.Timeout:
-            raise NodeUnreachable(f"timeout after {self.timeout:g}s") from None
+            problem = f"timeout after {self.timeout:g}s"
         except requests.exceptions.RequestException as exc:
-            raise NodeUnreachable(_reason(exc)) from None
+            problem = _reason(exc)
+        if problem:
+            # Raised here, outside the except block: requests' exception holds the prepared request
+            # (an unseal key in its body), and `from None` would still keep it as __context__.
+            raise NodeUnreachable(problem)
         try:
             data = r.json() if r.content else {}
         except ValueError:
