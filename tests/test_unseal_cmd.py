@@ -552,3 +552,131 @@ def test_base64_and_hex_keys_in_one_file_work(raft_cluster: RaftCluster, certs: 
     cfg = write_cfg(tmp_path / "c.toml", certs, [n.addr for n in c.nodes], keys)
     assert once(cfg).code == 0
     assert not c.node(i).sealed()
+
+
+# ---- under a real systemd ----------------------------------------------------------------------------
+
+
+def _sandbox_reason() -> str | None:
+    import sys
+
+    import systemd_sandbox
+
+    import nomad_vault_token
+
+    reason = systemd_sandbox.unavailable()
+    if reason:
+        return reason
+    try:
+        systemd_sandbox.hidden([Path(sys.prefix), Path(sys.base_prefix), Path(nomad_vault_token.__file__).parent])
+    except ValueError as exc:
+        return f"systemd sandbox: {exc}"
+    return None if (Path(sys.executable).parent / "nomad-vault-token").exists() else "no nomad-vault-token in this venv"
+
+
+@pytest.mark.skipif(_sandbox_reason() is not None, reason=_sandbox_reason() or "")
+def test_shipped_unit_ready_status_and_no_watchdog_while_nothing_can_be_unsealed(
+    raft_cluster: RaftCluster,
+) -> None:
+    """The shipped vault-unseal.service (hardening and all) under a real systemd: READY and StatusText
+    from the watcher; with WatchdogSec=3s it stays up while it can unseal, and the watchdog ends it when
+    no node answers. The keys come from a 0600 file: LoadCredential= could not be exercised in this sandbox (see below)."""
+    import shutil
+    import sys
+
+    import systemd_sandbox
+    from systemd_sandbox import Props, Sandbox
+
+    import nomad_vault_token
+    from nomad_vault_token import unit
+
+    c = raft_cluster
+    bin_path = Path(sys.executable).parent / "nomad-vault-token"
+    binds = systemd_sandbox.hidden([Path(sys.prefix), Path(sys.base_prefix), Path(nomad_vault_token.__file__).parent])
+    work = Path("/var/lib") / f"nvt-unseal-test-{secrets.token_hex(4)}"  # the sandbox's /tmp is private
+    work.mkdir(mode=0o755)
+    sandbox: Sandbox | None = None
+    try:
+        ca = work / "ca.pem"
+        shutil.copy(c.certs.ca_path, ca)
+        keys = write_keys(work / "unseal-keys", c.keys[:2])
+        units = work / "units"
+        systemd_sandbox.write_target(units, "nvt-test.target")
+        systemd_sandbox.mask(units, "network-online.target")
+        shipped = (Path(__file__).resolve().parent.parent / "systemd" / "vault-unseal.service").read_text()
+        assert "LoadCredential=unseal-keys:/etc/nomad-vault-token/unseal-keys\n" in shipped
+        template = shipped.replace("/etc/nomad-vault-token/unseal-keys", str(keys))
+        closed = f"https://127.0.0.1:{c.node(1).cluster_port + 0}"  # raft's port: no Vault API there
+        for unit_name, nodes in (("vault-unseal.service", [n.addr for n in c.nodes]), ("dead.service", [closed])):
+            stem = unit_name.removesuffix(".service")
+            cfg = work / f"{stem}.toml"
+            cfg.write_text(
+                f"unseal_nodes = {json.dumps(nodes)}\nca_cert = {json.dumps(str(ca))}\n"
+                'unseal_interval = "1s"\nrequest_timeout = "1s"\n'
+            )
+            (units / unit_name).write_text(unit.render(template, bin_path=bin_path, config=cfg))
+            (units / f"{unit_name}.d").mkdir()
+            (units / f"{unit_name}.d" / "test.conf").write_text(
+                "[Unit]\nDefaultDependencies=no\n[Service]\n"
+                f"StateDirectory=\nStateDirectory={(work / stem / 'state').relative_to('/var/lib')}\n"
+                "WatchdogSec=3s\nRestartSec=1\nLimitCORE=0\n"
+                # This sandbox's systemd (252) leaves the credentials directory empty (LoadCredential= of a
+                # file it can read: seen with and without the hardening): the keys file directly instead.
+                f"ExecStart=\nExecStart={bin_path} unseal --config {cfg} --keys-file {keys}\n"
+                # this machine's Python lives under /root (pyenv), which the shipped ProtectHome=yes hides
+                + ("ProtectHome=read-only\n" if Path(sys.base_prefix).is_relative_to(Path.home()) else "")
+                + f"StandardOutput=append:{work / stem}.log\nStandardError=inherit\n"
+            )
+        sandbox = Sandbox(units, "nvt-test.target", work / "boot.log", binds=binds)
+        sandbox.up()
+        sandbox.ctl("start", "--no-block", "vault-unseal.service")
+
+        def log(stem: str) -> str:
+            try:
+                return (work / f"{stem}.log").read_text(errors="replace")
+            except FileNotFoundError:
+                return ""
+
+        try:
+            props = sandbox.wait(
+                "vault-unseal.service", lambda p: p["ActiveState"] == "active", 30, "active (READY)", ("MainPID", "ExecMainStatus", "StatusErrno")
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nunit log: {log('vault-unseal')[-3000:]}") from None
+        assert props["StatusText"].startswith("3/3 unsealed, leader 127.0.0.1:"), (props, log("vault-unseal"))
+        # WATCHDOG=1 keeps coming while it can unseal: 6 s is two WatchdogSec.
+        sandbox.holds(
+            "vault-unseal.service",
+            lambda p: (p["ActiveState"], p["NRestarts"]) == ("active", "0"),
+            6,
+            "active, no restart",
+        )
+        i = standby(c)
+        c.restart(i)
+        wait_for(lambda: not c.node(i).sealed(), 10, "the unit unsealing a restarted node", interval=0.1)
+        # dead.service: READY after its first round, its STATUS says why, and no WATCHDOG: systemd ends it.
+        sandbox.ctl("start", "--no-block", "dead.service")
+        ready = sandbox.wait("dead.service", lambda p: p["ActiveState"] == "active", 30, "active (READY)")
+        assert ready["StatusText"].startswith("quorum lost: 0/1 unsealed, 1 needed; unreachable"), ready
+        seen: list[Props] = []
+
+        def watchdog_fired(p: Props) -> bool:
+            seen.append(p)
+            return p["Result"] == "watchdog" or int(p["NRestarts"] or 0) >= 1
+
+        sandbox.wait("dead.service", watchdog_fired, 30, "ended by the watchdog")
+        texts = {p["StatusText"] for p in seen}
+        assert any(t.startswith("quorum lost: 0/1 unsealed") and "unreachable" in t for t in texts), (
+            seen,
+            log("dead"),
+        )
+        assert "watchdog" in {p["Result"] for p in seen} | {sandbox.show("dead.service", "Result")["Result"]}, (
+            seen[-3:],
+            log("dead")[-2000:],
+        )
+        assert "Traceback" not in log("vault-unseal") + log("dead")
+        assert not any(k in log("vault-unseal") + log("dead") for k in c.keys)
+    finally:
+        if sandbox is not None:
+            sandbox.down()
+        shutil.rmtree(work, ignore_errors=True)
