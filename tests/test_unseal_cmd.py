@@ -264,6 +264,16 @@ def test_once_unseals_a_restarted_node_with_two_of_three_keys(
     assert not any(k in again.out for k in c.keys)
 
 
+def test_raft_configuration_needs_a_token(raft_cluster: RaftCluster) -> None:
+    """Why `unseal` does not extend its node list from the raft configuration: without a token the
+    endpoint refuses, and the unsealer holds none (nor should it)."""
+    c = raft_cluster
+    leader = c.leader()
+    assert leader is not None
+    assert c.node(leader).get("sys/storage/raft/configuration").code == 403
+    assert c.node(leader).get("sys/storage/raft/configuration", token=c.root_token).code == 200
+
+
 def test_once_with_keys_of_another_cluster_exits_65_after_at_most_threshold_requests(
     raft_cluster: RaftCluster, certs: Certs, tmp_path: Path, proxies: Callable[[Node], CountingProxy]
 ) -> None:
