@@ -472,19 +472,27 @@ class NodeClient:
     def _new_session(self) -> Any:
         import requests
         from requests.adapters import HTTPAdapter
-        from urllib3.connection import HTTPSConnection
-        from urllib3.connectionpool import HTTPSConnectionPool
+        from urllib3.connection import HTTPConnection, HTTPSConnection
+        from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
         client = self
         server_name = self.settings.tls_server_name
 
-        class Counting(HTTPSConnection):
+        class CountingHTTPS(HTTPSConnection):
             def connect(self) -> None:
                 client._connects += 1
                 super().connect()
 
-        class Pool(HTTPSConnectionPool):
-            ConnectionCls = Counting
+        class CountingHTTP(HTTPConnection):
+            def connect(self) -> None:
+                client._connects += 1
+                super().connect()
+
+        class PoolHTTPS(HTTPSConnectionPool):
+            ConnectionCls = CountingHTTPS
+
+        class PoolHTTP(HTTPConnectionPool):
+            ConnectionCls = CountingHTTP
 
         class Adapter(HTTPAdapter):
             def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
@@ -492,12 +500,13 @@ class NodeClient:
                     kwargs["server_hostname"] = server_name
                     kwargs["assert_hostname"] = server_name
                 super().init_poolmanager(*args, **kwargs)
-                self.poolmanager.pool_classes_by_scheme = {**self.poolmanager.pool_classes_by_scheme, "https": Pool}
+                self.poolmanager.pool_classes_by_scheme = {"http": PoolHTTP, "https": PoolHTTPS}
 
         session = requests.Session()
         session.trust_env = False  # no proxy or CA bundle from the environment: the config says
-        session.mount("https://", Adapter(pool_connections=1, pool_maxsize=1, pool_block=True, max_retries=0))
-        session.mount("http://", HTTPAdapter(pool_connections=1, pool_maxsize=1, pool_block=True, max_retries=0))
+        adapter = Adapter(pool_connections=1, pool_maxsize=1, pool_block=True, max_retries=0)
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
         session.verify = str(self.settings.ca_cert) if self.settings.ca_cert else True
         cert, key = self.settings.client_cert, self.settings.client_key
         session.cert = (str(cert), str(key)) if cert is not None and key is not None else None
@@ -508,8 +517,6 @@ class NodeClient:
 
         if self._session is None:
             self._session = self._new_session()
-        if self.addr.startswith("http://"):  # plain http (loopback or allowed): numbered per request
-            self._connects += 1
         problem = ""
         try:
             r = self._session.request(

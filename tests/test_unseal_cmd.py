@@ -690,3 +690,39 @@ def test_shipped_unit_ready_status_and_no_watchdog_while_nothing_can_be_unsealed
         if sandbox is not None:
             sandbox.down()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def test_node_client_numbers_its_connections_over_plain_http_too(tmp_path: Path) -> None:
+    """The connection number changes exactly when the client had to connect again, http:// included
+    (a number per request would make every node sealed on purpose look restarted)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            body = json.dumps({"type": "shamir", "initialized": True, "sealed": True, "t": 2, "n": 3}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings = config.load(None, {"vault_addr": "http://127.0.0.1:1"}, environ={})
+        client = NodeClient(f"http://127.0.0.1:{server.server_address[1]}", settings, 2.0)
+        for _ in range(3):
+            assert client.seal_status()["sealed"] is True
+        assert client.connection == 1, "one kept-alive connection for three requests"
+        client.close()
+        client.seal_status()
+        assert client.connection == 2, "a new connection, a new number"
+        client.close()
+    finally:
+        server.shutdown()
+        server.server_close()
