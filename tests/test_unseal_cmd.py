@@ -700,7 +700,7 @@ def test_node_client_numbers_its_connections_over_plain_http_too(tmp_path: Path)
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             body = json.dumps({"type": "shamir", "initialized": True, "sealed": True, "t": 2, "n": 3}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
