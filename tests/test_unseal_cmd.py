@@ -222,6 +222,12 @@ def proxies(certs: Certs) -> Iterator[Callable[[Node], CountingProxy]]:
         p.close()
 
 
+def unique(prefix: str) -> str:
+    """A name for an extra node: its data directory lives in the session cluster's work directory, and
+    another test of the session may have initialised one of the same name there."""
+    return f"{prefix}-{secrets.token_hex(3)}"
+
+
 def fake_keys(n: int = 2) -> list[str]:
     """Shares of no cluster: 32 random bytes and a distinct x coordinate each, as OpenBao's look."""
     return [(secrets.token_bytes(32) + bytes([i + 1])).hex() for i in range(n)]
@@ -298,8 +304,8 @@ def test_once_leaves_uninitialised_and_auto_unseal_nodes_alone(
     raft_cluster: RaftCluster, certs: Certs, tmp_path: Path, proxies: Callable[[Node], CountingProxy]
 ) -> None:
     c = raft_cluster
-    uninit = c.uninitialized_node()
-    static = c.static_node()
+    uninit = c.uninitialized_node(unique("uninit"))
+    static = c.static_node(unique("static"))
     static.seal()
     p_uninit, p_static = proxies(uninit), proxies(static)
     keys = write_keys(tmp_path / "keys", c.keys[:2])
@@ -322,8 +328,8 @@ def test_transit_node_whose_provider_is_frozen_is_unreachable_not_sealed(
     raft_cluster: RaftCluster, certs: Certs, tmp_path: Path
 ) -> None:
     c = raft_cluster
-    provider = c.transit_provider()
-    node = c.transit_node(provider)
+    provider = c.transit_provider(unique("transit-provider"))
+    node = c.transit_node(provider, unique("transit"))
     keys = write_keys(tmp_path / "keys", c.keys[:2])
     cfg = write_cfg(tmp_path / "c.toml", certs, [node.addr], keys, request_timeout="1s")
     provider.node.freeze()
@@ -366,7 +372,7 @@ def test_a_hung_node_does_not_delay_unsealing_another(
     c = raft_cluster
     restarted = standby(c)
     c.restart(restarted)
-    hung = c.uninitialized_node("hung")
+    hung = c.uninitialized_node(unique("hung"))
     hung.freeze()
     keys = write_keys(tmp_path / "keys", c.keys[:2])
     cfg = write_cfg(tmp_path / "c.toml", certs, [hung.addr, *(n.addr for n in c.nodes)], keys, request_timeout="10s")
