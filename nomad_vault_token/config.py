@@ -212,7 +212,7 @@ def load(
             continue
         if key not in FIELDS:
             raise AssertionError(f"unknown flag key {key}")  # programming error, not user's
-        values[key] = _coerce(key, raw, f"flag --{key.replace('_', '-')}", from_file=False)
+        values[key] = _coerce(key, raw, f"flag {_flag_of(key)}", from_file=False)
 
     if "token_config" not in values:
         runtime = env.get("RUNTIME_DIRECTORY", "").split(":")[0]
@@ -220,6 +220,14 @@ def load(
     settings = Settings(**values)
     _validate(settings)
     return settings
+
+
+def _flag_of(key: str) -> str:
+    """The command-line flag that sets config `key` (`policies` is `--policy`, `unseal_nodes` `--node`)."""
+    from nomad_vault_token import options
+
+    found = (o.flags[0] for o in options.OPTIONS if o.setting and o.config_key == key)
+    return next(found, "--" + key.replace("_", "-"))
 
 
 def _read_file(path: Path, explicit: bool) -> dict[str, Any]:
@@ -360,7 +368,7 @@ def check_address(addr: str, allow_insecure_http: bool, what: str = "vault_addr"
         raise ConfigError(f"{what} {addr!r}: the port is not a number") from None
     if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
         raise ConfigError(
-            f"{what} {addr!r}: plain http to a non-loopback host would send tokens in clear: "
+            f"{what} {addr!r}: plain http to a non-loopback host would send secrets (tokens, unseal keys) in clear: "
             "use https://, or --allow-insecure-http if you really mean it"
         )
 
