@@ -732,3 +732,26 @@ def test_node_client_numbers_its_connections_over_plain_http_too(tmp_path: Path)
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_keys_are_read_again_when_their_file_changes(tmp_path: Path) -> None:
+    """A Nomad template re-rendering the keys: new keys bump the generation (a node that refused the old
+    ones gets the new ones); a file made unusable keeps the keys held, and says why once."""
+    from nomad_vault_token.unsealer import Keys
+
+    first, second = fake_keys(2), fake_keys(2)
+    path = write_keys(tmp_path / "keys", first)
+    settings = config.load(None, {"unseal_keys_file": str(path), "vault_addr": "https://127.0.0.1:1"}, environ={})
+    keys = Keys(settings)
+    assert (len(keys.keys), keys.generation) == (2, 0)
+    keys.refresh()
+    assert keys.generation == 0, "unchanged file, same generation"
+    os.utime(path, ns=(1, 1))
+    keys.refresh()
+    assert keys.generation == 0, "same keys rewritten: same generation"
+    write_keys(path, second)
+    keys.refresh()
+    assert keys.generation == 1 and [k.reveal() for k in keys.keys] == second
+    os.chmod(path, 0o644)
+    keys.refresh()
+    assert keys.generation == 1 and [k.reveal() for k in keys.keys] == second and "0644" in keys.problem
