@@ -636,8 +636,10 @@ def test_shipped_unit_ready_status_and_no_watchdog_while_nothing_can_be_unsealed
                 "[Unit]\nDefaultDependencies=no\n[Service]\n"
                 f"StateDirectory=\nStateDirectory={(work / stem / 'state').relative_to('/var/lib')}\n"
                 "WatchdogSec=3s\nRestartSec=1\nLimitCORE=0\n"
-                # This sandbox's systemd (252) leaves the credentials directory empty (LoadCredential= of a
-                # file it can read: seen with and without the hardening): the keys file directly instead.
+                # This sandbox's systemd (252, nested namespaces) leaves every credentials directory empty:
+                # LoadCredential= of a readable file, of /etc/hostname, even SetCredential=c:hello, with or
+                # without the hardening. So the keys file directly here; the credential path itself is
+                # tested without systemd (test_unseal_keys.py: $CREDENTIALS_DIRECTORY).
                 f"ExecStart=\nExecStart={bin_path} unseal --config {cfg} --keys-file {keys}\n"
                 # this machine's Python lives under /root (pyenv), which the shipped ProtectHome=yes hides
                 + ("ProtectHome=read-only\n" if Path(sys.base_prefix).is_relative_to(Path.home()) else "")
