@@ -757,3 +757,20 @@ def test_keys_are_read_again_when_their_file_changes(tmp_path: Path) -> None:
     os.chmod(path, 0o644)
     keys.refresh()
     assert keys.generation == 1 and [k.reveal() for k in keys.keys] == second and "0644" in keys.problem
+
+
+def test_once_with_keys_from_a_systemd_credential(raft_cluster: RaftCluster, certs: Certs, tmp_path: Path) -> None:
+    """--credential NAME reads $CREDENTIALS_DIRECTORY/NAME, as systemd's LoadCredential=NAME:... provides it
+    (read-only, private to the unit: the sandbox's systemd cannot, see the unit test above)."""
+    c = raft_cluster
+    i = standby(c)
+    c.restart(i)
+    creds = tmp_path / "credentials"
+    creds.mkdir(mode=0o700)
+    write_keys(creds / "unseal-keys", c.keys[:2], mode=0o400)
+    cfg = write_cfg(tmp_path / "c.toml", certs, [n.addr for n in c.nodes], None, unseal_credential="unseal-keys")
+    r = run_cli("unseal", "--once", "--config", str(cfg), env=clean_env(CREDENTIALS_DIRECTORY=str(creds)))
+    assert r.code == 0, r
+    assert not c.node(i).sealed()
+    missing = run_cli("unseal", "--once", "--config", str(cfg))
+    assert_one_line_error(missing, 78, "$CREDENTIALS_DIRECTORY is not set")
