@@ -87,6 +87,16 @@ HELP = {
     Exit codes: 0 done, 65 the snapshot failed verification, 69 Vault unavailable, 77 Vault refused,
     78 configuration error.
     """,
+    "unseal": """Unseal a Vault cluster's Shamir-sealed nodes: --once, or watching (for systemd or a Nomad job).
+
+    Needs no token. Keys: --keys-file FILE (0600/0400, owned by this user) or --credential NAME (systemd
+    LoadCredential=), one hex or base64 key per line; never on the command line or in the environment.
+    Nodes: --node ADDR, repeated (config unseal_nodes) [default: vault_addr]. Success means a leader.
+    Auto-unseal, uninitialised and sealed-on-purpose nodes are never given keys; a hold file stops all.
+
+    Exit codes (--once): 0 a leader and every reachable Shamir node unsealed, 65 keys refused (or
+    threshold/shares not as expected), 69 nodes unreachable and no quorum, 75 partial, 78 bad config.
+    """,
 }
 
 SNAPSHOT_ACTIONS = ("take", "verify", "restore-test")

@@ -23,7 +23,7 @@ DEFAULT_STATE_DIR = Path("/var/lib/nomad-vault-token")
 DEFAULT_RUNTIME_DIR = Path("/run/nomad-vault-token")
 TOKEN_CONFIG_NAME = "vault-token.hcl"  # noqa: S105 - a file name
 
-Kind = Literal["str", "int", "path", "bool", "duration", "list", "choice"]
+Kind = Literal["str", "int", "path", "bool", "duration", "list", "choice", "addresses"]
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,6 @@ class Settings:
     stop_signal: str = "SIGINT"
     sighup_grace: int = 30
     degraded_start_after: int = 120
-    metrics_dir: Path | None = None
     snapshot_dir: Path | None = None
     snapshot_prefix: str = "vault"
     snapshot_keep: int = 0
@@ -69,6 +68,16 @@ class Settings:
     jwt_file: Path | None = None
     jwt_role: str = "nomad-snapshot"
     jwt_mount: str = "jwt"
+    # ---- unseal
+    unseal_nodes: tuple[str, ...] = ()  # empty: vault_addr alone
+    unseal_keys_file: Path | None = None
+    unseal_credential: str | None = None
+    unseal_interval: int = 10
+    unseal_hold_file: Path | None = None
+    unseal_stale_after: int = 600
+    unseal_expect_threshold: int = 0  # 0: whatever the node says
+    unseal_expect_shares: int = 0
+    metrics_dir: Path | None = None  # node_exporter's textfile directory; None: no metrics
 
     @property
     def state_file(self) -> Path:
@@ -83,6 +92,16 @@ class Settings:
     def tracker_file(self) -> Path:
         """What the tracker last knew (no token in it), for `status`."""
         return self.state_dir / "tracker.json"
+
+    @property
+    def unseal_file(self) -> Path:
+        """What the unsealer last knew (no keys in it), for `status`."""
+        return self.state_dir / "unseal.json"
+
+    @property
+    def unseal_addresses(self) -> tuple[str, ...]:
+        """The nodes `unseal` probes: unseal_nodes, or vault_addr alone."""
+        return self.unseal_nodes or (self.vault_addr,)
 
     @property
     def token_config_path(self) -> Path:
@@ -130,7 +149,6 @@ FIELDS: dict[str, tuple[Kind, tuple[str, ...]]] = {
     "stop_signal": ("choice", ("SIGINT", "SIGTERM")),
     "sighup_grace": ("duration", ()),
     "degraded_start_after": ("duration", ()),
-    "metrics_dir": ("path", ()),
     "snapshot_dir": ("path", ()),
     "snapshot_prefix": ("str", ()),
     "snapshot_keep": ("int", ()),
@@ -141,6 +159,16 @@ FIELDS: dict[str, tuple[Kind, tuple[str, ...]]] = {
     "jwt_file": ("path", ()),
     "jwt_role": ("str", ()),
     "jwt_mount": ("str", ()),
+    # ---- unseal
+    "unseal_nodes": ("addresses", ()),
+    "unseal_keys_file": ("path", ()),
+    "unseal_credential": ("str", ()),
+    "unseal_interval": ("duration", ()),
+    "unseal_hold_file": ("path", ()),
+    "unseal_stale_after": ("duration", ()),
+    "unseal_expect_threshold": ("int", ()),
+    "unseal_expect_shares": ("int", ()),
+    "metrics_dir": ("path", ()),
 }
 assert set(FIELDS) == {f.name for f in fields(Settings)}
 
@@ -164,6 +192,8 @@ def consumed_env(environ: Mapping[str, str]) -> list[str]:
     """
     return [var for var in VAULT_ENV if environ.get(var)] + [var for var in environ if var.startswith(ENV_PREFIX)]
 _POSITIVE = {"period", "request_timeout", "check_interval", "adoption_timeout", "snapshot_timeout"}
+_POSITIVE = {"period", "request_timeout", "check_interval", "adoption_timeout"}
+_POSITIVE |= {"unseal_interval", "unseal_stale_after"}  # unseal
 
 
 def env_name(key: str) -> str:
@@ -203,7 +233,7 @@ def load(
             continue
         if key not in FIELDS:
             raise AssertionError(f"unknown flag key {key}")  # programming error, not user's
-        values[key] = _coerce(key, raw, f"flag --{key.replace('_', '-')}", from_file=False)
+        values[key] = _coerce(key, raw, f"flag {_flag_of(key)}", from_file=False)
 
     if "token_config" not in values:
         runtime = env.get("RUNTIME_DIRECTORY", "").split(":")[0]
@@ -211,6 +241,14 @@ def load(
     settings = Settings(**values)
     _validate(settings)
     return settings
+
+
+def _flag_of(key: str) -> str:
+    """The command-line flag that sets config `key` (`policies` is `--policy`, `unseal_nodes` `--node`)."""
+    from nomad_vault_token import options
+
+    found = (o.flags[0] for o in options.OPTIONS if o.setting and o.config_key == key)
+    return next(found, "--" + key.replace("_", "-"))
 
 
 def _read_file(path: Path, explicit: bool) -> dict[str, Any]:
@@ -248,6 +286,8 @@ def _coerce(key: str, raw: Any, where: str, from_file: bool) -> Any:
         return _to_bool(raw, where)
     if kind == "list":
         return _to_list(raw, where)
+    if kind == "addresses":
+        return _to_addresses(raw, where)
     if kind == "int":
         return _to_int(raw, where)
     if isinstance(raw, bool) or not isinstance(raw, (str, Path)):
@@ -300,6 +340,20 @@ def _to_list(raw: Any, where: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
+def _to_addresses(raw: Any, where: str) -> tuple[str, ...]:
+    """Vault node addresses (`https://HOST:PORT`): a list, or a comma-separated string."""
+    if isinstance(raw, str):
+        items = [part.strip() for part in raw.split(",")]
+    elif isinstance(raw, (list, tuple)) and all(isinstance(i, str) for i in raw):
+        items = [i.strip() for i in raw]
+    else:
+        raise ConfigError(f'{where}: expected a list of addresses, e.g. ["https://vault-1.example.com:8200"]')
+    items = [i.rstrip("/") for i in items if i]
+    if not items:
+        raise ConfigError(f"{where}: is empty: name at least one node, e.g. https://vault-1.example.com:8200")
+    return tuple(dict.fromkeys(items))
+
+
 def _to_path(text: str, where: str, from_file: bool) -> Path:
     if not text:
         raise ConfigError(f"{where}: is empty: give an absolute path or remove it")
@@ -318,20 +372,24 @@ def _validate(s: Settings) -> None:
     if s.min_ttl >= s.period:
         raise ConfigError(f"min_ttl ({s.min_ttl}s) must be shorter than period ({s.period}s)")
     check_address(s.vault_addr, s.allow_insecure_http)
+    for node in s.unseal_nodes:
+        check_address(node, s.allow_insecure_http, what="unseal_nodes")
+    if s.unseal_keys_file is not None and s.unseal_credential is not None:
+        raise ConfigError("unseal_keys_file and unseal_credential are both set: give the keys one way only")
 
 
-def check_address(addr: str, allow_insecure_http: bool) -> None:
+def check_address(addr: str, allow_insecure_http: bool, what: str = "vault_addr") -> None:
     """Refuse an address with no scheme or host, and plain http:// off loopback."""
     parts = urlsplit(addr)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise ConfigError(f"vault_addr {addr!r}: expected https://HOST:PORT (with the scheme)")
+        raise ConfigError(f"{what} {addr!r}: expected https://HOST:PORT (with the scheme)")
     try:
         _ = parts.port
     except ValueError:
-        raise ConfigError(f"vault_addr {addr!r}: the port is not a number") from None
+        raise ConfigError(f"{what} {addr!r}: the port is not a number") from None
     if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
         raise ConfigError(
-            f"vault_addr {addr!r}: plain http to a non-loopback host would send tokens in clear: "
+            f"{what} {addr!r}: plain http to a non-loopback host would send secrets (tokens, unseal keys) in clear: "
             "use https://, or --allow-insecure-http if you really mean it"
         )
 

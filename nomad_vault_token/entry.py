@@ -84,6 +84,10 @@ def _call(command: str, flags: dict[str, Any], own: dict[str, Any], agent: list[
         from nomad_vault_token.commands import snapshot
 
         return snapshot.main(settings, **own)
+    if command == options.UNSEAL:
+        from nomad_vault_token.commands import unseal
+
+        return unseal.main(settings, **own)
     from nomad_vault_token.commands import bootstrap
 
     return bootstrap.main(settings, **own)

@@ -15,15 +15,15 @@ from typing import Literal
 Kind = Literal["str", "path", "list", "bool", "switch"]
 
 TOKEN, CHECK, STATUS, RUN, INSTALL, BOOTSTRAP = "token", "check", "status", "run", "install", "bootstrap-roles"
-SNAPSHOT = "snapshot"
-COMMANDS = (TOKEN, CHECK, STATUS, RUN, INSTALL, BOOTSTRAP, SNAPSHOT)
+SNAPSHOT, UNSEAL = "snapshot", "unseal"
+COMMANDS = (TOKEN, CHECK, STATUS, RUN, INSTALL, BOOTSTRAP, SNAPSHOT, UNSEAL)
 
 _ALL = frozenset(COMMANDS)
 _MINTING = frozenset({TOKEN, CHECK, RUN, INSTALL, BOOTSTRAP})  # commands that know how the token is minted
 _LOGIN = frozenset({TOKEN, CHECK, RUN, INSTALL})  # commands that log in with the client certificate
-_READING = frozenset({TOKEN, CHECK, STATUS, RUN, BOOTSTRAP, SNAPSHOT})  # commands that read the config file
+_READING = frozenset({TOKEN, CHECK, STATUS, RUN, BOOTSTRAP, SNAPSHOT, UNSEAL})  # commands that read the config
 
-SNAPSHOTTING = "Snapshot"
+SNAPSHOTTING, UNSEALING = "Snapshot", "Unseal"
 CONN, MINT, RUNNING, INSTALLING, BOOTSTRAPPING, OUTPUT = (
     "Vault connection",
     "Minting",
@@ -68,9 +68,9 @@ OPTIONS: tuple[Option, ...] = (
            _ALL),
     Option("ca_cert", ("--ca-cert",), "path", "CA of Vault's certificate ($VAULT_CACERT)", _ALL),
     Option("client_cert", ("--client-cert",), "path", "client certificate, PEM ($VAULT_CLIENT_CERT)",
-           _LOGIN | {SNAPSHOT}),
+           _LOGIN | {SNAPSHOT, UNSEAL}),
     Option("client_key", ("--client-key",), "path", "client key, PEM, mode 0600 ($VAULT_CLIENT_KEY)",
-           _LOGIN | {SNAPSHOT}),
+           _LOGIN | {SNAPSHOT, UNSEAL}),
     Option("tls_server_name", ("--tls-server-name",), "str",
            "name to verify in Vault's certificate ($VAULT_TLS_SERVER_NAME)", _ALL),
     Option("namespace", ("--namespace",), "str", "Vault namespace ($VAULT_NAMESPACE)", _ALL),
@@ -90,7 +90,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("task_role", ("--task-role",), "str", "Nomad's create_from_role [default: nomad-cluster]", _MINTING, MINT),
     Option("state_dir", ("--state-dir",), "path",
            "where the token is kept for reuse [default: $STATE_DIRECTORY or /var/lib/nomad-vault-token]",
-           frozenset({CHECK, STATUS, RUN}), RUNNING),
+           frozenset({CHECK, STATUS, RUN, UNSEAL}), RUNNING),
     Option("strict", ("--strict",), "bool",
            "treat what Nomad only warns about (e.g. sys/capabilities-self refused) as failures [default: no]",
            frozenset({CHECK, RUN}), RUNNING),
@@ -191,13 +191,35 @@ OPTIONS: tuple[Option, ...] = (
            SNAPSHOTTING),
     Option("jwt_mount", ("--jwt-mount",), "str", "JWT auth mount [default: jwt]", frozenset({SNAPSHOT}),
            SNAPSHOTTING),
-    Option("keys_file", ("--keys-file",), "path", "restore-test: the source cluster's unseal keys (operator init "
-           "JSON, or one key a line; mode 0600)", frozenset({SNAPSHOT}), SNAPSHOTTING, setting=False),
     Option("canary", ("--canary",), "str", "restore-test: a KV v1 path to read back from the restored data "
            "(with the token of --token-file / $VAULT_TOKEN, of the source cluster)", frozenset({SNAPSHOT}),
            SNAPSHOTTING, setting=False),
-    Option("metrics_dir", ("--metrics-dir",), "path", "write node_exporter textfile metrics (*.prom) here "
-           "(snapshot; the tracker reads it from the config)", frozenset({SNAPSHOT}), OUTPUT),
+    # ---- unseal
+    Option("once", ("--once",), "switch", "check every node, unseal the sealed ones, exit (0 leader and all "
+           "unsealed, 65 keys refused, 69 unreachable, 75 partial); default: watch for ever",
+           frozenset({UNSEAL}), UNSEALING, setting=False),
+    Option("unseal_nodes", ("--node",), "list", "a node's address, https://HOST:PORT; repeat for each node "
+           "[default: vault_addr]", frozenset({UNSEAL}), UNSEALING, metavar="ADDR"),
+    Option("unseal_keys_file", ("--keys-file",), "path", "unseal keys, one per line, hex or base64 (mode "
+           "0600/0400, owned by this user); never on the command line (snapshot restore-test: the source "
+           "cluster's keys, or its operator init JSON)", frozenset({UNSEAL, SNAPSHOT}), UNSEALING),
+    Option("unseal_credential", ("--credential",), "str", "instead of --keys-file: the systemd credential "
+           "(LoadCredential=NAME:...) holding the keys", frozenset({UNSEAL}), UNSEALING, metavar="NAME"),
+    Option("unseal_interval", ("--interval",), "str", "time between probes in watch mode, less up to 20% "
+           "jitter [default: 10s]", frozenset({UNSEAL}), UNSEALING),
+    Option("unseal_hold_file", ("--hold-file",), "path", "while this file exists, send no key (maintenance)",
+           frozenset({UNSEAL}), UNSEALING),
+    Option("unseal_stale_after", ("--stale-after",), "str", "reset someone else's unseal progress unchanged "
+           "this long [default: 10m]", frozenset({UNSEAL}), UNSEALING),
+    Option("unseal_expect_threshold", ("--expect-threshold",), "str", "send keys only to nodes with this "
+           "threshold [default: any]", frozenset({UNSEAL}), UNSEALING, metavar="T"),
+    Option("unseal_expect_shares", ("--expect-shares",), "str", "send keys only to nodes with this many "
+           "shares [default: any]", frozenset({UNSEAL}), UNSEALING, metavar="N"),
+    Option("metrics_dir", ("--metrics-dir",), "path", "node_exporter textfile directory (*.prom) for the "
+           "metrics; the tracker reads it from the config [default: none]", frozenset({SNAPSHOT, UNSEAL}), OUTPUT,
+           metavar="DIR"),
+    Option("settle_timeout", ("--settle-timeout",), "str", "with --once: how long to keep checking until "
+           "the outcome is settled", frozenset({UNSEAL}), UNSEALING, setting=False, default="60s"),
 )  # fmt: skip
 
 

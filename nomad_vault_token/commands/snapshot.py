@@ -59,7 +59,6 @@ def main(
     action: str | None,
     file: Path | None,
     token_file: Path | None,
-    keys_file: Path | None,
     canary: str | None,
 ) -> Result:
     if action in (None, "take"):
@@ -71,7 +70,9 @@ def main(
 
         if file is None:
             raise ConfigError("snapshot restore-test: give the snapshot file: snapshot restore-test FILE --keys-file F")
-        return restore_test.run(settings, file, keys_file=keys_file, token_file=token_file, canary=canary)
+        return restore_test.run(
+            settings, file, keys_file=settings.unseal_keys_file, token_file=token_file, canary=canary
+        )
     raise ConfigError(f"snapshot {action!r}: use snapshot, snapshot verify FILE or snapshot restore-test FILE")
 
 

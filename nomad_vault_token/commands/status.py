@@ -18,11 +18,16 @@ from nomad_vault_token.vault import Vault
 
 def main(settings: config.Settings) -> Result:
     saved = state.read(settings.state_file)
+    unsealer = unsealer_view(settings.unseal_file)
     if saved is None:
-        raise NoToken(
+        message = (
             f"no saved server token in {settings.state_file}: the service has not minted one yet "
             "(or --state-dir points elsewhere)"
         )
+        if unsealer is None:
+            raise NoToken(message)
+        none: dict[str, Any] = {"state_file": str(settings.state_file), "accessor": None, "unsealer": unsealer}
+        return Result(none, unsealer_text(unsealer), EX_FAILED, message)
     doc: dict[str, Any] = {
         "state_file": str(settings.state_file),
         "accessor": saved.accessor,
@@ -31,11 +36,12 @@ def main(settings: config.Settings) -> Result:
     }
     doc["client_cert"] = cert_summary(settings)
     doc["tracker"] = tracker_view(settings.tracker_file, saved.accessor)
+    doc["unsealer"] = unsealer
     try:
         info = Vault(settings).lookup_self(saved.token)
     except (TokenInvalid, VaultUnavailable) as exc:  # what is known without Vault matters most in an outage
         doc |= {"valid": None if isinstance(exc, VaultUnavailable) else False, "problem": exc.message}
-        return Result(doc, text(doc), exc.exit_code, exc.message)
+        return Result(doc, text(doc) + unsealer_text(unsealer), exc.exit_code, exc.message)
     now = time.time()
     renewal = info.raw.get("last_renewal_time")
     doc |= {
@@ -50,7 +56,7 @@ def main(settings: config.Settings) -> Result:
         "last_renewal": _iso(float(renewal)) if renewal else None,
         "display_name": info.display_name,
     }
-    return Result(doc, text(doc))
+    return Result(doc, text(doc) + unsealer_text(unsealer))
 
 
 class NoToken(NvtError):
@@ -91,6 +97,38 @@ def tracker_view(path: Path, accessor: str) -> dict[str, Any] | None:
     view = {k: doc.get(k) for k in keys}
     view |= {"running": running, "current_token": doc.get("accessor") == accessor, "updated_at": _iso(doc["updated_at"])}
     return view
+
+
+def unsealer_view(path: Path) -> dict[str, Any] | None:
+    """What `unseal` last published (unseal.json: no key in it) and whether it still runs; None if never."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        pid = int(doc["pid"])
+        updated = float(doc["updated_at"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        os.kill(pid, 0)
+        running = True
+    except ProcessLookupError:
+        running = False
+    except PermissionError:
+        running = True
+    keys = ("status", "cluster", "leader", "unsealed", "members", "quorum", "keys_held", "keys_usable", "nodes")
+    view = {k: doc.get(k) for k in keys}
+    view |= {"pid": pid, "running": running, "updated_at": _iso(updated)}
+    return view
+
+
+def unsealer_text(view: dict[str, Any] | None) -> str:
+    if view is None:
+        return ""
+    when = "" if view["running"] else f" (not running; last {view['updated_at']})"
+    lines = [f"{'unsealer:':<14}{view['status']}{when}"]
+    for node in view.get("nodes") or []:
+        if isinstance(node, dict):
+            lines.append(f"{'':<14}{node.get('node')}: {node.get('message')}")
+    return "\n".join(lines) + "\n"
 
 
 def _iso(epoch: float) -> str:
