@@ -27,6 +27,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -280,3 +281,17 @@ class Sandbox:
             return self.log.read_text(errors="replace")[-chars:]
         except OSError:
             return "(no boot log)"
+
+
+def code_reachable(*code: Path) -> str:
+    """Test-only drop-in lines that let a hardened unit reach this checkout's Python and code.
+
+    The shipped units say ProtectHome=yes and PrivateTmp=yes; a real install keeps its code in /usr or
+    /opt. Here Python may live under /root (pyenv) and a CI clone's virtualenv under /tmp."""
+    paths = [Path(sys.base_prefix), Path(sys.prefix), *code]
+    lines = []
+    if any(p.is_relative_to(Path.home()) or p.is_relative_to("/home") for p in paths):
+        lines.append("ProtectHome=read-only")
+    if any(p.is_relative_to("/tmp") or p.is_relative_to("/var/tmp") for p in paths):
+        lines.append("PrivateTmp=no")
+    return "".join(line + "\n" for line in lines)

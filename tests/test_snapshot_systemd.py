@@ -84,7 +84,7 @@ def test_shipped_snapshot_unit_takes_a_private_verified_snapshot(workdir: Path) 
         (units / f"{SERVICE}.d").mkdir()
         (units / f"{SERVICE}.d" / "test.conf").write_text(
             "[Unit]\nDefaultDependencies=no\n[Service]\n"
-            "DynamicUser=no\nProtectHome=read-only\n"
+            "DynamicUser=no\n" + systemd_sandbox.code_reachable(ROOT) +
             # systemd 252 in the sandbox's namespaces leaves the credentials directory empty (even for
             # /etc/hostname): the key comes by its path instead.
             f"LoadCredential=\nEnvironment=VAULT_CLIENT_KEY={certs.client_key}\n"

@@ -644,8 +644,8 @@ def test_shipped_unit_ready_status_and_no_watchdog_while_nothing_can_be_unsealed
                 # without the hardening. So the keys file directly here; the credential path itself is
                 # tested without systemd (test_unseal_keys.py: $CREDENTIALS_DIRECTORY).
                 f"ExecStart=\nExecStart={bin_path} unseal --config {cfg} --keys-file {keys}\n"
-                # this machine's Python lives under /root (pyenv), which the shipped ProtectHome=yes hides
-                + ("ProtectHome=read-only\n" if Path(sys.base_prefix).is_relative_to(Path.home()) else "")
+                # this checkout's Python and code, which the shipped ProtectHome=/PrivateTmp= may hide
+                + systemd_sandbox.code_reachable(Path(__file__).resolve().parent.parent)
                 + f"StandardOutput=append:{work / stem}.log\nStandardError=inherit\n"
             )
         sandbox = Sandbox(units, "nvt-test.target", work / "boot.log", binds=binds)
