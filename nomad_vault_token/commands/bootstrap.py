@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -233,27 +232,9 @@ def _admin_token(token_file: Path | None) -> Secret:
             raise ConfigError("no admin token: set $VAULT_TOKEN or pass --token-file FILE (a file holding the token)")
         _check_token_text(value, "$VAULT_TOKEN")
         return Secret(value)
-    try:
-        st = token_file.stat()
-        raw = token_file.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"--token-file {token_file}: file not found: give the file holding the admin token") from None
-    except IsADirectoryError:
-        raise ConfigError(f"--token-file {token_file}: is a directory: give the file holding the token") from None
-    except PermissionError:
-        raise ConfigError(f"--token-file {token_file}: permission denied: make it readable by this user") from None
-    except OSError as exc:
-        raise ConfigError(f"--token-file {token_file}: cannot read: {exc.strerror}") from None
-    try:
-        value = raw.decode("ascii").strip()
-    except UnicodeDecodeError:
-        raise ConfigError(f"--token-file {token_file}: not a token (not ASCII text)") from None
-    if not value:
-        raise ConfigError(f"--token-file {token_file}: is empty: write the admin token into it")
-    _check_token_text(value, f"--token-file {token_file}")
-    if stat.S_IMODE(st.st_mode) & 0o077:
-        logger.warning("--token-file %s: others can read it: chmod 600 %s", token_file, token_file)
-    return Secret(value)
+    from nomad_vault_token import secret_files
+
+    return secret_files.read(token_file, "--token-file", "token")
 
 
 def _check_token_text(value: str, where: str) -> None:

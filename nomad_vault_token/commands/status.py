@@ -79,28 +79,8 @@ def cert_summary(settings: config.Settings) -> dict[str, Any] | None:
     }
 
 
-def tracker_view(path: Path, accessor: str) -> dict[str, Any] | None:
-    """What the tracker last published, and whether it still runs; None when it never wrote."""
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        pid = int(doc["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    try:
-        os.kill(pid, 0)
-        running = True
-    except ProcessLookupError:
-        running = False
-    except PermissionError:
-        running = True
-    keys = ("state", "adopted", "adoption", "handover", "degraded_for", "status", "agent_pid", "accessor")
-    view = {k: doc.get(k) for k in keys}
-    view |= {"running": running, "current_token": doc.get("accessor") == accessor, "updated_at": _iso(doc["updated_at"])}
-    return view
-
-
-def unsealer_view(path: Path) -> dict[str, Any] | None:
-    """What `unseal` last published (unseal.json: no key in it) and whether it still runs; None if never."""
+def _published(path: Path, keys: tuple[str, ...]) -> dict[str, Any] | None:
+    """`keys` of what a process published in `path`, whether it still runs and when it wrote; None if never."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
         pid = int(doc["pid"])
@@ -114,10 +94,21 @@ def unsealer_view(path: Path) -> dict[str, Any] | None:
         running = False
     except PermissionError:
         running = True
-    keys = ("status", "cluster", "leader", "unsealed", "members", "quorum", "keys_held", "keys_usable", "nodes")
-    view = {k: doc.get(k) for k in keys}
-    view |= {"pid": pid, "running": running, "updated_at": _iso(updated)}
-    return view
+    return {k: doc.get(k) for k in keys} | {"pid": pid, "running": running, "updated_at": _iso(updated)}
+
+
+def tracker_view(path: Path, accessor: str) -> dict[str, Any] | None:
+    """What the tracker last published (tracker.json: no token in it), and whether it still runs."""
+    keys = ("state", "adopted", "adoption", "handover", "degraded_for", "status", "agent_pid", "accessor")
+    view = _published(path, keys)
+    return None if view is None else view | {"current_token": view["accessor"] == accessor}
+
+
+def unsealer_view(path: Path) -> dict[str, Any] | None:
+    """What `unseal` last published (unseal.json: no key in it), and whether it still runs."""
+    return _published(
+        path, ("status", "cluster", "leader", "unsealed", "members", "quorum", "keys_held", "keys_usable", "nodes")
+    )
 
 
 def unsealer_text(view: dict[str, Any] | None) -> str:
