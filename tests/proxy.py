@@ -1,5 +1,9 @@
-"""A TCP proxy on 127.0.0.1 that can delay a slow Vault: each new connection waits `delay` seconds
-before anything is forwarded. Threads, bounded; stopped by `close()`."""
+"""TCP proxies on 127.0.0.1 for faults a real Vault cannot show on cue. Threads, bounded; stopped by `close()`.
+
+`LoopbackListener` is the listener and accept loop they share; `DelayProxy` delays each connection
+`delay` seconds before forwarding, and with `cut_after` closes it once that many bytes of the server's
+answers went through (for the client, a server that died mid-stream).
+"""
 
 from __future__ import annotations
 
@@ -10,15 +14,16 @@ import threading
 import time
 
 
-class DelayProxy:
-    def __init__(self, target_port: int, delay: float = 0.0) -> None:
-        self.target_port = target_port
-        self.delay = delay
-        self.connections = 0
-        self.refused = 0  # connections whose upstream could not be reached
+class LoopbackListener:
+    """Listens on 127.0.0.1 and hands each accepted connection to `_serve` in a thread of its own.
+
+    Subclasses set their own attributes before calling `__init__`: accepting starts at once."""
+
+    def __init__(self, backlog: int = 16) -> None:
         self.listener = socket.socket()
         self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(64)
+        self.listener.listen(backlog)
+        self.listener.settimeout(0.2)
         self.port = int(self.listener.getsockname()[1])
         self.closed = threading.Event()
         self.thread = threading.Thread(target=self._accept, daemon=True)
@@ -29,16 +34,34 @@ class DelayProxy:
         return f"https://127.0.0.1:{self.port}"
 
     def _accept(self) -> None:
-        self.listener.settimeout(0.2)
         while not self.closed.is_set():
             try:
                 client, _ = self.listener.accept()
             except (TimeoutError, OSError):
                 continue
-            self.connections += 1
-            threading.Thread(target=self._pipe, args=(client,), daemon=True).start()
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
-    def _pipe(self, client: socket.socket) -> None:
+    def _serve(self, client: socket.socket) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.closed.set()
+        self.listener.close()
+        self.thread.join(5)
+
+
+class DelayProxy(LoopbackListener):
+    def __init__(self, target_port: int, delay: float = 0.0, cut_after: int | None = None) -> None:
+        self.target_port = target_port
+        self.delay = delay
+        self.cut_after = cut_after
+        self.connections = 0
+        self.refused = 0  # connections whose upstream could not be reached
+        self.cuts = 0  # connections closed after `cut_after` bytes of answers
+        super().__init__(backlog=64)
+
+    def _serve(self, client: socket.socket) -> None:
+        self.connections += 1
         deadline = time.monotonic() + self.delay
         while time.monotonic() < deadline and not self.closed.is_set():
             time.sleep(0.05)
@@ -51,12 +74,19 @@ class DelayProxy:
         sel = selectors.DefaultSelector()
         sel.register(client, selectors.EVENT_READ, upstream)
         sel.register(upstream, selectors.EVENT_READ, client)
+        answered = 0
         try:
             while not self.closed.is_set():
                 for key, _ in sel.select(0.2):
                     data = key.fileobj.recv(65536)  # type: ignore[union-attr]
                     if not data:
                         return
+                    if key.fileobj is upstream and self.cut_after is not None:
+                        if answered + len(data) >= self.cut_after:
+                            key.data.sendall(data[: self.cut_after - answered])
+                            self.cuts += 1
+                            return
+                        answered += len(data)
                     key.data.sendall(data)
         except OSError:
             return
@@ -64,9 +94,6 @@ class DelayProxy:
             sel.close()
             for s in (client, upstream):
                 with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                with contextlib.suppress(OSError):
                     s.close()
-
-    def close(self) -> None:
-        self.closed.set()
-        self.listener.close()
-        self.thread.join(5)

@@ -1,7 +1,7 @@
 """`snapshot` against a real OpenBao (raft): the active node and a standby, least privilege, failures that
 must leave nothing behind, retention, `verify`, `restore-test`, and the metrics files it writes.
 
-Failures the real server cannot be made to show on cue come from two helpers here: `CutProxy`, a TCP
+Failures the real server cannot be made to show on cue come from two helpers: `proxy.DelayProxy` with `cut_after`, a TCP
 proxy to the real server that closes the connection after so many bytes of its answers (the server
 "killed" mid-stream, TLS and chunked encoding broken off), and `FakeVault`, a small HTTPS server (the
 test CA's certificate) that answers the snapshot endpoint with a chosen status, a 307, or a 200 whose
@@ -17,8 +17,6 @@ import hashlib
 import io
 import json
 import os
-import selectors
-import socket
 import ssl
 import stat
 import tarfile
@@ -33,6 +31,7 @@ import hvac
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
+from proxy import DelayProxy
 
 from testbed.bao import Bao, Certs
 from testbed.cli import Result, assert_one_line_error, run_cli
@@ -118,69 +117,6 @@ def metrics_of(path: Path) -> dict[str, float]:
             )
             out[key] = sample.value
     return out
-
-
-class CutProxy:
-    """TCP proxy to 127.0.0.1:`target` that closes a connection once `cut_after` bytes of the server's
-    answers went through it: for the client, a server that died mid-stream."""
-
-    def __init__(self, target: int, cut_after: int) -> None:
-        self.target, self.cut_after = target, cut_after
-        self.cuts = 0
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(16)
-        self.listener.settimeout(0.2)
-        self.port = int(self.listener.getsockname()[1])
-        self.closed = threading.Event()
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    @property
-    def addr(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
-
-    def _accept(self) -> None:
-        while not self.closed.is_set():
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                continue
-            threading.Thread(target=self._pipe, args=(client,), daemon=True).start()
-
-    def _pipe(self, client: socket.socket) -> None:
-        upstream = socket.create_connection(("127.0.0.1", self.target), timeout=5)
-        sel = selectors.DefaultSelector()
-        sel.register(client, selectors.EVENT_READ, upstream)
-        sel.register(upstream, selectors.EVENT_READ, client)
-        sent = 0
-        try:
-            while not self.closed.is_set():
-                for key, _ in sel.select(0.2):
-                    data = key.fileobj.recv(65536)  # type: ignore[union-attr]
-                    if not data:
-                        return
-                    if key.fileobj is upstream:
-                        if sent + len(data) >= self.cut_after:
-                            key.data.sendall(data[: self.cut_after - sent])
-                            self.cuts += 1
-                            return
-                        sent += len(data)
-                    key.data.sendall(data)
-        except OSError:
-            return
-        finally:
-            sel.close()
-            for s in (client, upstream):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-                with contextlib.suppress(OSError):
-                    s.close()
-
-    def close(self) -> None:
-        self.closed.set()
-        self.listener.close()
-        self.thread.join(5)
 
 
 class FakeVault:
@@ -515,7 +451,7 @@ def test_server_killed_mid_stream_leaves_nothing(raft: tuple[Bao, Certs], stocke
     server, certs = raft
     directory, before = stocked
     token = snapshot_token(server, [SNAP_ROLE])
-    proxy = CutProxy(server.port, cut_after=12_000)  # the snapshot is ~20 KB; the other answers ~2 KB
+    proxy = DelayProxy(server.port, cut_after=12_000)  # the snapshot is ~20 KB; the other answers ~2 KB
     try:
         result = snap(proxy.addr, certs, directory, "--auth", "token", "--keep", "1", "--format", "text",
                       env=clean_env(VAULT_TOKEN=token))  # fmt: skip

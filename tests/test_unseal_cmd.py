@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from proxy import LoopbackListener
 from raft_cluster import THRESHOLD, Node, RaftCluster, raft_cluster_fixture, raft_cluster_session_fixture  # noqa: F401 - the fixtures
 
 from nomad_vault_token import config
@@ -136,7 +137,7 @@ def watchers(tmp_path: Path) -> Iterator[Callable[..., Watcher]]:
         sock.close()
 
 
-class CountingProxy:
+class CountingProxy(LoopbackListener):
     """TLS in (the cluster's server certificate), TLS out to one node: one upstream connection per
     client connection, and a count of the `POST /v1/sys/unseal` requests that went through."""
 
@@ -148,26 +149,8 @@ class CountingProxy:
         self.server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.server_ctx.load_cert_chain(str(certs.server_pem))
         self.client_ctx = ssl.create_default_context(cafile=str(certs.ca_path))
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(16)
-        self.listener.settimeout(0.2)
-        self.port = int(self.listener.getsockname()[1])
-        self.closed = threading.Event()
         self.sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def addr(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
-
-    def _accept(self) -> None:
-        while not self.closed.is_set():
-            try:
-                raw, _ = self.listener.accept()
-            except (TimeoutError, OSError):
-                continue
-            threading.Thread(target=self._serve, args=(raw,), daemon=True).start()
+        super().__init__()
 
     def _serve(self, raw: socket.socket) -> None:
         try:
@@ -204,8 +187,7 @@ class CountingProxy:
                     s.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
-        self.closed.set()
-        self.listener.close()
+        super().close()
         for s in self.sockets:
             with contextlib.suppress(OSError):
                 s.close()
