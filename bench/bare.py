@@ -38,7 +38,7 @@ class BareStartups:
 # its errors and config): timed inside the process, so the interpreter's own start-up noise stays out.
 _ADDED = (
     "import time\n"
-    "from nomad_vault_token import config, errors\n"
+    "from nomad_vault_token.core import config, errors\n"
     "t = time.perf_counter()\n"
     "{body}\n"
     "print((time.perf_counter() - t) * 1000)\n"
@@ -70,9 +70,9 @@ def bare_startups(ctx: Ctx) -> BareStartups:
         "bao version (Go CLI start)": [BAO, "version"],
     }
     checks = {
-        ARGV_FLOOR: "from nomad_vault_token import agent_argv\n"
+        ARGV_FLOOR: "from nomad_vault_token.nomad import argv as agent_argv\n"
         "agent_argv.parse(['nomad', 'agent', '-config', '/etc/nomad.d'])",
-        HCL_FLOOR: f"from nomad_vault_token import agent_config\nagent_config.load_vault_block([{str(configs)!r}])",
+        HCL_FLOOR: f"from nomad_vault_token.nomad import agent_config\nagent_config.load_vault_block([{str(configs)!r}])",
     }
     found = {}
     for label, argv in cases.items():

@@ -69,13 +69,15 @@ def phases(out: Path, cli_args: list[str]) -> None:
     sys.addaudithook(_hook_events(events, int(os.environ["NVT_BENCH_VAULT_PORT"])))
     mark("harness ready")
 
-    from nomad_vault_token import entry, fastrun
+    from nomad_vault_token.cli import entry, fastrun
 
     mark("imported entry")
     from nomad_vault_token.commands import run as cmd
 
     mark("imported commands.run")
-    from nomad_vault_token import handoff, tls, tracker, waiting
+    from nomad_vault_token.nomad import handoff
+    from nomad_vault_token.token import tracker, waiting
+    from nomad_vault_token.vault import tls
 
     calls: dict[str, int] = {}
 
@@ -117,8 +119,9 @@ def _price_connections(config_path: Path, n: int = 9) -> dict[str, float]:
     """Median ms of lookup-self: a new client per call (as vault.py does it) vs one kept-alive client."""
     import hvac
 
-    from nomad_vault_token import config, state
-    from nomad_vault_token.vault import Vault
+    from nomad_vault_token.core import config
+    from nomad_vault_token.token import store as state
+    from nomad_vault_token.vault.client import Vault
 
     settings = config.load(config_path, {})
     saved = state.read(settings.state_file)
@@ -157,18 +160,20 @@ def memory(out: Path, variant: str, config_path: Path) -> None:
         for _ in range(3):
             client.auth.token.lookup_self()
     elif variant != "python":
-        from nomad_vault_token import config, lease, notify, state, vault  # noqa: F401 - what a tracker needs
+        from nomad_vault_token.core import config, notify  # noqa: F401 - what a tracker needs
+        from nomad_vault_token.token import store as state
+        from nomad_vault_token.vault import client as vault
 
         if variant == "nvt-run-path":
-            from nomad_vault_token import handoff, minting, nomad_rules, tracker, verify, waiting  # noqa: F401
             from nomad_vault_token.commands import run  # noqa: F401
+            from nomad_vault_token.nomad import handoff  # noqa: F401
         settings = config.load(config_path, {})
         saved = state.read(settings.state_file)
         assert saved is not None, "no saved token"
         for _ in range(3):
             vault.Vault(settings).lookup_self(saved.token)
             if variant != "nvt-vault":
-                from nomad_vault_token import tls
+                from nomad_vault_token.vault import tls
 
                 cert, key = settings.client_tls()
                 tls.check_client(cert, key, settings.cert_warn_days)

@@ -9,7 +9,7 @@ from typing import Any
 
 from bench.common import DEFAULT_CHECK_INTERVAL, accessor, paths, user_agent
 from bench.steady import Window
-from nomad_vault_token import lease
+from nomad_vault_token.token import lease
 from testbed.bao import PERIOD
 
 

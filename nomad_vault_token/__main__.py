@@ -1,5 +1,5 @@
 """`python -m nomad_vault_token`."""
 
-from nomad_vault_token.entry import main
+from nomad_vault_token.cli.entry import main
 
 main()

@@ -1,5 +1,5 @@
 """`nomad-vault-token run -- <stand-in Nomad>` as real processes, the agent's own config, and a notify
-socket standing in for systemd's. The stand-in itself is `tests/fake_nomad.py`."""
+socket standing in for systemd's. The stand-in itself is `testbed/fake_nomad.py`."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from testbed.cli import CLI
 from testbed.env import clean_env
 from testbed.procs import wait_for
 
-FAKE_NOMAD = ROOT / "tests" / "fake_nomad.py"
+FAKE_NOMAD = ROOT / "testbed" / "fake_nomad.py"
 Event = dict[str, Any]
 
 

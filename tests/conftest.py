@@ -14,10 +14,20 @@ import pytest
 from testbed import procs
 from testbed.agent import AgentRun, NotifySocket
 from testbed.bao import Bao, Certs
-
-# Older test modules import these from here.
-from testbed.cli import assert_one_line_error, run_cli  # noqa: F401
 from testbed.config import write_config
+
+# The raft cluster's fixtures (`raft_cluster`, `raft_cluster_session`) for every test that names them.
+pytest_plugins = ["testbed.raft_cluster"]
+
+# A test that names one of these fixtures starts OpenBao: it gets the `vault` marker, whatever its
+# folder, so `-m "not vault"` never starts a server.
+VAULT_FIXTURES = frozenset({"bao", "new_bao", "server", "durable", "config", "runs", "raft_cluster", "raft_cluster_session"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if VAULT_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.vault)
 
 
 @pytest.fixture(scope="session")

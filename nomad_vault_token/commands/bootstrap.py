@@ -13,13 +13,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from nomad_vault_token import resources
-from nomad_vault_token.bootstrap_plan import PlanError, Step, Wanted, fill_fields, fill_text, plan, result
-from nomad_vault_token.config import Settings
-from nomad_vault_token.durations import DurationError, parse_duration
-from nomad_vault_token.errors import ConfigError, NvtError
-from nomad_vault_token.results import Result
-from nomad_vault_token.vault import Secret, Vault
+from nomad_vault_token.core import resources
+from nomad_vault_token.core.config import Settings
+from nomad_vault_token.core.durations import DurationError, parse_duration
+from nomad_vault_token.core.errors import ConfigError, NvtError
+from nomad_vault_token.core.results import Result
+from nomad_vault_token.core.secret import Secret
+from nomad_vault_token.setup.bootstrap_plan import PlanError, Step, Wanted, fill_fields, fill_text, plan, result
+from nomad_vault_token.vault.client import Vault
 
 logger = logging.getLogger(__name__)
 
@@ -232,7 +233,7 @@ def _admin_token(token_file: Path | None) -> Secret:
             raise ConfigError("no admin token: set $VAULT_TOKEN or pass --token-file FILE (a file holding the token)")
         _check_token_text(value, "$VAULT_TOKEN")
         return Secret(value)
-    from nomad_vault_token import secret_files
+    from nomad_vault_token.core import secret_files
 
     return secret_files.read(token_file, "--token-file", "token")
 
@@ -246,7 +247,7 @@ def _client_ca(path: Path) -> str:
     """The certificates of --client-ca as PEM, after cryptography has parsed every one."""
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    from nomad_vault_token import tls
+    from nomad_vault_token.vault import tls
 
     certs = tls.load_certs(path.absolute(), "--client-ca")
     return "".join(c.public_bytes(Encoding.PEM).decode("ascii") for c in certs)

@@ -9,10 +9,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from nomad_vault_token import config, state, tls
-from nomad_vault_token.config import Settings
-from nomad_vault_token.durations import format_duration
-from nomad_vault_token.errors import (
+from nomad_vault_token.core import config
+from nomad_vault_token.core.config import Settings
+from nomad_vault_token.core.durations import format_duration
+from nomad_vault_token.core.errors import (
     EX_CONFIG,
     EX_NOPERM,
     EX_UNAVAILABLE,
@@ -21,8 +21,11 @@ from nomad_vault_token.errors import (
     TokenInvalid,
     VaultUnavailable,
 )
-from nomad_vault_token.results import Result
-from nomad_vault_token.vault import Secret, TokenInfo, Vault
+from nomad_vault_token.core.results import Result
+from nomad_vault_token.core.secret import Secret
+from nomad_vault_token.token import store as state
+from nomad_vault_token.vault import tls
+from nomad_vault_token.vault.client import TokenInfo, Vault
 
 
 @dataclass(frozen=True)
@@ -139,7 +142,9 @@ def agent_checks(report: Report, settings: Settings, agent: Sequence[str]) -> bo
             "no agent command line: give it after --, as in the unit: check -- /usr/bin/nomad agent -config ...",
         )
         return True
-    from nomad_vault_token import agent_argv, agent_review, handoff
+    from nomad_vault_token.nomad import argv as agent_argv
+    from nomad_vault_token.nomad import handoff
+    from nomad_vault_token.nomad import review as agent_review
 
     try:
         parsed = agent_argv.parse(agent)
@@ -186,7 +191,7 @@ def _vault_checks(report: Report, vault: Vault, *, mint: bool, allow_unauthentic
     if token is None or info is None:
         return False
     try:
-        from nomad_vault_token import verify
+        from nomad_vault_token.token import nomad_check as verify
 
         for rule in verify.nomad_rules_for(vault, token, info, allow_unauthenticated=allow_unauthenticated):
             result = "pass" if rule.ok else "warn" if rule.warning and not settings.strict else "fail"
@@ -206,7 +211,7 @@ def _vault_checks(report: Report, vault: Vault, *, mint: bool, allow_unauthentic
 
 
 def minted_token(report: Report, vault: Vault) -> tuple[Secret | None, TokenInfo | None]:
-    from nomad_vault_token.minting import login_and_mint
+    from nomad_vault_token.token.minting import login_and_mint
 
     try:
         token, info = login_and_mint(vault)

@@ -17,10 +17,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from nomad_vault_token import config, unit
-from nomad_vault_token.errors import EX_FAILED, EX_USAGE, ConfigError, NvtError
-from nomad_vault_token.fsutil import write_atomic
-from nomad_vault_token.install_plan import (
+from nomad_vault_token.core import config
+from nomad_vault_token.core.errors import EX_FAILED, EX_USAGE, ConfigError, NvtError
+from nomad_vault_token.core.files import write_atomic
+from nomad_vault_token.core.results import Result
+from nomad_vault_token.setup import systemd_unit as unit
+from nomad_vault_token.setup.install_plan import (
     CONFIG_DIR_MODE,
     CONFIG_MODE,
     MISSING,
@@ -36,7 +38,6 @@ from nomad_vault_token.install_plan import (
     under_root,
     unit_changed,
 )
-from nomad_vault_token.results import Result
 
 UNIT_DIR = Path("/etc/systemd/system")
 SCRIPT = "nomad-vault-token"

@@ -14,11 +14,13 @@ import shutil
 import time
 from collections.abc import Sequence
 
-from nomad_vault_token import lease, state
-from nomad_vault_token.config import Settings
-from nomad_vault_token.errors import ConfigError, NvtError, TokenInvalid, VaultDenied
-from nomad_vault_token.notify import Notifier
-from nomad_vault_token.vault import Secret, TokenInfo, Vault
+from nomad_vault_token.core.config import Settings
+from nomad_vault_token.core.errors import ConfigError, NvtError, TokenInvalid, VaultDenied
+from nomad_vault_token.core.notify import Notifier
+from nomad_vault_token.core.secret import Secret
+from nomad_vault_token.token import lease
+from nomad_vault_token.token import store as state
+from nomad_vault_token.vault.client import TokenInfo, Vault
 
 logger = logging.getLogger("nomad_vault_token.run")
 
@@ -26,18 +28,19 @@ logger = logging.getLogger("nomad_vault_token.run")
 def main(settings: Settings, argv: Sequence[str], *, check: bool) -> None:
     """Never returns: execs the agent, or raises."""
     agent = resolve_agent(argv)
-    from nomad_vault_token import agent_argv, handoff
+    from nomad_vault_token.nomad import argv as agent_argv
+    from nomad_vault_token.nomad import handoff
 
     agent_args = [agent, *argv[1:]]
     parsed = agent_argv.parse(agent_args)
     argv_warnings = [*handoff.check_argv(settings, parsed), *handoff.redirect_warnings(os.environ)]
     state.check_writable(settings.state_file)
-    from nomad_vault_token import tls_verdict
+    from nomad_vault_token.token import tls_verdict
 
     for warning in tls_verdict.preflight(settings):
         logger.warning("%s", warning)
     notifier = Notifier()
-    from nomad_vault_token import waiting
+    from nomad_vault_token.token import waiting
 
     token: Secret | None
     degraded_start = False
@@ -53,7 +56,7 @@ def main(settings: Settings, argv: Sequence[str], *, check: bool) -> None:
     for warning in argv_warnings:  # once nothing can fail any more: no warning before an error
         logger.warning("%s", warning)
     final_argv, agent_env = handoff.prepare(settings, token, agent_args, parsed, os.environ)
-    from nomad_vault_token import tracker
+    from nomad_vault_token.token import tracker
 
     try:
         tracker.spawn(settings, token, info, notifier, parsed, degraded=degraded_start)
@@ -111,7 +114,7 @@ def obtain(vault: Vault) -> tuple[Secret, TokenInfo]:
         reused = _try_reuse(vault, saved)
         if reused is not None:
             return reused
-    from nomad_vault_token.minting import login_and_mint
+    from nomad_vault_token.token.minting import login_and_mint
 
     token, info = login_and_mint(vault)
     state.write(settings.state_file, state.State(token, info.accessor, settings.vault_addr, time.time()))
@@ -193,7 +196,8 @@ def retire(vault: Vault, token: Secret, accessor: str) -> None:
 
 def nomad_check(vault: Vault, token: Secret, info: TokenInfo) -> None:
     """Nomad's own start-up checks, now: one line per broken rule (Nomad's words), exit 77."""
-    from nomad_vault_token import nomad_rules, verify
+    from nomad_vault_token.nomad import token_rules as nomad_rules
+    from nomad_vault_token.token import nomad_check as verify
 
     settings = vault.settings
     results = verify.nomad_rules_for(vault, token, info)

@@ -21,10 +21,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from nomad_vault_token.config import Settings
-from nomad_vault_token.errors import ConfigError, NvtError
-from nomad_vault_token.results import Result
-from nomad_vault_token.vault import Secret, Vault
+from nomad_vault_token.core.config import Settings
+from nomad_vault_token.core.errors import ConfigError, NvtError
+from nomad_vault_token.core.results import Result
+from nomad_vault_token.core.secret import Secret
+from nomad_vault_token.vault.client import Vault
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ METRICS_COMPONENT = "snapshot"
 
 def verify_file(file: Path | None) -> Result:
     """`snapshot verify FILE`: check a snapshot offline (65 when it fails)."""
-    from nomad_vault_token.snapshot_verify import verify
+    from nomad_vault_token.snapshot.archive import verify
 
     if file is None:
         raise ConfigError("snapshot verify: give the snapshot file: snapshot verify FILE")
@@ -66,7 +67,7 @@ def main(
             raise ConfigError(f"snapshot: unexpected argument {str(file)!r}: did you mean snapshot verify FILE?")
         return take(settings, token_file=token_file)
     if action == "restore-test":
-        from nomad_vault_token import restore_test
+        from nomad_vault_token.snapshot import drill as restore_test
 
         if file is None:
             raise ConfigError("snapshot restore-test: give the snapshot file: snapshot restore-test FILE --keys-file F")
@@ -80,8 +81,8 @@ def main(
 
 
 def take(settings: Settings, *, token_file: Path | None) -> Result:
-    from nomad_vault_token import snapshot_verify as sv
-    from nomad_vault_token.snapshot_plan import Retention, check_prefix, plan_retention, snapshot_name
+    from nomad_vault_token.snapshot import archive as sv
+    from nomad_vault_token.snapshot.retention import Retention, check_prefix, plan_retention, snapshot_name
 
     started = time.monotonic()
     try:
@@ -174,7 +175,7 @@ def _terminated(signum: int, frame: object) -> None:
 def _remove_stale_partials(directory: Path, prefix: str, timeout: int) -> None:
     """Temp files of runs killed without a chance to clean up (SIGKILL, a power cut): older than any run
     may last (snapshot_timeout, plus a minute), so never a run still in progress."""
-    from nomad_vault_token.snapshot_plan import classify
+    from nomad_vault_token.snapshot.retention import classify
 
     now = time.time()
     for name in classify(os.listdir(directory), prefix).partials:
@@ -214,7 +215,7 @@ def _active(settings: Settings) -> tuple[Vault, str]:
     if not leader.ha_enabled or leader.is_self or not leader.leader_address:
         return vault, settings.vault_addr
     address = leader.leader_address.rstrip("/")
-    from nomad_vault_token.config import check_address
+    from nomad_vault_token.core.config import check_address
 
     try:
         check_address(address, settings.allow_insecure_http)
@@ -230,7 +231,7 @@ def _active(settings: Settings) -> tuple[Vault, str]:
 
 def _given_secret(settings: Settings, token_file: Path | None) -> Secret | None:
     """--auth token: the token; --auth jwt: the JWT; --auth cert: None (the certificate is read at login)."""
-    from nomad_vault_token import secret_files
+    from nomad_vault_token.core import secret_files
 
     if settings.snapshot_auth == "token":
         return secret_files.token(token_file)
@@ -282,7 +283,7 @@ class _Metrics:
     def _write(self, gauges: list[Any]) -> None:
         if self.dir is None:
             return
-        from nomad_vault_token import metrics
+        from nomad_vault_token.core import metrics
 
         try:
             metrics.write_textfile(self.dir, METRICS_COMPONENT, gauges)
@@ -290,7 +291,7 @@ class _Metrics:
             log.warning("metrics: cannot write in %s: %s", self.dir, exc.strerror)
 
     def _common(self, success: bool) -> list[Any]:
-        from nomad_vault_token.metrics import flag, gauge
+        from nomad_vault_token.core.metrics import flag, gauge
 
         return [
             gauge("nomad_vault_token_snapshot_last_run_timestamp_seconds", time.time()),
@@ -302,8 +303,8 @@ class _Metrics:
         """What a failed run can say: the newest verified snapshot still there, from its manifest."""
         if self.dir is None:
             return
-        from nomad_vault_token import snapshot_verify as sv
-        from nomad_vault_token.metrics import flag, gauge
+        from nomad_vault_token.core.metrics import flag, gauge
+        from nomad_vault_token.snapshot import archive as sv
 
         gauges = self._common(False)
         if verified is not None:
@@ -332,7 +333,7 @@ class _Metrics:
         self._write(gauges)
 
     def succeeded(self, info: Any, kept: int, unverified: int) -> None:
-        from nomad_vault_token.metrics import flag, gauge
+        from nomad_vault_token.core.metrics import flag, gauge
 
         self._write(
             [

@@ -9,11 +9,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from nomad_vault_token import config, state, tls
-from nomad_vault_token.durations import format_duration
-from nomad_vault_token.errors import EX_FAILED, NvtError, TokenInvalid, VaultUnavailable
-from nomad_vault_token.results import Result
-from nomad_vault_token.vault import Vault
+from nomad_vault_token.core import config
+from nomad_vault_token.core.durations import format_duration
+from nomad_vault_token.core.errors import EX_FAILED, NvtError, TokenInvalid, VaultUnavailable
+from nomad_vault_token.core.results import Result
+from nomad_vault_token.token import store as state
+from nomad_vault_token.vault import tls
+from nomad_vault_token.vault.client import Vault
 
 
 def main(settings: config.Settings) -> Result:

@@ -7,13 +7,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from nomad_vault_token import tls
-from nomad_vault_token.config import Settings
-from nomad_vault_token.errors import ConfigError
-from nomad_vault_token.fsutil import write_private
-from nomad_vault_token.minting import login_and_mint
-from nomad_vault_token.results import Result
-from nomad_vault_token.vault import Vault
+from nomad_vault_token.core.config import Settings
+from nomad_vault_token.core.errors import ConfigError
+from nomad_vault_token.core.files import write_private
+from nomad_vault_token.core.results import Result
+from nomad_vault_token.token.minting import login_and_mint
+from nomad_vault_token.vault import tls
+from nomad_vault_token.vault.client import Vault
 
 logger = logging.getLogger(__name__)
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 import signal
 from types import FrameType
 
-from nomad_vault_token.config import Settings
-from nomad_vault_token.durations import DurationError, parse_duration
-from nomad_vault_token.errors import ConfigError
-from nomad_vault_token.results import Result
+from nomad_vault_token.core.config import Settings
+from nomad_vault_token.core.durations import DurationError, parse_duration
+from nomad_vault_token.core.errors import ConfigError
+from nomad_vault_token.core.results import Result
 
 
 def main(settings: Settings, *, once: bool = False, settle_timeout: str | None = "60s") -> Result:
-    from nomad_vault_token.unsealer import Unsealer, describe
+    from nomad_vault_token.unseal.watcher import Unsealer, describe
 
     try:
         settle = parse_duration(settle_timeout or "60s", bare_seconds=True)

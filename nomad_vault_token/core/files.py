@@ -1,0 +1,67 @@
+"""Atomic, private file writes: temp file in the same directory, fsync, rename."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from nomad_vault_token.core.errors import ConfigError
+
+
+def ensure_private_dir(path: Path, what: str) -> None:
+    """Create `path` 0700 if missing; refuse one that group or others can enter."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = path.stat()
+    except PermissionError:
+        raise ConfigError(f"{what} {path}: permission denied: create it owned by this service's user") from None
+    except FileExistsError:
+        raise ConfigError(f"{what} {path}: exists and is not a directory: remove it or choose another") from None
+    except OSError as exc:
+        raise ConfigError(f"{what} {path}: cannot create: {exc.strerror}") from None
+    if not path.is_dir():
+        raise ConfigError(f"{what} {path}: exists and is not a directory: remove it or choose another")
+    if st.st_mode & 0o077:
+        try:
+            os.chmod(path, 0o700)
+        except OSError:
+            raise ConfigError(f"{what} {path}: others can enter it: chmod 700 {path}") from None
+
+
+def write_atomic(path: Path, data: bytes, mode: int) -> None:
+    """Temp file beside `path`, exact mode, fsync, rename, fsync the directory: old or new, never half.
+
+    Raises OSError; the temp file is removed first.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        try:
+            os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def write_private(path: Path, data: bytes, what: str) -> None:
+    """Write `data` to `path` atomically with mode 0600; old or new content, never half."""
+    try:
+        write_atomic(path, data, 0o600)
+    except OSError as exc:
+        raise ConfigError(
+            f"{what} {path}: cannot write: {exc.strerror}: check the directory's owner and mode"
+        ) from None

@@ -1,0 +1,770 @@
+"""The agent's merged default ``vault`` block, read from its ``-config`` files as Nomad reads them,
+and what in it will stop Nomad from using the token this tool hands over.
+
+``load_vault_block`` reads files (pyhcl is imported only when a file is parsed); ``findings`` is
+pure. Sources are Nomad's, cited as file:line at the tag named:
+
+* ``-config`` values merge in argv order (``command/agent/command.go`` v1.9.7:257-277), then the
+  command line's ``-vault-*`` flags over them (288).
+* A file path is parsed as HCL whatever its extension (``command/agent/config.go``
+  v1.9.7:2681-2699). A directory contributes the ``*.hcl`` and ``*.json`` entries directly in it
+  (no recursion; a sub-directory is skipped, a symlink is not), hidden files included, emacs lock
+  files (``.#name``) excluded, sorted by path (2703-2770, ``isTemporaryFile`` 2790-2794).
+* Nomad's agent config is HCL1; a file whose first non-blank character is ``{`` is JSON.
+* From 1.7 each ``vault`` block is decoded with ``mapstructure.WeakDecode`` (``config_parse.go``
+  v1.9.7:396-428): an unnamed block is ``"default"``, the one the legacy token integration uses;
+  blocks with the same name merge. In 1.6 there is one ``vault`` struct (``config.go`` v1.6.0:141)
+  and a ``name`` is ignored; named blocks only make sense from 1.7, so they are skipped here.
+* Merging (``nomad/structs/config/vault.go`` v1.9.7:153-215; v1.6.0:109-155): a later non-empty
+  string wins, a later boolean wins whenever it is set (``enabled = false`` overrides ``true``),
+  an empty string never overrides.
+
+No token value is ever kept: only whether one is set, and where.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Final, Literal
+from urllib.parse import urlsplit
+
+from nomad_vault_token.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from nomad_vault_token.nomad.argv import AgentArgv
+
+DEFAULT_ADDRESS: Final = "https://vault.service.consul:8200"  # structs/config/vault.go v1.9.7:131, v1.6.0:91
+DEV_VAULT_ADDRESS: Final = "http://localhost:8200"  # -dev-vault: command/agent/config.go v1.9.7:1371
+DEFAULT_CLUSTER: Final = "default"  # structs.VaultDefaultCluster; config_parse.go v1.9.7:414-416
+DEFAULT_TASK_TOKEN_TTL: Final = "72h"  # noqa: S105 - a TTL; nomad/vault.go:43 (defaultTokenTTL)
+MIN_TASK_TOKEN_TTL_NS: Final = 5 * 60 * 10**9  # nomad/vault.go:38 (minimumTokenTTL)
+
+TOKEN_KEY: Final = "token"  # noqa: S105 - the HCL key's name
+_STRING_KEYS: Final = (
+    "address",
+    "namespace",
+    "create_from_role",
+    "task_token_ttl",
+    "ca_file",
+    "ca_path",
+    "cert_file",
+    "key_file",
+    "tls_server_name",
+)
+_BOOL_KEYS: Final = ("enabled", "allow_unauthenticated", "tls_skip_verify")
+# The agent's -vault-* flags and the key each sets (command/agent/command.go v1.9.7:177-200).
+FLAG_KEYS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "vault-enabled": "enabled",
+        "vault-allow-unauthenticated": "allow_unauthenticated",
+        "vault-token": TOKEN_KEY,
+        "vault-address": "address",
+        "vault-namespace": "namespace",
+        "vault-create-from-role": "create_from_role",
+        "vault-ca-file": "ca_file",
+        "vault-ca-path": "ca_path",
+        "vault-cert-file": "cert_file",
+        "vault-key-file": "key_file",
+        "vault-tls-skip-verify": "tls_skip_verify",
+        "vault-tls-server-name": "tls_server_name",
+    }
+)
+_DIR_SUFFIXES: Final = (".hcl", ".json")  # config.go v1.9.7:2737-2741, case-sensitive
+_GO_TRUE: Final = frozenset({"1", "t", "T", "TRUE", "true", "True"})  # strconv.ParseBool
+_GO_FALSE: Final = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+
+
+@dataclass(frozen=True)
+class VaultBlock:
+    """The default vault block after every -config file and -vault-* flag. None = nobody set it.
+
+    ``origin`` maps each key someone set (HCL names: ``enabled``, ``token``, ...) to the file
+    that set it last, or ``flag -vault-xxx`` / ``flag -dev-vault``. The token's value is never
+    kept: ``token_set`` says whether a file or ``-vault-token`` gives a non-empty one.
+    """
+
+    enabled: bool | None = None
+    address: str | None = None
+    namespace: str | None = None
+    create_from_role: str | None = None
+    token_set: bool = False
+    allow_unauthenticated_setting: bool | None = None
+    task_token_ttl: str | None = None
+    ca_file: str | None = None
+    ca_path: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    tls_skip_verify: bool | None = None
+    tls_server_name: str | None = None
+    origin: Mapping[str, str] = field(default_factory=dict, hash=False)
+    files: tuple[str, ...] = ()  # every file parsed, in Nomad's order
+
+    @property
+    def is_enabled(self) -> bool:
+        """Nomad's IsEnabled: unset is false (structs/config/vault.go v1.9.7:139-144)."""
+        return self.enabled is True
+
+    @property
+    def effective_address(self) -> str:
+        return self.address or DEFAULT_ADDRESS
+
+    @property
+    def allow_unauthenticated(self) -> bool:
+        """Unset is true: DefaultVaultConfig (structs/config/vault.go v1.9.7:134) is merged under the files."""
+        return self.allow_unauthenticated_setting is not False
+
+    def where(self, key: str) -> str:
+        return self.origin.get(key, "")
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+
+def load_vault_block(config_paths: Sequence[str | os.PathLike[str]], flags: AgentArgv | None = None) -> VaultBlock:
+    """The merged default vault block of ``config_paths`` (-config values, in argv order), with
+    the argv's -vault-* flags over it. ConfigError when Nomad could not load a path either."""
+    merged = _Merged()
+    if flags is not None and flags.dev_vault:
+        # -dev-vault starts from DevConfig (command/agent/config.go v1.9.7:1369-1371), under the files.
+        merged.set("enabled", True, "flag -dev-vault")
+        merged.set("address", DEV_VAULT_ADDRESS, "flag -dev-vault")
+    files: list[str] = []
+    for raw in config_paths:
+        for path in _config_files(os.fspath(raw)):
+            files.append(path)
+            for block in _default_blocks(_parse_file(path), path):
+                merged.merge(block, path)
+    if flags is not None:
+        for name, value in flags.vault_flags.items():
+            key = FLAG_KEYS.get(name)
+            if key is not None and key != TOKEN_KEY:
+                merged.set(key, value, f"flag -{name}")
+        if flags.vault_token_set:
+            merged.token("flag -vault-token")
+    return merged.block(tuple(files))
+
+
+class _Merged:
+    """VaultConfig.Merge applied layer by layer, remembering who set each key."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, str | bool] = {}
+        self.origin: dict[str, str] = {}
+        self.token_set = False
+
+    def set(self, key: str, value: str | bool, origin: str) -> None:
+        if value == "" and isinstance(value, str):  # an empty string never overrides (vault.go:153-215)
+            return
+        self.values[key] = value
+        self.origin[key] = origin
+
+    def token(self, origin: str) -> None:
+        self.token_set = True
+        self.origin[TOKEN_KEY] = origin
+
+    def merge(self, block: Mapping[str, str | bool], origin: str) -> None:
+        for key, value in block.items():
+            if key == TOKEN_KEY:
+                if value:
+                    self.token(origin)
+            else:
+                self.set(key, value, origin)
+
+    def block(self, files: tuple[str, ...]) -> VaultBlock:
+        v = self.values
+        return VaultBlock(
+            enabled=_opt_bool(v.get("enabled")),
+            address=_opt_str(v.get("address")),
+            namespace=_opt_str(v.get("namespace")),
+            create_from_role=_opt_str(v.get("create_from_role")),
+            token_set=self.token_set,
+            allow_unauthenticated_setting=_opt_bool(v.get("allow_unauthenticated")),
+            task_token_ttl=_opt_str(v.get("task_token_ttl")),
+            ca_file=_opt_str(v.get("ca_file")),
+            ca_path=_opt_str(v.get("ca_path")),
+            cert_file=_opt_str(v.get("cert_file")),
+            key_file=_opt_str(v.get("key_file")),
+            tls_skip_verify=_opt_bool(v.get("tls_skip_verify")),
+            tls_server_name=_opt_str(v.get("tls_server_name")),
+            origin=MappingProxyType(dict(self.origin)),
+            files=files,
+        )
+
+
+def _opt_str(value: str | bool | None) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _opt_bool(value: str | bool | None) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+def _config_files(path: str) -> list[str]:
+    """The files one -config value stands for (LoadConfig / LoadConfigDir, config.go v1.9.7:2681-2770)."""
+    shown = path or '""'
+    nomad_says = f'Nomad would refuse to start: "Error loading configuration from {shown}"'
+    try:
+        mode = os.stat(path).st_mode  # os.Stat follows symlinks, as here
+    except FileNotFoundError:
+        raise ConfigError(
+            f"agent -config {shown}: no such file or directory: fix the -config after -- ({nomad_says})"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"agent -config {shown}: {exc.strerror}: fix the -config after -- ({nomad_says})") from None
+    if not stat.S_ISDIR(mode):
+        return [path]
+    try:
+        with os.scandir(path) as entries:
+            names = [
+                e.name
+                for e in entries
+                if not e.is_dir(follow_symlinks=False)  # Readdir is lstat: a symlink to a dir is kept
+                and e.name.endswith(_DIR_SUFFIXES)
+                and not e.name.startswith(".#")  # isTemporaryFile; "~" and "#...#" never end in .hcl/.json
+            ]
+    except PermissionError:
+        raise ConfigError(
+            f"agent -config {path}: permission denied listing the directory: "
+            f"make it readable by the user that runs Nomad ({nomad_says})"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"agent -config {path}: cannot list the directory: {exc.strerror} ({nomad_says})") from None
+    names.sort(key=os.fsencode)  # sort.Strings on the joined paths: byte order
+    return [os.path.join(path, name) for name in names]
+
+
+def _parse_file(path: str) -> list[tuple[Any, Any]]:
+    """The file's top-level items in source order, repeated keys kept. ConfigError on any failure."""
+    nomad_says = "Nomad would refuse to start with it"
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except PermissionError:
+        raise ConfigError(
+            f"agent config {path}: permission denied: make it readable by the user that runs Nomad ({nomad_says})"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"agent config {path}: cannot read: {exc.strerror} ({nomad_says})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"agent config {path}: not UTF-8 text: save it as UTF-8 ({nomad_says})") from None
+    if not text.strip():
+        return []
+    if text.lstrip()[0] == "{":  # HCL1's lexMode: JSON when the first non-space rune is "{"
+        try:
+            top = json.loads(text, object_pairs_hook=_JsonObject)
+        except json.JSONDecodeError as exc:
+            reason = exc.msg.split(":")[0]  # "Invalid \\escape: 'x'" would echo a character
+            raise ConfigError(
+                f"agent config {path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {reason}): "
+                f"fix the file ({nomad_says})"
+            ) from None
+        return list(top) if isinstance(top, _Pairs) else []
+    try:
+        top = _hcl_parser().parse(text)
+    except Exception as exc:  # pyhcl raises ValueError; PLY internals may raise others
+        raise ConfigError(
+            f"agent config {path}: not valid HCL ({_hcl_reason(exc, text)}): fix the file ({nomad_says})"
+        ) from None
+    if isinstance(top, _Pairs):
+        return list(top)
+    return list(top.items()) if isinstance(top, dict) else []  # pyhcl without our hook: merged dict
+
+
+class _Pairs(list[tuple[Any, Any]]):
+    """An object's items in source order, repeated keys kept (as Go's ast.ObjectList)."""
+
+
+class _JsonObject(_Pairs):
+    """A JSON object: HCL1's JSON parser flattens nested objects into labels (json/parser/flatten.go)."""
+
+
+@lru_cache(maxsize=1)
+def _hcl_parser() -> Any:
+    """One pyhcl parser for the process: building it costs ~25 ms (PLY builds its tables).
+
+    pyhcl's ``objectlist_flat`` folds an object's items into a dict, merging repeated blocks
+    into one another (``vault { name = "x" }`` followed by ``vault { address = ... }`` becomes
+    one block named "x"). Replaced on this instance, every object keeps its items in order, as
+    Nomad's own HCL parser does; the grammar is untouched.
+    """
+    from hcl.parser import HclParser  # pyhcl: imported only when a file is parsed
+
+    parser = HclParser()
+    parser.objectlist_flat = lambda items, replace: _Pairs(items)
+    return parser
+
+
+_PYHCL_POS = re.compile(r"^Line (\d+), column (\d+)(?:, index (\d+))?: (.*)$", re.S)
+_PYHCL_REDACT: Final = (
+    ("Illegal character", "illegal character"),
+    ("Expected '//' for comment", "a lone '/' (comments start with // or #)"),
+    ("Heredoc must start with '<<'", "a lone '<' (heredocs start with <<)"),
+)
+
+
+def _hcl_reason(exc: Exception, text: str) -> str:
+    """pyhcl's message as one line, with a real column and no character of the file echoed."""
+    message = " ".join(str(exc).split())
+    match = _PYHCL_POS.match(message)
+    if not match:
+        return message if isinstance(exc, ValueError) else f"pyhcl failed: {type(exc).__name__}"
+    line, column, index, reason = match.groups()
+    if index is None:  # parser errors put the absolute offset where the column belongs
+        offset = int(column)
+        column = str(offset - text.rfind("\n", 0, offset))
+    for prefix, replacement in _PYHCL_REDACT:
+        if reason.startswith(prefix):
+            reason = replacement
+    return f"line {line}, column {column}: {reason}"
+
+
+def _default_blocks(items: list[tuple[Any, Any]], path: str) -> list[dict[str, str | bool]]:
+    """The file's vault blocks of the default cluster, each weakly decoded, in order."""
+    blocks: list[dict[str, str | bool]] = []
+    for key, value in items:
+        if key != "vault":
+            continue
+        for body in _bodies(value):
+            decoded = _decode(body, path)
+            if decoded.pop("name", "") in ("", DEFAULT_CLUSTER):
+                blocks.append(decoded)
+    return blocks
+
+
+def _bodies(value: Any) -> list[list[tuple[Any, Any]]]:
+    """The bodies of the blocks one ``vault`` item stands for.
+
+    HCL: ``vault { ... }`` is one body; ``vault "label" { ... }`` a dict {label: body}, and Nomad
+    ignores the label (parseVaults reads only the value). JSON: a list whose elements are all
+    objects is repeated blocks, an object whose values are all objects is labels
+    (hashicorp/hcl json/parser/flatten.go, flattenListType / flattenObjectType).
+    """
+    if isinstance(value, _JsonObject):
+        if value and all(isinstance(v, _JsonObject) for _, v in value):
+            return [b for _, v in value for b in _bodies(v)]
+        return [list(value)]
+    if isinstance(value, _Pairs):
+        return [list(value)]
+    if isinstance(value, list):
+        if value and all(isinstance(v, (_Pairs, dict)) for v in value):
+            return [b for v in value for b in _bodies(v)]
+        return [[("", value)]]  # not a block: _decode reports it
+    if isinstance(value, dict):
+        if value and all(isinstance(v, (_Pairs, dict)) for v in value.values()) and not _is_body(value):
+            return [b for v in value.values() for b in _bodies(v)]
+        return [list(value.items())]
+    return [[("", value)]]
+
+
+def _is_body(value: Mapping[str, Any]) -> bool:
+    """A pyhcl dict (hook not applied) that holds Vault keys is a body, not labels."""
+    return any(k in _STRING_KEYS or k in _BOOL_KEYS or k in (TOKEN_KEY, "name") for k in value)
+
+
+def _decode(body: list[tuple[Any, Any]], path: str) -> dict[str, str | bool]:
+    """mapstructure.WeakDecode of one block (config_parse.go v1.9.7:402-413): a later repeated key wins."""
+    out: dict[str, str | bool] = {}
+    for key, value in body:
+        if key == "":
+            raise ConfigError(
+                f"agent config {path}: vault is not a block: write vault {{ ... }} "
+                f"(Nomad would refuse to start: error parsing 'vault')"
+            )
+        if value is None:  # JSON null: mapstructure leaves the field unset
+            continue
+        if key in _BOOL_KEYS:
+            out[key] = _weak_bool(key, value, path)
+        elif key in _STRING_KEYS or key in (TOKEN_KEY, "name"):
+            out[key] = _weak_str(key, value, path)
+    return out
+
+
+def _weak_bool(key: str, value: Any, path: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return value != 0
+    if isinstance(value, str):
+        if value in _GO_TRUE:
+            return True
+        if value in _GO_FALSE or value == "":
+            return False
+        shown = json.dumps(value[:40])
+        raise ConfigError(
+            f"agent config {path}: vault.{key} = {shown} is not a boolean: write {key} = true or false "
+            f"(Nomad would refuse to start: error parsing 'vault')"
+        )
+    raise ConfigError(
+        f"agent config {path}: vault.{key} is {_kind(value)}, not a boolean: write {key} = true or false "
+        f"(Nomad would refuse to start: error parsing 'vault')"
+    )
+
+
+def _weak_str(key: str, value: Any, path: str) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        from decimal import Decimal  # strconv.FormatFloat(f, 'f', -1, 64): no exponent
+
+        return format(Decimal(repr(value)), "f")
+    if isinstance(value, str):
+        return value
+    # The value is never shown: this may be the token.
+    raise ConfigError(
+        f'agent config {path}: vault.{key} is {_kind(value)}, not a string: write {key} = "..." '
+        f"(Nomad would refuse to start: error parsing 'vault')"
+    )
+
+
+def _kind(value: Any) -> str:
+    return "a block or object" if isinstance(value, (dict, _Pairs)) else "a list"
+
+
+# --- findings ----------------------------------------------------------------------------------
+
+Severity = Literal["pass", "warn", "fail"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing about the vault block: what Nomad will do with it, and what to change."""
+
+    key: str  # the vault block key: "enabled", "address", ..., or "env.VAULT_CACERT"
+    severity: Severity
+    message: str  # names the file (or flag) and the key
+    fix: str  # "" on pass
+    origin: str  # the file or flag that set the key last; "" when nobody did
+
+
+# Variables this tool consumes and does not pass on, and the vault block keys that replace them in
+# Nomad's Vault client (hashicorp/vault/api DefaultConfig reads them; ApiConfig, structs/config/
+# vault.go v1.9.7:219-239, only overrides them when the block sets the key).
+_ENV_KEYS: Final[tuple[tuple[str, tuple[str, ...], str], ...]] = (
+    ("VAULT_CACERT", ("ca_file", "ca_path"), "ca_file"),
+    ("VAULT_CAPATH", ("ca_path", "ca_file"), "ca_path"),
+    ("VAULT_TLS_SERVER_NAME", ("tls_server_name",), "tls_server_name"),
+)
+
+
+def findings(
+    block: VaultBlock,
+    *,
+    vault_addr: str,
+    namespace: str | None,
+    task_role: str,
+    handoff: str,
+    consumed_env: Mapping[str, str],
+) -> list[Finding]:
+    """Everything in ``block`` that decides whether Nomad uses the Vault and token this tool hands over.
+
+    ``vault_addr``/``namespace``/``task_role`` are this tool's settings; ``handoff`` is "file" or
+    "env"; ``consumed_env`` the variables this tool read and removed from the agent's environment.
+    """
+    return [
+        _enabled(block),
+        _address(block, vault_addr),
+        _namespace(block, namespace, handoff),
+        _create_from_role(block, task_role, handoff),
+        _token(block, handoff),
+        _allow_unauthenticated(block),
+        _task_token_ttl(block),
+        *_consumed_env(block, consumed_env),
+    ]
+
+
+def _at(block: VaultBlock, key: str) -> str:
+    where = block.where(key)
+    return f"{where}: " if where else ""
+
+
+def _fix_in(block: VaultBlock, key: str, change: str) -> str:
+    where = block.where(key)
+    if where.startswith("flag "):
+        return f"fix {where.removeprefix('flag ')} after -- (a flag beats every file; it must give: {change})"
+    if where:
+        return f"{change} in the vault block of {where}"
+    return f"{change} in the vault block of a -config file"
+
+
+def _finding(block: VaultBlock, key: str, severity: Severity, message: str, fix: str = "") -> Finding:
+    return Finding(key, severity, _at(block, key) + message, fix if severity != "pass" else "", block.where(key))
+
+
+def _enabled(block: VaultBlock) -> Finding:
+    if block.enabled is True:
+        return _finding(block, "enabled", "pass", "vault.enabled = true")
+    if block.enabled is False:
+        return _finding(
+            block,
+            "enabled",
+            "fail",
+            "vault.enabled = false: Nomad will not use Vault at all (nomad/vault.go:292)",
+            _fix_in(block, "enabled", "set enabled = true"),
+        )
+    return _finding(
+        block,
+        "enabled",
+        "fail",
+        "vault.enabled is not set in any -config file: Nomad treats that as false and will not use Vault at all "
+        "(structs/config/vault.go v1.9.7:139-144, nomad/vault.go:292)",
+        _fix_in(block, "enabled", "set enabled = true"),
+    )
+
+
+def same_vault(a: str, b: str) -> bool:
+    """Same scheme, host (any case), port (the scheme's default when absent) and path (no trailing /)."""
+    key = _vault_key(a)
+    return key is not None and key == _vault_key(b)
+
+
+def _vault_key(addr: str) -> tuple[str, str, int, str] | None:
+    try:
+        parts = urlsplit(addr.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        return None
+    default = 443 if scheme == "https" else 80
+    return scheme, parts.hostname.lower(), port if port is not None else default, parts.path.rstrip("/")
+
+
+def _address(block: VaultBlock, vault_addr: str) -> Finding:
+    theirs = block.effective_address
+    change = f'set address = "{vault_addr}"'
+    if _vault_key(theirs) is None:
+        return _finding(
+            block,
+            "address",
+            "fail",
+            f"vault.address = {theirs}: not an http(s) URL with a host: Nomad's Vault client cannot use it",
+            _fix_in(block, "address", change),
+        )
+    if block.address is None:
+        message = f"vault.address is not set: Nomad uses {DEFAULT_ADDRESS} (structs/config/vault.go v1.9.7:131)"
+    else:
+        message = f"vault.address = {theirs}"
+    if same_vault(theirs, vault_addr):
+        return _finding(block, "address", "pass", f"{message}: the same Vault as this tool's {vault_addr}")
+    return _finding(
+        block,
+        "address",
+        "fail",
+        f"{message}: not the Vault this tool mints from ({vault_addr}): Nomad would check the token against another",
+        _fix_in(block, "address", change) + ", or point this tool's vault_addr at Nomad's Vault",
+    )
+
+
+def _ns(value: str | None) -> str:
+    return (value or "").strip("/")
+
+
+def _namespace(block: VaultBlock, ours: str | None, handoff: str) -> Finding:
+    theirs = block.namespace
+    if theirs is None:
+        if not _ns(ours):
+            return _finding(block, "namespace", "pass", "vault.namespace is not set: both use the root namespace")
+        return _finding(
+            block,
+            "namespace",
+            "pass",
+            f"vault.namespace is not set in any -config file: Nomad uses namespace {ours} only if the {handoff} "
+            "hand-off gives it (otherwise it reads VAULT_NAMESPACE, command/agent/command.go v1.9.7:309-311)",
+        )
+    if _ns(theirs) == _ns(ours):
+        return _finding(block, "namespace", "pass", f"vault.namespace = {theirs}: the same as this tool's")
+    mine = f"namespace {ours}" if _ns(ours) else "the root namespace"
+    return _finding(
+        block,
+        "namespace",
+        "fail",
+        f"vault.namespace = {theirs}: this tool mints the token in {mine}: Nomad would not find it",
+        _fix_in(block, "namespace", f'set namespace = "{_ns(ours)}"' if _ns(ours) else "remove namespace")
+        + ", or set this tool's namespace to match",
+    )
+
+
+def _create_from_role(block: VaultBlock, task_role: str, handoff: str) -> Finding:
+    theirs = block.create_from_role
+    if theirs is None:
+        return _finding(
+            block, "create_from_role", "pass", f"vault.create_from_role is not set: the hand-off sets {task_role}"
+        )
+    if theirs == task_role:
+        return _finding(
+            block, "create_from_role", "pass", f"vault.create_from_role = {theirs}: the same as this tool's"
+        )
+    if block.where("create_from_role").startswith("flag ") and handoff == "file":
+        return _finding(
+            block,
+            "create_from_role",
+            "fail",
+            f"vault.create_from_role = {theirs}: the flag beats the hand-off file, so Nomad derives task tokens "
+            f"from {theirs}, not {task_role} (command/agent/command.go v1.9.7:288)",
+            f"remove -vault-create-from-role after --, or set this tool's task_role to {theirs}",
+        )
+    how = "the hand-off file is read last" if handoff == "file" else "this tool's -vault-create-from-role comes later"
+    return _finding(
+        block,
+        "create_from_role",
+        "warn",
+        f"vault.create_from_role = {theirs}: overridden by this tool's {task_role} ({how})",
+        _fix_in(block, "create_from_role", f'set create_from_role = "{task_role}" or remove it')
+        + f", or set this tool's task_role to {theirs}",
+    )
+
+
+def _token(block: VaultBlock, handoff: str) -> Finding:
+    if not block.token_set:
+        return _finding(block, "token", "pass", "vault.token is not set: the hand-off gives Nomad its token")
+    where = block.where(TOKEN_KEY)
+    if where == "flag -vault-token":
+        return _finding(
+            block,
+            "token",
+            "fail",
+            "vault.token is set: the flag beats every config file and VAULT_TOKEN, so Nomad would never use the "
+            "handed-over token "
+            "(command/agent/command.go v1.9.7:188, 288)",
+            "remove -vault-token from the command after --",
+        )
+    if handoff == "env":
+        return _finding(
+            block,
+            "token",
+            "fail",
+            "vault.token is set: a token in a config file beats VAULT_TOKEN, so Nomad would never use the handed-over "
+            "token (command/agent/command.go v1.9.7:304-306)",
+            _fix_in(block, "token", "remove token") + ", or use the file hand-off",
+        )
+    return _finding(
+        block,
+        "token",
+        "warn",
+        "vault.token is set: the hand-off file is read later and wins, but this stale token stays on disk",
+        _fix_in(block, "token", "remove token"),
+    )
+
+
+def _allow_unauthenticated(block: VaultBlock) -> Finding:
+    value = "true" if block.allow_unauthenticated else "false"
+    if block.allow_unauthenticated_setting is None:
+        message = "vault.allow_unauthenticated is not set: Nomad's default is true (structs/config/vault.go v1.9.7:134)"
+    else:
+        message = f"vault.allow_unauthenticated = {value}"
+    if block.allow_unauthenticated:
+        message += ": Nomad does not require auth/token/lookup"
+    else:
+        message += ': Nomad requires "update" on auth/token/lookup (nomad/vault.go:865-867)'
+    return _finding(block, "allow_unauthenticated", "pass", message)
+
+
+def _task_token_ttl(block: VaultBlock) -> Finding:
+    ttl = block.task_token_ttl
+    if ttl is None:
+        return _finding(
+            block, "task_token_ttl", "pass", f"vault.task_token_ttl is not set: Nomad uses {DEFAULT_TASK_TOKEN_TTL}"
+        )
+    fix = _fix_in(block, "task_token_ttl", 'set task_token_ttl to a Go duration of at least 5m, e.g. "72h"')
+    try:
+        nanos = go_duration_ns(ttl)
+    except ValueError:
+        return _finding(
+            block,
+            "task_token_ttl",
+            "fail",
+            f"vault.task_token_ttl = {ttl!r}: Nomad cannot parse it (failed to parse TaskTokenTTL, nomad/vault.go:431-435) "
+            "and its Vault client will not start",
+            fix,
+        )
+    if nanos < MIN_TASK_TOKEN_TTL_NS:
+        return _finding(
+            block,
+            "task_token_ttl",
+            "fail",
+            f"vault.task_token_ttl = {ttl!r}: under Nomad's minimum (ChildTokenTTL is less than minimum allowed of 5m0s, "
+            "nomad/vault.go:437-439): its Vault client will not start",
+            fix,
+        )
+    return _finding(block, "task_token_ttl", "pass", f"vault.task_token_ttl = {ttl}")
+
+
+def _consumed_env(block: VaultBlock, consumed: Mapping[str, str]) -> list[Finding]:
+    out: list[Finding] = []
+    for var, keys, suggest in _ENV_KEYS:
+        if var not in consumed:
+            continue
+        key = f"env.{var}"
+        setters = [k for k in keys if getattr(block, k) is not None]
+        if setters:
+            where = block.where(setters[0])
+            out.append(
+                Finding(key, "pass", f"{where}: vault.{setters[0]} is set, so Nomad does not need {var}", "", where)
+            )
+            continue
+        out.append(
+            Finding(
+                key,
+                "warn",
+                f"Nomad's vault block sets no {' or '.join(keys)} and {var} is not passed on to it: "
+                "Nomad's Vault client would go without it",
+                f'set vault.{suggest} = "{consumed[var]}" in a -config file of the agent',
+                "",
+            )
+        )
+    return out
+
+
+# --- Go's time.ParseDuration -------------------------------------------------------------------
+
+_GO_UNITS_NS: Final[Mapping[str, int]] = MappingProxyType(
+    {
+        "ns": 1,
+        "us": 10**3,
+        "\u00b5s": 10**3,
+        "\u03bcs": 10**3,
+        "ms": 10**6,
+        "s": 10**9,
+        "m": 60 * 10**9,
+        "h": 3600 * 10**9,
+    }
+)
+_GO_DURATION = re.compile(r"([0-9]*)(?:\.([0-9]*))?(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
+_MAX_NS: Final = 2**63 - 1
+
+
+def go_duration_ns(text: str) -> int:
+    """Nanoseconds in a Go duration ("72h", "1h30m", "1.5s", "-5m", "0"); ValueError like Go's."""
+    s = text
+    sign = 1
+    if s[:1] in ("-", "+"):
+        sign = -1 if s[0] == "-" else 1
+        s = s[1:]
+    if s == "0":
+        return 0
+    if not s:
+        raise ValueError(f"invalid duration {text!r}")
+    total, pos = 0, 0
+    while pos < len(s):
+        match = _GO_DURATION.match(s, pos)
+        if not match or (not match.group(1) and not match.group(2)):
+            raise ValueError(f"invalid duration {text!r}")
+        whole, frac, unit = match.group(1), match.group(2) or "", match.group(3)
+        per = _GO_UNITS_NS[unit]
+        total += int(whole or "0") * per + (int(frac) * per // 10 ** len(frac) if frac else 0)
+        pos = match.end()
+    if total > _MAX_NS + (1 if sign < 0 else 0):
+        raise ValueError(f"invalid duration {text!r}")
+    return sign * total

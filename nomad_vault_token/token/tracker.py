@@ -1,0 +1,567 @@
+"""The tracker: a detached process beside the agent that keeps the token alive and systemd informed.
+
+`spawn` double-forks it just before `run` execs the agent. It holds the token in
+memory only, exits when the agent's PID exits (pidfd), checks the token with
+lookup-self on the schedule of `lease`, renews only below the threshold the agent
+should never reach, proves the agent adopted its token (`tracking`: Nomad renews a
+token it took), recovers a dead token (mint, rewrite, SIGHUP once that is safe; or
+the stop signal in env mode), escalates a hand-over the agent does not take, and
+reports READY / STATUS / WATCHDOG through sd_notify and `tracker.json` for `status`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import random
+import select
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from nomad_vault_token.core.config import Settings
+from nomad_vault_token.core.durations import format_duration
+from nomad_vault_token.core.errors import NvtError, TokenInvalid, VaultUnavailable
+from nomad_vault_token.core.notify import Notifier
+from nomad_vault_token.core.secret import Secret
+from nomad_vault_token.nomad.argv import AgentArgv
+from nomad_vault_token.token import lease
+from nomad_vault_token.token import store as state
+from nomad_vault_token.token import tracker_state as tracking
+from nomad_vault_token.vault import tls
+from nomad_vault_token.vault.client import TokenInfo, Vault
+
+log = logging.getLogger("nomad_vault_token.token.tracker")
+
+
+def spawn(
+    settings: Settings,
+    token: Secret | None,
+    info: TokenInfo,
+    notifier: Notifier,
+    agent_args: AgentArgv | None = None,
+    *,
+    degraded: bool = False,
+) -> None:
+    """Start the tracker detached; it begins once this process has exec'd the agent.
+
+    `degraded`: the agent starts without Vault's word on `token` (None: no token at all)."""
+    agent_pid = os.getpid()
+    pidfd = os.pidfd_open(agent_pid)
+    ready_r, ready_w = os.pipe()  # both close-on-exec: exec closes ready_w, the tracker sees EOF
+    sys.stdout.flush()
+    sys.stderr.flush()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the forked process, observed by the tests
+        code = 0
+        try:
+            os.setsid()
+            if os.fork() != 0:
+                os._exit(0)
+            os.close(ready_w)
+            _quiet_stdin()
+            code = Tracker(settings, token, info, agent_pid, pidfd, agent_args, degraded=degraded).main(ready_r)
+        except BaseException:  # the agent must never notice the tracker failing
+            log.exception("tracker failed")
+            code = 1
+        finally:
+            os._exit(code)
+    os.waitpid(child, 0)
+    os.close(ready_r)
+    os.close(pidfd)
+
+
+def _quiet_stdin() -> None:
+    fd = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(fd, 0)
+    os.close(fd)
+
+
+@dataclass
+class Health:
+    """What the tracker last knew, for STATUS and WATCHDOG."""
+
+    ttl: float = 0.0
+    checked_at: float = 0.0  # monotonic
+    last_renewal: float | None = None  # wall clock, from lookup-self
+    renewed_by: str = ""
+    unreachable_since: float | None = None  # wall clock
+    dead_since: float | None = None  # wall clock: token gone and not yet replaced
+    problem: str = ""
+    vault_state: str = ""  # VaultUnavailable.what while unreachable
+
+
+class Tracker:
+    def __init__(
+        self,
+        settings: Settings,
+        token: Secret | None,
+        info: TokenInfo,
+        agent_pid: int,
+        pidfd: int,
+        agent_args: AgentArgv | None = None,
+        *,
+        degraded: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.vault = Vault(settings)  # made in the forked tracker: no connection shared with `run`
+        self.token = token
+        self.info = info
+        self.agent_pid = agent_pid
+        self.pidfd = pidfd
+        self.notifier = Notifier()
+        self.health = Health(ttl=info.ttl, checked_at=time.monotonic(), last_renewal=_last_renewal(info))
+        self.policy = tracking.Policy(
+            adoption_timeout=settings.adoption_timeout,
+            sighup_grace=settings.sighup_grace,
+            escalate=settings.on_not_adopted == "restart",
+        )
+        self.stop_signal = signal.Signals[settings.stop_signal]
+        self.agent_args = agent_args
+        self.config_problem = ""
+        self.track = tracking.start(time.monotonic(), _renewal_mark(info), random.random(), degraded=degraded)  # noqa: S311
+        self.failures = 0
+        self.cert_days: int | None = None
+        self.cert_not_after: float | None = None  # wall clock, for metrics
+        self.last_lookup: float | None = None  # wall clock of the last successful lookup-self
+        self.last_mint: float | None = None  # wall clock of the last replacement token
+        self.cert_warning = ""
+        self.next_watchdog = 0.0
+        self.ready_sent = False
+
+    # ---- process plumbing -------------------------------------------------------
+
+    def main(self, ready_fd: int) -> int:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, _exit_quietly)
+        signal.signal(signal.SIGTERM, _exit_quietly)
+        if not self._wait_for_exec(ready_fd):
+            return 0
+        self.track = tracking.start(
+            time.monotonic(), self.track.baseline, self.track.jitter, degraded=self.track.state == "degraded"
+        )
+        self._refresh_cert()
+        self.notifier.status(self.status_line())
+        self.review_agent_config()
+        self.publish()
+        log.info("tracker watching token accessor %s for agent pid %d", self.info.accessor, self.agent_pid)
+        self.loop()
+        return 0
+
+    def review_agent_config(self) -> None:
+        """The agent's config files, read right after the exec (too slow for run's start-up)."""
+        if self.agent_args is None or not self.agent_args.found:
+            return
+        from nomad_vault_token.nomad import review as agent_review
+
+        try:
+            block, found = agent_review.review(self.settings, self.agent_args, os.environ)
+        except Exception:  # a review must never take the tracker down
+            log.exception("could not review the agent's config")
+            return
+        for f in found:
+            if f.severity != "pass":
+                log.log(logging.ERROR if f.severity == "fail" else logging.WARNING, "agent config: %s", f.message)
+        failed = [f for f in found if f.severity == "fail"]
+        self.config_problem = failed[0].message if failed else ""
+        if block is not None and not block.allow_unauthenticated and self.token is not None:
+            self._check_lookup_capability(self.token)
+        if failed:
+            self.notifier.status(self.status_line())
+
+    def _check_lookup_capability(self, token: Secret) -> None:
+        """allow_unauthenticated = false: Nomad also needs update on auth/token/lookup (vault.go:866)."""
+        from nomad_vault_token.nomad import token_rules as nomad_rules
+        from nomad_vault_token.token import nomad_check as verify
+
+        try:
+            results = verify.nomad_rules_for(self.vault, token, self.info, allow_unauthenticated=False)
+        except NvtError as exc:
+            log.debug("could not check auth/token/lookup: %s", exc.message)
+            return
+        for r in nomad_rules.failures(results):
+            log.error("Nomad will refuse the token: %s (%s)", r.message, r.fix)
+            self.config_problem = self.config_problem or f"Nomad will refuse the token: {r.message}"
+
+    def _wait_for_exec(self, ready_fd: int) -> bool:
+        """True once the agent has been exec'd (our end of the pipe reads EOF and the PID lives)."""
+        poller = select.poll()
+        poller.register(ready_fd, select.POLLIN | select.POLLHUP)
+        poller.register(self.pidfd, select.POLLIN)
+        while True:
+            events = dict(poller.poll())
+            if self.pidfd in events:
+                return False
+            if ready_fd in events and not os.read(ready_fd, 1):
+                os.close(ready_fd)
+                return not self._agent_gone(0.2)
+
+    def _agent_gone(self, timeout: float) -> bool:
+        readable, _, _ = select.select([self.pidfd], [], [], max(timeout, 0))
+        return bool(readable)
+
+    def loop(self) -> None:
+        next_check = time.monotonic() + self.check_delay()
+        while True:
+            now = time.monotonic()
+            wake = min(next_check, self.next_watchdog) if self.notifier.watchdog_enabled else next_check
+            if not self.ready_sent:
+                wake = min(wake, tracking.sighup_safe_at(self.track, self.policy))
+            if self._agent_gone(wake - now):
+                log.info("agent pid %d exited: tracker stops", self.agent_pid)
+                return
+            now = time.monotonic()
+            if now >= next_check:
+                try:
+                    next_check = time.monotonic() + self.tick()
+                    if self.act_on_time():  # a new hand-over or state: look again on its schedule
+                        next_check = min(next_check, time.monotonic() + self.check_delay())
+                except Exception:  # never crash beside the agent
+                    log.exception("tracker check failed")
+                    next_check = time.monotonic() + lease.retry_delay(self.failures + 1, self.settings.check_interval)
+            self.ready()
+            self.watchdog()
+
+    # ---- one check -----------------------------------------------------------------
+
+    def check_delay(self) -> float:
+        """The token's schedule, and sooner while adoption is still open."""
+        token = lease.check_delay(self.ttl_now(), self.settings.period, self.settings.check_interval)
+        return min(token, tracking.poll_delay(self.track, time.monotonic()))
+
+    def ttl_now(self) -> float:
+        return lease.ttl_now(self.health.ttl, self.health.checked_at, time.monotonic())
+
+    def tick(self) -> float:
+        """Check the token once; return the delay until the next check."""
+        token = self.token
+        if token is None:  # a degraded start without a token: mint one as soon as Vault can
+            health = self.vault.health()
+            if not health.usable:
+                where = self.settings.vault_addr
+                return self.unreachable(VaultUnavailable(f"Vault at {where} {health.state}", state=health.state))
+            return self.recover("the agent started without one while Vault was away")
+        try:
+            info = self.vault.lookup_self(token)
+            self.last_lookup = time.time()
+        except TokenInvalid as exc:
+            return self.recover(str(exc))
+        except VaultUnavailable as exc:
+            return self.unreachable(exc)
+        except NvtError as exc:
+            self.failures += 1
+            self.health.problem = exc.message
+            log.warning("token check failed: %s", exc.message)
+            self.report()
+            return lease.retry_delay(self.failures, self.settings.check_interval)
+        self.back_online()
+        self.observe(info, by="the agent")
+        if self.ttl_now() < lease.renew_threshold(self.settings.period):
+            self.renew(token)
+        self._refresh_cert()
+        self.report()
+        return self.check_delay()
+
+    def act_on_time(self) -> bool:
+        """What time makes due: a SIGHUP that became safe, a hand-over not adopted, an escalation.
+
+        True when something changed."""
+        before = self.track.state
+        self.track, action = tracking.due(self.track, self.policy, time.monotonic())
+        if action == "sighup" and self.settings.handoff == "env":
+            self._restart_for_token()
+        elif action == "sighup":
+            self._signal(signal.SIGHUP, f"the new token in {self.settings.token_config} is safe to load now")
+        elif action == "escalate":
+            log.error(
+                "agent pid %d has not adopted token accessor %s %s after it was handed over: stopping it (%s) so "
+                "systemd restarts it with the saved token",
+                self.agent_pid,
+                self.info.accessor,
+                format_duration(time.monotonic() - self.track.handed_at),
+                self.stop_signal.name,
+            )
+            self._signal(self.stop_signal, "escalation")
+        if self.track.state == "not_adopted" and before != "not_adopted":
+            log.error("token accessor %s %s", self.info.accessor, self.adoption())
+        changed = action is not None or self.track.state != before
+        if changed:
+            self.report()
+        return changed
+
+    def observe(self, info: TokenInfo, by: str) -> None:
+        was_adopted = self.track.adopted()
+        if by == "the agent":
+            self.track = tracking.looked(self.track, _renewal_mark(info), time.monotonic())
+        else:
+            self.track = tracking.renewed_by_us(self.track, _renewal_mark(info))
+        if self.track.adopted() and not was_adopted:
+            log.info("token accessor %s %s", info.accessor, self.adoption())
+        renewal = _last_renewal(info)
+        if renewal is not None and renewal != self.health.last_renewal:
+            if self.health.last_renewal is not None or by != "the agent":
+                log.info("token accessor %s renewed by %s, ttl %s", info.accessor, by, format_duration(info.ttl))
+            self.health.renewed_by = by
+            self.health.last_renewal = renewal
+        self.info = info
+        self.health.ttl = info.ttl
+        self.health.checked_at = time.monotonic()
+        self.health.dead_since = None
+        self.health.problem = ""
+        self.failures = 0
+
+    def renew(self, token: Secret) -> None:
+        try:
+            self.vault.renew_self(token)
+            self.observe(self.vault.lookup_self(token), by="the tracker")
+        except NvtError as exc:
+            log.warning("tracker renewal of accessor %s failed: %s", self.info.accessor, exc.message)
+
+    def unreachable(self, exc: VaultUnavailable) -> float:
+        self.failures += 1
+        self.track = tracking.unreachable(self.track)
+        if self.health.unreachable_since is None:
+            self.health.unreachable_since = time.time()
+            log.warning("Vault unreachable: %s (token ttl about %s left)", exc.message, format_duration(self.ttl_now()))
+        self.health.problem = exc.message
+        self.health.vault_state = exc.what
+        self.report()
+        return lease.retry_delay(self.failures, self.settings.check_interval)
+
+    def back_online(self) -> None:
+        if self.health.unreachable_since is not None:
+            log.info("Vault reachable again after %s", format_duration(time.time() - self.health.unreachable_since))
+            self.health.unreachable_since = None
+
+    # ---- recovery --------------------------------------------------------------------
+
+    def recover(self, why: str) -> float:
+        """The token is gone: mint a new one and hand it to the agent. Never signals while Vault is down."""
+        from nomad_vault_token.token.minting import login_and_mint
+
+        self.back_online()
+        self.track = tracking.gone(self.track, time.monotonic())
+        if self.health.dead_since is None:
+            self.health.dead_since = time.time()
+            if self.token is None:
+                log.warning("Vault is usable: minting the token %s", why)
+            else:
+                log.error("token accessor %s is gone (%s): recovering", self.info.accessor, why)
+        self.health.ttl = 0
+        self.health.checked_at = time.monotonic()
+        self.failures += 1
+        try:
+            token, info = login_and_mint(self.vault)
+            state.write(
+                self.settings.state_file, state.State(token, info.accessor, self.settings.vault_addr, time.time())
+            )
+            how = self.hand_over(token)
+        except NvtError as exc:
+            self.health.problem = f"recovery failed: {exc.message}"
+            log.warning("recovery failed (attempt %d): %s", self.failures, exc.message)
+            self.report()
+            return lease.retry_delay(self.failures, self.settings.check_interval)
+        old = self.info.accessor
+        self.token = token
+        self.last_mint = self.last_lookup = time.time()
+        self.health = Health(ttl=info.ttl, checked_at=time.monotonic(), last_renewal=_last_renewal(info))
+        self.track = tracking.handed_over(self.track, how, _renewal_mark(info), time.monotonic())
+        self.info = info
+        self.failures = 0
+        log.info("recovered: token accessor %s replaced by %s", old, info.accessor)
+        self.report()
+        return self.check_delay()
+
+    def hand_over(self, token: Secret) -> tracking.Handover:
+        """Give the agent the new token: SIGHUP if it can take one now, later if not; or restart it."""
+        if self.settings.handoff == "file":
+            from nomad_vault_token.nomad import handoff
+
+            handoff.write_token_config(self.settings, token)
+            if not tracking.sighup_safe(self.track, self.policy, time.monotonic()):
+                log.warning(
+                    "new token written to %s; no SIGHUP yet: agent pid %d was not seen renewing a token at least "
+                    "%s ago, so its signal handling may not be up (a SIGHUP would kill it)",
+                    self.settings.token_config,
+                    self.agent_pid,
+                    format_duration(self.policy.sighup_grace),
+                )
+                return "pending"
+            self._signal(signal.SIGHUP, f"new token written to {self.settings.token_config}")
+            return "sighup"
+        if not tracking.sighup_safe(self.track, self.policy, time.monotonic()):
+            log.warning(
+                "env hand-off: new token saved; agent pid %d not stopped yet: its signal handling may not be up "
+                "(dying of %s, it would not be restarted)",
+                self.agent_pid,
+                self.stop_signal.name,
+            )
+            return "pending"
+        self._restart_for_token()
+        return "restart"
+
+    def _restart_for_token(self) -> None:
+        log.warning(
+            "env hand-off: stopping agent pid %d (%s) so systemd restarts it with the new token",
+            self.agent_pid,
+            self.stop_signal.name,
+        )
+        self._signal(self.stop_signal, "env hand-off")
+
+    def _signal(self, sig: signal.Signals, why: str) -> None:
+        try:
+            os.kill(self.agent_pid, sig)
+        except ProcessLookupError:
+            return
+        log.info("%s; agent pid %d sent %s", why, self.agent_pid, sig.name)
+
+    # ---- reporting -------------------------------------------------------------------
+
+    def healthy(self) -> bool:
+        """Whether the agent holds a live token as far as we know: not dead, not refused by the agent,
+        and TTL left by the monotonic clock."""
+        alive = self.ttl_now() > 0 or self.track.state == "degraded"  # degraded: no TTL known, Vault's fault
+        return self.track.watchdog_ok() and self.health.dead_since is None and alive
+
+    def adoption(self) -> str:
+        return tracking.describe(self.track, self.policy, time.monotonic())
+
+    def report(self) -> None:
+        self.notifier.status(self.status_line())
+        self.publish()
+
+    def publish(self) -> None:
+        """tracker.json beside the state file, for `status` (no token in it)."""
+        from nomad_vault_token.core.files import write_atomic
+
+        doc = {
+            "version": 1,
+            "pid": os.getpid(),
+            "agent_pid": self.agent_pid,
+            "accessor": self.info.accessor,
+            "state": self.track.state,
+            "adopted": self.track.adopted(),
+            "adoption": self.adoption(),
+            "handover": self.track.handover,
+            "degraded_for": self.track.degraded_for(time.monotonic()),
+            "status": self.status_line(),
+            "updated_at": time.time(),
+        }
+        try:
+            write_atomic(self.settings.tracker_file, (json.dumps(doc) + "\n").encode(), 0o600)
+        except OSError as exc:
+            log.debug("cannot write %s: %s", self.settings.tracker_file, exc.strerror)
+        if self.settings.metrics_dir is not None:
+            self.write_metrics(self.settings.metrics_dir)
+
+    def write_metrics(self, directory: Path) -> None:
+        """nomad_vault_token_tracker.prom for node_exporter's textfile collector (prometheus_client is
+        imported here, in the tracker, never by `run`). What is unknown is left out, never written as 0."""
+        from nomad_vault_token.core import metrics
+        from nomad_vault_token.core.metrics import flag, gauge
+
+        now = time.monotonic()
+        gauges = metrics.state_set("nomad_vault_token_tracker_state", metrics.TRACKER_STATES, self.track.state)
+        gauges.append(gauge("nomad_vault_token_token_adopted", flag(self.track.adopted())))
+        degraded_for = self.track.degraded_for(now)
+        gauges.append(gauge("nomad_vault_token_degraded_start", flag(degraded_for is not None)))
+        if degraded_for is not None:
+            gauges.append(gauge("nomad_vault_token_degraded_duration_seconds", degraded_for))
+        if self.token is not None and self.health.dead_since is None and self.health.checked_at:
+            ttl = max(self.ttl_now(), 0.0)
+            gauges.append(gauge("nomad_vault_token_token_ttl_seconds", ttl))
+            gauges.append(gauge("nomad_vault_token_token_expiry_timestamp_seconds", time.time() + ttl))
+        elif self.health.dead_since is not None:
+            gauges.append(gauge("nomad_vault_token_token_ttl_seconds", 0.0))
+        for name, value in (
+            ("nomad_vault_token_token_last_renewal_timestamp_seconds", self.health.last_renewal),
+            ("nomad_vault_token_token_last_lookup_timestamp_seconds", self.last_lookup),
+            ("nomad_vault_token_token_last_mint_timestamp_seconds", self.last_mint),
+            ("nomad_vault_token_client_cert_expiry_timestamp_seconds", self.cert_not_after),
+        ):
+            if value is not None:
+                gauges.append(gauge(name, value))
+        try:
+            metrics.write_textfile(directory, "tracker", gauges)
+        except (OSError, ValueError) as exc:
+            log.warning("metrics: cannot write in %s: %s", directory, getattr(exc, "strerror", None) or exc)
+
+    def ready(self) -> None:
+        """READY=1 once the agent can take a reload: systemd allows `systemctl reload` (SIGHUP) from then
+        on, and before Nomad installs its handler a SIGHUP kills it. Nomad 1.8+ says READY itself then."""
+        if self.ready_sent or not tracking.sighup_safe(self.track, self.policy, time.monotonic()):
+            return
+        self.ready_sent = True
+        self.notifier.ready(self.status_line())
+
+    def watchdog(self) -> None:
+        if not self.notifier.watchdog_enabled or time.monotonic() < self.next_watchdog:
+            return
+        self.next_watchdog = time.monotonic() + self.notifier.watchdog_usec / 2_000_000
+        if self.healthy():
+            self.notifier.watchdog()
+
+    def _refresh_cert(self) -> None:
+        cert, key = self.settings.client_tls()
+        try:
+            info = tls.check_client(cert, key, self.settings.cert_warn_days)
+        except NvtError as exc:
+            self.cert_days, self.cert_warning = None, exc.message
+            return
+        self.cert_days = info.days_left
+        self.cert_not_after = info.not_after.timestamp()
+        self.cert_warning = info.warnings[0] if info.warnings else ""
+
+    def status_line(self) -> str:
+        h = self.health
+        parts = [f"token {self.info.accessor[:8]}... ttl {format_duration(self.ttl_now())}"]
+        if self.track.state == "degraded":
+            since = _clock(h.unreachable_since or time.time())
+            held = f"token {self.info.accessor[:8]}... unverified" if self.token is not None else "no token yet"
+            parts = [f"degraded: Vault unreachable since {since}, {held}"]
+        elif h.dead_since is None:
+            parts[0] += ", " + self.adoption()
+        if h.dead_since is not None:
+            parts = [
+                f"token {self.info.accessor[:8]}... DEAD since {_clock(h.dead_since)}, {h.problem or 'recovering'}"
+            ]
+        elif h.last_renewal is not None:
+            parts[0] += f", renewed {format_duration(time.time() - h.last_renewal)} ago"
+            if h.renewed_by:
+                parts[0] += f" by {h.renewed_by}"
+        if h.unreachable_since is not None and self.track.state != "degraded":
+            parts.append(f"Vault unreachable since {_clock(h.unreachable_since)} ({h.vault_state})")
+        elif h.problem and h.dead_since is None:
+            parts.append(h.problem)
+        if self.config_problem:
+            parts.append(f"agent config: {self.config_problem}")
+        if self.cert_warning:
+            parts.append(f"WARNING: {self.cert_warning}")
+        elif self.cert_days is not None:
+            parts.append(f"client cert expires in {self.cert_days} days")
+        return "; ".join(parts)
+
+
+def _renewal_mark(info: TokenInfo) -> str | None:
+    """The token's last renewal, exactly (nanoseconds): what adoption is judged by."""
+    mark = info.raw.get("last_renewal") or info.raw.get("last_renewal_time")
+    return str(mark) if mark else None
+
+
+def _last_renewal(info: TokenInfo) -> float | None:
+    value = info.raw.get("last_renewal_time")
+    with contextlib.suppress(TypeError, ValueError):
+        return float(value) if value else None
+    return None
+
+
+def _clock(wall: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(wall))
+
+
+def _exit_quietly(signum: int, frame: object) -> None:
+    os._exit(0)

@@ -1,0 +1,17 @@
+"""Real OpenBao servers and raft clusters, real processes, signals and sockets.
+
+Every test in this folder carries the `integration` marker (`-m integration` runs the folder's kind)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.integration)

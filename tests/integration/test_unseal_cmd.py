@@ -1,0 +1,759 @@
+"""`unseal` against the real 3-node OpenBao raft cluster (shared per session) and its extra nodes.
+
+`--once` runs as a real process; the watcher too (with a real AF_UNIX notify socket standing in for
+systemd's), stopped by its PID. Requests to a node are counted, where it matters, by a TLS-terminating
+proxy in front of it (`CountingProxy`): the unsealer sees the proxy as the node, one upstream
+connection per client connection, so the "sealed on purpose" rule still holds through it.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from nomad_vault_token.core import config
+from nomad_vault_token.vault.client import NodeClient, NodeUnreachable
+from testbed import procs
+from testbed.agent import NotifySocket
+from testbed.bao import Certs
+from testbed.cli import CLI, Result, assert_one_line_error, run_cli
+from testbed.env import clean_env
+from testbed.procs import wait_for
+from testbed.proxy import LoopbackListener
+from testbed.raft_cluster import THRESHOLD, Node, RaftCluster
+
+pytestmark = [pytest.mark.vault, pytest.mark.slow]
+
+
+# ---- helpers ----------------------------------------------------------------------------------------
+
+
+def write_keys(path: Path, keys: list[str], mode: int = 0o600) -> Path:
+    path.write_text("# unseal keys\n" + "\n".join(keys) + "\n")
+    os.chmod(path, mode)
+    return path
+
+
+def write_cfg(path: Path, certs: Certs, nodes: list[str], keys: Path | None, **extra: str) -> Path:
+    values = {"ca_cert": str(certs.ca_path), "state_dir": str(path.parent / "state"), "request_timeout": "3s"}
+    if keys is not None:
+        values["unseal_keys_file"] = str(keys)
+    values |= extra
+    lines = [f'unseal_nodes = [{", ".join(json.dumps(n) for n in nodes)}]']
+    lines += [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def once(cfg: Path, *args: str, timeout: float = 120) -> Result:
+    return run_cli("unseal", "--once", "--config", str(cfg), *args, timeout=timeout)
+
+
+def standby(c: RaftCluster) -> int:
+    leader = c.leader()
+    return next(i for i in (1, 2, 3) if i != leader)
+
+
+def name(node: Node) -> str:
+    return f"127.0.0.1:{node.port}"
+
+
+class Watcher:
+    """`unseal` in watch mode as a real process, its STATUS read from a notify socket; stopped by PID."""
+
+    def __init__(self, cfg: Path, notify: NotifySocket, log: Path, *args: str) -> None:
+        self.notify = notify
+        self.seen = 0  # notify messages wait_status has looked at
+        self.log_path = log
+        env = clean_env(NOTIFY_SOCKET=str(notify.path))
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [*CLI, "unseal", "--config", str(cfg), *args],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+
+    def statuses(self) -> list[str]:
+        return [m for m in self.notify.drain() if "STATUS=" in m]
+
+    def wait_status(self, predicate: Callable[[str], bool], timeout: float, what: str) -> str:
+        """The first STATUS after the one the previous call returned that satisfies `predicate`."""
+
+        def find() -> str | None:
+            messages = self.notify.drain()
+            while self.seen < len(messages):
+                message = messages[self.seen]
+                self.seen += 1
+                for line in message.splitlines():
+                    if line.startswith("STATUS=") and predicate(line[7:]):
+                        return line[7:]
+            return None
+
+        found: str = wait_for(find, timeout, what, interval=0.02)
+        return found
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+
+@pytest.fixture
+def watchers(tmp_path: Path) -> Iterator[Callable[..., Watcher]]:
+    started: list[tuple[Watcher, NotifySocket]] = []
+
+    def start(cfg: Path, *args: str) -> Watcher:
+        sock = NotifySocket(tmp_path / f"notify-{len(started)}.sock")
+        w = Watcher(cfg, sock, tmp_path / f"watcher-{len(started)}.log", *args)
+        started.append((w, sock))
+        return w
+
+    yield start
+    for w, sock in started:
+        w.stop()
+        sock.close()
+
+
+class CountingProxy(LoopbackListener):
+    """TLS in (the cluster's server certificate), TLS out to one node: one upstream connection per
+    client connection, and a count of the `POST /v1/sys/unseal` requests that went through."""
+
+    def __init__(self, node: Node, certs: Certs) -> None:
+        self.node = node
+        self.unseals = 0
+        self.requests = 0
+        self._lock = threading.Lock()
+        self.server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.server_ctx.load_cert_chain(str(certs.server_pem))
+        self.client_ctx = ssl.create_default_context(cafile=str(certs.ca_path))
+        self.sockets: list[socket.socket] = []
+        super().__init__()
+
+    def _serve(self, raw: socket.socket) -> None:
+        try:
+            raw.settimeout(10)
+            client = self.server_ctx.wrap_socket(raw, server_side=True)
+            upstream = self.client_ctx.wrap_socket(
+                socket.create_connection(("127.0.0.1", self.node.port), timeout=10), server_hostname="127.0.0.1"
+            )
+        except OSError:
+            raw.close()
+            return
+        for s in (client, upstream):
+            s.settimeout(None)
+            self.sockets.append(s)
+        threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
+        self._pipe(client, upstream, True)
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, count: bool) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if count:
+                    with self._lock:
+                        self.requests += sum(data.count(m) for m in (b"GET /v1/", b"POST /v1/"))
+                        self.unseals += data.count(b"POST /v1/sys/unseal ")
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        super().close()
+        for s in self.sockets:
+            with contextlib.suppress(OSError):
+                s.close()
+
+
+@pytest.fixture
+def proxies(certs: Certs) -> Iterator[Callable[[Node], CountingProxy]]:
+    made: list[CountingProxy] = []
+
+    def make(node: Node) -> CountingProxy:
+        p = CountingProxy(node, certs)
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        p.close()
+
+
+def unique(prefix: str) -> str:
+    """A name for an extra node: its data directory lives in the session cluster's work directory, and
+    another test of the session may have initialised one of the same name there."""
+    return f"{prefix}-{secrets.token_hex(3)}"
+
+
+def fake_keys(n: int = 2) -> list[str]:
+    """Shares of no cluster: 32 random bytes and a distinct x coordinate each, as OpenBao's look."""
+    return [(secrets.token_bytes(32) + bytes([i + 1])).hex() for i in range(n)]
+
+
+# ---- --once ------------------------------------------------------------------------------------------
+
+
+def test_once_unseals_a_restarted_node_with_two_of_three_keys(
+    raft_cluster: RaftCluster, certs: Certs, tmp_path: Path
+) -> None:
+    c = raft_cluster
+    i = standby(c)
+    c.restart(i)
+    assert c.node(i).sealed()
+    keys = write_keys(tmp_path / "keys", c.keys[1:3])  # two of the three shares, not the first two
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    cfg = write_cfg(tmp_path / "c.toml", certs, [n.addr for n in c.nodes], keys, metrics_dir=str(metrics))
+    r = once(cfg)
+    assert r.code == 0, r
+    assert not c.node(i).sealed()
+    assert c.leader() is not None
+    first = r.out.splitlines()[0]
+    assert first.startswith("3/3 unsealed, leader 127.0.0.1:"), r.out
+    assert f"{name(c.node(i))}: unsealed" in r.out
+    # its view: unseal.json for `status`, and the metrics
+    status = run_cli("status", "--format", "json", "--config", str(cfg))
+    doc = json.loads(status.out)
+    assert doc["unsealer"]["status"] == first and doc["unsealer"]["running"] is False, doc
+    assert {n["state"] for n in doc["unsealer"]["nodes"]} == {"unsealed"}
+    prom = (metrics / "nomad_vault_token_unseal.prom").read_text()
+    assert "nomad_vault_token_unseal_leader_present 1.0" in prom
+    assert f'nomad_vault_token_unseal_node_sealed{{node="{name(c.node(i))}"}} 0.0' in prom
+    assert f'nomad_vault_token_unseal_last_unseal_timestamp_seconds{{node="{name(c.node(i))}"}}' in prom
+    # JSON: the envelope, no key anywhere
+    again = once(cfg, "--format", "json")
+    view = json.loads(again.out)
+    assert again.code == 0 and view["version"] == 1 and view["cluster"] == "leader" and view["keys_held"] == 2
+    assert not any(k in again.out for k in c.keys)
+
+
+def test_raft_configuration_needs_a_token(raft_cluster: RaftCluster) -> None:
+    """Why `unseal` does not extend its node list from the raft configuration: without a token the
+    endpoint refuses, and the unsealer holds none (nor should it)."""
+    c = raft_cluster
+    leader = c.leader()
+    assert leader is not None
+    assert c.node(leader).get("sys/storage/raft/configuration").code == 403
+    assert c.node(leader).get("sys/storage/raft/configuration", token=c.root_token).code == 200
+
+
+def test_once_with_keys_of_another_cluster_exits_65_after_at_most_threshold_requests(
+    raft_cluster: RaftCluster, certs: Certs, tmp_path: Path, proxies: Callable[[Node], CountingProxy]
+) -> None:
+    c = raft_cluster
+    i = standby(c)
+    c.restart(i)
+    proxy = proxies(c.node(i))
+    others = [n.addr for j, n in enumerate(c.nodes, start=1) if j != i]
+    keys = write_keys(tmp_path / "keys", fake_keys())
+    cfg = write_cfg(tmp_path / "c.toml", certs, [*others, proxy.addr], keys)
+    r = once(cfg)
+    assert r.code == 65, r
+    assert "wrong keys" in r.out.splitlines()[0], r.out
+    assert "Vault refused the keys (invalid key)" in r.out
+    assert proxy.unseals == THRESHOLD, f"{proxy.unseals} sys/unseal requests, want {THRESHOLD}"
+    status = c.seal_status(i)
+    assert (status["sealed"], status["progress"], status["nonce"]) == (True, 0, ""), "progress reset"
+    assert proxy.requests < 20, proxy.requests
+
+
+def test_once_leaves_uninitialised_and_auto_unseal_nodes_alone(
+    raft_cluster: RaftCluster, certs: Certs, tmp_path: Path, proxies: Callable[[Node], CountingProxy]
+) -> None:
+    c = raft_cluster
+    uninit = c.uninitialized_node(unique("uninit"))
+    static = c.static_node(unique("static"))
+    static.seal()
+    p_uninit, p_static = proxies(uninit), proxies(static)
+    keys = write_keys(tmp_path / "keys", c.keys[:2])
+    cfg = write_cfg(tmp_path / "c.toml", certs, [*(n.addr for n in c.nodes), p_uninit.addr, p_static.addr], keys)
+    r = once(cfg, "--format", "json")
+    view = json.loads(r.out)
+    states = {n["address"]: n for n in view["nodes"]}
+    assert states[p_uninit.addr]["state"] == "uninitialized", view
+    assert states[p_static.addr]["state"] == "auto_unseal", view
+    assert states[p_static.addr]["message"] == "auto-unseal node sealed: check its seal provider (static)"
+    assert states[p_static.addr]["auto_unseal"] is True
+    assert (p_uninit.unseals, p_static.unseals) == (0, 0), "no key, no reset sent to either"
+    assert p_uninit.requests > 0 and p_static.requests > 0, "both were probed"
+    assert uninit.seal_status()["initialized"] is False and static.sealed()
+    assert r.code == 0, r  # a leader, and every reachable Shamir node unsealed
+    assert "auto-unseal sealed" in view["status"]
+
+
+def test_transit_node_whose_provider_is_frozen_is_unreachable_not_sealed(
+    raft_cluster: RaftCluster, certs: Certs, tmp_path: Path
+) -> None:
+    c = raft_cluster
+    provider = c.transit_provider(unique("transit-provider"))
+    node = c.transit_node(provider, unique("transit"))
+    keys = write_keys(tmp_path / "keys", c.keys[:2])
+    cfg = write_cfg(tmp_path / "c.toml", certs, [node.addr], keys, request_timeout="1s")
+    provider.node.freeze()
+    try:
+        node.stop()
+        node.launch(wait=False)
+        r = once(cfg, "--format", "json", "--settle-timeout", "3s")
+    finally:
+        provider.node.thaw()
+    view = json.loads(r.out)
+    assert "nodes" in view, r
+    assert view["nodes"][0]["state"] == "unreachable", view
+    assert view["nodes"][0]["sealed"] is None
+    assert r.code == 69, r
+    assert view["cluster"] == "quorum_lost"
+
+
+def test_hold_file_keeps_every_key_back(raft_cluster: RaftCluster, certs: Certs, tmp_path: Path) -> None:
+    c = raft_cluster
+    i = standby(c)
+    c.restart(i)
+    hold = tmp_path / "hold"
+    hold.touch()
+    keys = write_keys(tmp_path / "keys", c.keys[:2])
+    cfg = write_cfg(tmp_path / "c.toml", certs, [n.addr for n in c.nodes], keys, unseal_hold_file=str(hold))
+    r = once(cfg, "--settle-timeout", "3s")
+    assert r.code == 75, r
+    assert "held" in r.out and "HOLD" in r.out, r.out
+    assert c.node(i).sealed() and c.seal_status(i)["progress"] == 0
+    hold.unlink()
+    assert once(cfg).code == 0
+    assert not c.node(i).sealed()
+
+
+def test_a_hung_node_does_not_delay_unsealing_another(
+    raft_cluster: RaftCluster, certs: Certs, tmp_path: Path
+) -> None:
+    """The hung node is a node of its own (frozen: it accepts connections, never answers), listed
+    first; freezing a cluster member would also cost the cluster its quorum."""
+    c = raft_cluster
+    restarted = standby(c)
+    c.restart(restarted)
+    hung = c.uninitialized_node(unique("hung"))
+    hung.freeze()
+    keys = write_keys(tmp_path / "keys", c.keys[:2])
+    cfg = write_cfg(tmp_path / "c.toml", certs, [hung.addr, *(n.addr for n in c.nodes)], keys, request_timeout="10s")
+    began = time.monotonic()
+    proc = subprocess.Popen(
+        [*CLI, "unseal", "--once", "--config", str(cfg)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+    )
+    try:
+        node = c.node(restarted)
+        wait_for(lambda: not node.sealed(), 8, "the restarted node unsealed while the other hangs", interval=0.1)
+        took = time.monotonic() - began
+        assert took < 8, f"unsealed after {took:.1f}s: the hung node's 10s timeout held it up"
+        assert proc.poll() is None, "still waiting on the hung node: it is probed in parallel"
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, (out, err)  # a leader, every reachable Shamir node unsealed
+        assert out.startswith("3/4 unsealed, leader") and "unreachable: timeout after 10s" in out, out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        hung.thaw()
+    print(f"unsealed {took:.1f}s after start; --once took {time.monotonic() - began:.1f}s")
+
+
+def test_key_file_readable_by_others_is_refused(raft_cluster: RaftCluster, certs: Certs, tmp_path: Path) -> None:
+    keys = write_keys(tmp_path / "keys", raft_cluster.keys[:2], mode=0o644)
+    cfg = write_cfg(tmp_path / "c.toml", certs, [n.addr for n in raft_cluster.nodes], keys)
+    r = once(cfg)
+    assert_one_line_error(r, 78, str(keys), "0644", "chmod 600")
+    assert not any(k in r.err + r.out for k in raft_cluster.keys)
+    none = write_cfg(tmp_path / "n.toml", certs, [raft_cluster.node(1).addr], None)
+    assert_one_line_error(once(none), 78, "--keys-file")
+
+
+# ---- the watcher ------------------------------------------------------------------------------------------
+
+
+def test_watcher_unseals_a_restarted_node_within_one_interval(
+    raft_cluster: RaftCluster, certs: Certs, tmp_path: Path, watchers: Callable[..., Watcher]
+) -> None:
+    c = raft_cluster
+    keys = write_keys(tmp_path / "keys", c.keys[:2])
+    cfg = write_cfg(tmp_path / "c.toml", certs, [n.addr for n in c.nodes], keys, unseal_interval="3s")
+    w = watchers(cfg)
+    ready = w.notify.wait_for(lambda m: "READY=1" in m, 30, "READY")
+    assert "STATUS=3/3 unsealed, leader 127.0.0.1:" in ready, ready
+    i = standby(c)
+    c.restart(i)
+    restarted = time.monotonic()
+    wait_for(lambda: not c.node(i).sealed(), 10, "the watcher unsealing the restarted node", interval=0.05)
+    took = time.monotonic() - restarted
+    assert took <= 3 + 1, f"unsealed {took:.1f}s after the restart, interval 3s"
+    w.wait_status(lambda s: s.startswith("3/3 unsealed, leader"), 20, "3/3 unsealed with a leader")
+    assert c.leader() is not None
+    assert w.proc.poll() is None
+    assert w.stop() == 0
+
+
+def test_watcher_full_cluster_restart_reports_no_leader_until_the_election(
+    raft_cluster: RaftCluster, certs: Certs, tmp_path: Path, watchers: Callable[..., Watcher]
+) -> None:
+    c = raft_cluster
+    keys = write_keys(tmp_path / "keys", c.keys[:2])
+    cfg = write_cfg(tmp_path / "c.toml", certs, [n.addr for n in c.nodes], keys, unseal_interval="1s")
+    w = watchers(cfg)
+    w.notify.wait_for(lambda m: "READY=1" in m, 30, "READY")
+    for i in (1, 2, 3):
+        c.stop(i)
+    for i in (1, 2, 3):
+        c.start_node(i)
+    w.wait_status(lambda s: s.startswith("no leader yet: 3/3 unsealed"), 30, "no leader yet: 3/3 unsealed")
+    w.wait_status(lambda s: s.startswith("3/3 unsealed, leader"), 60, "a leader after the election")
+    assert c.leader() is not None
+
+
+def test_watcher_leaves_a_node_sealed_through_the_api_until_it_restarts(
+    raft_cluster: RaftCluster, certs: Certs, tmp_path: Path, watchers: Callable[..., Watcher]
+) -> None:
+    c = raft_cluster
+    keys = write_keys(tmp_path / "keys", c.keys[:2])
+    cfg = write_cfg(tmp_path / "c.toml", certs, [n.addr for n in c.nodes], keys, unseal_interval="1s")
+    w = watchers(cfg)
+    w.wait_status(lambda s: s.startswith("3/3 unsealed"), 30, "3/3 unsealed")
+    i = standby(c)
+    c.seal(i)
+    w.wait_status(lambda s: "sealed on purpose" in s, 10, "sealed on purpose")
+    end = time.monotonic() + 4
+    while time.monotonic() < end:  # four rounds: still sealed, no key sent
+        status = c.seal_status(i)
+        assert status["sealed"] and status["progress"] == 0, status
+        time.sleep(0.2)
+    c.restart(i)
+    wait_for(lambda: not c.node(i).sealed(), 10, "the same node unsealed once restarted", interval=0.1)
+    assert "sealed while running" in w.log()
+
+
+def test_watcher_leaves_someone_elses_progress_then_resets_it_once_stale(
+    raft_cluster: RaftCluster, certs: Certs, tmp_path: Path, watchers: Callable[..., Watcher]
+) -> None:
+    c = raft_cluster
+    i = standby(c)
+    c.restart(i)
+    node = c.node(i)
+    node.submit_key(c.keys[2])  # another operator, half-way
+    theirs = c.seal_status(i)
+    assert theirs["progress"] == 1
+    keys = write_keys(tmp_path / "keys", c.keys[:2])
+    cfg = write_cfg(
+        tmp_path / "c.toml", certs, [n.addr for n in c.nodes], keys, unseal_interval="1s", unseal_stale_after="5s"
+    )
+    w = watchers(cfg)
+    w.wait_status(lambda s: "someone else unsealing" in s, 20, "someone else's progress seen")
+    end = time.monotonic() + 2.5
+    while time.monotonic() < end:  # left alone while it is fresh
+        now = c.seal_status(i)
+        assert (now["sealed"], now["progress"], now["nonce"]) == (True, 1, theirs["nonce"]), now
+        time.sleep(0.2)
+    wait_for(lambda: not node.sealed(), 20, "unsealed after resetting the stale progress", interval=0.1)
+    assert "resetting it" in w.log()
+
+
+def test_keys_appear_in_no_argv_environment_log_or_exception(
+    raft_cluster: RaftCluster, certs: Certs, tmp_path: Path, watchers: Callable[..., Watcher]
+) -> None:
+    c = raft_cluster
+    forms = set(c.keys) | set(c.keys_base64) | {k.upper() for k in c.keys}
+    keys = write_keys(tmp_path / "keys", c.keys_base64[:2])  # base64, as operator init also prints them
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    cfg = write_cfg(
+        tmp_path / "c.toml", certs, [n.addr for n in c.nodes], keys, unseal_interval="1s", metrics_dir=str(metrics)
+    )
+    w = watchers(cfg, "--verbose")
+    w.wait_status(lambda s: s.startswith("3/3 unsealed"), 30, "3/3 unsealed")
+    i = standby(c)
+    c.restart(i)
+    wait_for(lambda: not c.node(i).sealed(), 10, "unsealed by the watcher", interval=0.1)
+    leaks = []
+    for pid, cmd in ((p.pid, p.cmdline) for p in procs.scan()):
+        if any(k in cmd for k in forms):
+            leaks.append(f"cmdline of pid {pid}")
+        with contextlib.suppress(OSError):
+            if any(k in Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace") for k in forms):
+                leaks.append(f"environment of pid {pid}")
+    w.stop()
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and path != keys and any(k in path.read_text(errors="replace") for k in forms):
+            leaks.append(f"file {path}")
+    assert "unsealed" in w.log()
+    assert leaks == [], leaks
+    # exceptions: a key sent to a node that does not answer, or that refuses it
+    settings = config.load(cfg, environ={})
+    dead = NodeClient(f"https://127.0.0.1:{c.node(1).cluster_port + 0}", settings, 1.0)
+    for client in (dead, NodeClient("https://127.0.0.1:1", settings, 1.0)):
+        with pytest.raises(NodeUnreachable) as caught:
+            client.unseal(c.keys[0])
+        chain: list[BaseException] = []
+        exc: BaseException | None = caught.value
+        while exc is not None and len(chain) < 10:
+            chain.append(exc)
+            exc = exc.__cause__ or exc.__context__
+        assert chain == [caught.value], f"no chain to keep a request (and its body) alive: {chain}"
+        assert not any(k in repr(caught.value) + str(caught.value) for k in forms)
+        client.close()
+
+
+def test_split_custody_says_so_and_contributes(
+    raft_cluster: RaftCluster, certs: Certs, tmp_path: Path
+) -> None:
+    c = raft_cluster
+    i = standby(c)
+    c.restart(i)
+    a = write_cfg(tmp_path / "a.toml", certs, [n.addr for n in c.nodes], write_keys(tmp_path / "ka", c.keys[:1]))
+    b = write_cfg(tmp_path / "b.toml", certs, [n.addr for n in c.nodes], write_keys(tmp_path / "kb", c.keys[1:2]))
+    first = once(a, "--settle-timeout", "2s")
+    assert first.code == 75 and "holding 1 of 2 keys (split custody)" in first.out, first
+    assert c.seal_status(i)["progress"] == 1
+    second = once(b)
+    assert second.code == 0, second
+    assert not c.node(i).sealed()
+
+
+def test_base64_and_hex_keys_in_one_file_work(raft_cluster: RaftCluster, certs: Certs, tmp_path: Path) -> None:
+    c = raft_cluster
+    i = standby(c)
+    c.restart(i)
+    assert base64.b64decode(c.keys_base64[0]).hex() == c.keys[0]
+    keys = write_keys(tmp_path / "keys", [c.keys_base64[0], c.keys[1]])
+    cfg = write_cfg(tmp_path / "c.toml", certs, [n.addr for n in c.nodes], keys)
+    assert once(cfg).code == 0
+    assert not c.node(i).sealed()
+
+
+# ---- under a real systemd ----------------------------------------------------------------------------
+
+
+def _sandbox_reason() -> str | None:
+    import sys
+
+    import nomad_vault_token
+    from testbed import systemd_sandbox
+
+    reason = systemd_sandbox.unavailable()
+    if reason:
+        return reason
+    try:
+        systemd_sandbox.hidden([Path(sys.prefix), Path(sys.base_prefix), Path(nomad_vault_token.__file__).parent])
+    except ValueError as exc:
+        return f"systemd sandbox: {exc}"
+    return None if (Path(sys.executable).parent / "nomad-vault-token").exists() else "no nomad-vault-token in this venv"
+
+
+@pytest.mark.skipif(_sandbox_reason() is not None, reason=_sandbox_reason() or "")
+def test_shipped_unit_ready_status_and_no_watchdog_while_nothing_can_be_unsealed(
+    raft_cluster: RaftCluster,
+) -> None:
+    """The shipped vault-unseal.service (hardening and all) under a real systemd: READY and StatusText
+    from the watcher; with WatchdogSec=3s it stays up while it can unseal, and the watchdog ends it when
+    no node answers. The keys come from a 0600 file: LoadCredential= could not be exercised in this sandbox (see below)."""
+    import shutil
+    import sys
+
+    import nomad_vault_token
+    from nomad_vault_token.setup import systemd_unit as unit
+    from testbed import systemd_sandbox
+    from testbed.systemd_sandbox import Props, Sandbox
+
+    c = raft_cluster
+    bin_path = Path(sys.executable).parent / "nomad-vault-token"
+    binds = systemd_sandbox.hidden([Path(sys.prefix), Path(sys.base_prefix), Path(nomad_vault_token.__file__).parent])
+    work = Path("/var/lib") / f"nvt-unseal-test-{secrets.token_hex(4)}"  # the sandbox's /tmp is private
+    work.mkdir(mode=0o755)
+    sandbox: Sandbox | None = None
+    try:
+        ca = work / "ca.pem"
+        shutil.copy(c.certs.ca_path, ca)
+        keys = write_keys(work / "unseal-keys", c.keys[:2])
+        units = work / "units"
+        systemd_sandbox.write_target(units, "nvt-test.target")
+        systemd_sandbox.mask(units, "network-online.target")
+        shipped = (Path(__file__).resolve().parents[2] / "systemd" / "vault-unseal.service").read_text()
+        assert "LoadCredential=unseal-keys:/etc/nomad-vault-token/unseal-keys\n" in shipped
+        template = shipped.replace("/etc/nomad-vault-token/unseal-keys", str(keys))
+        closed = f"https://127.0.0.1:{c.node(1).cluster_port + 0}"  # raft's port: no Vault API there
+        for unit_name, nodes in (("vault-unseal.service", [n.addr for n in c.nodes]), ("dead.service", [closed])):
+            stem = unit_name.removesuffix(".service")
+            cfg = work / f"{stem}.toml"
+            cfg.write_text(
+                f"unseal_nodes = {json.dumps(nodes)}\nca_cert = {json.dumps(str(ca))}\n"
+                'unseal_interval = "1s"\nrequest_timeout = "1s"\n'
+            )
+            (units / unit_name).write_text(unit.render(template, bin_path=bin_path, config=cfg))
+            (units / f"{unit_name}.d").mkdir()
+            (units / f"{unit_name}.d" / "test.conf").write_text(
+                "[Unit]\nDefaultDependencies=no\n[Service]\n"
+                f"StateDirectory=\nStateDirectory={(work / stem / 'state').relative_to('/var/lib')}\n"
+                "WatchdogSec=3s\nRestartSec=1\nLimitCORE=0\n"
+                # This sandbox's systemd (252, nested namespaces) leaves every credentials directory empty:
+                # LoadCredential= of a readable file, of /etc/hostname, even SetCredential=c:hello, with or
+                # without the hardening. So the keys file directly here; the credential path itself is
+                # tested without systemd (test_unseal_keys.py: $CREDENTIALS_DIRECTORY).
+                f"ExecStart=\nExecStart={bin_path} unseal --config {cfg} --keys-file {keys}\n"
+                # this checkout's Python and code, which the shipped ProtectHome=/PrivateTmp= may hide
+                + systemd_sandbox.code_reachable(Path(__file__).resolve().parents[2])
+                + f"StandardOutput=append:{work / stem}.log\nStandardError=inherit\n"
+            )
+        sandbox = Sandbox(units, "nvt-test.target", work / "boot.log", binds=binds)
+        sandbox.up()
+        sandbox.ctl("start", "--no-block", "vault-unseal.service")
+
+        def log(stem: str) -> str:
+            try:
+                return (work / f"{stem}.log").read_text(errors="replace")
+            except FileNotFoundError:
+                return ""
+
+        try:
+            props = sandbox.wait(
+                "vault-unseal.service", lambda p: p["ActiveState"] == "active", 30, "active (READY)", ("MainPID", "ExecMainStatus", "StatusErrno")
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nunit log: {log('vault-unseal')[-3000:]}") from None
+        assert props["StatusText"].startswith("3/3 unsealed, leader 127.0.0.1:"), (props, log("vault-unseal"))
+        # WATCHDOG=1 keeps coming while it can unseal: 6 s is two WatchdogSec.
+        sandbox.holds(
+            "vault-unseal.service",
+            lambda p: (p["ActiveState"], p["NRestarts"]) == ("active", "0"),
+            6,
+            "active, no restart",
+        )
+        i = standby(c)
+        c.restart(i)
+        wait_for(lambda: not c.node(i).sealed(), 10, "the unit unsealing a restarted node", interval=0.1)
+        # dead.service: READY after its first round, its STATUS says why, and no WATCHDOG: systemd ends it.
+        sandbox.ctl("start", "--no-block", "dead.service")
+        ready = sandbox.wait("dead.service", lambda p: p["ActiveState"] == "active", 30, "active (READY)")
+        assert ready["StatusText"].startswith("quorum lost: 0/1 unsealed, 1 needed; unreachable"), ready
+        seen: list[Props] = []
+
+        def watchdog_fired(p: Props) -> bool:
+            seen.append(p)
+            return p["Result"] == "watchdog" or int(p["NRestarts"] or 0) >= 1
+
+        sandbox.wait("dead.service", watchdog_fired, 30, "ended by the watchdog")
+        texts = {p["StatusText"] for p in seen}
+        assert any(t.startswith("quorum lost: 0/1 unsealed") and "unreachable" in t for t in texts), (
+            seen,
+            log("dead"),
+        )
+        assert "watchdog" in {p["Result"] for p in seen} | {sandbox.show("dead.service", "Result")["Result"]}, (
+            seen[-3:],
+            log("dead")[-2000:],
+        )
+        assert "Traceback" not in log("vault-unseal") + log("dead")
+        assert not any(k in log("vault-unseal") + log("dead") for k in c.keys)
+    finally:
+        if sandbox is not None:
+            sandbox.down()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_node_client_numbers_its_connections_over_plain_http_too(tmp_path: Path) -> None:
+    """The connection number changes exactly when the client had to connect again, http:// included
+    (a number per request would make every node sealed on purpose look restarted)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            body = json.dumps({"type": "shamir", "initialized": True, "sealed": True, "t": 2, "n": 3}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings = config.load(None, {"vault_addr": "http://127.0.0.1:1"}, environ={})
+        client = NodeClient(f"http://127.0.0.1:{server.server_address[1]}", settings, 2.0)
+        for _ in range(3):
+            assert client.seal_status()["sealed"] is True
+        assert client.connection == 1, "one kept-alive connection for three requests"
+        client.close()
+        client.seal_status()
+        assert client.connection == 2, "a new connection, a new number"
+        client.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_keys_are_read_again_when_their_file_changes(tmp_path: Path) -> None:
+    """A Nomad template re-rendering the keys: new keys bump the generation (a node that refused the old
+    ones gets the new ones); a file made unusable keeps the keys held, and says why once."""
+    from nomad_vault_token.unseal.watcher import Keys
+
+    first, second = fake_keys(2), fake_keys(2)
+    path = write_keys(tmp_path / "keys", first)
+    settings = config.load(None, {"unseal_keys_file": str(path), "vault_addr": "https://127.0.0.1:1"}, environ={})
+    keys = Keys(settings)
+    assert (len(keys.keys), keys.generation) == (2, 0)
+    keys.refresh()
+    assert keys.generation == 0, "unchanged file, same generation"
+    os.utime(path, ns=(1, 1))
+    keys.refresh()
+    assert keys.generation == 0, "same keys rewritten: same generation"
+    write_keys(path, second)
+    keys.refresh()
+    assert keys.generation == 1 and [k.reveal() for k in keys.keys] == second
+    os.chmod(path, 0o644)
+    keys.refresh()
+    assert keys.generation == 1 and [k.reveal() for k in keys.keys] == second and "0644" in keys.problem
+
+
+def test_once_with_keys_from_a_systemd_credential(raft_cluster: RaftCluster, certs: Certs, tmp_path: Path) -> None:
+    """--credential NAME reads $CREDENTIALS_DIRECTORY/NAME, as systemd's LoadCredential=NAME:... provides it
+    (read-only, private to the unit: the sandbox's systemd cannot, see the unit test above)."""
+    c = raft_cluster
+    i = standby(c)
+    c.restart(i)
+    creds = tmp_path / "credentials"
+    creds.mkdir(mode=0o700)
+    write_keys(creds / "unseal-keys", c.keys[:2], mode=0o400)
+    cfg = write_cfg(tmp_path / "c.toml", certs, [n.addr for n in c.nodes], None, unseal_credential="unseal-keys")
+    r = run_cli("unseal", "--once", "--config", str(cfg), env=clean_env(CREDENTIALS_DIRECTORY=str(creds)))
+    assert r.code == 0, r
+    assert not c.node(i).sealed()
+    missing = run_cli("unseal", "--once", "--config", str(cfg))
+    assert_one_line_error(missing, 78, "$CREDENTIALS_DIRECTORY is not set")

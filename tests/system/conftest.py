@@ -1,0 +1,17 @@
+"""A real systemd (../shared/systemd-sandbox/) and a real Ansible run.
+
+Every test in this folder carries the `system` marker (`-m system` runs the folder's kind)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.system)
