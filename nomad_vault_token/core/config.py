@@ -77,6 +77,7 @@ class Settings:
     unseal_stale_after: int = 600
     unseal_expect_threshold: int = 0  # 0: whatever the node says
     unseal_expect_shares: int = 0
+    unseal_migrate: bool = False  # feed a node waiting for a seal migration (keys sent with migrate)
     metrics_dir: Path | None = None  # node_exporter's textfile directory; None: no metrics
 
     @property
@@ -168,6 +169,7 @@ FIELDS: dict[str, tuple[Kind, tuple[str, ...]]] = {
     "unseal_stale_after": ("duration", ()),
     "unseal_expect_threshold": ("int", ()),
     "unseal_expect_shares": ("int", ()),
+    "unseal_migrate": ("bool", ()),
     "metrics_dir": ("path", ()),
 }
 assert set(FIELDS) == {f.name for f in fields(Settings)}

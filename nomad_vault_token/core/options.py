@@ -215,6 +215,9 @@ OPTIONS: tuple[Option, ...] = (
            "threshold [default: any]", frozenset({UNSEAL}), UNSEALING, metavar="T"),
     Option("unseal_expect_shares", ("--expect-shares",), "str", "send keys only to nodes with this many "
            "shares [default: any]", frozenset({UNSEAL}), UNSEALING, metavar="N"),
+    Option("unseal_migrate", ("--migrate",), "bool", "feed a node waiting for a seal migration (restarted "
+           "with a new seal stanza) the keys with migrate; without it such a node gets no key, only a report "
+           "[default: off]", frozenset({UNSEAL}), UNSEALING),
     Option("metrics_dir", ("--metrics-dir",), "path", "node_exporter textfile directory (*.prom) for the "
            "metrics; the tracker reads it from the config [default: none]", frozenset({SNAPSHOT, UNSEAL}), OUTPUT,
            metavar="DIR"),

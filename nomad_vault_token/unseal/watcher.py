@@ -144,12 +144,16 @@ class Worker:
 
     def probe(self) -> Probe:
         try:
-            status = self.client.seal_status()
-            code = self.client.health_code()
+            answer = self.client.seal_status_answer()
+            if answer.status != 200:  # a migrated node waiting for the step-down answers 500
+                errors = answer.body.get("errors")
+                text = "; ".join(str(e) for e in errors) if isinstance(errors, list) else ""
+                p = Probe.refused(self.name, answer.status, text, self.client.connection)
+            else:
+                code = self.client.health_code()
+                p = Probe.answered(self.name, answer.body, code, self.client.connection)
         except NodeUnreachable as exc:
             p = Probe.unreachable(self.name, exc.problem)
-        else:
-            p = Probe.answered(self.name, status, code, self.client.connection)
         self.probe_seen = p
         return p
 
@@ -164,15 +168,15 @@ class Worker:
                 if d.action == "reset_then_submit":
                     self.client.reset()
                     log.warning("%s: %s", self.name, d.message)
-                sent = self.client.unseal(keys[d.key_index].reveal())
+                sent = self.client.unseal(keys[d.key_index].reveal(), migrate=d.migrate)
                 answer = UnsealAnswer.from_response(sent.status, sent.body)
             except NodeUnreachable as exc:
                 log.warning("%s: sending an unseal key failed: %s", self.name, exc.problem)
                 answer = UnsealAnswer(status=0)
-            self.memory = after_unseal(self.memory, d.key_index, answer, ctx, self.client.connection)
+            self.memory = after_unseal(self.memory, d.key_index, answer, ctx, self.client.connection, d.migrate)
             if answer.status == 200 and not answer.sealed:
                 self.last_unseal = time.time()
-                log.info("%s: unsealed", self.name)
+                log.info("%s: %s", self.name, "migrated to its new seal" if d.migrate else "unsealed")
             elif answer.invalid_key:
                 log.error("%s: Vault refused our unseal keys (invalid key): not sending them again", self.name)
             elif answer.status not in (0, 200):
@@ -222,6 +226,7 @@ class Unsealer:
             expect_shares=s.unseal_expect_shares or None,
             stale_after=float(s.unseal_stale_after),
             hold=hold,
+            migrate=s.unseal_migrate,
         )
 
     def round(self) -> Round:
@@ -254,7 +259,7 @@ class Unsealer:
         thresholds = [
             w.probe_seen.threshold
             for w in self.workers
-            if w.probe_seen is not None and w.probe_seen.reachable and not w.probe_seen.auto_unseal
+            if w.probe_seen is not None and w.probe_seen.has_fields and not w.probe_seen.auto_unseal
         ]
         t = max(thresholds, default=0)
         held = len(self.keys.keys)
@@ -284,7 +289,7 @@ class Unsealer:
         v = r.verdict
         nodes = []
         for w, d in zip(self.workers, r.decisions, strict=True):
-            p = w.probe_seen if d.state != "unreachable" else None
+            p = w.probe_seen if d.state != "unreachable" and w.probe_seen and w.probe_seen.has_fields else None
             nodes.append(
                 {
                     "node": w.name,
@@ -296,6 +301,7 @@ class Unsealer:
                     "sealed": None if p is None else p.sealed,
                     "auto_unseal": None if p is None else p.auto_unseal,
                     "seal_type": None if p is None else p.seal_type,
+                    "migration_pending": d.migration_pending,
                     "last_unseal": w.last_unseal,
                 }
             )
@@ -342,9 +348,12 @@ class Unsealer:
             reachable = d.state != "unreachable"
             gauges.append(m.gauge("nomad_vault_token_unseal_node_reachable", m.flag(reachable), node=w.name))
             p = w.probe_seen
-            if reachable and p is not None and p.reachable:
+            if reachable and p is not None and p.has_fields:
                 gauges.append(m.gauge("nomad_vault_token_unseal_node_sealed", m.flag(p.sealed), node=w.name))
                 gauges.append(m.gauge("nomad_vault_token_unseal_node_auto_unseal", m.flag(p.auto_unseal), node=w.name))
+            if reachable:
+                pending = m.flag(d.migration_pending)
+                gauges.append(m.gauge("nomad_vault_token_unseal_node_migration_pending", pending, node=w.name))
             if w.last_unseal is not None:
                 gauges.append(
                     m.gauge("nomad_vault_token_unseal_last_unseal_timestamp_seconds", w.last_unseal, node=w.name)

@@ -739,14 +739,23 @@ class NodeClient:
             raise NodeUnreachable(f"sys/seal-status answered HTTP {answer.status}")
         return answer.body
 
+    def seal_status_answer(self) -> NodeAnswer:
+        """GET sys/seal-status, whatever its status: a node migrated to a new seal answers 500 (with
+        `errors`) until the active node steps down, and the unsealer tells that from a broken node."""
+        return self._request("GET", "sys/seal-status")
+
     def health_code(self) -> int:
         """GET sys/health's status code: 200 active, 429 standby, 501 not initialised, 503 sealed, ..."""
         return self._request("GET", "sys/health").status
 
-    def unseal(self, key: str) -> NodeAnswer:
+    def unseal(self, key: str, migrate: bool = False) -> NodeAnswer:
         """POST sys/unseal {"key": ...}: the key in the body only; the answer has seal-status's shape
-        (400 with `errors` for a key Vault refuses)."""
-        return self._request("POST", "sys/unseal", {"key": key})
+        (400 with `errors` for a key Vault refuses). With `migrate`, `"migrate": true`: a key for a node
+        waiting for a seal migration (which refuses a key without it)."""
+        body: dict[str, Any] = {"key": key}
+        if migrate:
+            body["migrate"] = True
+        return self._request("POST", "sys/unseal", body)
 
     def reset(self) -> NodeAnswer:
         """POST sys/unseal {"reset": true}: discard the keys given so far."""
