@@ -100,7 +100,7 @@ class Node:
         else:
             storage = 'storage "inmem" {}\n'
         self._storage = storage
-        self.seal = seal
+        self.seal_stanza = seal
         self._write_config()
         self._session = requests.Session()  # verify is passed per request: REQUESTS_CA_BUNDLE beats a session's
 
@@ -110,7 +110,7 @@ class Node:
     def _write_config(self) -> None:
         certs = self.certs
         self.config_path.write_text(
-            self._storage + self.seal + f'listener "tcp" {{\n  address = "127.0.0.1:{self.port}"\n'
+            self._storage + self.seal_stanza + f'listener "tcp" {{\n  address = "127.0.0.1:{self.port}"\n'
             f'  cluster_address = "127.0.0.1:{self.cluster_port}"\n'
             f'  tls_cert_file = "{certs.server_pem}"\n  tls_key_file = "{certs.server_pem}"\n}}\n'
             f'disable_mlock = true\napi_addr = "{self.addr}"\n'
@@ -120,7 +120,7 @@ class Node:
     def set_seal(self, seal: str) -> None:
         """Write a new `seal` stanza ("" for Shamir) into the config; it takes effect at the next start
         (what an operator does before restarting a node for a seal migration)."""
-        self.seal = seal
+        self.seal_stanza = seal
         self._write_config()
 
     # ---- the process --------------------------------------------------------------

@@ -18,10 +18,12 @@ the unsealer can do its job (it holds keys no node refused, and some node answer
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import random
+import selectors
 import threading
 import time
 from collections.abc import Sequence
@@ -51,6 +53,13 @@ log = logging.getLogger("nomad_vault_token.unseal")
 
 JITTER = 0.2  # a watch-mode interval is shortened by up to this fraction, never lengthened
 ONCE_POLL = 1.0  # seconds between `--once`'s rounds while the outcome is not settled
+# A node expected back sealed (unreachable, or sealed and not yet unsealed) is probed this often ...
+FAST_INTERVAL = 0.25
+# ... for at most this long after it entered that state (then at the steady interval again).
+FAST_FOR = 60.0
+FAST_STATES = frozenset({"unreachable", "sealed", "joining"})
+JOIN = 1.0  # watch mode: how long a round waits for its probes before reporting (the rest report later)
+WAKE = 0.25  # watch mode: the longest the loop sleeps (SIGTERM, a closed connection, a due probe)
 
 
 def node_name(addr: str) -> str:
@@ -123,6 +132,8 @@ class Worker:
         self.probe_seen: Probe | None = None
         self.last_unseal: float | None = None  # wall clock
         self.started = 0.0
+        self.completed = 0  # probes finished (a watch-mode report notices new ones)
+        self.next_probe = 0.0  # watch mode: monotonic time of the next probe
         self._thread: threading.Thread | None = None
 
     @property
@@ -141,6 +152,16 @@ class Worker:
         except Exception:  # a bug must not end the watcher; the node shows as unreachable
             log.exception("probing %s failed", self.name)
             self.decision = decide(Probe.unreachable(self.name, "internal error"), self.memory, ctx)
+        finally:
+            self.completed += 1
+
+    def delay(self, interval: float, now: float) -> float:
+        """Seconds to the next watch-mode probe: short while the node is expected back sealed (see
+        FAST_STATES), else `interval` less jitter."""
+        d = self.decision
+        if d is not None and d.state in FAST_STATES and now - d.memory.state_since < FAST_FOR:
+            return FAST_INTERVAL
+        return interval * (1 - JITTER * random.random())  # noqa: S311
 
     def probe(self) -> Probe:
         try:
@@ -168,6 +189,8 @@ class Worker:
                 if d.action == "reset_then_submit":
                     self.client.reset()
                     log.warning("%s: %s", self.name, d.message)
+                elif d.migrate:
+                    log.info("%s: %s", self.name, d.message)  # "seal migration (shamir -> static): ..."
                 sent = self.client.unseal(keys[d.key_index].reveal(), migrate=d.migrate)
                 answer = UnsealAnswer.from_response(sent.status, sent.body)
             except NodeUnreachable as exc:
@@ -229,18 +252,32 @@ class Unsealer:
             migrate=s.unseal_migrate,
         )
 
-    def round(self) -> Round:
+    @property
+    def hung_after(self) -> float:
+        """A probe still under way after this long counts as unreachable (a hung node)."""
+        return 2.0 * self.settings.request_timeout + 1
+
+    def round(self, only: Sequence[Worker] | None = None, join: float | None = None) -> Round:
+        """Probe every node (or `only` these) that has no probe under way, wait for them up to `join`
+        (default: until a probe counts as hung), and report."""
         self.keys.refresh()
         ctx = self.context()
-        threads = [w.start(ctx, self.keys.keys) for w in self.workers if not w.busy]
-        deadline = time.monotonic() + 2 * self.settings.request_timeout + 1
+        targets = self.workers if only is None else only
+        threads = [w.start(ctx, self.keys.keys) for w in targets if not w.busy]
+        deadline = time.monotonic() + (self.hung_after if join is None else min(join, self.hung_after))
         for t in threads:
             t.join(max(0.0, deadline - time.monotonic()))
+        return self.report(ctx)
+
+    def report(self, ctx: Context | None = None) -> Round:
+        """The verdict from every node's last finished probe; a probe under way longer than
+        `hung_after` (or a node never answered yet) counts as unreachable."""
+        ctx = ctx or self.context()
         decisions = []
         for w in self.workers:
-            if w.busy or w.decision is None:
-                waited = int(time.monotonic() - w.started)
-                d = decide(Probe.unreachable(w.name, f"no answer for {waited}s"), w.memory, ctx)
+            waited = time.monotonic() - w.started
+            if w.decision is None or (w.busy and waited >= self.hung_after - 0.01):
+                d = decide(Probe.unreachable(w.name, f"no answer for {int(waited)}s"), w.memory, ctx)
             else:
                 d = w.decision
             decisions.append(d)
@@ -378,29 +415,68 @@ class Unsealer:
         return r
 
     def watch(self) -> None:
-        """Round after round, every `unseal_interval` less jitter, until `stop` is set."""
+        """Probe each node on its own schedule until `stop` is set: every `unseal_interval` less jitter
+        while healthy; every FAST_INTERVAL while it is expected back sealed (unreachable, sealed), for
+        FAST_FOR; and at once when its kept-alive connection closes (a restarting server closes it: the
+        node is probed while it restarts and unsealed as soon as it answers). `sys/seal` leaves the
+        connection open, so the sealed-on-purpose rule is untouched."""
         interval = float(self.settings.unseal_interval)
         next_watchdog = 0.0
-        next_round = time.monotonic()
+        reported: dict[int, int] = {}
+        first = True
         while not self.stop.is_set():
             now = time.monotonic()
-            if now >= next_round:
-                r = self.round()
+            due = [w for w in self.workers if not w.busy and now >= w.next_probe]
+            fresh = [w for w in self.workers if not w.busy and reported.get(id(w)) != w.completed]
+            r: Round | None = None
+            if due:
+                for w in due:
+                    w.next_probe = float("inf")  # scheduled again once its probe is reported
+                r = self.round(None if first else due, None if first else JOIN)
+            elif fresh:  # probes that outlived their round's JOIN have finished
+                r = self.report()
+            if r is not None:
+                first = False
+                done = time.monotonic()
+                for w in self.workers:
+                    if not w.busy and reported.get(id(w)) != w.completed:
+                        reported[id(w)] = w.completed
+                        w.next_probe = done + w.delay(interval, done)
                 if not self.ready_sent:
                     self.notifier.ready(r.status)
                     self.ready_sent = True
                 else:
                     self.notifier.status(r.status)
-                next_round = time.monotonic() + interval * (1 - JITTER * random.random())  # noqa: S311
                 next_watchdog = 0.0  # a fresh verdict: tell the watchdog now
             if self.notifier.watchdog_enabled and time.monotonic() >= next_watchdog:
                 next_watchdog = time.monotonic() + self.notifier.watchdog_usec / 2_000_000
                 if self.last is not None and self.last.watchdog_ok:
                     self.notifier.watchdog()
-            wake = next_round
+            wake = min((w.next_probe for w in self.workers), default=now + WAKE)
             if self.notifier.watchdog_enabled:
                 wake = min(wake, next_watchdog)
-            self.stop.wait(max(0.0, wake - time.monotonic()))
+            self._sleep(max(0.0, min(wake - time.monotonic(), WAKE)))
+
+    def _sleep(self, seconds: float) -> None:
+        """Sleep, waking early for a node whose idle kept-alive connection the server closed (its
+        probe becomes due now)."""
+        sel = selectors.DefaultSelector()
+        try:
+            for w in self.workers:
+                sock = None if w.busy else w.client.idle_socket()
+                if sock is not None:
+                    with contextlib.suppress(ValueError, KeyError, OSError):
+                        sel.register(sock, selectors.EVENT_READ, w)
+            if not sel.get_map():
+                self.stop.wait(seconds)
+                return
+            for key, _ in sel.select(seconds):
+                w = key.data
+                if w.next_probe > time.monotonic():
+                    log.debug("%s: its connection closed: probing it now", w.name)
+                    w.next_probe = 0.0
+        finally:
+            sel.close()
 
     def close(self) -> None:
         for w in self.workers:

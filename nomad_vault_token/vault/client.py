@@ -648,12 +648,24 @@ class NodeClient:
         self.timeout = timeout
         self._connects = 0
         self._session: Any = None
+        self._sock: Any = None  # the socket of the (one) kept-alive connection
 
     @property
     def connection(self) -> int:
         return self._connects
 
+    def idle_socket(self) -> Any:
+        """The kept-alive connection's socket, for a caller to select() on while no request is under
+        way (the caller's to ensure): it turns readable when the server closes it, which a restarting
+        server does at once. None when there is no open connection."""
+        sock = self._sock
+        try:
+            return sock if sock is not None and sock.fileno() >= 0 else None
+        except OSError:
+            return None
+
     def close(self) -> None:
+        self._sock = None
         session, self._session = self._session, None
         if session is not None:
             session.close()
@@ -671,11 +683,13 @@ class NodeClient:
             def connect(self) -> None:
                 client._connects += 1
                 super().connect()
+                client._sock = self.sock
 
         class CountingHTTP(HTTPConnection):
             def connect(self) -> None:
                 client._connects += 1
                 super().connect()
+                client._sock = self.sock
 
         class PoolHTTPS(HTTPSConnectionPool):
             ConnectionCls = CountingHTTPS

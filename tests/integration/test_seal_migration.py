@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 from test_unseal_cmd import (  # the unseal tests' helpers and fixtures
-    CountingProxy,
     Watcher,
     name,
     once,
@@ -30,6 +29,7 @@ from test_unseal_cmd import (  # the unseal tests' helpers and fixtures
 from testbed.bao import Certs
 from testbed.cli import run_cli
 from testbed.procs import wait_for
+from testbed.proxy import CountingProxy
 from testbed.raft_cluster import Node, RaftCluster, static_key, static_seal
 
 pytestmark = [pytest.mark.vault, pytest.mark.slow]

@@ -14,8 +14,6 @@ import json
 import os
 import secrets
 import signal
-import socket
-import ssl
 import subprocess
 import threading
 import time
@@ -32,7 +30,7 @@ from testbed.bao import Certs
 from testbed.cli import CLI, Result, assert_one_line_error, run_cli
 from testbed.env import clean_env
 from testbed.procs import wait_for
-from testbed.proxy import LoopbackListener
+from testbed.proxy import CountingProxy
 from testbed.raft_cluster import THRESHOLD, Node, RaftCluster
 
 pytestmark = [pytest.mark.vault, pytest.mark.slow]
@@ -135,62 +133,6 @@ def watchers(tmp_path: Path) -> Iterator[Callable[..., Watcher]]:
     for w, sock in started:
         w.stop()
         sock.close()
-
-
-class CountingProxy(LoopbackListener):
-    """TLS in (the cluster's server certificate), TLS out to one node: one upstream connection per
-    client connection, and a count of the `POST /v1/sys/unseal` requests that went through."""
-
-    def __init__(self, node: Node, certs: Certs) -> None:
-        self.node = node
-        self.unseals = 0
-        self.requests = 0
-        self._lock = threading.Lock()
-        self.server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.server_ctx.load_cert_chain(str(certs.server_pem))
-        self.client_ctx = ssl.create_default_context(cafile=str(certs.ca_path))
-        self.sockets: list[socket.socket] = []
-        super().__init__()
-
-    def _serve(self, raw: socket.socket) -> None:
-        try:
-            raw.settimeout(10)
-            client = self.server_ctx.wrap_socket(raw, server_side=True)
-            upstream = self.client_ctx.wrap_socket(
-                socket.create_connection(("127.0.0.1", self.node.port), timeout=10), server_hostname="127.0.0.1"
-            )
-        except OSError:
-            raw.close()
-            return
-        for s in (client, upstream):
-            s.settimeout(None)
-            self.sockets.append(s)
-        threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
-        self._pipe(client, upstream, True)
-
-    def _pipe(self, src: socket.socket, dst: socket.socket, count: bool) -> None:
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                if count:
-                    with self._lock:
-                        self.requests += sum(data.count(m) for m in (b"GET /v1/", b"POST /v1/"))
-                        self.unseals += data.count(b"POST /v1/sys/unseal ")
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        super().close()
-        for s in self.sockets:
-            with contextlib.suppress(OSError):
-                s.close()
 
 
 @pytest.fixture
@@ -418,6 +360,27 @@ def test_watcher_unseals_a_restarted_node_within_one_interval(
     assert c.leader() is not None
     assert w.proc.poll() is None
     assert w.stop() == 0
+
+
+def test_watcher_probes_a_restarting_node_at_once_not_at_its_interval(
+    raft_cluster: RaftCluster, certs: Certs, tmp_path: Path, watchers: Callable[..., Watcher]
+) -> None:
+    """With a 60s interval, a restarted node is unsealed long before the next steady probe: its
+    kept-alive connection closing makes it due, and it is probed every 0.25s until it answers sealed.
+    Stopped for longer (down across a steady probe), it is likewise unsealed as soon as it is back."""
+    c = raft_cluster
+    keys = write_keys(tmp_path / "keys", c.keys[:2])
+    cfg = write_cfg(tmp_path / "c.toml", certs, [n.addr for n in c.nodes], keys, unseal_interval="60s")
+    w = watchers(cfg)
+    w.notify.wait_for(lambda m: "READY=1" in m, 30, "READY")
+    i = standby(c)
+    c.restart(i)
+    wait_for(lambda: not c.node(i).sealed(), 20, "unsealed well before the 48-60s steady probe", interval=0.05)
+    c.stop(i)
+    w.wait_status(lambda s: f"unreachable: {name(c.node(i))}" in s, 20, "the stopped node seen unreachable")
+    c.start_node(i)
+    wait_for(lambda: not c.node(i).sealed(), 20, "unsealed once back after being down", interval=0.05)
+    assert w.proc.poll() is None
 
 
 def test_watcher_full_cluster_restart_reports_no_leader_until_the_election(
