@@ -58,6 +58,10 @@ FAST_INTERVAL = 0.25
 # ... for at most this long after it entered that state (then at the steady interval again).
 FAST_FOR = 60.0
 FAST_STATES = frozenset({"unreachable", "sealed", "joining"})
+# Such a probe waits at most this long for an answer: a server shutting down may still accept a
+# connection and never answer it; the next fast probe reaches the new process. Keys are never sent
+# with it (a key whose answer is lost would leave the attempt in doubt).
+QUICK_TIMEOUT = 1.0
 JOIN = 1.0  # watch mode: how long a round waits for its probes before reporting (the rest report later)
 WAKE = 0.25  # watch mode: the longest the loop sleeps (SIGTERM, a closed connection, a due probe)
 
@@ -134,6 +138,7 @@ class Worker:
         self.started = 0.0
         self.completed = 0  # probes finished (a watch-mode report notices new ones)
         self.next_probe = 0.0  # watch mode: monotonic time of the next probe
+        self.quick = False  # watch mode: the next probe is a fast one (QUICK_TIMEOUT)
         self._thread: threading.Thread | None = None
 
     @property
@@ -159,19 +164,21 @@ class Worker:
         """Seconds to the next watch-mode probe: short while the node is expected back sealed (see
         FAST_STATES), else `interval` less jitter."""
         d = self.decision
-        if d is not None and d.state in FAST_STATES and now - d.memory.state_since < FAST_FOR:
+        self.quick = d is not None and d.state in FAST_STATES and now - d.memory.state_since < FAST_FOR
+        if self.quick:
             return FAST_INTERVAL
         return interval * (1 - JITTER * random.random())  # noqa: S311
 
     def probe(self) -> Probe:
+        wait = min(QUICK_TIMEOUT, self.client.timeout) if self.quick else None
         try:
-            answer = self.client.seal_status_answer()
+            answer = self.client.seal_status_answer(wait)
             if answer.status != 200:  # a migrated node waiting for the step-down answers 500
                 errors = answer.body.get("errors")
                 text = "; ".join(str(e) for e in errors) if isinstance(errors, list) else ""
                 p = Probe.refused(self.name, answer.status, text, self.client.connection)
             else:
-                code = self.client.health_code()
+                code = self.client.health_code(wait)
                 p = Probe.answered(self.name, answer.body, code, self.client.connection)
         except NodeUnreachable as exc:
             p = Probe.unreachable(self.name, exc.problem)
@@ -475,6 +482,7 @@ class Unsealer:
                 if w.next_probe > time.monotonic():
                     log.debug("%s: its connection closed: probing it now", w.name)
                     w.next_probe = 0.0
+                    w.quick = True
         finally:
             sel.close()
 

@@ -715,25 +715,28 @@ class NodeClient:
         session.cert = (str(cert), str(key)) if cert is not None and key is not None else None
         return session
 
-    def _request(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> NodeAnswer:
+    def _request(
+        self, method: str, path: str, body: Mapping[str, Any] | None = None, timeout: float | None = None
+    ) -> NodeAnswer:
         import requests
 
         if self._session is None:
             self._session = self._new_session()
         problem = ""
+        wait = timeout or self.timeout
         try:
             r = self._session.request(
                 method,
                 f"{self.addr}/v1/{path}",
                 json=dict(body) if body is not None else None,
-                timeout=(self.timeout, self.timeout),
+                timeout=(wait, wait),
                 verify=self._session.verify,
                 allow_redirects=False,
             )
         except requests.exceptions.SSLError as exc:
             problem = "certificate not trusted" if "CERTIFICATE_VERIFY_FAILED" in str(exc) else "TLS failed"
         except requests.exceptions.Timeout:
-            problem = f"timeout after {self.timeout:g}s"
+            problem = f"timeout after {wait:g}s"
         except requests.exceptions.RequestException as exc:
             problem = _reason(exc)
         if problem:
@@ -753,14 +756,15 @@ class NodeClient:
             raise NodeUnreachable(f"sys/seal-status answered HTTP {answer.status}")
         return answer.body
 
-    def seal_status_answer(self) -> NodeAnswer:
+    def seal_status_answer(self, timeout: float | None = None) -> NodeAnswer:
         """GET sys/seal-status, whatever its status: a node migrated to a new seal answers 500 (with
-        `errors`) until the active node steps down, and the unsealer tells that from a broken node."""
-        return self._request("GET", "sys/seal-status")
+        `errors`) until the active node steps down, and the unsealer tells that from a broken node.
+        `timeout` instead of the client's, for a quick probe."""
+        return self._request("GET", "sys/seal-status", timeout=timeout)
 
-    def health_code(self) -> int:
+    def health_code(self, timeout: float | None = None) -> int:
         """GET sys/health's status code: 200 active, 429 standby, 501 not initialised, 503 sealed, ..."""
-        return self._request("GET", "sys/health").status
+        return self._request("GET", "sys/health", timeout=timeout).status
 
     def unseal(self, key: str, migrate: bool = False) -> NodeAnswer:
         """POST sys/unseal {"key": ...}: the key in the body only; the answer has seal-status's shape
