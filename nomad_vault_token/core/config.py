@@ -78,6 +78,7 @@ class Settings:
     unseal_expect_threshold: int = 0  # 0: whatever the node says
     unseal_expect_shares: int = 0
     unseal_migrate: bool = False  # feed a node waiting for a seal migration (keys sent with migrate)
+    unseal_nodes_file: Path | None = None  # the node list, one address a line, re-read when it changes
     metrics_dir: Path | None = None  # node_exporter's textfile directory; None: no metrics
 
     @property
@@ -170,6 +171,7 @@ FIELDS: dict[str, tuple[Kind, tuple[str, ...]]] = {
     "unseal_expect_threshold": ("int", ()),
     "unseal_expect_shares": ("int", ()),
     "unseal_migrate": ("bool", ()),
+    "unseal_nodes_file": ("path", ()),
     "metrics_dir": ("path", ()),
 }
 assert set(FIELDS) == {f.name for f in fields(Settings)}
@@ -378,6 +380,20 @@ def _validate(s: Settings) -> None:
         check_address(node, s.allow_insecure_http, what="unseal_nodes")
     if s.unseal_keys_file is not None and s.unseal_credential is not None:
         raise ConfigError("unseal_keys_file and unseal_credential are both set: give the keys one way only")
+    if s.unseal_nodes and s.unseal_nodes_file is not None:
+        raise ConfigError("unseal_nodes and unseal_nodes_file are both set: give the nodes one way only")
+
+
+def parse_node_list(text: str, source: Path, allow_insecure_http: bool) -> tuple[str, ...]:
+    """A node-list file (`unseal_nodes_file`): one address a line, `#` comments and blank lines
+    ignored, duplicates dropped; at least one node. Stdlib only: the watcher re-reads it when it changes."""
+    items = [line.split("#", 1)[0].strip().rstrip("/") for line in text.splitlines()]
+    nodes = tuple(dict.fromkeys(i for i in items if i))
+    for node in nodes:
+        check_address(node, allow_insecure_http, what=str(source))
+    if not nodes:
+        raise ConfigError(f"{source}: names no node: one address a line, e.g. https://vault-1.example.com:8200")
+    return nodes
 
 
 def check_address(addr: str, allow_insecure_http: bool, what: str = "vault_addr") -> None:

@@ -200,6 +200,9 @@ OPTIONS: tuple[Option, ...] = (
            frozenset({UNSEAL}), UNSEALING, setting=False),
     Option("unseal_nodes", ("--node",), "list", "a node's address, https://HOST:PORT; repeat for each node "
            "[default: vault_addr]", frozenset({UNSEAL}), UNSEALING, metavar="ADDR"),
+    Option("unseal_nodes_file", ("--nodes-file",), "path", "instead of --node: a file naming the nodes, one "
+           "address a line (a Nomad template from nomadService); read again when it changes, no restart",
+           frozenset({UNSEAL}), UNSEALING, metavar="FILE"),
     Option("unseal_keys_file", ("--keys-file",), "path", "unseal keys, one per line, hex or base64 (mode "
            "0600/0400, owned by this user); never on the command line (snapshot restore-test: the source "
            "cluster's keys, or its operator init JSON)", frozenset({UNSEAL, SNAPSHOT}), UNSEALING),

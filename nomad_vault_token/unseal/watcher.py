@@ -124,6 +124,71 @@ class Keys:
         self.keys = keys
 
 
+class NodeList:
+    """The nodes to watch: `unseal_nodes` (fixed), or `unseal_nodes_file`, read again when the file
+    changes (a Nomad template rendering it from `nomadService`). A file that became unusable keeps the
+    list held (logged once): an empty render must not make the unsealer forget every node."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.file = settings.unseal_nodes_file
+        self.problem = ""
+        self.stamp: tuple[int, int, int] | None = None
+        if self.file is None:
+            self.addresses = settings.unseal_addresses
+        else:
+            self.stamp = self._stamp()
+            self.addresses = self._read()
+
+    def _stamp(self) -> tuple[int, int, int] | None:
+        assert self.file is not None
+        try:
+            st = os.stat(self.file)
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def _read(self) -> tuple[str, ...]:
+        from nomad_vault_token.core.config import parse_node_list
+
+        assert self.file is not None
+        try:
+            text = self.file.read_text()
+        except OSError as exc:
+            raise ConfigError(f"{self.file}: cannot read the node list: {exc.strerror}") from None
+        return parse_node_list(text, self.file, self.settings.allow_insecure_http)
+
+    def refresh(self) -> bool:
+        """Read the file again if it changed; True when the list itself changed."""
+        if self.file is None:
+            return False
+        stamp = self._stamp()
+        if stamp == self.stamp:
+            return False
+        self.stamp = stamp
+        try:
+            addresses = self._read()
+        except NvtError as exc:
+            if exc.message != self.problem:
+                log.error("unseal nodes not reloaded, keeping the %d held: %s", len(self.addresses), exc.message)
+            self.problem = exc.message
+            return False
+        self.problem = ""
+        if addresses == self.addresses:
+            return False
+        added = [a for a in addresses if a not in self.addresses]
+        removed = [a for a in self.addresses if a not in addresses]
+        log.info(
+            "unseal nodes reloaded from %s: %d (added: %s; removed: %s)",
+            self.file,
+            len(addresses),
+            ", ".join(map(node_name, added)) or "none",
+            ", ".join(map(node_name, removed)) or "none",
+        )
+        self.addresses = addresses
+        return True
+
+
 class Worker:
     """One node: its client, the plan's memory of it, and at most one thread."""
 
@@ -228,13 +293,15 @@ class Round:
     verdict: Verdict
     status: str
     watchdog_ok: bool
+    workers: list[Worker]  # the nodes the decisions are of, in order (the list may change later)
 
 
 class Unsealer:
     def __init__(self, settings: Settings, notifier: Notifier | None = None) -> None:
         self.settings = settings
         self.keys = Keys(settings)
-        self.workers = [Worker(a, settings) for a in settings.unseal_addresses]
+        self.nodes = NodeList(settings)
+        self.workers = [Worker(a, settings) for a in self.nodes.addresses]
         self.notifier = notifier or Notifier()
         self.stop = threading.Event()
         self.last: Round | None = None
@@ -264,9 +331,24 @@ class Unsealer:
         """A probe still under way after this long counts as unreachable (a hung node)."""
         return 2.0 * self.settings.request_timeout + 1
 
+    def refresh_nodes(self) -> None:
+        """Follow a changed node list: a node kept keeps its worker (its connection and the plan's
+        memory: the sealed-on-purpose rule depends on it), a new one gets a worker, a removed one's is
+        closed (once its probe under way, if any, has ended)."""
+        if not self.nodes.refresh():
+            return
+        kept = {w.addr: w for w in self.workers}
+        workers = [kept.pop(a) if a in kept else Worker(a, self.settings) for a in self.nodes.addresses]
+        self.workers = workers
+        for gone in kept.values():
+            gone.close()
+            self._states.pop(gone.name, None)
+
     def round(self, only: Sequence[Worker] | None = None, join: float | None = None) -> Round:
         """Probe every node (or `only` these) that has no probe under way, wait for them up to `join`
         (default: until a probe counts as hung), and report."""
+        if only is None:
+            self.refresh_nodes()
         self.keys.refresh()
         ctx = self.context()
         targets = self.workers if only is None else only
@@ -293,7 +375,7 @@ class Unsealer:
         if ctx.hold:
             status += f"; HOLD: {self.settings.unseal_hold_file} present"
         reachable = any(d.state != "unreachable" for d in decisions)
-        r = Round(decisions, v, status, watchdog_ok=v.keys_usable and reachable)
+        r = Round(decisions, v, status, watchdog_ok=v.keys_usable and reachable, workers=list(self.workers))
         self.last = r
         self._log(r)
         self.publish(r)
@@ -332,7 +414,7 @@ class Unsealer:
         """The unsealer's view (never a key), for `--format json`, unseal.json and `status`."""
         v = r.verdict
         nodes = []
-        for w, d in zip(self.workers, r.decisions, strict=True):
+        for w, d in zip(r.workers, r.decisions, strict=True):
             p = w.probe_seen if d.state != "unreachable" and w.probe_seen and w.probe_seen.has_fields else None
             nodes.append(
                 {
@@ -388,7 +470,7 @@ class Unsealer:
         from nomad_vault_token.core import metrics as m
 
         gauges: list[m.Gauge] = []
-        for w, d in zip(self.workers, r.decisions, strict=True):
+        for w, d in zip(r.workers, r.decisions, strict=True):
             reachable = d.state != "unreachable"
             gauges.append(m.gauge("nomad_vault_token_unseal_node_reachable", m.flag(reachable), node=w.name))
             p = w.probe_seen
@@ -432,6 +514,7 @@ class Unsealer:
         reported: dict[int, int] = {}
         first = True
         while not self.stop.is_set():
+            self.refresh_nodes()
             now = time.monotonic()
             due = [w for w in self.workers if not w.busy and now >= w.next_probe]
             fresh = [w for w in self.workers if not w.busy and reported.get(id(w)) != w.completed]
@@ -491,10 +574,10 @@ class Unsealer:
             w.close()
 
 
-def describe(r: Round, nodes: Sequence[Worker]) -> str:
+def describe(r: Round) -> str:
     """`--once`'s text: the STATUS line, then one line per node."""
     lines = [r.status]
-    for w, d in zip(nodes, r.decisions, strict=True):
+    for w, d in zip(r.workers, r.decisions, strict=True):
         lines.append(f"  {w.name}: {d.message}")
     lines.extend(f"  warning: {text}" for text in r.verdict.warnings)
     return "\n".join(lines)

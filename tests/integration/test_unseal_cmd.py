@@ -383,6 +383,38 @@ def test_watcher_probes_a_restarting_node_at_once_not_at_its_interval(
     assert w.proc.poll() is None
 
 
+def test_watcher_follows_a_changed_node_list_file_and_keeps_what_it_knows(
+    raft_cluster: RaftCluster, certs: Certs, tmp_path: Path, watchers: Callable[..., Watcher]
+) -> None:
+    """`unseal_nodes_file` rewritten while the watcher runs (as a Nomad template re-renders it): a node
+    added is watched, a node removed is not, and a node kept keeps its memory: sealed on purpose
+    before the change, still left alone after it."""
+    c = raft_cluster
+    leader = c.leader()
+    assert leader is not None
+    a, b = (i for i in (1, 2, 3) if i != leader)
+    nodes = tmp_path / "nodes"
+    nodes.write_text(f"# rendered\n{c.node(leader).addr}\n{c.node(a).addr}\n")
+    keys = write_keys(tmp_path / "keys", c.keys[:2])
+    cfg = write_cfg(tmp_path / "c.toml", certs, [], keys, unseal_interval="1s", unseal_nodes_file=str(nodes))
+    cfg.write_text(cfg.read_text().replace("unseal_nodes = []\n", ""))
+    w = watchers(cfg)
+    w.wait_status(lambda s: s.startswith("2/2 unsealed, leader"), 30, "2/2 unsealed")
+    c.seal(a)
+    w.wait_status(lambda s: f"sealed on purpose: {name(c.node(a))}" in s, 20, "node a sealed on purpose")
+    nodes.write_text(f"{c.node(leader).addr}\n{c.node(a).addr}\n{c.node(b).addr}\n")  # b added
+    w.wait_status(lambda s: s.startswith("2/3 unsealed") and "sealed on purpose" in s, 20, "b watched, a still not")
+    assert c.node(a).sealed() and c.seal_status(a)["progress"] == 0, "a kept its sealed-on-purpose memory"
+    nodes.write_text(f"{c.node(leader).addr}\n{c.node(b).addr}\n")  # a removed: no longer watched
+    w.wait_status(lambda s: s.startswith("2/2 unsealed, leader"), 20, "a removed from the list")
+    c.restart(b)
+    wait_for(lambda: not c.node(b).sealed(), 20, "b (added) unsealed by the watcher after a restart", interval=0.1)
+    assert "unseal nodes reloaded from" in w.log()
+    nodes.write_text("# an empty render\n")
+    w.wait_status(lambda s: s.startswith("2/2 unsealed"), 20, "the list kept after an empty render")
+    assert "names no node" in w.log()
+
+
 def test_watcher_full_cluster_restart_reports_no_leader_until_the_election(
     raft_cluster: RaftCluster, certs: Certs, tmp_path: Path, watchers: Callable[..., Watcher]
 ) -> None:
