@@ -196,7 +196,7 @@ OPTIONS: tuple[Option, ...] = (
            SNAPSHOTTING, setting=False),
     # ---- unseal
     Option("once", ("--once",), "switch", "check every node, unseal the sealed ones, exit (0 leader and all "
-           "unsealed, 65 keys refused, 69 unreachable, 75 partial); default: watch for ever",
+           "unsealed, 65 keys refused, 69 unreachable, 75 partial or a seal migration waiting); default: watch for ever",
            frozenset({UNSEAL}), UNSEALING, setting=False),
     Option("unseal_nodes", ("--node",), "list", "a node's address, https://HOST:PORT; repeat for each node "
            "[default: vault_addr]", frozenset({UNSEAL}), UNSEALING, metavar="ADDR"),
