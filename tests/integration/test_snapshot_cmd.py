@@ -565,6 +565,12 @@ def test_usage_errors_are_one_line(tmp_path: Path) -> None:
         run_cli("snapshot", "--dir", str(tmp_path), "--auth", "jwt", "--vault-addr", "https://127.0.0.1:1"),
         78, "--jwt-file",
     )  # fmt: skip
+    for zero in ("0", "0s"):  # refused before anything is contacted (127.0.0.1:1 would be exit 69)
+        assert_one_line_error(
+            run_cli("snapshot", "--dir", str(tmp_path), "--snapshot-timeout", zero, "--auth", "token",
+                    "--vault-addr", "https://127.0.0.1:1", env=clean_env(VAULT_TOKEN="t")),
+            78, "--snapshot-timeout", "more than 0",
+        )  # fmt: skip
 
 
 # ---- retention -----------------------------------------------------------------------------------
