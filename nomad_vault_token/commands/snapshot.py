@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from nomad_vault_token.core.config import Settings
-from nomad_vault_token.core.errors import ConfigError, NvtError
+from nomad_vault_token.core.errors import DISK_ERRNOS, ConfigError, DiskError, NvtError
 from nomad_vault_token.core.results import Result
 from nomad_vault_token.core.secret import Secret
 from nomad_vault_token.vault.client import Vault
@@ -127,14 +127,14 @@ def take(settings: Settings, *, token_file: Path | None) -> Result:
                     "run them apart (prohibit_overlap, a timer)"
                 ) from None
             except OSError as exc:
-                raise ConfigError(f"snapshot dir {directory}: cannot keep the snapshot: {exc.strerror}") from None
+                raise _write_error(directory, "cannot keep the snapshot", exc) from None
     except NvtError as exc:
         metrics.failed(verified)
         log.debug("snapshot failed, nothing deleted: %s", exc.message)
         raise
     except OSError as exc:  # the disk: receive's own writes
         metrics.failed(verified)
-        raise ConfigError(f"snapshot dir {directory}: cannot write: {exc.strerror or exc}") from None
+        raise _write_error(directory, "cannot write", exc) from None
 
     _, present = sv.survey(directory, prefix)
     plan = plan_retention(present, retention, now, run_succeeded=True)
@@ -168,6 +168,17 @@ def take(settings: Settings, *, token_file: Path | None) -> Result:
         f"kept {len(plan.kept)}, deleted {len(deleted) // 2}"
     )
     return Result(data, text)
+
+
+def _write_error(directory: Path, doing: str, exc: OSError) -> NvtError:
+    """A full or failing disk is 74 (the same run works once there is room); anything else (permissions,
+    a read-only mount) is the configuration's, 78. Nothing was kept either way, older snapshots stay."""
+    if exc.errno in DISK_ERRNOS:
+        return DiskError(
+            f"snapshot dir {directory}: {doing}: {exc.strerror}: free space there (nothing was kept, "
+            "the older snapshots are untouched)"
+        )
+    return ConfigError(f"snapshot dir {directory}: {doing}: {exc.strerror or exc}")
 
 
 def _terminated(signum: int, frame: object) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import gzip
 import hashlib
 import io
@@ -19,6 +20,7 @@ import json
 import os
 import ssl
 import stat
+import subprocess
 import tarfile
 import threading
 import time
@@ -524,6 +526,62 @@ def test_stopped_mid_download_leaves_nothing_and_stale_temp_files_go(
 
 
 # ---- verify --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real filesystem of its own, 512 KiB (a tmpfs mounted for this test, unmounted after): filled up,
+    it answers ENOSPC as a full disk does."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs (a disk that can be filled) needs root")
+    mount = tmp_path / "small"
+    mount.mkdir(mode=0o700)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k,mode=0700", "tmpfs", str(mount)],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def fill(path: Path, leave_pages: int) -> None:
+    """Write `path` until the filesystem is full, then give back `leave_pages` pages (tmpfs counts pages)."""
+    page = b"\0" * 4096
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        written = 0
+        while True:
+            try:
+                written += os.write(fd, page)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC, exc
+                break
+        os.ftruncate(fd, max(0, written - written % 4096 - leave_pages * 4096))
+    finally:
+        os.close(fd)
+
+
+def test_a_full_disk_is_74_leaves_nothing_and_keeps_the_older(raft: tuple[Bao, Certs], small_disk: Path) -> None:
+    """ENOSPC wherever it hits (the download, the manifest after the rename): exit 74 (I/O), not 78 (config);
+    no partial file, no snapshot without its manifest, the older snapshot untouched."""
+    server, certs = raft
+    directory = small_disk / "snaps"
+    first = take_good(server, certs, directory)
+    older = {n: (directory / n).read_bytes() for n in listing(directory)}
+    pages = -(-first["size"] // 4096)  # what the next snapshot needs, about: the manifest needs one more
+    filler = small_disk / "filler"
+    for leave in (0, pages - 1, pages):
+        fill(filler, leave)
+        wait_next_second()
+        result = snap(server.addr, certs, directory)
+        assert_one_line_error(result, 74, str(directory), "No space left on device")
+        assert doc(result)["error"]["exit_code"] == 74
+        assert {n: (directory / n).read_bytes() for n in listing(directory)} == older, f"{leave} pages free"
+    filler.unlink()
+    wait_next_second()
+    assert take_good(server, certs, directory)["kept"]  # room again: it works
 
 
 def test_verify_catches_a_flipped_byte_and_a_truncated_file(raft: tuple[Bao, Certs], tmp_path: Path) -> None:
