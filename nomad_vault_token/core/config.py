@@ -64,7 +64,7 @@ class Settings:
     snapshot_keep: int = 0
     snapshot_max_age: int = 0
     snapshot_timeout: int = 600
-    snapshot_auth: str = "cert"
+    snapshot_auth: str | None = None  # None: chosen from the credentials given (snapshot.auth)
     snapshot_role: str = "nomad_snapshot"
     jwt_file: Path | None = None
     jwt_role: str = "nomad-snapshot"
@@ -192,7 +192,6 @@ def consumed_env(environ: Mapping[str, str]) -> list[str]:
     without its certificate (or a CA meant for this tool) would change how Nomad talks to Vault.
     """
     return [var for var in VAULT_ENV if environ.get(var)] + [var for var in environ if var.startswith(ENV_PREFIX)]
-
 
 
 def env_name(key: str) -> str:

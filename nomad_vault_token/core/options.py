@@ -184,7 +184,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("snapshot_timeout", ("--snapshot-timeout",), "str", "how long the whole download may take "
            "[default: 10m]", frozenset({SNAPSHOT}), SNAPSHOTTING),
     Option("snapshot_auth", ("--auth",), "str", "cert (client certificate, --snapshot-role), token ($VAULT_TOKEN "
-           "or --token-file) or jwt (--jwt-file, --jwt-role) [default: cert]", frozenset({SNAPSHOT}), SNAPSHOTTING),
+           "or --token-file) or jwt (--jwt-file, --jwt-role) [default: by what is given: a client certificate, "
+           "else a token, else a JWT]", frozenset({SNAPSHOT}), SNAPSHOTTING),
     Option("jwt_file", ("--jwt-file",), "path", "file holding a JWT (a Nomad workload identity) for --auth jwt",
            frozenset({SNAPSHOT}), SNAPSHOTTING),
     Option("jwt_role", ("--jwt-role",), "str", "JWT auth role [default: nomad-snapshot]", frozenset({SNAPSHOT}),

@@ -252,6 +252,32 @@ def test_text_output_and_no_token_in_it(raft: tuple[Bao, Certs], tmp_path: Path)
     assert token not in result.out + result.err
 
 
+def test_without_auth_the_credentials_given_decide(raft: tuple[Bao, Certs], tmp_path: Path) -> None:
+    """No --auth: no client certificate configured and $VAULT_TOKEN (or --token-file) set means the token, as
+    the Vault CLI would; a configured certificate means cert; an explicit --auth still wins."""
+    server, certs = raft
+    token = snapshot_token(server, [SNAP_ROLE])
+    base = ("snapshot", "--format", "json", "--vault-addr", server.addr, "--ca-cert", str(certs.ca_path))
+    via_env = run_cli(*base, "--dir", str(tmp_path / "env"), env=clean_env(VAULT_TOKEN=token), timeout=120)
+    assert via_env.code == 0, via_env.err
+    assert doc(via_env)["auth"] == "token"
+    tf = tmp_path / "token"
+    tf.write_text(token + "\n")
+    tf.chmod(0o600)
+    via_file = run_cli(*base, "--dir", str(tmp_path / "file"), "--token-file", str(tf), timeout=120)
+    assert via_file.code == 0, via_file.err
+    assert doc(via_file)["auth"] == "token"
+    with_cert = snap(server.addr, certs, tmp_path / "cert", env=clean_env(VAULT_TOKEN=token))
+    assert with_cert.code == 0, with_cert.err
+    assert doc(with_cert)["auth"] == "cert"
+    wait_next_second()
+    explicit = snap(server.addr, certs, tmp_path / "cert", "--auth", "token", env=clean_env(VAULT_TOKEN=token))
+    assert explicit.code == 0, explicit.err
+    assert doc(explicit)["auth"] == "token"
+    nothing = run_cli(*base, "--dir", str(tmp_path / "none"), timeout=120)
+    assert_one_line_error(nothing, 78, "--client-cert", "--token-file", "$VAULT_TOKEN", "--jwt-file")
+
+
 def test_read_only_identity_can_snapshot_and_nothing_else(raft: tuple[Bao, Certs]) -> None:
     """The policy bootstrap-roles --snapshot writes: read on sys/storage/raft/snapshot, nothing else."""
     server, certs = raft
