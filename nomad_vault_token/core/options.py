@@ -201,9 +201,9 @@ OPTIONS: tuple[Option, ...] = (
            frozenset({UNSEAL}), UNSEALING, setting=False),
     Option("unseal_nodes", ("--node",), "list", "a node's address, https://HOST:PORT; repeat for each node "
            "[default: vault_addr]", frozenset({UNSEAL}), UNSEALING, metavar="ADDR"),
-    Option("unseal_keys_file", ("--keys-file",), "path", "unseal keys, one per line, hex or base64 (mode "
-           "0600/0400, owned by this user); never on the command line (snapshot restore-test: the source "
-           "cluster's keys, or its operator init JSON)", frozenset({UNSEAL, SNAPSHOT}), UNSEALING),
+    Option("unseal_keys_file", ("--keys-file",), "path", "unseal keys, one per line, hex or base64, or "
+           "operator init's JSON (mode 0600/0400, owned by this user); never on the command line (snapshot "
+           "restore-test: the source cluster's keys)", frozenset({UNSEAL, SNAPSHOT}), UNSEALING),
     Option("unseal_credential", ("--credential",), "str", "instead of --keys-file: the systemd credential "
            "(LoadCredential=NAME:...) holding the keys", frozenset({UNSEAL}), UNSEALING, metavar="NAME"),
     Option("unseal_interval", ("--interval",), "str", "time between probes in watch mode, less up to 20% "
