@@ -39,6 +39,7 @@ from testbed.cli import Result, assert_one_line_error, run_cli
 from testbed.env import clean_env
 from testbed.procs import wait_for
 from testbed.proxy import DelayProxy
+from testbed.raft_cluster import SHARES, THRESHOLD, RaftCluster
 
 pytestmark = pytest.mark.vault
 
@@ -724,6 +725,70 @@ def test_restore_test_reads_the_canary_back(raft: tuple[Bao, Certs], tmp_path: P
     refused = run_cli("snapshot", "restore-test", path, "--keys-file", str(wrong), timeout=180)
     assert refused.code in (65, 78), refused.err
     assert_one_line_error(refused, refused.code, "--keys-file")
+
+
+def test_restore_test_of_a_cluster_with_3_shares_threshold_2(raft_cluster: RaftCluster, tmp_path: Path) -> None:
+    """The seeds' shape (3 shares, threshold 2), not only 1-of-1: after the forced restore the throwaway node still
+    reports its own 1-of-1 seal configuration, so the first share must not be taken for a whole key."""
+    assert (SHARES, THRESHOLD) == (3, 2)
+    c = raft_cluster
+    certs = c.certs
+    leader = c.node(c.leader() or 1)
+    root = hvac.Client(url=leader.addr, verify=str(certs.ca_path), token=c.root_token)
+    if "kv3/" not in root.sys.list_mounted_secrets_engines()["data"]:
+        root.sys.enable_secrets_engine("kv", path="kv3")
+    root.write("kv3/canary", value="three")
+    taken = run_cli(
+        "snapshot", "--format", "json", "--dir", str(tmp_path / "s"), "--vault-addr", c.node(1).addr,
+        "--ca-cert", str(certs.ca_path), env=clean_env(VAULT_TOKEN=c.root_token), timeout=120,
+    )  # fmt: skip
+    assert taken.code == 0, taken.err
+    path = doc(taken)["file"]
+    tf = tmp_path / "token"
+    tf.write_text(c.root_token)
+    tf.chmod(0o600)
+    two = tmp_path / "two-keys"
+    two.write_text("\n".join(c.keys[:THRESHOLD]) + "\n")
+    two.chmod(0o600)
+    result = run_cli("snapshot", "restore-test", path, "--keys-file", str(two), "--canary", "kv3/canary",
+                     "--token-file", str(tf), "--format", "json", timeout=180)  # fmt: skip
+    assert result.code == 0, result.err
+    assert doc(result)["canary_keys"] == ["value"]
+    every = tmp_path / "init.json"  # all three, as operator init's JSON prints them
+    every.write_text(json.dumps({"unseal_keys_b64": c.keys_base64, "unseal_keys_hex": c.keys, "root_token": "x"}))
+    every.chmod(0o600)
+    result = run_cli("snapshot", "restore-test", path, "--keys-file", str(every), timeout=180)
+    assert result.code == 0, result.err
+    for key in c.keys + c.keys_base64:
+        assert key not in result.out + result.err
+    one = tmp_path / "one-key"
+    one.write_text(c.keys[0] + "\n")
+    one.chmod(0o600)
+    short = run_cli("snapshot", "restore-test", path, "--keys-file", str(one), timeout=180)
+    assert_one_line_error(short, 78, str(one), "1 key", f"threshold {THRESHOLD}")
+
+
+def test_restore_test_reads_keys_as_unseal_does(tmp_path: Path) -> None:
+    """One reader for --keys-file: a keys file others can read, or someone else's, is refused by restore-test
+    exactly as by unseal (78), before any server is started."""
+    key = os.urandom(33).hex()
+    keys = tmp_path / "keys"
+    keys.write_text(key + "\n")
+    snapshot = tmp_path / "x.snap"
+    snapshot.write_bytes(b"not read: the keys are checked first")
+    for mode in (0o644, 0o640, 0o604):
+        keys.chmod(mode)
+        drill = run_cli("snapshot", "restore-test", str(snapshot), "--keys-file", str(keys))
+        assert_one_line_error(drill, 78, str(keys), f"mode {mode:04o} lets others read the keys")
+        unseal = run_cli("unseal", "--once", "--keys-file", str(keys), "--node", "https://127.0.0.1:1")
+        assert_one_line_error(unseal, 78, str(keys), f"mode {mode:04o} lets others read the keys")
+        assert drill.err.split(str(keys), 1)[1] == unseal.err.split(str(keys), 1)[1]
+        assert key not in drill.out + drill.err
+    keys.chmod(0o600)
+    if os.geteuid() == 0:
+        os.chown(keys, 65534, 65534)
+        drill = run_cli("snapshot", "restore-test", str(snapshot), "--keys-file", str(keys))
+        assert_one_line_error(drill, 78, str(keys), "owned by uid 65534")
 
 
 # ---- metrics -------------------------------------------------------------------------------------
