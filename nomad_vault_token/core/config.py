@@ -50,7 +50,7 @@ class Settings:
     state_dir: Path = DEFAULT_STATE_DIR
     min_ttl: int = 600
     wait_timeout: int = 0
-    check_interval: int = 20 * 60
+    check_interval: int = 60  # a revoked token noticed within a minute: no task tokens until then (lookup-self: 1,440 a day)
     request_timeout: int = 10
     cert_warn_days: int = 30
     strict: bool = False

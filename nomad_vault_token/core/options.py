@@ -109,7 +109,7 @@ OPTIONS: tuple[Option, ...] = (
            "disabled until a token can be minted); 0 waits as --wait-timeout says [default: 2m]", frozenset({RUN}),
            RUNNING),
     Option("check_interval", ("--check-interval",), "str",
-           "longest time between the tracker's token checks [default: 20m]", frozenset({RUN}), RUNNING),
+           "longest time between the tracker's token checks; a revoked token is noticed within it [default: 60s]", frozenset({RUN}), RUNNING),
     Option("no_check", ("--no-check",), "switch", "skip Nomad's own token and role checks before exec",
            frozenset({RUN}), RUNNING, setting=False),
     # ---- token
