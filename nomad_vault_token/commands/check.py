@@ -6,8 +6,6 @@ import contextlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
 
 from nomad_vault_token.core import config
 from nomad_vault_token.core.config import Settings
@@ -65,14 +63,14 @@ class Report:
         return EX_NOPERM if self.failed("vault") else 0
 
 
-def main(config_file: Path | None, flags: dict[str, Any], *, mint: bool, agent: Sequence[str] = ()) -> Result:
+def main(loaded: config.Loaded, *, mint: bool, agent: Sequence[str] = ()) -> Result:
+    """`loaded` holds the settings, or the error that kept them from loading: a finding like the others."""
     report = Report()
-    settings: Settings | None = None
-    try:
-        settings = config.load(config_file, flags)
-        report.add("local", "config", "pass", f"{config_file or config.DEFAULT_CONFIG} and environment")
-    except NvtError as exc:
-        report.add("local", "config", "fail", exc.message)
+    settings = loaded.settings
+    if settings is not None:
+        report.add("local", "config", "pass", f"{loaded.source} and environment")
+    else:
+        report.add("local", "config", "fail", loaded.error or "")
     unavailable = False
     if settings is not None:
         local_checks(report, settings)
