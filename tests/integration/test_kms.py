@@ -25,6 +25,8 @@ from testbed.raft_cluster import RaftCluster
 
 pytestmark = [pytest.mark.vault, pytest.mark.slow]
 
+TIMEOUT = "10s"  # request_timeout: a node restarted on a new seal can be slow to answer under load
+
 
 @pytest.fixture
 def kms(tmp_path: Path) -> Iterator[MotoKMS]:
@@ -64,7 +66,8 @@ def test_shamir_to_awskms_migration_driven_by_unseal_migrate_then_kms_down(
     proxies = [CountingProxy(n, certs) for n in c.nodes]
     try:
         keys = write_keys(tmp_path / "keys", c.keys[:2])
-        cfg = write_cfg(tmp_path / "c.toml", certs, [p.addr for p in proxies], keys)
+        # a node just started on awskms answers once it has asked moto (slow on a loaded machine)
+        cfg = write_cfg(tmp_path / "c.toml", certs, [p.addr for p in proxies], keys, request_timeout=TIMEOUT)
         outputs: list[str] = []
 
         # the migration: each standby restarted on awskms, fed by `unseal --once --migrate`
@@ -73,7 +76,7 @@ def test_shamir_to_awskms_migration_driven_by_unseal_migrate_then_kms_down(
             if i == old:
                 continue
             restart_with(c.node(i), kms.seal())
-            pending = once(cfg, "--settle-timeout", "3s")
+            pending = once(cfg, "--settle-timeout", "3s")  # settled at once: no key can help
             assert pending.code == 75, pending
             said = f"{name(proxies[i - 1])}: seal migration pending (shamir -> awskms): run unseal with --migrate"
             assert said in pending.out, pending.out

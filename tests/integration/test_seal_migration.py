@@ -35,6 +35,7 @@ from testbed.raft_cluster import Node, RaftCluster, static_key, static_seal
 pytestmark = [pytest.mark.vault, pytest.mark.slow]
 
 STEP = 60  # seconds for one step of a migration (a restart, an election) on a loaded 2-core machine
+TIMEOUT = "10s"  # request_timeout: a node just restarted on a new seal can be slow to answer under load
 
 
 @pytest.fixture
@@ -143,7 +144,13 @@ def test_rolling_migration_to_static_and_back_with_the_watcher(
     metrics = tmp_path / "metrics"
     metrics.mkdir()
     cfg = write_cfg(
-        tmp_path / "c.toml", certs, [n.addr for n in c.nodes], keys, unseal_interval="1s", metrics_dir=str(metrics)
+        tmp_path / "c.toml",
+        certs,
+        [n.addr for n in c.nodes],
+        keys,
+        unseal_interval="1s",
+        metrics_dir=str(metrics),
+        request_timeout=TIMEOUT,
     )
     w = watchers(cfg, "--migrate")
     w.wait_status(lambda s: s.startswith("3/3 unsealed, leader"), STEP, "3/3 unsealed")
@@ -206,7 +213,7 @@ def test_without_migrate_the_migrating_node_gets_nothing_then_a_node_killed_mid_
     metrics = tmp_path / "metrics"
     metrics.mkdir()
     nodes = [proxy.addr if i == first else n.addr for i, n in enumerate(c.nodes, start=1)]
-    cfg = write_cfg(tmp_path / "c.toml", certs, nodes, keys, metrics_dir=str(metrics))
+    cfg = write_cfg(tmp_path / "c.toml", certs, nodes, keys, metrics_dir=str(metrics), request_timeout=TIMEOUT)
     said = f"{name(proxy)}: seal migration pending (shamir -> static): run unseal with --migrate"
 
     r = once(cfg)
