@@ -132,26 +132,45 @@ class CountingProxy(LoopbackListener):
             raw.close()
             return
         for s in (client, upstream):
-            s.settimeout(None)
             self.sockets.append(s)
-        threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
-        self._pipe(client, upstream, True)
+        self._pipe(client, upstream)
 
-    def _pipe(self, src: socket.socket, dst: socket.socket, count: bool) -> None:
+    def _pipe(self, client: ssl.SSLSocket, upstream: ssl.SSLSocket) -> None:
+        """Both directions in ONE thread: an SSL socket read in one thread and written in another (what
+        two pipe threads did) can hang OpenSSL, which showed as a proxied request timing out now and
+        then. Non-blocking reads: a TLS 1.3 session ticket makes a socket readable with no data."""
+        sel = selectors.DefaultSelector()
+        sel.register(client, selectors.EVENT_READ, (client, upstream, True))
+        sel.register(upstream, selectors.EVENT_READ, (upstream, client, False))
+        for s in (client, upstream):
+            s.setblocking(False)
         try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                if count:
-                    with self._lock:
-                        self.requests += sum(data.count(m) for m in (b"GET /v1/", b"POST /v1/"))
-                        self.unseals += data.count(b"POST /v1/sys/unseal ")
-                dst.sendall(data)
+            while not self.closed.is_set():
+                for key, _ in sel.select(0.2):
+                    src, dst, count = key.data
+                    while True:
+                        try:
+                            data = src.recv(65536)
+                        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                            break
+                        if not data:
+                            return
+                        if count:
+                            with self._lock:
+                                self.requests += sum(data.count(m) for m in (b"GET /v1/", b"POST /v1/"))
+                                self.unseals += data.count(b"POST /v1/sys/unseal ")
+                        dst.settimeout(10)
+                        try:
+                            dst.sendall(data)
+                        finally:
+                            dst.setblocking(False)
+                        if not src.pending():
+                            break
         except OSError:
             pass
         finally:
-            for s in (src, dst):
+            sel.close()
+            for s in (client, upstream):
                 with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
 
