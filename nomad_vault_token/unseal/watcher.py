@@ -46,7 +46,7 @@ from nomad_vault_token.unseal.plan import (
     decide,
     verdict,
 )
-from nomad_vault_token.vault.client import NodeClient, NodeUnreachable
+from nomad_vault_token.vault.node import NodeClient, NodeUnreachable
 
 log = logging.getLogger("nomad_vault_token.unseal")
 
