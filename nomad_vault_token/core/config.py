@@ -256,18 +256,16 @@ def _flag_of(key: str) -> str:
 def _read_file(path: Path, explicit: bool) -> dict[str, Any]:
     import tomllib
 
+    from nomad_vault_token.core.files import unreadable
+
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         if explicit:
             raise ConfigError(f"config {path}: file not found: create it or pass another --config") from None
         return {}
-    except IsADirectoryError:
-        raise ConfigError(f"config {path}: is a directory, not a TOML file: pass the file itself") from None
-    except PermissionError:
-        raise ConfigError(f"config {path}: permission denied: make it readable by this user") from None
     except OSError as exc:
-        raise ConfigError(f"config {path}: cannot read: {exc.strerror}") from None
+        raise unreadable("config", path, exc, "pass the TOML file itself") from None
     try:
         parsed = tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError:

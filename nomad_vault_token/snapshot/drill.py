@@ -28,7 +28,7 @@ from pathlib import Path
 from nomad_vault_token.core.config import Settings
 from nomad_vault_token.core.errors import ConfigError, VaultDenied, VaultUnavailable
 from nomad_vault_token.core.results import Result
-from nomad_vault_token.vault.client import Throwaway
+from nomad_vault_token.vault.throwaway import Throwaway
 
 log = logging.getLogger(__name__)
 

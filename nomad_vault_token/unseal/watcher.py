@@ -48,7 +48,7 @@ from nomad_vault_token.unseal.plan import (
     decide,
     verdict,
 )
-from nomad_vault_token.vault.client import NodeClient, NodeUnreachable
+from nomad_vault_token.vault.node import NodeClient, NodeUnreachable
 
 log = logging.getLogger("nomad_vault_token.unseal")
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from nomad_vault_token.core import config
-from nomad_vault_token.vault.client import NodeClient, NodeUnreachable
+from nomad_vault_token.vault.node import NodeClient, NodeUnreachable
 from testbed import procs
 from testbed.agent import NotifySocket
 from testbed.bao import Certs
