@@ -7,6 +7,12 @@ waits for them up to a bound, and takes the verdict: a node still busy (hung: SI
 counts as unreachable this round and gets no second thread, so one hung node never delays another's
 unsealing and threads never pile up. Each request has `request_timeout`.
 
+`--once` probes every node each round. Watch mode gives each node its own schedule (`Unsealer.watch`):
+the steady interval while healthy, FAST_INTERVAL while it is expected back sealed, and at once when
+the server closes its idle kept-alive connection (a restart); a round waits JOIN for its probes and
+the slower ones report when they end. The node list can come from a file that is followed while the
+watcher runs (`NodeList`): a node that stays keeps its `Worker`, hence its memory.
+
 Inside a node's thread: probe (`sys/seal-status`, `sys/health`), `decide`, and while the plan says
 to send a key, send it (`sys/unseal`), `after_unseal`, probe again: a node goes from sealed to
 unsealed within one round. The keys are `UnsealKey`s: revealed only into the request body.
