@@ -45,15 +45,36 @@ def main(
     settings: Settings,
     *,
     token_file: Path | None,
-    client_ca: Path,
+    client_ca: Path | None,
     allowed_common_name: list[str] | None,
     task_allowed_policy: list[str] | None,
     login_ttl: str,
     dry_run: bool,
     diff: bool,
     snapshot: bool = False,
+    workload_identity: bool = False,
+    nomad_jwks_url: str | None = None,
+    nomad_jwks_ca: Path | None = None,
+    snapshot_job: str | None = "vault-snapshot",
+    snapshot_job_namespace: str | None = "default",
+    snapshot_task: str | None = "snapshot",
 ) -> Result:
     check = dry_run
+    if workload_identity:
+        from nomad_vault_token.commands import bootstrap_workload
+
+        return bootstrap_workload.main(
+            settings,
+            token=_admin_token(token_file),
+            jwks_url=nomad_jwks_url,
+            jwks_ca=nomad_jwks_ca,
+            check=dry_run,
+            diff=diff,
+            snapshot=snapshot,
+            snapshot_claims=(snapshot_job or "vault-snapshot", snapshot_job_namespace or "default", snapshot_task or "snapshot"),
+        )
+    if client_ca is None:
+        raise ConfigError("--client-ca FILE is required: the CA (or certificate) the cert role trusts")
     _check_names(settings)
     if snapshot:
         _check_name(settings.snapshot_role, "snapshot_role")

@@ -65,7 +65,18 @@ class Report:
         return EX_NOPERM if self.failed("vault") else 0
 
 
-def main(config_file: Path | None, flags: dict[str, Any], *, mint: bool, agent: Sequence[str] = ()) -> Result:
+def main(
+    config_file: Path | None,
+    flags: dict[str, Any],
+    *,
+    mint: bool,
+    agent: Sequence[str] = (),
+    workload_identity: bool = False,
+    token_file: Path | None = None,
+    nomad_jwks_url: str | None = None,
+) -> Result:
+    if workload_identity:
+        return _workload(config_file, flags, token_file, nomad_jwks_url)
     report = Report()
     settings: Settings | None = None
     try:
@@ -79,6 +90,29 @@ def main(config_file: Path | None, flags: dict[str, Any], *, mint: bool, agent: 
         allow_unauthenticated = agent_checks(report, settings, agent)
         unavailable = vault_checks(report, settings, mint=mint, allow_unauthenticated=allow_unauthenticated)
     ok = not (report.failed("local") or report.failed("agent") or report.failed("vault"))
+    doc = {"ok": ok, "checks": [asdict(r) for r in report.rows]}
+    return Result(doc, table(report), report.exit_code(unavailable))
+
+
+def _workload(config_file: Path | None, flags: dict[str, Any], token_file: Path | None, url: str | None) -> Result:
+    """`check --workload-identity` (commands/check_workload.py): the JWT side instead of the server token's."""
+    from nomad_vault_token.commands import check_workload
+
+    report = Report()
+    unavailable = False
+    try:
+        settings = config.load(config_file, flags)
+        report.add("local", "config", "pass", f"{config_file or config.DEFAULT_CONFIG} and environment")
+        admin = check_workload.admin_token(token_file)
+    except NvtError as exc:
+        report.add("local", "config", "fail", exc.message)
+    else:
+        try:
+            unavailable = check_workload.checks(report, settings, admin=admin, jwks_url=url)
+        except VaultUnavailable as exc:
+            report.add("vault", "Vault reachable and unsealed", "fail", exc.message)
+            unavailable = True
+    ok = not (report.failed("local") or report.failed("vault"))
     doc = {"ok": ok, "checks": [asdict(r) for r in report.rows]}
     return Result(doc, table(report), report.exit_code(unavailable))
 

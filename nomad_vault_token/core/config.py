@@ -67,7 +67,14 @@ class Settings:
     snapshot_role: str = "nomad_snapshot"
     jwt_file: Path | None = None
     jwt_role: str = "nomad-snapshot"
-    jwt_mount: str = "jwt"
+    jwt_mount: str = "jwt-nomad"
+    # ---- workload identity (bootstrap-roles --workload-identity, check --workload-identity)
+    workload_role: str = "nomad-workloads"
+    workload_policy: str = "nomad-workloads"
+    workload_user_claim: str = "unique-id"
+    kv_mount: str = "secret"
+    kv_version: int = 2
+    allow_slashes_in_job_ids: bool = True
     # ---- unseal
     unseal_nodes: tuple[str, ...] = ()  # empty: vault_addr alone
     unseal_keys_file: Path | None = None
@@ -159,6 +166,13 @@ FIELDS: dict[str, tuple[Kind, tuple[str, ...]]] = {
     "jwt_file": ("path", ()),
     "jwt_role": ("str", ()),
     "jwt_mount": ("str", ()),
+    # ---- workload identity
+    "workload_role": ("str", ()),
+    "workload_policy": ("str", ()),
+    "workload_user_claim": ("choice", ("unique-id", "sub", "job-id")),
+    "kv_mount": ("str", ()),
+    "kv_version": ("int", ()),
+    "allow_slashes_in_job_ids": ("bool", ()),
     # ---- unseal
     "unseal_nodes": ("addresses", ()),
     "unseal_keys_file": ("path", ()),

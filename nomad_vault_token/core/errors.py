@@ -70,3 +70,12 @@ class NotFound(VaultDenied):
     def __init__(self, message: str, path: str) -> None:
         super().__init__(message)
         self.path = path
+
+
+class JwksError(NvtError):
+    """Nomad's JWKS cannot be fetched or verified (by Vault, or from this host): 78 for what the admin must fix
+    (a wrong CA, a client certificate Nomad demands, a wrong URL), 69 when it is only unreachable."""
+
+    def __init__(self, message: str, code: int = EX_CONFIG) -> None:
+        super().__init__(message)
+        self.exit_code = code

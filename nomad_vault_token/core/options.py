@@ -23,7 +23,7 @@ _MINTING = frozenset({TOKEN, CHECK, RUN, INSTALL, BOOTSTRAP})  # commands that k
 _LOGIN = frozenset({TOKEN, CHECK, RUN, INSTALL})  # commands that log in with the client certificate
 _READING = frozenset({TOKEN, CHECK, STATUS, RUN, BOOTSTRAP, SNAPSHOT, UNSEAL})  # commands that read the config
 
-SNAPSHOTTING, UNSEALING = "Snapshot", "Unseal"
+SNAPSHOTTING, UNSEALING, WORKLOAD = "Snapshot", "Unseal", "Workload identity"
 CONN, MINT, RUNNING, INSTALLING, BOOTSTRAPPING, OUTPUT = (
     "Vault connection",
     "Minting",
@@ -150,11 +150,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("set_values", ("--set",), "list", "any other config key, KEY=VALUE (e.g. wait_timeout=10m); repeat for "
            "more", frozenset({INSTALL}), INSTALLING, setting=False, metavar="KEY=VALUE"),
     Option("client_ca", ("--client-ca",), "path",
-           "PEM: the CA (or the certificate itself) the cert role trusts for the startup identity",
-           frozenset({BOOTSTRAP}), BOOTSTRAPPING, setting=False, required=True),
+           "PEM: the CA (or the certificate itself) the cert role trusts for the startup identity (not needed "
+           "with --workload-identity)", frozenset({BOOTSTRAP}), BOOTSTRAPPING, setting=False),
     Option("token_file", ("--token-file",), "path", "file holding the token (bootstrap-roles: an admin token; "
            "snapshot --auth token: one allowed to read sys/storage/raft/snapshot) [default: $VAULT_TOKEN]",
-           frozenset({BOOTSTRAP, SNAPSHOT}), BOOTSTRAPPING, setting=False),
+           frozenset({BOOTSTRAP, SNAPSHOT, CHECK}), BOOTSTRAPPING, setting=False),
     Option("allowed_common_name", ("--allowed-common-name",), "list",
            "common name (or glob) the startup certificate must have; repeat for more [default: any]",
            frozenset({BOOTSTRAP}), BOOTSTRAPPING, setting=False, metavar="NAME"),
@@ -185,12 +185,45 @@ OPTIONS: tuple[Option, ...] = (
            "[default: 10m]", frozenset({SNAPSHOT}), SNAPSHOTTING),
     Option("snapshot_auth", ("--auth",), "str", "cert (client certificate, --snapshot-role), token ($VAULT_TOKEN "
            "or --token-file) or jwt (--jwt-file, --jwt-role) [default: cert]", frozenset({SNAPSHOT}), SNAPSHOTTING),
-    Option("jwt_file", ("--jwt-file",), "path", "file holding a JWT (a Nomad workload identity) for --auth jwt",
-           frozenset({SNAPSHOT}), SNAPSHOTTING),
-    Option("jwt_role", ("--jwt-role",), "str", "JWT auth role [default: nomad-snapshot]", frozenset({SNAPSHOT}),
+    Option("jwt_file", ("--jwt-file",), "path", "file holding a JWT (a Nomad workload identity) for --auth jwt; "
+           "check --workload-identity: a task's JWT to log in with", frozenset({SNAPSHOT, CHECK}), SNAPSHOTTING),
+    Option("jwt_role", ("--jwt-role",), "str", "JWT auth role the snapshot job logs in as (bootstrap-roles "
+           "--snapshot --workload-identity writes it) [default: nomad-snapshot]", frozenset({SNAPSHOT, BOOTSTRAP}),
            SNAPSHOTTING),
-    Option("jwt_mount", ("--jwt-mount",), "str", "JWT auth mount [default: jwt]", frozenset({SNAPSHOT}),
-           SNAPSHOTTING),
+    Option("jwt_mount", ("--jwt-mount",), "str", "JWT auth mount trusting Nomad's workload identities "
+           "[default: jwt-nomad]", frozenset({SNAPSHOT, BOOTSTRAP, CHECK}), WORKLOAD),
+    # ---- workload identity
+    Option("workload_identity", ("--workload-identity",), "switch", "bootstrap-roles: write the Vault side of "
+           "Nomad's workload identity instead (JWT auth mount and config, the workload role and policy; with "
+           "--snapshot: the snapshot job's JWT role); check: check that side live (JWKS, keys, a task's login "
+           "with --jwt-file)", frozenset({BOOTSTRAP, CHECK}), WORKLOAD, setting=False),
+    Option("nomad_jwks_url", ("--nomad-jwks-url",), "str", "where Vault fetches Nomad's keys: "
+           "https://NOMAD:4646/.well-known/jwks.json (check: instead of the one Vault's config names)",
+           frozenset({BOOTSTRAP, CHECK}), WORKLOAD, setting=False,
+           metavar="URL"),
+    Option("nomad_jwks_ca", ("--nomad-jwks-ca",), "path", "PEM: the CA of Nomad's HTTPS certificate, for Vault "
+           "[default: Vault's system CAs]", frozenset({BOOTSTRAP}), WORKLOAD, setting=False, metavar="FILE"),
+    Option("workload_role", ("--workload-role",), "str", "JWT role every task logs in as (the mount's "
+           "default_role) [default: nomad-workloads]", frozenset({BOOTSTRAP, CHECK}), WORKLOAD),
+    Option("workload_policy", ("--workload-policy",), "str", "the tasks' templated policy [default: "
+           "nomad-workloads]", frozenset({BOOTSTRAP, CHECK}), WORKLOAD),
+    Option("workload_user_claim", ("--workload-user-claim",), "str", "what names a task's Vault entity: "
+           "unique-id (an extra_claims ID the servers' vault.default_identity sets, Nomad 1.8.3+), sub (one per "
+           "task, Nomad 1.7+) or job-id (nomad setup vault's: collides across namespaces) [default: unique-id]",
+           frozenset({BOOTSTRAP}), WORKLOAD),
+    Option("kv_mount", ("--kv-mount",), "str", "KV mount the tasks read <namespace>/<job>/... from [default: "
+           "secret]", frozenset({BOOTSTRAP, CHECK}), WORKLOAD),
+    Option("kv_version", ("--kv-version",), "str", "that KV mount's version, 1 or 2 [default: 2]",
+           frozenset({BOOTSTRAP, CHECK}), WORKLOAD),
+    Option("allow_slashes_in_job_ids", ("--allow-slashes-in-job-ids",), "bool", "OpenBao 2.6+: let job IDs "
+           "holding '/' reach their paths (allow_slashes_in_identity_templates) [default: yes]",
+           frozenset({BOOTSTRAP}), WORKLOAD),
+    Option("snapshot_job", ("--snapshot-job",), "str", "the snapshot job's ID, bound in its JWT role",
+           frozenset({BOOTSTRAP}), WORKLOAD, setting=False, default="vault-snapshot"),
+    Option("snapshot_job_namespace", ("--snapshot-job-namespace",), "str", "the snapshot job's Nomad namespace",
+           frozenset({BOOTSTRAP}), WORKLOAD, setting=False, default="default"),
+    Option("snapshot_task", ("--snapshot-task",), "str", "the snapshot job's task name",
+           frozenset({BOOTSTRAP}), WORKLOAD, setting=False, default="snapshot"),
     Option("canary", ("--canary",), "str", "restore-test: a KV v1 path to read back from the restored data "
            "(with the token of --token-file / $VAULT_TOKEN, of the source cluster)", frozenset({SNAPSHOT}),
            SNAPSHOTTING, setting=False),

@@ -324,13 +324,15 @@ def test_jwt_login_against_a_jwt_role(raft: tuple[Bao, Certs], tmp_path: Path) -
     jf = tmp_path / "jwt"
     jf.write_text(jwt)
     jf.chmod(0o600)
-    result = snap(server.addr, certs, tmp_path / "s", "--auth", "jwt", "--jwt-file", str(jf))
+    result = snap(server.addr, certs, tmp_path / "s", "--auth", "jwt", "--jwt-file", str(jf), "--jwt-mount", "jwt")
     assert result.code == 0, result.err
     assert jwt not in result.out + result.err
     bad = tmp_path / "bad"
     bad.write_text(jwt[:-8] + "AAAAAAAA")
     bad.chmod(0o600)
-    refused = snap(server.addr, certs, tmp_path / "s", "--auth", "jwt", "--jwt-file", str(bad), "--format", "text")
+    refused = snap(
+        server.addr, certs, tmp_path / "s", "--auth", "jwt", "--jwt-file", str(bad), "--jwt-mount", "jwt", "--format", "text"
+    )
     assert_one_line_error(refused, 77, "auth/jwt/login")
 
 
