@@ -7,7 +7,6 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from nomad_vault_token.core import config
 from nomad_vault_token.core.config import Settings
@@ -66,8 +65,7 @@ class Report:
 
 
 def main(
-    config_file: Path | None,
-    flags: dict[str, Any],
+    loaded: config.Loaded,
     *,
     mint: bool,
     agent: Sequence[str] = (),
@@ -75,15 +73,15 @@ def main(
     token_file: Path | None = None,
     nomad_jwks_url: str | None = None,
 ) -> Result:
+    """`loaded` holds the settings, or the error that kept them from loading: a finding like the others."""
     if workload_identity:
-        return _workload(config_file, flags, token_file, nomad_jwks_url)
+        return _workload(loaded, token_file, nomad_jwks_url)
     report = Report()
-    settings: Settings | None = None
-    try:
-        settings = config.load(config_file, flags)
-        report.add("local", "config", "pass", f"{config_file or config.DEFAULT_CONFIG} and environment")
-    except NvtError as exc:
-        report.add("local", "config", "fail", exc.message)
+    settings = loaded.settings
+    if settings is not None:
+        report.add("local", "config", "pass", f"{loaded.source} and environment")
+    else:
+        report.add("local", "config", "fail", loaded.error or "")
     unavailable = False
     if settings is not None:
         local_checks(report, settings)
@@ -94,15 +92,17 @@ def main(
     return Result(doc, table(report), report.exit_code(unavailable))
 
 
-def _workload(config_file: Path | None, flags: dict[str, Any], token_file: Path | None, url: str | None) -> Result:
+def _workload(loaded: config.Loaded, token_file: Path | None, url: str | None) -> Result:
     """`check --workload-identity` (commands/check_workload.py): the JWT side instead of the server token's."""
     from nomad_vault_token.commands import check_workload
 
     report = Report()
     unavailable = False
+    settings = loaded.settings
     try:
-        settings = config.load(config_file, flags)
-        report.add("local", "config", "pass", f"{config_file or config.DEFAULT_CONFIG} and environment")
+        if settings is None:
+            raise ConfigError(loaded.error or "config did not load")
+        report.add("local", "config", "pass", f"{loaded.source} and environment")
         admin = check_workload.admin_token(token_file)
     except NvtError as exc:
         report.add("local", "config", "fail", exc.message)

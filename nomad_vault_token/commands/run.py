@@ -25,8 +25,9 @@ from nomad_vault_token.vault.client import TokenInfo, Vault
 logger = logging.getLogger("nomad_vault_token.run")
 
 
-def main(settings: Settings, argv: Sequence[str], *, check: bool) -> None:
+def main(settings: Settings, *, agent: Sequence[str], no_check: bool) -> None:
     """Never returns: execs the agent, or raises."""
+    argv, check = agent, not no_check
     agent = resolve_agent(argv)
     from nomad_vault_token.nomad import argv as agent_argv
     from nomad_vault_token.nomad import handoff

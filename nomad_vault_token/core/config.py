@@ -16,7 +16,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from nomad_vault_token.core.durations import DurationError, parse_duration
-from nomad_vault_token.core.errors import ConfigError
+from nomad_vault_token.core.errors import ConfigError, NvtError
 
 DEFAULT_CONFIG = Path("/etc/nomad-vault-token/config.toml")
 DEFAULT_STATE_DIR = Path("/var/lib/nomad-vault-token")
@@ -415,3 +415,21 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What `load_lenient` found: the settings, or the one-line error that kept them from loading."""
+
+    settings: Settings | None
+    error: str | None
+    source: str  # the config file read (or the default path)
+
+
+def load_lenient(config_file: Path | None, flags: Mapping[str, Any] | None = None) -> Loaded:
+    """`load`, with its error handed back instead of raised (for `check`, which reports it as a finding)."""
+    source = str(config_file or DEFAULT_CONFIG)
+    try:
+        return Loaded(load(config_file, flags), None, source)
+    except NvtError as exc:
+        return Loaded(None, exc.message, source)

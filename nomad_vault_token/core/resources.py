@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-_PACKAGE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parent.parent  # nomad_vault_token/, where the wheel puts them
 
 
 def data_path(folder: str, name: str) -> Path:

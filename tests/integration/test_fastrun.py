@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nomad_vault_token.cli import app as cli
-from nomad_vault_token.cli import entry, fastrun
+from nomad_vault_token.cli import dispatch, entry, fastrun
 from nomad_vault_token.core import options
 from testbed.cli import assert_one_line_error, run_cli
 
@@ -27,12 +27,12 @@ Call = dict[str, Any]
 @pytest.fixture
 def recorder(monkeypatch: pytest.MonkeyPatch) -> list[Call]:
     calls: list[Call] = []
-    monkeypatch.setattr(entry, "dispatch", lambda command, params: calls.append({"command": command, **params}))
+    monkeypatch.setattr(dispatch, "dispatch", lambda command, params: calls.append({"command": command, **params}))
     return calls
 
 
 def via_typer(argv: list[str], calls: list[Call]) -> Call | None:
-    """What typer hands to entry.dispatch, or None when typer refuses the command line."""
+    """What typer hands to dispatch, or None when typer refuses the command line."""
     before = len(calls)
     try:
         cli.app(args=["run", *argv], prog_name="nomad-vault-token", standalone_mode=False)
@@ -128,7 +128,7 @@ TOKENS = st.sampled_from(
 def test_whatever_the_fast_path_accepts_typer_reads_the_same(argv: list[str]) -> None:
     calls: list[Call] = []
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(entry, "dispatch", lambda command, params: calls.append({"command": command, **params}))
+        mp.setattr(dispatch, "dispatch", lambda command, params: calls.append({"command": command, **params}))
         fast = via_fast(argv, calls)
         if fast is not None:
             assert via_typer(argv, calls) == fast

@@ -1,0 +1,60 @@
+"""Run one command from the table: make its settings, call its module's `main`, print, exit.
+
+The one place that turns a command's parameters into a call, renders its `Result` (text or the JSON
+envelope), turns a user's error into one line and its exit code, and exits. Nothing else prints or
+exits. Knows no command by name: `table` says what each one needs.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, NoReturn
+
+
+def dispatch(command: str, params: dict[str, Any]) -> NoReturn:
+    """Run `command` with its parsed parameters; print its result or its error; exit with its code."""
+    from nomad_vault_token.cli.table import TABLE
+    from nomad_vault_token.core import options
+    from nomad_vault_token.core.errors import EX_INTERRUPTED, ConfigError, NvtError
+    from nomad_vault_token.core.results import FORMATS, render, render_error
+
+    row = TABLE[command]
+    flags, own = options.split(command, params)
+    fmt = str(own.pop("fmt", None) or row.default_format)
+    fmt = "text" if fmt == "table" else fmt  # check's earlier name for it
+    try:
+        if fmt not in FORMATS:
+            raise ConfigError(f"--format {fmt!r}: use text or json")
+        from nomad_vault_token.core import log
+
+        log.setup(bool(own.pop("verbose", False)))
+        for positional in row.positionals:
+            own[positional.name] = params.get(positional.name)
+        if row.agent is not None:
+            own["agent"] = list(params.get("agent") or [])
+        if row.passes_format:
+            own["fmt"] = fmt
+        result = _call(row, flags, own)
+    except NvtError as exc:
+        render_error(exc.message, exc.exit_code, fmt)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(EX_INTERRUPTED)
+    render(result, fmt)
+    sys.exit(result.exit_code)
+
+
+def _call(row: Any, flags: dict[str, Any], own: dict[str, Any]) -> Any:
+    import importlib
+
+    from nomad_vault_token.core import config
+
+    config_file = own.pop("config", None)
+    module = importlib.import_module(row.module_path)
+    if row.settings == "flags":
+        return module.main(flags, **own)
+    if row.settings == "lenient":
+        return module.main(config.load_lenient(config_file, flags), **own)
+    first = own.get(row.positionals[0].name) if row.positionals else None
+    settings = config.Settings() if first in row.offline else config.load(config_file, flags)
+    return module.main(settings, **own)
