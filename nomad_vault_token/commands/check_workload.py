@@ -245,7 +245,14 @@ def _task_side(report: Report, vault: Vault) -> None:
         else:
             report.add(SIDE, "task cannot read neighbours", "pass", f"{neighbour} and {other_ns}: deny")
     except NvtError as exc:
-        report.add(SIDE, "task token", "fail", exc.message)
+        hint = ""
+        if any(c in job for c in "/*+"):
+            hint = (
+                f"job ID {job!r} holds '/', '*' or '+': OpenBao 2.6+ then refuses the whole templated policy "
+                "(every request: 400 Forbidden) unless the policy allows it: allow_slashes_in_job_ids = true "
+                "(no setting allows '*' or '+'; rename the job)"
+            )
+        report.add(SIDE, "task token", "fail", exc.message, hint)
     finally:
         with contextlib.suppress(NvtError):
             vault.revoke_self(token)

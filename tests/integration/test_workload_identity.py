@@ -82,7 +82,11 @@ def put(server: Bao, path: str, value: str) -> None:
 def reads(task: hvac.Client, path: str) -> str | None:
     """The secret's value, or None when the task is refused."""
     try:
-        return str(task.secrets.kv.v2.read_secret_version(path, mount_point="secret", raise_on_deleted_version=True)["data"]["data"]["v"])
+        return str(
+            task.secrets.kv.v2.read_secret_version(path, mount_point="secret", raise_on_deleted_version=True)["data"][
+                "data"
+            ]["v"]
+        )
     except hvac.exceptions.Forbidden:
         return None
 
@@ -116,7 +120,9 @@ def test_the_policy_has_no_cross_namespace_list_and_allows_slashes(server: Bao, 
 
 
 @pytest.mark.parametrize("alg", ["RS256", "EdDSA"])
-def test_a_task_reads_its_own_job_and_nothing_else(server: Bao, nomad: NomadIdentity, written: Result, alg: str) -> None:
+def test_a_task_reads_its_own_job_and_nothing_else(
+    server: Bao, nomad: NomadIdentity, written: Result, alg: str
+) -> None:
     if nomad.active_key.alg != alg:
         nomad.rotate(alg)
     put(server, f"default/api-{alg}/db", "mine")
@@ -174,9 +180,18 @@ def test_a_job_id_with_a_slash(server: Bao, nomad: NomadIdentity, written: Resul
 def test_without_slashes_allowed_openbao_refuses_that_path(server: Bao, nomad: NomadIdentity, written: Result) -> None:
     changed = bootstrap(server, nomad, "--no-allow-slashes-in-job-ids")
     try:
-        assert changed.code == 0 and "updated policy nomad-workloads (allow_slashes_in_identity_templates)" in changed.out
+        assert (
+            changed.code == 0 and "updated policy nomad-workloads (allow_slashes_in_identity_templates)" in changed.out
+        )
         task = login(server, nomad.identity("default", "batch/nightly", extra_claims=UNIQUE))
-        assert reads(task, "default/batch/nightly/creds") is None  # OpenBao 2.6+ drops the path
+        # OpenBao 2.7.2: the templated policy fails to parse for this entity, so the token's whole ACL does:
+        # every request is refused, 400 "Forbidden", its own path and every other alike
+        with pytest.raises(hvac.exceptions.InvalidRequest, match="Forbidden"):
+            task.secrets.kv.v2.read_secret_version(
+                "default/batch/nightly/creds", mount_point="secret", raise_on_deleted_version=True
+            )
+        with pytest.raises(hvac.exceptions.InvalidRequest, match="Forbidden"):
+            task.auth.token.lookup_self()
     finally:
         assert bootstrap(server, nomad).code == 0
 
@@ -191,13 +206,17 @@ def test_a_rotated_key_is_accepted_without_touching_vault(server: Bao, nomad: No
     assert nomad.active_key.key_id == new.key_id
 
 
-def test_an_identity_signed_by_a_stranger_is_refused(server: Bao, nomad: NomadIdentity, written: Result, wcerts: Certs) -> None:
+def test_an_identity_signed_by_a_stranger_is_refused(
+    server: Bao, nomad: NomadIdentity, written: Result, wcerts: Certs
+) -> None:
     stranger = NomadIdentity(wcerts.server_pem)  # never served: its keys are not in Vault's JWKS
     with pytest.raises(hvac.exceptions.InvalidRequest):
         login(server, stranger.identity("default", "web", extra_claims=UNIQUE))
 
 
-def test_check_logs_in_with_a_task_jwt_and_probes_its_paths(server: Bao, nomad: NomadIdentity, written: Result, tmp_path: Path) -> None:
+def test_check_logs_in_with_a_task_jwt_and_probes_its_paths(
+    server: Bao, nomad: NomadIdentity, written: Result, tmp_path: Path
+) -> None:
     jwt = nomad.identity("default", "probe", extra_claims=UNIQUE)
     jf = tmp_path / "nomad_vault_default.jwt"
     jf.write_text(jwt)
@@ -216,7 +235,9 @@ def test_check_logs_in_with_a_task_jwt_and_probes_its_paths(server: Bao, nomad: 
     assert "nomad-workloads" in rows["task login"]["detail"]
 
 
-def test_check_without_an_admin_token_still_checks_the_jwks_and_the_task(server: Bao, nomad: NomadIdentity, written: Result, tmp_path: Path) -> None:
+def test_check_without_an_admin_token_still_checks_the_jwks_and_the_task(
+    server: Bao, nomad: NomadIdentity, written: Result, tmp_path: Path
+) -> None:
     jf = tmp_path / "jwt"
     jf.write_text(nomad.identity("default", "probe", extra_claims=UNIQUE))
     jf.chmod(0o600)
@@ -297,5 +318,3 @@ def test_check_mode_on_an_empty_vault_writes_nothing(tmp_path: Path, wcerts: Cer
         assert "nomad-workloads" not in bao.client().sys.list_acl_policies()["data"]["keys"]
     finally:
         bao.stop()
-
-
