@@ -16,7 +16,7 @@ from typing import Any
 from nomad_vault_token.core import resources
 from nomad_vault_token.core.config import Settings
 from nomad_vault_token.core.durations import DurationError, parse_duration
-from nomad_vault_token.core.errors import ConfigError, NvtError
+from nomad_vault_token.core.errors import ConfigError, NvtError, UsageError
 from nomad_vault_token.core.results import Result
 from nomad_vault_token.core.secret import Secret
 from nomad_vault_token.setup.bootstrap_plan import PlanError, Step, Wanted, fill_fields, fill_text, plan, result
@@ -74,7 +74,7 @@ def main(
             snapshot_claims=(snapshot_job or "vault-snapshot", snapshot_job_namespace or "default", snapshot_task or "snapshot"),
         )
     if client_ca is None:
-        raise ConfigError("--client-ca FILE is required: the CA (or certificate) the cert role trusts")
+        raise UsageError("missing option --client-ca FILE: the CA (or certificate) the cert role trusts")
     _check_names(settings)
     if snapshot:
         _check_name(settings.snapshot_role, "snapshot_role")

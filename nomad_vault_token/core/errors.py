@@ -37,6 +37,12 @@ class ConfigError(NvtError):
     exit_code = EX_CONFIG
 
 
+class UsageError(NvtError):
+    """A flag a command needs in this mode is missing (2, as typer's own usage errors)."""
+
+    exit_code = EX_USAGE
+
+
 class VaultUnavailable(NvtError):
     """Vault unreachable, sealed or not initialised (69). `state` is one word or phrase for STATUS and
     logs ("unreachable", "sealed", "not initialised", "error"); `detail` the reason, if any."""
