@@ -269,6 +269,12 @@ class NomadIdentity:
                     with owner._lock:
                         owner.jwks_requests += 1
                     self._json(200, owner.jwks())
+                elif path == "/v1/nodes":  # node:read; NodeListStub fields an operator reads
+                    if owner.acl_token and self.headers.get("X-Nomad-Token", "") != owner.acl_token:
+                        self._text(403, "Permission denied")
+                    else:
+                        with owner._lock:
+                            self._json(200, [n.stub() for n in owner.nodes])
                 elif path == UPGRADE_CHECK_PATH:
                     if owner.acl_token and self.headers.get("X-Nomad-Token", "") != owner.acl_token:
                         self._text(403, "Permission denied")  # structs.ErrPermissionDenied

@@ -14,11 +14,14 @@ import base64
 import contextlib
 import json
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from nomad_vault_token.commands.check import Report
 from nomad_vault_token.core.config import Settings
-from nomad_vault_token.core.errors import NvtError
+from nomad_vault_token.core.errors import NvtError, VaultUnavailable
 from nomad_vault_token.core.secret import Secret
 from nomad_vault_token.setup import workload_identity as wi
 from nomad_vault_token.vault import jwt_auth
@@ -276,11 +279,75 @@ def _claims(jwt: Secret) -> dict[str, Any]:
 
 def admin_token(token_file: object) -> Secret | None:
     """An optional admin token: --token-file, else $VAULT_TOKEN, else None."""
-    from pathlib import Path
-
     if isinstance(token_file, Path):
         from nomad_vault_token.core import secret_files
 
         return secret_files.read(token_file, "--token-file", "token")
     value = os.environ.get("VAULT_TOKEN", "").strip()
     return Secret(value) if value else None
+
+
+@dataclass(frozen=True)
+class NomadAccess:
+    """Where Nomad's HTTP API is, and how to read it (readiness)."""
+
+    addr: str
+    token_file: Path | None
+    ca: Path | None
+
+
+def readiness(
+    report: Report,
+    settings: Settings,
+    *,
+    admin: Secret | None,
+    jwks_url: str | None,
+    nomad: NomadAccess,
+    agent: Sequence[str],
+) -> None:
+    """Everything that must hold before the legacy server token can go, in Nomad's documented order."""
+    from nomad_vault_token.nomad import wi_readiness as ready
+
+    # 1. the Vault side
+    with Vault(settings) as vault:
+        health = vault.health()
+        if not health.usable:
+            raise VaultUnavailable(f"Vault at {settings.vault_addr}: {health.state}", state=health.state)
+        config = _admin_side(report, vault, admin)
+        if admin is None:
+            report.rows[-1] = replace(report.rows[-1], result="fail")  # readiness needs to see the Vault side
+        _jwks_side(report, jwks_url or str((config or {}).get("jwks_url") or ""),
+                   str((config or {}).get("jwks_ca_pem") or ""), set((config or {}).get("jwt_supported_algs") or []))  # fmt: skip
+    # 2. this server's agent config
+    if not agent:
+        report.add("nomad", "server vault.default_identity", "fail", "no agent command line to read the config of",
+                   "give the agent's command line after --, as in the unit (run on every server)")  # fmt: skip
+    else:
+        from nomad_vault_token.nomad import argv as agent_argv
+        from nomad_vault_token.nomad.agent_config import load_default_identity
+
+        try:
+            identity = load_default_identity(agent_argv.parse(agent).configs)
+        except NvtError as exc:
+            report.add("agent", "agent config", "fail", exc.message)
+        else:
+            v = ready.server_config(identity, user_claim=settings.workload_user_claim, audience=wi.AUDIENCE,
+                                    line=wi.SERVER_CONFIG_LINE)  # fmt: skip
+            report.add("nomad", v.check, "pass" if v.ok else "fail", v.detail, v.fix)
+    # 3. nodes and 4. jobs and legacy tokens, from Nomad's API
+    from nomad_vault_token.core import secret_files
+    from nomad_vault_token.vault import nomad_api
+
+    try:
+        token = secret_files.read(nomad.token_file, "--nomad-token-file", "Nomad token") if nomad.token_file else None
+        ca_pem = nomad.ca.read_text() if nomad.ca else ""
+        verdicts = [ready.nodes(nomad_api.nodes(nomad.addr, token, ca_pem))]
+        verdicts += ready.upgrade_check(nomad_api.upgrade_check(nomad.addr, token, ca_pem))
+    except OSError as exc:
+        report.add("local", "--nomad-ca", "fail", f"{nomad.ca}: {exc.strerror}: give a readable PEM file")
+        return
+    except NvtError as exc:
+        report.add("nomad", "Nomad API", "fail", exc.message)
+        return
+    for v in verdicts:
+        report.add("nomad", v.check, "pass" if v.ok else "fail", v.detail, v.fix)

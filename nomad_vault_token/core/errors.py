@@ -85,3 +85,12 @@ class JwksError(NvtError):
     def __init__(self, message: str, code: int = EX_CONFIG) -> None:
         super().__init__(message)
         self.exit_code = code
+
+
+class NomadError(NvtError):
+    """Nomad's HTTP API refused or could not be reached (readiness): 78 (address, CA, an old Nomad), 77 (ACL
+    token refused), 69 (unreachable)."""
+
+    def __init__(self, message: str, code: int = EX_UNAVAILABLE) -> None:
+        super().__init__(message)
+        self.exit_code = code

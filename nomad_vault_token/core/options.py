@@ -197,6 +197,17 @@ OPTIONS: tuple[Option, ...] = (
            "Nomad's workload identity instead (JWT auth mount and config, the workload role and policy; with "
            "--snapshot: the snapshot job's JWT role); check: check that side live (JWKS, keys, a task's login "
            "with --jwt-file)", frozenset({BOOTSTRAP, CHECK}), WORKLOAD, setting=False),
+    Option("readiness", ("--workload-identity-readiness",), "switch", "check: is this cluster ready to drop the "
+           "legacy server token? Vault side, this server's vault.default_identity (give the agent's command line "
+           "after --), nodes on 1.7.2+, no job or allocation left on legacy tokens (Nomad's upgrade check); exit 75 "
+           "while not", frozenset({CHECK}), WORKLOAD, setting=False),
+    Option("nomad_addr", ("--nomad-addr",), "str", "Nomad's HTTP API for the readiness checks [default: "
+           "https://127.0.0.1:4646]", frozenset({CHECK}), WORKLOAD, setting=False, metavar="URL"),
+    Option("nomad_token_file", ("--nomad-token-file",), "path", "file holding a Nomad ACL token with operator:read "
+           "and node:read (readiness) [default: none, for a cluster without ACLs]", frozenset({CHECK}), WORKLOAD,
+           setting=False, metavar="FILE"),
+    Option("nomad_ca", ("--nomad-ca",), "path", "PEM: the CA of Nomad's HTTPS certificate (readiness) [default: "
+           "the system CAs]", frozenset({CHECK}), WORKLOAD, setting=False, metavar="FILE"),
     Option("nomad_jwks_url", ("--nomad-jwks-url",), "str", "where Vault fetches Nomad's keys: "
            "https://NOMAD:4646/.well-known/jwks.json (check: instead of the one Vault's config names)",
            frozenset({BOOTSTRAP, CHECK}), WORKLOAD, setting=False,

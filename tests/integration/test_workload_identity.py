@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import hvac
 import pytest
@@ -318,3 +319,90 @@ def test_check_mode_on_an_empty_vault_writes_nothing(tmp_path: Path, wcerts: Cer
         assert "nomad-workloads" not in bao.client().sys.list_acl_policies()["data"]["keys"]
     finally:
         bao.stop()
+
+
+# ---- readiness: the way off the server token --------------------------------------------------------
+
+SERVER_HCL = """
+vault {
+  enabled = true
+  default_identity {
+    aud = ["vault.io"]
+    ttl = "1h"
+    extra_claims {
+      unique_id = "${job.region}:${job.namespace}:${job.id}"
+    }
+  }
+}
+"""
+
+
+def readiness(server: Bao, nomad: NomadIdentity, tmp_path: Path, agent_config: Path) -> tuple[Result, dict[str, Any]]:
+    token_file = tmp_path / "nomad-token"
+    token_file.write_text(nomad.acl_token + "\n")
+    token_file.chmod(0o600)
+    result = run_cli(
+        "check", "--workload-identity-readiness", "--vault-addr", server.addr, "--ca-cert", str(server.certs.ca_path),
+        "--nomad-addr", nomad.address, "--nomad-ca", str(server.certs.ca_path), "--nomad-token-file", str(token_file),
+        "--format", "json", "--", "/usr/bin/nomad", "agent", "-config", str(agent_config),
+        env=clean_env(VAULT_TOKEN=server.root_token),
+    )  # fmt: skip
+    assert nomad.acl_token not in result.out + result.err and server.root_token not in result.out + result.err
+    return result, {r["check"]: r for r in json.loads(result.out)["checks"]}
+
+
+def test_readiness_refuses_while_legacy_remains_then_passes(
+    server: Bao, written: Result, wcerts: Certs, tmp_path: Path
+) -> None:
+    from testbed.nomad_identity import Job, Node
+
+    nomad = NomadIdentity(wcerts.server_pem, acl_token="nomad-acl-secret-token").start()
+    try:
+        nomad.jobs += [Job("default", "legacy-web"), Job("prod", "moved", vault_identity=True)]
+        nomad.nodes += [Node("server-1", "1.9.7"), Node("old-client", "1.7.0")]
+        nomad.vault_accessors.append({"AllocID": "8b1b5a2e-0000-4000-8000-000000000000", "Task": "web", "NodeID": "n",
+                                      "Accessor": "acc", "CreationTTL": 3600, "CreateIndex": 7})  # fmt: skip
+        legacy_config = tmp_path / "legacy.hcl"
+        legacy_config.write_text('vault {\n  enabled = true\n  create_from_role = "nomad-cluster"\n}\n')
+        result, rows = readiness(server, nomad, tmp_path, legacy_config)
+        assert result.code == 75, result.out
+        assert json.loads(result.out)["ready"] is False
+        assert rows["JWT auth mount"]["result"] == "pass"
+        assert rows["server vault.default_identity"]["result"] == "fail"
+        assert "extra_claims" in rows["server vault.default_identity"]["fix"]
+        assert (
+            rows["nodes on Nomad 1.7.2+"]["result"] == "fail"
+            and "old-client (1.7.0)" in rows["nodes on Nomad 1.7.2+"]["detail"]
+        )
+        assert (
+            rows["jobs on workload identity"]["result"] == "fail"
+            and "default/legacy-web" in rows["jobs on workload identity"]["detail"]
+        )
+        assert (
+            rows["no legacy task tokens"]["result"] == "fail" and "8b1b5a2e" in rows["no legacy task tokens"]["detail"]
+        )
+
+        wrong_token = tmp_path / "wrong"
+        wrong_token.write_text("not-it")
+        wrong_token.chmod(0o600)
+        denied = run_cli(
+            "check", "--workload-identity-readiness", "--vault-addr", server.addr, "--ca-cert", str(server.certs.ca_path),
+            "--nomad-addr", nomad.address, "--nomad-ca", str(server.certs.ca_path), "--nomad-token-file", str(wrong_token),
+            "--format", "json", "--", "/usr/bin/nomad", "agent", "-config", str(legacy_config),
+            env=clean_env(VAULT_TOKEN=server.root_token),
+        )  # fmt: skip
+        api = {r["check"]: r for r in json.loads(denied.out)["checks"]}["Nomad API"]
+        assert api["result"] == "fail" and "operator:read" in api["detail"]
+
+        # the operator follows the fixes, in Nomad's order
+        ready_config = tmp_path / "server.hcl"
+        ready_config.write_text(SERVER_HCL)
+        nomad.jobs[0].vault_identity = True  # re-submitted after default_identity
+        nomad.nodes[1].version = "1.9.7"
+        nomad.vault_accessors.clear()  # its allocations replaced
+        result, rows = readiness(server, nomad, tmp_path, ready_config)
+        assert result.code == 0, result.out
+        assert json.loads(result.out)["ready"] is True
+        assert all(r["result"] == "pass" for r in rows.values()), rows
+    finally:
+        nomad.stop()
