@@ -73,6 +73,19 @@ TABLE: dict[str, Command] = {
         settings="lenient",
         agent="the agent's command line, after --, as in the unit's ExecStart: its -config files are checked too",
     ),
+    options.CUTOVER: Command(
+        options.CUTOVER,
+        "cutover",
+        """After the move to workload identity: revoke this host's legacy server token, once nothing needs it.
+
+    Refused, saying why, until: the readiness checks pass (check --workload-identity-readiness: Vault side,
+    vault.default_identity, nodes 1.7.2+, no job or allocation left on legacy tokens); legacy_token = false
+    in the config and the agent restarted since (run then hands over no token; a SIGHUP cannot remove one);
+    no agent config file sets vault.token. Then the saved server token is revoked and the state file removed.
+    Exit codes: 0 done (or nothing to do, or --check), 75 not ready yet, 78 config, 77/69 Vault.
+    """,
+        agent="the agent's command line, after --, as in the unit's ExecStart: its -config files are read",
+    ),
     options.STATUS: Command(
         options.STATUS,
         "status",

@@ -75,6 +75,8 @@ class Settings:
     kv_mount: str = "secret"
     kv_version: int = 2
     allow_slashes_in_job_ids: bool = True
+    # false after the cut-over to workload identity: `run` hands the agent no token at all
+    legacy_token: bool = True
     # ---- unseal
     unseal_nodes: tuple[str, ...] = ()  # empty: vault_addr alone
     unseal_keys_file: Path | None = None
@@ -173,6 +175,7 @@ FIELDS: dict[str, tuple[Kind, tuple[str, ...]]] = {
     "kv_mount": ("str", ()),
     "kv_version": ("int", ()),
     "allow_slashes_in_job_ids": ("bool", ()),
+    "legacy_token": ("bool", ()),
     # ---- unseal
     "unseal_nodes": ("addresses", ()),
     "unseal_keys_file": ("path", ()),

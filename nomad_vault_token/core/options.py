@@ -15,13 +15,13 @@ from typing import Literal
 Kind = Literal["str", "path", "list", "bool", "switch"]
 
 TOKEN, CHECK, STATUS, RUN, INSTALL, BOOTSTRAP = "token", "check", "status", "run", "install", "bootstrap-roles"
-SNAPSHOT, UNSEAL = "snapshot", "unseal"
-COMMANDS = (TOKEN, CHECK, STATUS, RUN, INSTALL, BOOTSTRAP, SNAPSHOT, UNSEAL)
+SNAPSHOT, UNSEAL, CUTOVER = "snapshot", "unseal", "cutover"
+COMMANDS = (TOKEN, CHECK, STATUS, RUN, INSTALL, BOOTSTRAP, SNAPSHOT, UNSEAL, CUTOVER)
 
 _ALL = frozenset(COMMANDS)
 _MINTING = frozenset({TOKEN, CHECK, RUN, INSTALL, BOOTSTRAP})  # commands that know how the token is minted
 _LOGIN = frozenset({TOKEN, CHECK, RUN, INSTALL})  # commands that log in with the client certificate
-_READING = frozenset({TOKEN, CHECK, STATUS, RUN, BOOTSTRAP, SNAPSHOT, UNSEAL})  # commands that read the config
+_READING = frozenset({TOKEN, CHECK, STATUS, RUN, BOOTSTRAP, SNAPSHOT, UNSEAL, CUTOVER})  # commands that read the config
 
 SNAPSHOTTING, UNSEALING, WORKLOAD = "Snapshot", "Unseal", "Workload identity"
 CONN, MINT, RUNNING, INSTALLING, BOOTSTRAPPING, OUTPUT = (
@@ -90,7 +90,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("task_role", ("--task-role",), "str", "Nomad's create_from_role [default: nomad-cluster]", _MINTING, MINT),
     Option("state_dir", ("--state-dir",), "path",
            "where the token is kept for reuse [default: $STATE_DIRECTORY or /var/lib/nomad-vault-token]",
-           frozenset({CHECK, STATUS, RUN, UNSEAL}), RUNNING),
+           frozenset({CHECK, STATUS, RUN, UNSEAL, CUTOVER}), RUNNING),
     Option("strict", ("--strict",), "bool",
            "treat what Nomad only warns about (e.g. sys/capabilities-self refused) as failures [default: no]",
            frozenset({CHECK, RUN}), RUNNING),
@@ -98,7 +98,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("handoff", ("--handoff",), "str", "file: a 0600 HCL file added as -config (default); env: VAULT_TOKEN",
            frozenset({RUN}), RUNNING),
     Option("token_config", ("--token-config",), "path",
-           "the hand-off HCL file [default: $RUNTIME_DIRECTORY/vault-token.hcl]", frozenset({RUN}), RUNNING),
+           "the hand-off HCL file [default: $RUNTIME_DIRECTORY/vault-token.hcl]", frozenset({RUN, CUTOVER}), RUNNING),
     Option("min_ttl", ("--min-ttl",), "str", "reuse a saved token only with at least this TTL left [default: 10m]",
            frozenset({RUN}), RUNNING),
     Option("wait_timeout", ("--wait-timeout",), "str",
@@ -123,7 +123,7 @@ OPTIONS: tuple[Option, ...] = (
            frozenset({CHECK}), RUNNING, setting=False),
     # ---- install and bootstrap-roles
     Option("dry_run", ("--check",), "switch", "report what would change; write nothing",
-           frozenset({INSTALL, BOOTSTRAP}), INSTALLING, setting=False),
+           frozenset({INSTALL, BOOTSTRAP, CUTOVER}), INSTALLING, setting=False),
     Option("root", ("--root",), "path", "install under this directory (image builds, tests; created if missing); "
            "the unit still names the real paths; implies --no-systemctl unless --systemctl is given",
            frozenset({INSTALL}), INSTALLING, setting=False, metavar="DIR"),
@@ -154,7 +154,7 @@ OPTIONS: tuple[Option, ...] = (
            "with --workload-identity)", frozenset({BOOTSTRAP}), BOOTSTRAPPING, setting=False),
     Option("token_file", ("--token-file",), "path", "file holding the token (bootstrap-roles: an admin token; "
            "snapshot --auth token: one allowed to read sys/storage/raft/snapshot) [default: $VAULT_TOKEN]",
-           frozenset({BOOTSTRAP, SNAPSHOT, CHECK}), BOOTSTRAPPING, setting=False),
+           frozenset({BOOTSTRAP, SNAPSHOT, CHECK, CUTOVER}), BOOTSTRAPPING, setting=False),
     Option("allowed_common_name", ("--allowed-common-name",), "list",
            "common name (or glob) the startup certificate must have; repeat for more [default: any]",
            frozenset({BOOTSTRAP}), BOOTSTRAPPING, setting=False, metavar="NAME"),
@@ -191,7 +191,7 @@ OPTIONS: tuple[Option, ...] = (
            "--snapshot --workload-identity writes it) [default: nomad-snapshot]", frozenset({SNAPSHOT, BOOTSTRAP}),
            SNAPSHOTTING),
     Option("jwt_mount", ("--jwt-mount",), "str", "JWT auth mount trusting Nomad's workload identities "
-           "[default: jwt-nomad]", frozenset({SNAPSHOT, BOOTSTRAP, CHECK}), WORKLOAD),
+           "[default: jwt-nomad]", frozenset({SNAPSHOT, BOOTSTRAP, CHECK, CUTOVER}), WORKLOAD),
     # ---- workload identity
     Option("workload_identity", ("--workload-identity",), "switch", "bootstrap-roles: write the Vault side of "
            "Nomad's workload identity instead (JWT auth mount and config, the workload role and policy; with "
@@ -202,26 +202,26 @@ OPTIONS: tuple[Option, ...] = (
            "after --), nodes on 1.7.2+, no job or allocation left on legacy tokens (Nomad's upgrade check); exit 75 "
            "while not", frozenset({CHECK}), WORKLOAD, setting=False),
     Option("nomad_addr", ("--nomad-addr",), "str", "Nomad's HTTP API for the readiness checks [default: "
-           "https://127.0.0.1:4646]", frozenset({CHECK}), WORKLOAD, setting=False, metavar="URL"),
+           "https://127.0.0.1:4646]", frozenset({CHECK, CUTOVER}), WORKLOAD, setting=False, metavar="URL"),
     Option("nomad_token_file", ("--nomad-token-file",), "path", "file holding a Nomad ACL token with operator:read "
-           "and node:read (readiness) [default: none, for a cluster without ACLs]", frozenset({CHECK}), WORKLOAD,
+           "and node:read (readiness) [default: none, for a cluster without ACLs]", frozenset({CHECK, CUTOVER}), WORKLOAD,
            setting=False, metavar="FILE"),
     Option("nomad_ca", ("--nomad-ca",), "path", "PEM: the CA of Nomad's HTTPS certificate (readiness) [default: "
-           "the system CAs]", frozenset({CHECK}), WORKLOAD, setting=False, metavar="FILE"),
+           "the system CAs]", frozenset({CHECK, CUTOVER}), WORKLOAD, setting=False, metavar="FILE"),
     Option("nomad_jwks_url", ("--nomad-jwks-url",), "str", "where Vault fetches Nomad's keys: "
            "https://NOMAD:4646/.well-known/jwks.json (check: instead of the one Vault's config names)",
-           frozenset({BOOTSTRAP, CHECK}), WORKLOAD, setting=False,
+           frozenset({BOOTSTRAP, CHECK, CUTOVER}), WORKLOAD, setting=False,
            metavar="URL"),
     Option("nomad_jwks_ca", ("--nomad-jwks-ca",), "path", "PEM: the CA of Nomad's HTTPS certificate, for Vault "
            "[default: Vault's system CAs]", frozenset({BOOTSTRAP}), WORKLOAD, setting=False, metavar="FILE"),
     Option("workload_role", ("--workload-role",), "str", "JWT role every task logs in as (the mount's "
-           "default_role) [default: nomad-workloads]", frozenset({BOOTSTRAP, CHECK}), WORKLOAD),
+           "default_role) [default: nomad-workloads]", frozenset({BOOTSTRAP, CHECK, CUTOVER}), WORKLOAD),
     Option("workload_policy", ("--workload-policy",), "str", "the tasks' templated policy [default: "
-           "nomad-workloads]", frozenset({BOOTSTRAP, CHECK}), WORKLOAD),
+           "nomad-workloads]", frozenset({BOOTSTRAP, CHECK, CUTOVER}), WORKLOAD),
     Option("workload_user_claim", ("--workload-user-claim",), "str", "what names a task's Vault entity: "
            "unique-id (an extra_claims ID the servers' vault.default_identity sets, Nomad 1.8.3+), sub (one per "
            "task, Nomad 1.7+) or job-id (nomad setup vault's: collides across namespaces) [default: unique-id]",
-           frozenset({BOOTSTRAP}), WORKLOAD),
+           frozenset({BOOTSTRAP, CUTOVER}), WORKLOAD),
     Option("kv_mount", ("--kv-mount",), "str", "KV mount the tasks read <namespace>/<job>/... from [default: "
            "secret]", frozenset({BOOTSTRAP, CHECK}), WORKLOAD),
     Option("kv_version", ("--kv-version",), "str", "that KV mount's version, 1 or 2 [default: 2]",
