@@ -166,6 +166,10 @@ OPTIONS: tuple[Option, ...] = (
            BOOTSTRAPPING, setting=False, default="5m"),
     Option("diff", ("--diff",), "switch", "also show each field's change (old -> new)", frozenset({BOOTSTRAP}),
            BOOTSTRAPPING, setting=False),
+    Option("remove_legacy", ("--remove-legacy",), "switch", "after the cut-over to workload identity: delete "
+           "the legacy policies and roles (not the cert mount) this command wrote, each only if its content is what "
+           "it writes with these flags; refused while a live token still holds the server policy or comes from the "
+           "mint or task role", frozenset({BOOTSTRAP}), BOOTSTRAPPING, setting=False),
     Option("snapshot", ("--snapshot",), "switch", "write the snapshot identity instead: a policy with read on "
            "sys/storage/raft/snapshot only, and a cert role (--snapshot-role) holding it",
            frozenset({BOOTSTRAP}), BOOTSTRAPPING, setting=False),

@@ -136,3 +136,44 @@ def test_refused_while_legacy_remains_then_run_drops_the_token_and_cutover_revok
     assert not (cfg.parent / "state" / "token.json").exists()
     again, _ = cutover(cfg, server, nomad, tmp_path)
     assert again.code == 0 and "nothing to revoke" in json.loads(again.out)["message"]
+
+
+def test_remove_legacy_deletes_only_what_bootstrap_roles_wrote_and_only_when_unused(
+    new_bao: Callable[..., Bao], certs: Certs
+) -> None:
+    server = new_bao(configure=False)
+    root = server.client()
+    base = ["bootstrap-roles", "--vault-addr", server.addr, "--ca-cert", str(certs.ca_path),
+            "--client-ca", str(certs.ca_path), "--allowed-common-name", "nomad-startup"]  # fmt: skip
+    env = clean_env(VAULT_TOKEN=server.root_token)
+    assert run_cli(*base, env=env).code == 0
+    server_token = root.auth.token.create(policies=["nomad_cluster"], ttl="10m")["auth"]
+    refused = run_cli(*base, "--remove-legacy", env=env)
+    assert refused.code == 75 and "cutover" in refused.err and server_token["accessor"][:8] in refused.err
+    assert len(refused.err.strip().splitlines()) == 1 and server_token["client_token"] not in refused.err
+    root.auth.token.revoke_accessor(server_token["accessor"])
+
+    root.write_data("auth/token/roles/nomad-cluster", data={"token_period": "24h"})  # someone changed it
+    dry = run_cli(*base, "--remove-legacy", "--check", env=env)
+    assert dry.code == 0, dry.err
+    assert "would delete policy nomad_cluster" in dry.out
+    assert (
+        "left alone role auth/token/roles/nomad-cluster: differs from what bootstrap-roles writes (token_period)"
+        in dry.out
+    )
+    assert "nomad_cluster" in root.sys.list_acl_policies()["data"]["keys"]
+
+    done = run_cli(*base, "--remove-legacy", env=env)
+    assert done.code == 0, done.err
+    assert done.out.splitlines() == [
+        "deleted role auth/cert/certs/nomad_startup",
+        "deleted role auth/token/roles/nomad-server-mint",
+        "left alone role auth/token/roles/nomad-cluster: differs from what bootstrap-roles writes (token_period)",
+        "deleted policy nomad_startup",
+        "deleted policy nomad_cluster",
+    ]
+    assert set(root.sys.list_acl_policies()["data"]["keys"]) == {"default", "root"}
+    assert root.read("auth/token/roles/nomad-cluster") is not None
+    assert "cert/" in root.sys.list_auth_methods()["data"]  # the mount stays
+    again = run_cli(*base, "--remove-legacy", env=env)
+    assert again.code == 0 and again.out.count("absent") == 4, again.out
