@@ -100,7 +100,7 @@ def test_refused_while_legacy_remains_then_run_drops_the_token_and_cutover_revok
     assert refused.code == 78, refused.err  # legacy_token is still true: a config matter first
     assert "cutover refused" in refused.err and len(refused.err.strip().splitlines()) == 1
     assert rows["jobs on workload identity"]["result"] == "fail"
-    assert rows["no legacy task tokens"]["result"] == "fail"
+    assert rows["no legacy task tokens"]["result"] == "warn"  # the task role is orphan: they outlive it
     assert rows["legacy_token = false"]["result"] == "fail"
     assert token_valid(server, saved)
 
@@ -117,11 +117,16 @@ def test_refused_while_legacy_remains_then_run_drops_the_token_and_cutover_revok
     assert not (cfg.parent / "run" / "vault-token.hcl").exists()
     assert tokenless.trackers() == []
 
-    # 3. still refused while Nomad tracks a legacy task token (a child of the server token)
+    # 3. still refused while Nomad tracks a legacy task token that is a child of the server token
     nomad.jobs[0].vault_identity = True
+    server.client().write_data("auth/token/roles/nomad-cluster", data={"orphan": False})
     waiting, rows = cutover(cfg, server, nomad, tmp_path)
     assert waiting.code == 75 and rows["no legacy task tokens"]["result"] == "fail"
     assert token_valid(server, saved)
+    # ... and only warned about when the task role is orphan (bootstrap-roles' way): they outlive it
+    server.client().write_data("auth/token/roles/nomad-cluster", data={"orphan": True})
+    orphan_ok, rows = cutover(cfg, server, nomad, tmp_path, "--check")
+    assert orphan_ok.code == 0 and rows["no legacy task tokens"]["result"] == "warn", orphan_ok.out
 
     # 4. ready: --check says what it would do, then the server token goes, and nothing else
     nomad.vault_accessors.clear()
