@@ -16,7 +16,7 @@ from typing import Any
 
 from nomad_vault_token.core.errors import EX_CONFIG, EX_UNAVAILABLE, JwksError, VaultDenied
 from nomad_vault_token.core.secret import Secret
-from nomad_vault_token.vault.client import Vault, _vault_words
+from nomad_vault_token.vault.client import Vault
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,6 @@ def policy_templating_flags(vault: Vault, token: Secret) -> bool:
 def write_config(vault: Vault, token: Secret, mount: str, data: Mapping[str, Any]) -> None:
     """POST auth/<mount>/config. Vault fetches and checks the JWKS now; its refusal is explained by fetching
     the JWKS from here with the same CA (`jwks_problem`)."""
-    import hvac.exceptions as hx
-
     path = f"auth/{mount}/config"
     try:
         with vault._admin(path, '"update"'):
@@ -58,8 +56,6 @@ def write_config(vault: Vault, token: Secret, mount: str, data: Mapping[str, Any
             raise
         problem = jwks_problem(str(data.get("jwks_url", "")), str(data.get("jwks_ca_pem") or ""))
         raise JwksError(f"{path}: Vault could not use the JWKS ({problem.text})", problem.code) from None
-    except hx.VaultError as exc:  # pragma: no cover - _admin maps them all
-        raise VaultDenied(f"{path}: {_vault_words(exc)}") from None
 
 
 @dataclass(frozen=True)
