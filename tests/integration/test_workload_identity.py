@@ -178,7 +178,9 @@ def test_a_job_id_with_a_slash(server: Bao, nomad: NomadIdentity, written: Resul
     assert reads(task, "default/batch/nightly/creds") == "nightly's"
 
 
-def test_without_slashes_allowed_openbao_refuses_that_path(server: Bao, nomad: NomadIdentity, written: Result) -> None:
+def test_without_slashes_allowed_openbao_refuses_that_path(
+    server: Bao, nomad: NomadIdentity, written: Result, tmp_path: Path
+) -> None:
     changed = bootstrap(server, nomad, "--no-allow-slashes-in-job-ids")
     try:
         assert (
@@ -193,6 +195,16 @@ def test_without_slashes_allowed_openbao_refuses_that_path(server: Bao, nomad: N
             )
         with pytest.raises(hvac.exceptions.InvalidRequest, match="Forbidden"):
             task.auth.token.lookup_self()
+        jf = tmp_path / "slash.jwt"
+        jf.write_text(nomad.identity("default", "batch/nightly", extra_claims=UNIQUE))
+        jf.chmod(0o600)
+        checked = run_cli(
+            "check", "--workload-identity", "--jwt-file", str(jf), "--vault-addr", server.addr,
+            "--ca-cert", str(server.certs.ca_path), "--format", "json", env=clean_env(VAULT_TOKEN=server.root_token),
+        )  # fmt: skip
+        rows = {r["check"]: r for r in json.loads(checked.out)["checks"]}
+        assert checked.code == 77 and rows["task token"]["result"] == "fail", rows
+        assert "allow_slashes_in_job_ids = true" in rows["task token"]["fix"]
     finally:
         assert bootstrap(server, nomad).code == 0
 
