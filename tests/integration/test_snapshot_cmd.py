@@ -40,31 +40,13 @@ from testbed.env import clean_env
 from testbed.procs import wait_for
 from testbed.proxy import DelayProxy
 from testbed.raft_cluster import SHARES, THRESHOLD, RaftCluster
+from testbed.snapshot_setup import CANARY, SNAP_ROLE, bootstrap_snapshot, prepare
 
 pytestmark = pytest.mark.vault
 
-SNAP_ROLE = "nomad_snapshot"
-CANARY = "kv/canary"
 
 
 # ---- servers and helpers -------------------------------------------------------------------------
-
-
-def bootstrap_snapshot(server: Bao, certs: Certs) -> Result:
-    env = clean_env(VAULT_TOKEN=server.root_token)
-    return run_cli(
-        "bootstrap-roles", "--snapshot", "--vault-addr", server.addr, "--ca-cert", str(certs.ca_path),
-        "--client-ca", str(certs.ca_path), "--allowed-common-name", "nomad-startup", env=env,
-    )  # fmt: skip
-
-
-def prepare(server: Bao, certs: Certs) -> None:
-    """A KV v1 canary, and the snapshot identity as bootstrap-roles --snapshot writes it."""
-    c = server.client()
-    c.sys.enable_secrets_engine("kv", path="kv")
-    c.write(CANARY, value="sing")
-    done = bootstrap_snapshot(server, certs)
-    assert done.code == 0, done.err
 
 
 @pytest.fixture(scope="module")
