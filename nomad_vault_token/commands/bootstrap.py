@@ -161,7 +161,7 @@ def _remove_legacy(vault: Vault, admin: Secret, steps: list[Step], check: bool) 
         if policies & set(s.policies) or data.get("role") in (s.task_role, s.mint_role):
             in_use.append(accessor)
     lines: list[str] = []
-    objects: list[dict[str, Any]] = []
+    objects: list[dict[str, object]] = []
     if in_use:
         message = (
             f"--remove-legacy refused: {len(in_use)} live token(s) still hold the server policy or come from the "
@@ -217,7 +217,7 @@ def wanted_objects(
 
     server_policy = settings.policies[0]
     startup_policy = settings.cert_role
-    values: dict[str, Any] = {
+    values: dict[str, object] = {
         "task_role": settings.task_role,
         "mint_role": settings.mint_role,
         "period": settings.period,
@@ -255,7 +255,7 @@ def snapshot_objects(settings: Settings, *, ca_pem: str, common_names: list[str]
     import tomllib
 
     name = settings.snapshot_role
-    values: dict[str, Any] = {
+    values: dict[str, object] = {
         "snapshot_policy": name,
         "client_ca": ca_pem,
         "allowed_common_names": common_names,
@@ -275,7 +275,7 @@ def snapshot_objects(settings: Settings, *, ca_pem: str, common_names: list[str]
         raise ConfigError(f"policies/ shipped with nomad-vault-token: {exc}: reinstall nomad-vault-token") from None
 
 
-def _token_role(name: str, fields: dict[str, Any]) -> Wanted:
+def _token_role(name: str, fields: dict[str, object]) -> Wanted:
     path = f"auth/token/roles/{name}"
     return Wanted("token_role", path, path, fields)
 
