@@ -148,7 +148,7 @@ def take(settings: Settings, *, token_file: Path | None) -> Result:
             ", ".join(n.file_name for n in plan.unverified),
         )
     metrics.succeeded(info, len(plan.kept), len(plan.unverified))
-    data: dict[str, Any] = {
+    data: dict[str, object] = {
         "ok": True,
         "action": "take",
         "auth": auth,

@@ -68,7 +68,16 @@ class Settings:
     snapshot_role: str = "nomad_snapshot"
     jwt_file: Path | None = None
     jwt_role: str = "nomad-snapshot"
-    jwt_mount: str = "jwt"
+    jwt_mount: str = "jwt-nomad"
+    # ---- workload identity (bootstrap-roles --workload-identity, check --workload-identity)
+    workload_role: str = "nomad-workloads"
+    workload_policy: str = "nomad-workloads"
+    workload_user_claim: str = "unique-id"
+    kv_mount: str = "secret"
+    kv_version: int = 2
+    allow_slashes_in_job_ids: bool = True
+    # false after the cut-over to workload identity: `run` hands the agent no token at all
+    legacy_token: bool = True
     # ---- unseal
     unseal_nodes: tuple[str, ...] = ()  # empty: vault_addr alone
     unseal_keys_file: Path | None = None
@@ -162,6 +171,14 @@ FIELDS: dict[str, tuple[Kind, tuple[str, ...]]] = {
     "jwt_file": ("path", ()),
     "jwt_role": ("str", ()),
     "jwt_mount": ("str", ()),
+    # ---- workload identity
+    "workload_role": ("str", ()),
+    "workload_policy": ("str", ()),
+    "workload_user_claim": ("choice", ("unique-id", "sub", "job-id")),
+    "kv_mount": ("str", ()),
+    "kv_version": ("int", ()),
+    "allow_slashes_in_job_ids": ("bool", ()),
+    "legacy_token": ("bool", ()),
     # ---- unseal
     "unseal_nodes": ("addresses", ()),
     "unseal_keys_file": ("path", ()),

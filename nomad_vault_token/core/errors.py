@@ -40,6 +40,12 @@ class ConfigError(NvtError):
     exit_code = EX_CONFIG
 
 
+class UsageError(NvtError):
+    """A flag a command needs in this mode is missing (2, as typer's own usage errors)."""
+
+    exit_code = EX_USAGE
+
+
 class DiskError(NvtError):
     """A local write failed for a reason of the disk, not of the configuration: full (ENOSPC, EDQUOT),
     too large (EFBIG), failing (EIO) (74). Free space or fix the disk; the same run then works."""
@@ -83,3 +89,21 @@ class NotFound(VaultDenied):
     def __init__(self, message: str, path: str) -> None:
         super().__init__(message)
         self.path = path
+
+
+class JwksError(NvtError):
+    """Nomad's JWKS cannot be fetched or verified (by Vault, or from this host): 78 for what the admin must fix
+    (a wrong CA, a client certificate Nomad demands, a wrong URL), 69 when it is only unreachable."""
+
+    def __init__(self, message: str, code: int = EX_CONFIG) -> None:
+        super().__init__(message)
+        self.exit_code = code
+
+
+class NomadError(NvtError):
+    """Nomad's HTTP API refused or could not be reached (readiness): 78 (address, CA, an old Nomad), 77 (ACL
+    token refused), 69 (unreachable)."""
+
+    def __init__(self, message: str, code: int = EX_UNAVAILABLE) -> None:
+        super().__init__(message)
+        self.exit_code = code

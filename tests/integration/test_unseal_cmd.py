@@ -29,7 +29,7 @@ from testbed.agent import NotifySocket
 from testbed.bao import Certs
 from testbed.cli import CLI, Result, assert_one_line_error, run_cli
 from testbed.env import clean_env
-from testbed.procs import wait_for
+from testbed.procs import holds_for, wait_for
 from testbed.proxy import CountingProxy
 from testbed.raft_cluster import THRESHOLD, Node, RaftCluster
 
@@ -443,11 +443,12 @@ def test_watcher_leaves_a_node_sealed_through_the_api_until_it_restarts(
     i = standby(c)
     c.seal(i)
     w.wait_status(lambda s: "sealed on purpose" in s, 10, "sealed on purpose")
-    end = time.monotonic() + 4
-    while time.monotonic() < end:  # four rounds: still sealed, no key sent
+
+    def still_sealed_no_key() -> None:
         status = c.seal_status(i)
         assert status["sealed"] and status["progress"] == 0, status
-        time.sleep(0.2)
+
+    holds_for(still_sealed_no_key, 4)  # four rounds
     c.restart(i)
     wait_for(lambda: not c.node(i).sealed(), 10, "the same node unsealed once restarted", interval=0.1)
     assert "sealed while running" in w.log()
@@ -469,11 +470,12 @@ def test_watcher_leaves_someone_elses_progress_then_resets_it_once_stale(
     )
     w = watchers(cfg)
     w.wait_status(lambda s: "someone else unsealing" in s, 20, "someone else's progress seen")
-    end = time.monotonic() + 2.5
-    while time.monotonic() < end:  # left alone while it is fresh
+
+    def left_alone() -> None:  # while it is fresh
         now = c.seal_status(i)
         assert (now["sealed"], now["progress"], now["nonce"]) == (True, 1, theirs["nonce"]), now
-        time.sleep(0.2)
+
+    holds_for(left_alone, 2.5)
     wait_for(lambda: not node.sealed(), 20, "unsealed after resetting the stale progress", interval=0.1)
     assert "resetting it" in w.log()
 
