@@ -14,14 +14,25 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_seal_migration import STEP, all_unsealed_on, canary, leader, leaks, restart_with, step_down
-from test_unseal_cmd import name, once, write_cfg, write_keys
 
 from testbed.bao import Certs
 from testbed.kms import MotoKMS, Unavailable, openbao_binary
 from testbed.procs import wait_for
 from testbed.proxy import CountingProxy
 from testbed.raft_cluster import RaftCluster
+from testbed.unsealing import (
+    STEP,
+    all_unsealed_on,
+    canary,
+    leader,
+    leaks,
+    name,
+    once,
+    restart_with,
+    step_down,
+    write_cfg,
+    write_keys,
+)
 
 pytestmark = [pytest.mark.vault, pytest.mark.slow]
 

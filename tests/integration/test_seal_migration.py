@@ -9,32 +9,37 @@ docstring. Every cluster is stopped by PID (`RaftCluster.stop_all`), even when a
 from __future__ import annotations
 
 import json
-import os
-import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_unseal_cmd import (  # the unseal tests' helpers and fixtures
-    Watcher,
-    name,
-    once,
-    proxies,  # noqa: F401 - a fixture, used by name
-    watchers,  # noqa: F401 - a fixture, used by name
-    write_cfg,
-    write_keys,
-)
 
 from testbed.bao import Certs
 from testbed.cli import run_cli
 from testbed.procs import wait_for
 from testbed.proxy import CountingProxy
 from testbed.raft_cluster import Node, RaftCluster, static_key, static_seal
+from testbed.unsealing import (
+    STEP,
+    Watcher,
+    all_unsealed_on,
+    canary,
+    files_text,
+    leader,
+    leaks,
+    name,
+    once,
+    proxies_fixture,  # noqa: F401 - the `proxies` fixture
+    restart_with,
+    step_down,
+    watchers_fixture,  # noqa: F401 - the `watchers` fixture
+    write_cfg,
+    write_keys,
+)
 
 pytestmark = [pytest.mark.vault, pytest.mark.slow]
 
-STEP = 60  # seconds for one step of a migration (a restart, an election) on a loaded 2-core machine
 TIMEOUT = "10s"  # request_timeout: a node just restarted on a new seal can be slow to answer under load
 
 
@@ -50,33 +55,6 @@ def cluster(tmp_path: Path, certs: Certs) -> Iterator[RaftCluster]:
         yield c
     finally:
         c.stop_all()
-
-
-def leader(c: RaftCluster) -> int:
-    found: int = wait_for(c.leader, STEP, "an active node", interval=0.2)
-    return found
-
-
-def canary(c: RaftCluster) -> Any:
-    answer = c.node(leader(c)).get("canary/data", token=c.root_token)
-    return answer.body.get("data", {}).get("value")
-
-
-def restart_with(node: Node, seal: str, kill: bool = False) -> None:
-    """The operator's step: the new stanza in the config, the process restarted."""
-    if kill and node.running:
-        os.kill(node.pid, signal.SIGKILL)
-        assert node.proc is not None
-        node.proc.wait(10)
-    node.stop()
-    node.set_seal(seal)
-    node.launch()
-
-
-def step_down(c: RaftCluster, i: int) -> None:
-    """`bao operator step-down` on node-`i` (needs sudo on sys/step-down: the root token here)."""
-    answer = c.node(i).post("sys/step-down", token=c.root_token, timeout=30)
-    assert answer.code == 204, f"step-down answered {answer}"
 
 
 def unseal_view(cfg: Path) -> dict[str, Any]:
@@ -103,23 +81,6 @@ def seal_types(c: RaftCluster) -> list[str]:
     return [str(n.seal_status().get("type")) for n in c.nodes]
 
 
-def all_unsealed_on(c: RaftCluster, seal_type: str) -> bool:
-    try:
-        statuses = [n.seal_status(timeout=2) for n in c.nodes]
-    except Exception:  # a node restarting or answering 500: not yet
-        return False
-    return all(s.get("type") == seal_type and s.get("sealed") is False and not s.get("migration") for s in statuses)
-
-
-def leaks(c: RaftCluster, *texts: str) -> list[str]:
-    forms = set(c.keys) | set(c.keys_base64)
-    return [t[:80] for t in texts if any(k in t for k in forms)]
-
-
-def files_text(*dirs: Path) -> str:
-    return "".join(p.read_text(errors="replace") for d in dirs if d.exists() for p in d.rglob("*") if p.is_file())
-
-
 def rolling_migration(c: RaftCluster, seal: str, cfg: Path, migrated: Callable[[Node], None]) -> None:
     """Every standby restarted with `seal` (`migrated(node)` waits until it is migrated), then the active
     node stepped down and restarted with `seal` too."""
@@ -137,7 +98,7 @@ def rolling_migration(c: RaftCluster, seal: str, cfg: Path, migrated: Callable[[
 
 
 def test_rolling_migration_to_static_and_back_with_the_watcher(
-    cluster: RaftCluster, certs: Certs, tmp_path: Path, watchers: Callable[..., Watcher]  # noqa: F811
+    cluster: RaftCluster, certs: Certs, tmp_path: Path, watchers: Callable[..., Watcher]
 ) -> None:
     c = cluster
     keys = write_keys(tmp_path / "keys", c.keys[:2])
@@ -201,7 +162,7 @@ def test_rolling_migration_to_static_and_back_with_the_watcher(
 
 
 def test_without_migrate_the_migrating_node_gets_nothing_then_a_node_killed_mid_migration(
-    cluster: RaftCluster, certs: Certs, tmp_path: Path, proxies: Callable[[Node], CountingProxy]  # noqa: F811
+    cluster: RaftCluster, certs: Certs, tmp_path: Path, proxies: Callable[[Node], CountingProxy]
 ) -> None:
     c = cluster
     old = leader(c)

@@ -13,11 +13,10 @@ import contextlib
 import json
 import os
 import secrets
-import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,128 +24,27 @@ import pytest
 from nomad_vault_token.core import config
 from nomad_vault_token.vault.node import NodeClient, NodeUnreachable
 from testbed import procs
-from testbed.agent import NotifySocket
 from testbed.bao import Certs
-from testbed.cli import CLI, Result, assert_one_line_error, run_cli
+from testbed.cli import CLI, assert_one_line_error, run_cli
 from testbed.env import clean_env
 from testbed.procs import holds_for, wait_for
 from testbed.proxy import CountingProxy
 from testbed.raft_cluster import THRESHOLD, Node, RaftCluster
+from testbed.unsealing import (
+    Watcher,
+    name,
+    once,
+    proxies_fixture,  # noqa: F401 - the `proxies` fixture
+    standby,
+    watchers_fixture,  # noqa: F401 - the `watchers` fixture
+    write_cfg,
+    write_keys,
+)
 
 pytestmark = [pytest.mark.vault, pytest.mark.slow]
 
 
-# ---- helpers ----------------------------------------------------------------------------------------
-
-
-def write_keys(path: Path, keys: list[str], mode: int = 0o600) -> Path:
-    path.write_text("# unseal keys\n" + "\n".join(keys) + "\n")
-    os.chmod(path, mode)
-    return path
-
-
-def write_cfg(path: Path, certs: Certs, nodes: list[str], keys: Path | None, **extra: str) -> Path:
-    values = {"ca_cert": str(certs.ca_path), "state_dir": str(path.parent / "state"), "request_timeout": "3s"}
-    if keys is not None:
-        values["unseal_keys_file"] = str(keys)
-    values |= extra
-    lines = [f'unseal_nodes = [{", ".join(json.dumps(n) for n in nodes)}]']
-    lines += [f"{k} = {json.dumps(v)}" for k, v in values.items()]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def once(cfg: Path, *args: str, timeout: float = 120) -> Result:
-    return run_cli("unseal", "--once", "--config", str(cfg), *args, timeout=timeout)
-
-
-def standby(c: RaftCluster) -> int:
-    leader = c.leader()
-    return next(i for i in (1, 2, 3) if i != leader)
-
-
-def name(node: Node) -> str:
-    return f"127.0.0.1:{node.port}"
-
-
-class Watcher:
-    """`unseal` in watch mode as a real process, its STATUS read from a notify socket; stopped by PID."""
-
-    def __init__(self, cfg: Path, notify: NotifySocket, log: Path, *args: str) -> None:
-        self.notify = notify
-        self.seen = 0  # notify messages wait_status has looked at
-        self.log_path = log
-        env = clean_env(NOTIFY_SOCKET=str(notify.path))
-        with open(log, "ab") as out:
-            self.proc = subprocess.Popen(
-                [*CLI, "unseal", "--config", str(cfg), *args],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
-
-    def statuses(self) -> list[str]:
-        return [m for m in self.notify.drain() if "STATUS=" in m]
-
-    def wait_status(self, predicate: Callable[[str], bool], timeout: float, what: str) -> str:
-        """The first STATUS after the one the previous call returned that satisfies `predicate`."""
-
-        def find() -> str | None:
-            messages = self.notify.drain()
-            while self.seen < len(messages):
-                message = messages[self.seen]
-                self.seen += 1
-                for line in message.splitlines():
-                    if line.startswith("STATUS=") and predicate(line[7:]):
-                        return line[7:]
-            return None
-
-        found: str = wait_for(find, timeout, what, interval=0.02)
-        return found
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
-
-
-@pytest.fixture
-def watchers(tmp_path: Path) -> Iterator[Callable[..., Watcher]]:
-    started: list[tuple[Watcher, NotifySocket]] = []
-
-    def start(cfg: Path, *args: str) -> Watcher:
-        sock = NotifySocket(tmp_path / f"notify-{len(started)}.sock")
-        w = Watcher(cfg, sock, tmp_path / f"watcher-{len(started)}.log", *args)
-        started.append((w, sock))
-        return w
-
-    yield start
-    for w, sock in started:
-        w.stop()
-        sock.close()
-
-
-@pytest.fixture
-def proxies(certs: Certs) -> Iterator[Callable[[Node], CountingProxy]]:
-    made: list[CountingProxy] = []
-
-    def make(node: Node) -> CountingProxy:
-        p = CountingProxy(node, certs)
-        made.append(p)
-        return p
-
-    yield make
-    for p in made:
-        p.close()
+# ---- helpers: testbed/unsealing.py (shared with the seal migration and KMS tests) ------------------------
 
 
 def unique(prefix: str) -> str:
