@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from nomad_vault_token.core.errors import ConfigError
@@ -86,3 +87,12 @@ def write_private(path: Path, data: bytes, what: str) -> None:
         raise ConfigError(
             f"{what} {path}: cannot write: {exc.strerror}: check the directory's owner and mode"
         ) from None
+
+
+def publish_json(path: Path, doc: Mapping[str, object]) -> None:
+    """A process's view for `status` (tracker.json, unseal.json): one JSON line, 0600, written atomically.
+
+    Raises OSError; the callers log it (a view is never worth stopping for)."""
+    import json
+
+    write_atomic(path, (json.dumps(doc) + "\n").encode(), 0o600)

@@ -25,7 +25,6 @@ the unsealer can do its job (it holds keys no node refused, and some node answer
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import random
@@ -41,7 +40,7 @@ from urllib.parse import urlsplit
 from nomad_vault_token.core.config import Settings
 from nomad_vault_token.core.errors import ConfigError, NvtError
 from nomad_vault_token.core.key_files import UnsealKeys
-from nomad_vault_token.core.notify import Notifier
+from nomad_vault_token.core.notify import Notifier, Watchdog
 from nomad_vault_token.unseal import keys as unseal_keys
 from nomad_vault_token.unseal.plan import (
     Context,
@@ -461,12 +460,12 @@ class Unsealer:
             self._write_metrics(r)
 
     def _write_state(self, doc: dict[str, Any]) -> None:
-        from nomad_vault_token.core.files import ensure_private_dir, write_atomic
+        from nomad_vault_token.core.files import ensure_private_dir, publish_json
 
         path = self.settings.unseal_file
         try:
             ensure_private_dir(path.parent, "state_dir")
-            write_atomic(path, (json.dumps(doc) + "\n").encode(), 0o600)
+            publish_json(path, doc)
             self._state_dir_ok = True
         except (OSError, NvtError) as exc:
             if self._state_dir_ok:
@@ -517,7 +516,7 @@ class Unsealer:
         node is probed while it restarts and unsealed as soon as it answers). `sys/seal` leaves the
         connection open, so the sealed-on-purpose rule is untouched."""
         interval = float(self.settings.unseal_interval)
-        next_watchdog = 0.0
+        pacer = Watchdog(self.notifier)
         reported: dict[int, int] = {}
         first = True
         while not self.stop.is_set():
@@ -544,14 +543,9 @@ class Unsealer:
                     self.ready_sent = True
                 else:
                     self.notifier.status(r.status)
-                next_watchdog = 0.0  # a fresh verdict: tell the watchdog now
-            if self.notifier.watchdog_enabled and time.monotonic() >= next_watchdog:
-                next_watchdog = time.monotonic() + self.notifier.watchdog_usec / 2_000_000
-                if self.last is not None and self.last.watchdog_ok:
-                    self.notifier.watchdog()
-            wake = min((w.next_probe for w in self.workers), default=now + WAKE)
-            if self.notifier.watchdog_enabled:
-                wake = min(wake, next_watchdog)
+                pacer.now_due()  # a fresh verdict: tell the watchdog now
+            pacer.beat(time.monotonic(), self.last is not None and self.last.watchdog_ok)
+            wake = pacer.wake_at(min((w.next_probe for w in self.workers), default=now + WAKE))
             self._sleep(max(0.0, min(wake - time.monotonic(), WAKE)))
 
     def _sleep(self, seconds: float) -> None:
