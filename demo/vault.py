@@ -98,7 +98,28 @@ def run(work: Path) -> None:
         print(f"  node-{i} restarted and unsealed by the watcher {time.monotonic() - began:.2f}s after its start")
 
         say(
-            "12. A seal migration to auto-unseal, carried by the unsealer",
+            "12. Before touching the seals: a verified snapshot",
+            """Every migration starts with a snapshot that has been verified (gzip, tar, SHA256SUMS, raft
+            metadata) before it was kept. Here with an admin token from the environment; in production the
+            snapshot identity's certificate or its Nomad workload identity.""",
+        )
+        leader = cluster.leader()
+        assert leader is not None
+        snaps = work / "snapshots"
+        taken = subprocess.run(
+            [*CLI, "snapshot", "--vault-addr", cluster.node(leader).addr, "--ca-cert", str(certs.ca_path),
+             "--dir", str(snaps), "--auth", "token"],
+            env=clean_env(VAULT_TOKEN=cluster.root_token), capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert taken.returncode == 0, taken.stderr
+        print("  " + taken.stdout.strip().replace("\n", "\n  "))
+        kept = sorted(snaps.glob("*.snap"))[-1]
+        checked = subprocess.run([*CLI, "snapshot", "verify", str(kept)], capture_output=True, text=True, timeout=60)
+        assert checked.returncode == 0, checked.stderr
+        print("  " + checked.stdout.strip())
+
+        say(
+            "13. A seal migration to auto-unseal, carried by the unsealer",
             """Each standby is restarted with a new `seal "static"` stanza; the unsealer (here with --migrate)
             sends it the old keys with migrate, and the node waits for the step-down. The operator steps
             the active node down (a sudo token: the unsealer holds none), and restarts it on the new stanza.
