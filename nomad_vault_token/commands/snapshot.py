@@ -3,8 +3,9 @@
 
 The run, in order: log in (cert, token or JWT) at the active node (`sys/leader`), stream
 `sys/storage/raft/snapshot` into an exclusive 0600 temp file in the target directory (fsynced),
-`snapshot_verify.verify` it completely, give it its final name and manifest (`keep`), and only then apply
-retention (`snapshot_plan.plan_retention`: verified snapshots only, our names only, never the newest).
+verifying it completely as it streams in (`store.receive_verified`: gzip, tar, SHA256SUMS and the file's
+SHA-256 in one read of the bytes), give it its final name and manifest (`store.keep`), and only then apply
+retention (`retention.plan_retention`: verified snapshots only, our names only, never the newest).
 Whatever fails before `keep`, the temp file is removed and nothing is deleted. The metrics file (when
 `metrics_dir` is set) says how the run ended either way.
 """
@@ -34,7 +35,7 @@ METRICS_COMPONENT = "snapshot"
 
 def verify_file(file: Path | None) -> Result:
     """`snapshot verify FILE`: check a snapshot offline (65 when it fails)."""
-    from nomad_vault_token.snapshot.archive import verify
+    from nomad_vault_token.snapshot.store import verify_file as verify
 
     if file is None:
         raise ConfigError("snapshot verify: give the snapshot file: snapshot verify FILE")
@@ -83,7 +84,8 @@ def main(
 
 
 def take(settings: Settings, *, token_file: Path | None) -> Result:
-    from nomad_vault_token.snapshot import archive as sv
+    from nomad_vault_token.snapshot import store as sv
+    from nomad_vault_token.snapshot.archive import Manifest, SnapshotInvalid
     from nomad_vault_token.snapshot.retention import Retention, check_prefix, plan_retention, snapshot_name
 
     started = time.monotonic()
@@ -107,18 +109,20 @@ def take(settings: Settings, *, token_file: Path | None) -> Result:
         try:
             version = _quiet_version(vault)
             with vault.snapshot_stream(token, settings.snapshot_timeout) as chunks:
-                received = sv.receive(chunks, directory, prefix)
+                try:  # verified as it streams in: one read of the bytes
+                    received, info = sv.receive_verified(chunks, directory, prefix, f"from {leader}")
+                except SnapshotInvalid:
+                    verified = False
+                    raise
+            verified = True
         finally:
             if own_login:
                 _revoke(vault, token)
             vault.close()
         with sv.discard_on_failure(received.path):
-            verified = False
-            info = sv.verify(received.path)
-            verified = True
             now = datetime.now(UTC).replace(microsecond=0)
             name = snapshot_name(prefix, now, info.index)
-            manifest = sv.Manifest.of(info, name, version, now)
+            manifest = Manifest.of(info, name, version, now)
             try:
                 final = sv.keep(received.path, name, manifest)
             except FileExistsError:
@@ -306,7 +310,7 @@ class _Metrics:
         if self.dir is None:
             return
         from nomad_vault_token.core.metrics import flag, gauge
-        from nomad_vault_token.snapshot import archive as sv
+        from nomad_vault_token.snapshot import store as sv
 
         gauges = self._common(False)
         if verified is not None:

@@ -40,7 +40,7 @@ def run(
     settings: Settings, file: Path, *, keys_file: Path | None, token_file: Path | None, canary: str | None
 ) -> Result:
     from nomad_vault_token.core import secret_files
-    from nomad_vault_token.snapshot.archive import verify
+    from nomad_vault_token.snapshot.store import verify_file as verify
 
     if keys_file is None:
         raise ConfigError(
