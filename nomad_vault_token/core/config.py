@@ -68,6 +68,7 @@ class Settings:
     jwt_file: Path | None = None
     jwt_role: str = "nomad-snapshot"
     jwt_mount: str = "jwt"
+    snapshot_copy_to: tuple[str, ...] = ()  # s3://BUCKET/PREFIX destinations
     # ---- unseal
     unseal_nodes: tuple[str, ...] = ()  # empty: vault_addr alone
     unseal_keys_file: Path | None = None
@@ -159,6 +160,7 @@ FIELDS: dict[str, tuple[Kind, tuple[str, ...]]] = {
     "jwt_file": ("path", ()),
     "jwt_role": ("str", ()),
     "jwt_mount": ("str", ()),
+    "snapshot_copy_to": ("list", ()),
     # ---- unseal
     "unseal_nodes": ("addresses", ()),
     "unseal_keys_file": ("path", ()),

@@ -12,7 +12,7 @@ EX_FAILED = 1  # status: no token kept yet; install: systemctl daemon-reload fai
 EX_USAGE = 2
 EX_DATAERR = 65  # bad data: unseal keys Vault rejects, a snapshot that fails verification
 EX_UNAVAILABLE = 69
-EX_TEMPFAIL = 75  # partial: some nodes unsealed, others not
+EX_TEMPFAIL = 75  # partial: some nodes unsealed, others not; a snapshot kept but a copy of it failed
 EX_NOPERM = 77
 EX_CONFIG = 78
 EX_INTERRUPTED = 130
@@ -52,6 +52,12 @@ class VaultUnavailable(NvtError):
     def what(self) -> str:
         """`state (detail)`: Vault's condition without its address."""
         return f"{self.state} ({self.detail})" if self.detail else self.state
+
+
+class Partial(NvtError):
+    """Part of the work is done, part failed (75): a snapshot kept and verified locally whose copy failed."""
+
+    exit_code = EX_TEMPFAIL
 
 
 class VaultDenied(NvtError):

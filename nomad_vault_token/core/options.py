@@ -191,6 +191,10 @@ OPTIONS: tuple[Option, ...] = (
            SNAPSHOTTING),
     Option("jwt_mount", ("--jwt-mount",), "str", "JWT auth mount [default: jwt]", frozenset({SNAPSHOT}),
            SNAPSHOTTING),
+    Option("snapshot_copy_to", ("--copy-to",), "list", "after the snapshot is kept, copy it and its manifest to "
+           "s3://BUCKET/PREFIX (verified by reading it back; retention as --keep/--max-age); repeat for more. "
+           "Credentials, region, endpoint: the AWS variables and files (AWS_ACCESS_KEY_ID, AWS_REGION, "
+           "AWS_ENDPOINT_URL_S3, ...) [default: none]", frozenset({SNAPSHOT}), SNAPSHOTTING, metavar="URL"),
     Option("canary", ("--canary",), "str", "restore-test: a KV v1 path to read back from the restored data "
            "(with the token of --token-file / $VAULT_TOKEN, of the source cluster)", frozenset({SNAPSHOT}),
            SNAPSHOTTING, setting=False),
