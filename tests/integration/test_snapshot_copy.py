@@ -158,6 +158,28 @@ def test_a_copy_is_the_manifest_s_bytes_and_verify_reads_it_back(
     assert_one_line_error(missing, 65, "no such object")
 
 
+def test_restore_test_reads_from_the_bucket(raft: tuple[Bao, Certs], rclone: Rclone, tmp_path: Path) -> None:
+    server, _ = raft
+    server.client().write("kv/canary", value="sing")
+    reader = server.client().auth.token.create(policies=["root"], ttl="1h")["auth"]["client_token"]
+    result = snap(raft, rclone, tmp_path / "snaps", "--copy-to", f"s3://{BUCKET}/drill")
+    assert result.code == 0, result.err
+    url = doc(result)["copies"][0]["url"]
+    keys, tf = tmp_path / "keys.json", tmp_path / "token"
+    keys.write_text(json.dumps({"keys": [server.unseal_key]}))
+    tf.write_text(reader)
+    keys.chmod(0o600)
+    tf.chmod(0o600)
+    scratch = set(os.listdir("/tmp"))
+    drill = run_cli("snapshot", "restore-test", url, "--keys-file", str(keys), "--canary", "kv/canary",
+                    "--token-file", str(tf), "--format", "json", env=clean_env(**rclone.env()), timeout=240)  # fmt: skip
+    assert drill.code == 0, drill.err
+    data = doc(drill)
+    assert data["canary_keys"] == ["value"] and data["file"] == url
+    assert not [n for n in set(os.listdir("/tmp")) - scratch if n.startswith("nvt-restore-test-")]
+    assert rclone.secret not in drill.out + drill.err and server.unseal_key not in drill.out + drill.err
+
+
 def test_retention_over_n_plus_2_runs_keeps_n_copies_and_never_a_foreign_object(
     raft: tuple[Bao, Certs], rclone: Rclone, tmp_path: Path
 ) -> None:
