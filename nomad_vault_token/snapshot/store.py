@@ -15,15 +15,16 @@ import contextlib
 import errno
 import hashlib
 import os
+import queue
 import secrets
 import stat
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from nomad_vault_token.core.files import write_atomic
 from nomad_vault_token.snapshot.archive import (
-    CHUNK,
     Manifest,
     SnapshotInfo,
     SnapshotInvalid,
@@ -116,25 +117,33 @@ def receive(chunks: Iterable[bytes], directory: Path, prefix: str) -> Received:
     return Received(path, size, digest.hexdigest())
 
 
-class _Tee:
-    """A reader over `chunks` that writes every chunk to `fd` as it is handed out (the verifier's read is the
-    only read); `read(n)` never returns more than `n` bytes, never holds more than one chunk."""
+class _Aborted(BaseException):
+    """The receiving side stopped (a broken stream, the disk, an interrupt): the verifier stops too."""
 
-    def __init__(self, chunks: Iterable[bytes], fd: int) -> None:
-        self._it = iter(chunks)
-        self._fd = fd
+
+_END = b""
+_ABORT = None
+QUEUE_DEPTH = 8  # chunks between the receiver and the verifier: bounded memory (8 x the HTTP chunk)
+
+
+class _Queued:
+    """What the verifier thread reads: the chunks the receiver wrote, in order; `read(n)` at most `n` bytes."""
+
+    def __init__(self, chunks: queue.Queue[bytes | None]) -> None:
+        self._q = chunks
         self._left = b""
-        self.size = 0
+        self._ended = False
 
     def read(self, n: int, /) -> bytes:
         while not self._left:
-            chunk = next(self._it, None)
-            if chunk is None:
+            if self._ended:
                 return b""
-            out = memoryview(chunk)
-            while out:
-                out = out[os.write(self._fd, out) :]
-            self.size += len(chunk)
+            chunk = self._q.get()
+            if chunk is _ABORT:
+                raise _Aborted
+            if chunk == _END:
+                self._ended = True
+                return b""
             self._left = bytes(chunk)
         if len(self._left) <= n:
             head, self._left = self._left, b""
@@ -143,29 +152,74 @@ class _Tee:
         return head
 
 
+def _hand_over(q: queue.Queue[bytes | None], item: bytes | None, verifier: threading.Thread) -> bool:
+    """Queue `item` for the verifier; False when the verifier has already stopped (it failed)."""
+    while verifier.is_alive():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
 def receive_verified(
     chunks: Iterable[bytes], directory: Path, prefix: str, source: str
 ) -> tuple[Received, SnapshotInfo]:
     """Stream `chunks` into a new hidden temp file in `directory` (as `receive`) while `verify_stream` checks them,
     in one pass; fsynced before returning. SnapshotInvalid names `source`.
 
-    Whatever fails (verification, the iterator, the disk, an interrupt), the temp file is removed and the error
-    re-raised."""
+    The bytes are read once: this thread receives and writes each chunk, a verifier thread checks the same chunk
+    from a bounded queue (hashing and inflating release the GIL, so the two overlap on two cores). Whatever fails
+    (verification, the iterator, the disk, an interrupt), the verifier is stopped and joined, the temp file is
+    removed and the error re-raised."""
     path, fd = _create_exclusive(directory, prefix)
+    handed: queue.Queue[bytes | None] = queue.Queue(maxsize=QUEUE_DEPTH)
+    outcome: list[SnapshotInfo | BaseException] = []
+
+    def verify() -> None:
+        try:
+            outcome.append(verify_stream(_Queued(handed), source))
+        except BaseException as exc:  # handed to the receiving thread, which raises it
+            outcome.append(exc)
+
+    verifier = threading.Thread(target=verify, name="snapshot-verify", daemon=True)
     try:
         os.fchmod(fd, SNAPSHOT_MODE)
-        tee = _Tee(chunks, fd)
-        info = verify_stream(tee, source)
-        if tee.read(CHUNK):  # verify_stream reads to the end; a stream that goes on is not this snapshot
-            raise SnapshotInvalid(f"snapshot {source}: trailing data after the gzip stream")
+        verifier.start()
+        size = 0
+        for chunk in chunks:
+            out = memoryview(chunk)
+            while out:
+                out = out[os.write(fd, out) :]
+            size += len(chunk)
+            if chunk and not _hand_over(handed, chunk, verifier):
+                break  # the verifier failed: its error is raised below
+        else:
+            _hand_over(handed, _END, verifier)
+        verifier.join()
+        result = outcome[0]
+        if isinstance(result, BaseException):
+            raise result
+        if result.size != size:  # pragma: no cover - the verifier read every byte written
+            raise SnapshotInvalid(f"snapshot {source}: {size} bytes received, {result.size} verified")
         os.fsync(fd)
     except BaseException:
+        if verifier.is_alive():
+            with contextlib.suppress(queue.Full):
+                while True:  # make room, then tell the verifier to stop
+                    try:
+                        handed.get_nowait()
+                    except queue.Empty:
+                        break
+                handed.put_nowait(_ABORT)
+            verifier.join()
         os.close(fd)
         with contextlib.suppress(OSError):
             path.unlink()
         raise
     os.close(fd)
-    return Received(path, info.size, info.sha256), info
+    return Received(path, result.size, result.sha256), result
 
 
 @contextlib.contextmanager
