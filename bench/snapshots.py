@@ -35,10 +35,14 @@ CHUNK = 384 << 10  # random bytes per value: 768 KiB of hex
 BUCKET = "bench"
 
 
-def run(argv: list[str], env: dict[str, str]) -> tuple[float, int, subprocess.CompletedProcess[bytes]]:
+def run(
+    argv: list[str], env: dict[str, str], cwd: str | None = None
+) -> tuple[float, int, subprocess.CompletedProcess[bytes]]:
     """Wall seconds and peak RSS (KiB) of one process."""
     began = time.monotonic()
-    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     out = proc.stdout.read() if proc.stdout else b""
     err = proc.stderr.read() if proc.stderr else b""
     _, status, usage = os.wait4(proc.pid, 0)
@@ -105,6 +109,11 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
                     t = run([*nvt, "snapshot", "--auth", "token", "--dir", str(d), "--format", "json"], vault_env)
                     times.setdefault("snapshot (verified as it streams)", []).append(t[:2])
                     kept = Path(json.loads(t[2].stdout)["file"])
+                    if args.baseline:  # the same command from another checkout (main: receive, then verify)
+                        t = run([*nvt, "snapshot", "--auth", "token", "--dir", str(d) + "-base"],
+                                {**vault_env, "PYTHONPATH": args.baseline}, cwd=args.baseline)  # fmt: skip
+                        times.setdefault(f"snapshot of {args.baseline}", []).append(t[:2])
+                        subprocess.run(["rm", "-rf", str(d) + "-base"], check=True)
                     t = run([*nvt, "snapshot", "verify", str(kept)], base)
                     times.setdefault("snapshot verify (the file alone)", []).append(t[:2])
                     probe = (
@@ -159,6 +168,7 @@ def main() -> None:
                         help="MiB of data to load, comma-separated [256,1024]")  # fmt: skip
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workdir", default=None, help="where the servers' data goes [$TMPDIR]")
+    parser.add_argument("--baseline", default=None, help="another checkout whose `snapshot` runs beside this one")
     args = parser.parse_args()
     rows = measure(args)
     print(table(rows), file=sys.stderr)
