@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from nomad_vault_token.core.config import Settings
-from nomad_vault_token.core.errors import ConfigError, NvtError, Partial
+from nomad_vault_token.core.errors import DISK_ERRNOS, ConfigError, DiskError, NvtError, Partial
 from nomad_vault_token.core.results import Result
 from nomad_vault_token.core.secret import Secret
 from nomad_vault_token.vault.client import Vault
@@ -143,9 +143,10 @@ def take(settings: Settings, *, token_file: Path | None) -> Result:
     metrics = _Metrics(settings, directory, prefix, started, [d.url for d in destinations])
     verified: bool | None = None
     try:
-        given = _given_secret(settings, token_file)  # read before any request: a missing file is a config error
+        auth = _auth(settings, token_file)
+        given = _given_secret(settings, auth, token_file)  # before any request: a missing file is a config error
         vault, leader = _active(settings)
-        token, own_login = _credentials(vault, settings, given)
+        token, own_login = _credentials(vault, settings, auth, given)
         try:
             version = _quiet_version(vault)
             with vault.snapshot_stream(token, settings.snapshot_timeout) as chunks:
@@ -171,14 +172,14 @@ def take(settings: Settings, *, token_file: Path | None) -> Result:
                     "run them apart (prohibit_overlap, a timer)"
                 ) from None
             except OSError as exc:
-                raise ConfigError(f"snapshot dir {directory}: cannot keep the snapshot: {exc.strerror}") from None
+                raise _write_error(directory, "cannot keep the snapshot", exc) from None
     except NvtError as exc:
         metrics.failed(verified)
         log.debug("snapshot failed, nothing deleted: %s", exc.message)
         raise
     except OSError as exc:  # the disk: receive's own writes
         metrics.failed(verified)
-        raise ConfigError(f"snapshot dir {directory}: cannot write: {exc.strerror or exc}") from None
+        raise _write_error(directory, "cannot write", exc) from None
 
     _, present = sv.survey(directory, prefix)
     plan = plan_retention(present, retention, now, run_succeeded=True)
@@ -196,6 +197,7 @@ def take(settings: Settings, *, token_file: Path | None) -> Result:
     data: dict[str, Any] = {
         "ok": not failed,
         "action": "take",
+        "auth": auth,
         "file": str(final),
         "manifest": str(directory / name.manifest_name),
         "size": info.size,
@@ -280,6 +282,17 @@ def _copy_one(dest: Any, final: Path, name: Any, manifest: Any, retention: Any, 
     return outcome
 
 
+def _write_error(directory: Path, doing: str, exc: OSError) -> NvtError:
+    """A full or failing disk is 74 (the same run works once there is room); anything else (permissions,
+    a read-only mount) is the configuration's, 78. Nothing was kept either way, older snapshots stay."""
+    if exc.errno in DISK_ERRNOS:
+        return DiskError(
+            f"snapshot dir {directory}: {doing}: {exc.strerror}: free space there (nothing was kept, "
+            "the older snapshots are untouched)"
+        )
+    return ConfigError(f"snapshot dir {directory}: {doing}: {exc.strerror or exc}")
+
+
 def _terminated(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)  # unwinds through receive/discard_on_failure: the temp file goes
 
@@ -341,13 +354,27 @@ def _active(settings: Settings) -> tuple[Vault, str]:
     return Vault(dataclasses.replace(settings, vault_addr=address)), address
 
 
-def _given_secret(settings: Settings, token_file: Path | None) -> Secret | None:
-    """--auth token: the token; --auth jwt: the JWT; --auth cert: None (the certificate is read at login)."""
+def _auth(settings: Settings, token_file: Path | None) -> str:
+    """--auth, or what the user gave: a client certificate, a token, a JWT (snapshot.auth.choose)."""
+    from nomad_vault_token.snapshot.auth import Given, choose
+
+    given = Given(
+        client_cert=settings.client_cert is not None,
+        token=token_file is not None or bool(os.environ.get("VAULT_TOKEN", "").strip()),
+        jwt_file=settings.jwt_file is not None,
+    )
+    auth = choose(settings.snapshot_auth, given)
+    log.debug("auth: %s%s", auth, "" if settings.snapshot_auth else " (from the credentials given)")
+    return auth
+
+
+def _given_secret(settings: Settings, auth: str, token_file: Path | None) -> Secret | None:
+    """auth token: the token; jwt: the JWT; cert: None (the certificate is read at login)."""
     from nomad_vault_token.core import secret_files
 
-    if settings.snapshot_auth == "token":
+    if auth == "token":
         return secret_files.token(token_file)
-    if settings.snapshot_auth == "jwt":
+    if auth == "jwt":
         if settings.jwt_file is None:
             raise ConfigError("--auth jwt: give --jwt-file FILE (or jwt_file in the config)")
         return secret_files.read(settings.jwt_file, "--jwt-file", "JWT")
@@ -360,11 +387,11 @@ def _given_secret(settings: Settings, token_file: Path | None) -> Secret | None:
     return None
 
 
-def _credentials(vault: Vault, settings: Settings, given: Secret | None) -> tuple[Secret, bool]:
+def _credentials(vault: Vault, settings: Settings, auth: str, given: Secret | None) -> tuple[Secret, bool]:
     """The token to snapshot with, and whether this run logged in for it (then it is revoked afterwards)."""
-    if settings.snapshot_auth == "token" and given is not None:
+    if auth == "token" and given is not None:
         return given, False
-    if settings.snapshot_auth == "jwt" and given is not None:
+    if auth == "jwt" and given is not None:
         return vault.login_jwt(settings.jwt_mount, settings.jwt_role, given), True
     return vault.login_cert(settings.snapshot_role), True
 

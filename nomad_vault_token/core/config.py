@@ -23,7 +23,8 @@ DEFAULT_STATE_DIR = Path("/var/lib/nomad-vault-token")
 DEFAULT_RUNTIME_DIR = Path("/run/nomad-vault-token")
 TOKEN_CONFIG_NAME = "vault-token.hcl"  # noqa: S105 - a file name
 
-Kind = Literal["str", "int", "path", "bool", "duration", "list", "choice", "addresses"]
+# "duration": 0 allowed (it means none or for ever); "positive": a duration that must be more than 0
+Kind = Literal["str", "int", "path", "bool", "duration", "positive", "list", "choice", "addresses"]
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class Settings:
     state_dir: Path = DEFAULT_STATE_DIR
     min_ttl: int = 600
     wait_timeout: int = 0
-    check_interval: int = 20 * 60
+    check_interval: int = 60  # a revoked token noticed within a minute: no task tokens until then (lookup-self: 1,440 a day)
     request_timeout: int = 10
     cert_warn_days: int = 30
     strict: bool = False
@@ -63,7 +64,7 @@ class Settings:
     snapshot_keep: int = 0
     snapshot_max_age: int = 0
     snapshot_timeout: int = 600
-    snapshot_auth: str = "cert"
+    snapshot_auth: str | None = None  # None: chosen from the credentials given (snapshot.auth)
     snapshot_role: str = "nomad_snapshot"
     jwt_file: Path | None = None
     jwt_role: str = "nomad-snapshot"
@@ -134,18 +135,18 @@ FIELDS: dict[str, tuple[Kind, tuple[str, ...]]] = {
     "mint_mode": ("choice", ("role", "create-orphan")),
     "mint_role": ("str", ()),
     "policies": ("list", ()),
-    "period": ("duration", ()),
+    "period": ("positive", ()),
     "task_role": ("str", ()),
     "handoff": ("choice", ("file", "env")),
     "token_config": ("path", ()),
     "state_dir": ("path", ()),
     "min_ttl": ("duration", ()),
     "wait_timeout": ("duration", ()),
-    "check_interval": ("duration", ()),
-    "request_timeout": ("duration", ()),
+    "check_interval": ("positive", ()),
+    "request_timeout": ("positive", ()),
     "cert_warn_days": ("int", ()),
     "strict": ("bool", ()),
-    "adoption_timeout": ("duration", ()),
+    "adoption_timeout": ("positive", ()),
     "on_not_adopted": ("choice", ("restart", "warn")),
     "stop_signal": ("choice", ("SIGINT", "SIGTERM")),
     "sighup_grace": ("duration", ()),
@@ -154,7 +155,7 @@ FIELDS: dict[str, tuple[Kind, tuple[str, ...]]] = {
     "snapshot_prefix": ("str", ()),
     "snapshot_keep": ("int", ()),
     "snapshot_max_age": ("duration", ()),
-    "snapshot_timeout": ("duration", ()),
+    "snapshot_timeout": ("positive", ()),
     "snapshot_auth": ("choice", ("cert", "token", "jwt")),
     "snapshot_role": ("str", ()),
     "jwt_file": ("path", ()),
@@ -165,9 +166,9 @@ FIELDS: dict[str, tuple[Kind, tuple[str, ...]]] = {
     "unseal_nodes": ("addresses", ()),
     "unseal_keys_file": ("path", ()),
     "unseal_credential": ("str", ()),
-    "unseal_interval": ("duration", ()),
+    "unseal_interval": ("positive", ()),
     "unseal_hold_file": ("path", ()),
-    "unseal_stale_after": ("duration", ()),
+    "unseal_stale_after": ("positive", ()),
     "unseal_expect_threshold": ("int", ()),
     "unseal_expect_shares": ("int", ()),
     "metrics_dir": ("path", ()),
@@ -193,9 +194,6 @@ def consumed_env(environ: Mapping[str, str]) -> list[str]:
     without its certificate (or a CA meant for this tool) would change how Nomad talks to Vault.
     """
     return [var for var in VAULT_ENV if environ.get(var)] + [var for var in environ if var.startswith(ENV_PREFIX)]
-_POSITIVE = {"period", "request_timeout", "check_interval", "adoption_timeout", "snapshot_timeout"}
-_POSITIVE = {"period", "request_timeout", "check_interval", "adoption_timeout"}
-_POSITIVE |= {"unseal_interval", "unseal_stale_after"}  # unseal
 
 
 def env_name(key: str) -> str:
@@ -293,17 +291,20 @@ def _coerce(key: str, raw: Any, where: str, from_file: bool) -> Any:
     if kind == "int":
         return _to_int(raw, where)
     if isinstance(raw, bool) or not isinstance(raw, (str, Path)):
-        if kind == "duration" and isinstance(raw, int):
+        if kind in ("duration", "positive") and isinstance(raw, int):
             raise ConfigError(f'{where}: durations need a unit: write "{raw}s" or "{raw}h" (a string)')
         raise ConfigError(f"{where}: expected a string, got {type(raw).__name__}")
     text = str(raw).strip()
     if kind == "path":
         return _to_path(text, where, from_file)
-    if kind == "duration":
+    if kind in ("duration", "positive"):
         try:
-            return parse_duration(text, bare_seconds=key != "period")
+            seconds = parse_duration(text, bare_seconds=key != "period")
         except DurationError as exc:
             raise ConfigError(f"{where}: {exc}") from None
+        if kind == "positive" and seconds <= 0:
+            raise ConfigError(f"{where}: must be more than 0 (e.g. {'72h' if key == 'period' else '30s'})")
+        return seconds
     if kind == "choice" and text not in choices:
         raise ConfigError(f"{where}: {text!r} is not one of: {', '.join(choices)}")
     if not text:
@@ -368,9 +369,6 @@ def _to_path(text: str, where: str, from_file: bool) -> Path:
 
 
 def _validate(s: Settings) -> None:
-    for key in _POSITIVE:
-        if getattr(s, key) <= 0:
-            raise ConfigError(f"{key}: must be more than 0 (e.g. {'72h' if key == 'period' else '30s'})")
     if s.min_ttl >= s.period:
         raise ConfigError(f"min_ttl ({s.min_ttl}s) must be shorter than period ({s.period}s)")
     check_address(s.vault_addr, s.allow_insecure_http)

@@ -6,12 +6,15 @@ They never contain a token.
 
 from __future__ import annotations
 
+import errno
+
 # Every exit code the tool uses (DESIGN.md, README "Exit codes"); sysexits.h names where one exists.
 EX_OK = 0
 EX_FAILED = 1  # status: no token kept yet; install: systemctl daemon-reload failed
 EX_USAGE = 2
 EX_DATAERR = 65  # bad data: unseal keys Vault rejects, a snapshot that fails verification
 EX_UNAVAILABLE = 69
+EX_IOERR = 74  # I/O: the disk is full or failing (a snapshot that cannot be written)
 EX_TEMPFAIL = 75  # partial: some nodes unsealed, others not; a snapshot kept but a copy of it failed
 EX_NOPERM = 77
 EX_CONFIG = 78
@@ -35,6 +38,16 @@ class ConfigError(NvtError):
     """Bad configuration, file, key or certificate: fix it before restarting (78)."""
 
     exit_code = EX_CONFIG
+
+
+class DiskError(NvtError):
+    """A local write failed for a reason of the disk, not of the configuration: full (ENOSPC, EDQUOT),
+    too large (EFBIG), failing (EIO) (74). Free space or fix the disk; the same run then works."""
+
+    exit_code = EX_IOERR
+
+
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})  # the disk's fault, not the config's
 
 
 class VaultUnavailable(NvtError):

@@ -73,7 +73,6 @@ if TYPE_CHECKING:
 PREFIX = "nomad_vault_token_"
 FILE_MODE = 0o644
 COMPONENTS = ("tracker", "unseal", "snapshot")
-TRACKER_STATES = ("awaiting", "healthy", "not_adopted", "dead", "unreachable", "degraded")
 
 CATALOG: dict[str, str] = {
     # tracker

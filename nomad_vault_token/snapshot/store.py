@@ -254,8 +254,13 @@ def keep(received: Path, name: SnapshotName, manifest: Manifest) -> Path:
         os.rename(received, final)
     else:
         os.unlink(received)
-    fsync_dir(final.parent)
-    write_atomic(final.parent / name.manifest_name, manifest.to_json(), MANIFEST_MODE)
+    try:
+        fsync_dir(final.parent)
+        write_atomic(final.parent / name.manifest_name, manifest.to_json(), MANIFEST_MODE)
+    except OSError:  # a full disk has room for the snapshot, not its manifest: keep neither
+        with contextlib.suppress(OSError):
+            final.unlink()
+        raise
     return final
 
 

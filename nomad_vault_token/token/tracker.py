@@ -1,12 +1,11 @@
-"""The tracker: a detached process beside the agent that keeps the token alive and systemd informed.
+"""The tracker's check loop: a detached process beside the agent that keeps the token alive.
 
-`spawn` double-forks it just before `run` execs the agent. It holds the token in
-memory only, exits when the agent's PID exits (pidfd), checks the token with
-lookup-self on the schedule of `lease`, renews only below the threshold the agent
-should never reach, proves the agent adopted its token (`tracking`: Nomad renews a
-token it took), recovers a dead token (mint, rewrite, SIGHUP once that is safe; or
-the stop signal in env mode), escalates a hand-over the agent does not take, and
-reports READY / STATUS / WATCHDOG through sd_notify and `tracker.json` for `status`.
+`spawn` starts it beside the agent (`agent_process`: fork, pidfd, signals). It holds the token in
+memory only, exits when the agent does, checks the token with lookup-self on the schedule of `lease`,
+renews only below the threshold the agent should never reach, proves the agent adopted its token
+(`tracker_state`: Nomad renews a token it took), recovers a dead token (mint, rewrite, SIGHUP once that
+is safe; or the stop signal in env mode) and escalates a hand-over the agent does not take. What it
+says (READY / STATUS / WATCHDOG, `tracker.json`, metrics) is made by `tracker_report`.
 """
 
 from __future__ import annotations
@@ -16,22 +15,21 @@ import json
 import logging
 import os
 import random
-import select
 import signal
-import sys
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 from nomad_vault_token.core.config import Settings
 from nomad_vault_token.core.durations import format_duration
 from nomad_vault_token.core.errors import NvtError, TokenInvalid, VaultUnavailable
-from nomad_vault_token.core.notify import Notifier
+from nomad_vault_token.core.notify import Notifier, Watchdog
 from nomad_vault_token.core.secret import Secret
 from nomad_vault_token.nomad.argv import AgentArgv
 from nomad_vault_token.token import lease
 from nomad_vault_token.token import store as state
+from nomad_vault_token.token import tracker_report as report
 from nomad_vault_token.token import tracker_state as tracking
+from nomad_vault_token.token.agent_process import AgentProcess, fork_beside
+from nomad_vault_token.token.tracker_report import Health
 from nomad_vault_token.vault import tls
 from nomad_vault_token.vault.client import TokenInfo, Vault
 
@@ -50,49 +48,11 @@ def spawn(
     """Start the tracker detached; it begins once this process has exec'd the agent.
 
     `degraded`: the agent starts without Vault's word on `token` (None: no token at all)."""
-    agent_pid = os.getpid()
-    pidfd = os.pidfd_open(agent_pid)
-    ready_r, ready_w = os.pipe()  # both close-on-exec: exec closes ready_w, the tracker sees EOF
-    sys.stdout.flush()
-    sys.stderr.flush()
-    child = os.fork()
-    if child == 0:  # pragma: no cover - runs in the forked process, observed by the tests
-        code = 0
-        try:
-            os.setsid()
-            if os.fork() != 0:
-                os._exit(0)
-            os.close(ready_w)
-            _quiet_stdin()
-            code = Tracker(settings, token, info, agent_pid, pidfd, agent_args, degraded=degraded).main(ready_r)
-        except BaseException:  # the agent must never notice the tracker failing
-            log.exception("tracker failed")
-            code = 1
-        finally:
-            os._exit(code)
-    os.waitpid(child, 0)
-    os.close(ready_r)
-    os.close(pidfd)
 
+    def body(agent: AgentProcess, ready_fd: int) -> int:
+        return Tracker(settings, token, info, agent, agent_args, degraded=degraded).main(ready_fd)
 
-def _quiet_stdin() -> None:
-    fd = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(fd, 0)
-    os.close(fd)
-
-
-@dataclass
-class Health:
-    """What the tracker last knew, for STATUS and WATCHDOG."""
-
-    ttl: float = 0.0
-    checked_at: float = 0.0  # monotonic
-    last_renewal: float | None = None  # wall clock, from lookup-self
-    renewed_by: str = ""
-    unreachable_since: float | None = None  # wall clock
-    dead_since: float | None = None  # wall clock: token gone and not yet replaced
-    problem: str = ""
-    vault_state: str = ""  # VaultUnavailable.what while unreachable
+    fork_beside(signal.Signals[settings.stop_signal], body)
 
 
 class Tracker:
@@ -101,8 +61,7 @@ class Tracker:
         settings: Settings,
         token: Secret | None,
         info: TokenInfo,
-        agent_pid: int,
-        pidfd: int,
+        agent: AgentProcess,
         agent_args: AgentArgv | None = None,
         *,
         degraded: bool = False,
@@ -111,8 +70,8 @@ class Tracker:
         self.vault = Vault(settings)  # made in the forked tracker: no connection shared with `run`
         self.token = token
         self.info = info
-        self.agent_pid = agent_pid
-        self.pidfd = pidfd
+        self.agent = agent
+        self.agent_pid = agent.pid
         self.notifier = Notifier()
         self.health = Health(ttl=info.ttl, checked_at=time.monotonic(), last_renewal=_last_renewal(info))
         self.policy = tracking.Policy(
@@ -120,7 +79,7 @@ class Tracker:
             sighup_grace=settings.sighup_grace,
             escalate=settings.on_not_adopted == "restart",
         )
-        self.stop_signal = signal.Signals[settings.stop_signal]
+        self.stop_signal = agent.stop_signal
         self.agent_args = agent_args
         self.config_problem = ""
         self.track = tracking.start(time.monotonic(), _renewal_mark(info), random.random(), degraded=degraded)  # noqa: S311
@@ -130,7 +89,7 @@ class Tracker:
         self.last_lookup: float | None = None  # wall clock of the last successful lookup-self
         self.last_mint: float | None = None  # wall clock of the last replacement token
         self.cert_warning = ""
-        self.next_watchdog = 0.0
+        self.pacer = Watchdog(self.notifier)
         self.ready_sent = False
 
     # ---- process plumbing -------------------------------------------------------
@@ -139,7 +98,7 @@ class Tracker:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         signal.signal(signal.SIGINT, _exit_quietly)
         signal.signal(signal.SIGTERM, _exit_quietly)
-        if not self._wait_for_exec(ready_fd):
+        if not self.agent.wait_for_exec(ready_fd):
             return 0
         self.track = tracking.start(
             time.monotonic(), self.track.baseline, self.track.jitter, degraded=self.track.state == "degraded"
@@ -187,31 +146,14 @@ class Tracker:
             log.error("Nomad will refuse the token: %s (%s)", r.message, r.fix)
             self.config_problem = self.config_problem or f"Nomad will refuse the token: {r.message}"
 
-    def _wait_for_exec(self, ready_fd: int) -> bool:
-        """True once the agent has been exec'd (our end of the pipe reads EOF and the PID lives)."""
-        poller = select.poll()
-        poller.register(ready_fd, select.POLLIN | select.POLLHUP)
-        poller.register(self.pidfd, select.POLLIN)
-        while True:
-            events = dict(poller.poll())
-            if self.pidfd in events:
-                return False
-            if ready_fd in events and not os.read(ready_fd, 1):
-                os.close(ready_fd)
-                return not self._agent_gone(0.2)
-
-    def _agent_gone(self, timeout: float) -> bool:
-        readable, _, _ = select.select([self.pidfd], [], [], max(timeout, 0))
-        return bool(readable)
-
     def loop(self) -> None:
         next_check = time.monotonic() + self.check_delay()
         while True:
             now = time.monotonic()
-            wake = min(next_check, self.next_watchdog) if self.notifier.watchdog_enabled else next_check
+            wake = self.pacer.wake_at(next_check)
             if not self.ready_sent:
                 wake = min(wake, tracking.sighup_safe_at(self.track, self.policy))
-            if self._agent_gone(wake - now):
+            if self.agent.gone(wake - now):
                 log.info("agent pid %d exited: tracker stops", self.agent_pid)
                 return
             now = time.monotonic()
@@ -275,7 +217,7 @@ class Tracker:
         if action == "sighup" and self.settings.handoff == "env":
             self._restart_for_token()
         elif action == "sighup":
-            self._signal(signal.SIGHUP, f"the new token in {self.settings.token_config} is safe to load now")
+            self.agent.reload(f"the new token in {self.settings.token_config} is safe to load now")
         elif action == "escalate":
             log.error(
                 "agent pid %d has not adopted token accessor %s %s after it was handed over: stopping it (%s) so "
@@ -285,7 +227,7 @@ class Tracker:
                 format_duration(time.monotonic() - self.track.handed_at),
                 self.stop_signal.name,
             )
-            self._signal(self.stop_signal, "escalation")
+            self.agent.stop("escalation")
         if self.track.state == "not_adopted" and before != "not_adopted":
             log.error("token accessor %s %s", self.info.accessor, self.adoption())
         changed = action is not None or self.track.state != before
@@ -391,7 +333,7 @@ class Tracker:
                     format_duration(self.policy.sighup_grace),
                 )
                 return "pending"
-            self._signal(signal.SIGHUP, f"new token written to {self.settings.token_config}")
+            self.agent.reload(f"new token written to {self.settings.token_config}")
             return "sighup"
         if not tracking.sighup_safe(self.track, self.policy, time.monotonic()):
             log.warning(
@@ -410,14 +352,7 @@ class Tracker:
             self.agent_pid,
             self.stop_signal.name,
         )
-        self._signal(self.stop_signal, "env hand-off")
-
-    def _signal(self, sig: signal.Signals, why: str) -> None:
-        try:
-            os.kill(self.agent_pid, sig)
-        except ProcessLookupError:
-            return
-        log.info("%s; agent pid %d sent %s", why, self.agent_pid, sig.name)
+        self.agent.stop("env hand-off")
 
     # ---- reporting -------------------------------------------------------------------
 
@@ -430,65 +365,49 @@ class Tracker:
     def adoption(self) -> str:
         return tracking.describe(self.track, self.policy, time.monotonic())
 
+    def view(self) -> report.View:
+        return report.View(
+            accessor=self.info.accessor,
+            agent_pid=self.agent_pid,
+            track=self.track,
+            health=self.health,
+            ttl=self.ttl_now(),
+            has_token=self.token is not None,
+            adoption=self.adoption(),
+            degraded_for=self.track.degraded_for(time.monotonic()),
+            config_problem=self.config_problem,
+            cert_days=self.cert_days,
+            cert_warning=self.cert_warning,
+            cert_not_after=self.cert_not_after,
+            last_lookup=self.last_lookup,
+            last_mint=self.last_mint,
+            wall=time.time(),
+        )
+
+    def status_line(self) -> str:
+        return report.status_line(self.view())
+
     def report(self) -> None:
         self.notifier.status(self.status_line())
         self.publish()
 
     def publish(self) -> None:
-        """tracker.json beside the state file, for `status` (no token in it)."""
+        """tracker.json beside the state file, for `status`; the metrics textfile when configured."""
         from nomad_vault_token.core.files import write_atomic
 
-        doc = {
-            "version": 1,
-            "pid": os.getpid(),
-            "agent_pid": self.agent_pid,
-            "accessor": self.info.accessor,
-            "state": self.track.state,
-            "adopted": self.track.adopted(),
-            "adoption": self.adoption(),
-            "handover": self.track.handover,
-            "degraded_for": self.track.degraded_for(time.monotonic()),
-            "status": self.status_line(),
-            "updated_at": time.time(),
-        }
+        view = self.view()
         try:
-            write_atomic(self.settings.tracker_file, (json.dumps(doc) + "\n").encode(), 0o600)
+            write_atomic(self.settings.tracker_file, (json.dumps(report.document(view, os.getpid())) + "\n").encode(), 0o600)
         except OSError as exc:
             log.debug("cannot write %s: %s", self.settings.tracker_file, exc.strerror)
         if self.settings.metrics_dir is not None:
-            self.write_metrics(self.settings.metrics_dir)
+            from nomad_vault_token.core import metrics
 
-    def write_metrics(self, directory: Path) -> None:
-        """nomad_vault_token_tracker.prom for node_exporter's textfile collector (prometheus_client is
-        imported here, in the tracker, never by `run`). What is unknown is left out, never written as 0."""
-        from nomad_vault_token.core import metrics
-        from nomad_vault_token.core.metrics import flag, gauge
-
-        now = time.monotonic()
-        gauges = metrics.state_set("nomad_vault_token_tracker_state", metrics.TRACKER_STATES, self.track.state)
-        gauges.append(gauge("nomad_vault_token_token_adopted", flag(self.track.adopted())))
-        degraded_for = self.track.degraded_for(now)
-        gauges.append(gauge("nomad_vault_token_degraded_start", flag(degraded_for is not None)))
-        if degraded_for is not None:
-            gauges.append(gauge("nomad_vault_token_degraded_duration_seconds", degraded_for))
-        if self.token is not None and self.health.dead_since is None and self.health.checked_at:
-            ttl = max(self.ttl_now(), 0.0)
-            gauges.append(gauge("nomad_vault_token_token_ttl_seconds", ttl))
-            gauges.append(gauge("nomad_vault_token_token_expiry_timestamp_seconds", time.time() + ttl))
-        elif self.health.dead_since is not None:
-            gauges.append(gauge("nomad_vault_token_token_ttl_seconds", 0.0))
-        for name, value in (
-            ("nomad_vault_token_token_last_renewal_timestamp_seconds", self.health.last_renewal),
-            ("nomad_vault_token_token_last_lookup_timestamp_seconds", self.last_lookup),
-            ("nomad_vault_token_token_last_mint_timestamp_seconds", self.last_mint),
-            ("nomad_vault_token_client_cert_expiry_timestamp_seconds", self.cert_not_after),
-        ):
-            if value is not None:
-                gauges.append(gauge(name, value))
-        try:
-            metrics.write_textfile(directory, "tracker", gauges)
-        except (OSError, ValueError) as exc:
-            log.warning("metrics: cannot write in %s: %s", directory, getattr(exc, "strerror", None) or exc)
+            try:
+                metrics.write_textfile(self.settings.metrics_dir, "tracker", report.gauges(view))
+            except (OSError, ValueError) as exc:
+                where = self.settings.metrics_dir
+                log.warning("metrics: cannot write in %s: %s", where, getattr(exc, "strerror", None) or exc)
 
     def ready(self) -> None:
         """READY=1 once the agent can take a reload: systemd allows `systemctl reload` (SIGHUP) from then
@@ -499,11 +418,7 @@ class Tracker:
         self.notifier.ready(self.status_line())
 
     def watchdog(self) -> None:
-        if not self.notifier.watchdog_enabled or time.monotonic() < self.next_watchdog:
-            return
-        self.next_watchdog = time.monotonic() + self.notifier.watchdog_usec / 2_000_000
-        if self.healthy():
-            self.notifier.watchdog()
+        self.pacer.beat(time.monotonic(), self.healthy())
 
     def _refresh_cert(self) -> None:
         cert, key = self.settings.client_tls()
@@ -515,35 +430,6 @@ class Tracker:
         self.cert_days = info.days_left
         self.cert_not_after = info.not_after.timestamp()
         self.cert_warning = info.warnings[0] if info.warnings else ""
-
-    def status_line(self) -> str:
-        h = self.health
-        parts = [f"token {self.info.accessor[:8]}... ttl {format_duration(self.ttl_now())}"]
-        if self.track.state == "degraded":
-            since = _clock(h.unreachable_since or time.time())
-            held = f"token {self.info.accessor[:8]}... unverified" if self.token is not None else "no token yet"
-            parts = [f"degraded: Vault unreachable since {since}, {held}"]
-        elif h.dead_since is None:
-            parts[0] += ", " + self.adoption()
-        if h.dead_since is not None:
-            parts = [
-                f"token {self.info.accessor[:8]}... DEAD since {_clock(h.dead_since)}, {h.problem or 'recovering'}"
-            ]
-        elif h.last_renewal is not None:
-            parts[0] += f", renewed {format_duration(time.time() - h.last_renewal)} ago"
-            if h.renewed_by:
-                parts[0] += f" by {h.renewed_by}"
-        if h.unreachable_since is not None and self.track.state != "degraded":
-            parts.append(f"Vault unreachable since {_clock(h.unreachable_since)} ({h.vault_state})")
-        elif h.problem and h.dead_since is None:
-            parts.append(h.problem)
-        if self.config_problem:
-            parts.append(f"agent config: {self.config_problem}")
-        if self.cert_warning:
-            parts.append(f"WARNING: {self.cert_warning}")
-        elif self.cert_days is not None:
-            parts.append(f"client cert expires in {self.cert_days} days")
-        return "; ".join(parts)
 
 
 def _renewal_mark(info: TokenInfo) -> str | None:
@@ -557,10 +443,6 @@ def _last_renewal(info: TokenInfo) -> float | None:
     with contextlib.suppress(TypeError, ValueError):
         return float(value) if value else None
     return None
-
-
-def _clock(wall: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(wall))
 
 
 def _exit_quietly(signum: int, frame: object) -> None:

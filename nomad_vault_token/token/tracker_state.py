@@ -29,9 +29,10 @@ it again with the saved token.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Literal, get_args
 
 State = Literal["awaiting", "healthy", "not_adopted", "dead", "unreachable", "degraded"]
+STATES: tuple[State, ...] = get_args(State)  # every state, in order (the metrics' state set)
 Handover = Literal["start", "sighup", "pending", "restart"]
 Action = Literal["sighup", "escalate"]
 

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 from nomad_vault_token.core.config import Settings
 from nomad_vault_token.core.errors import ConfigError, NvtError
+from nomad_vault_token.core.key_files import UnsealKeys
 from nomad_vault_token.core.notify import Notifier
 from nomad_vault_token.unseal import keys as unseal_keys
 from nomad_vault_token.unseal.plan import (
@@ -76,7 +77,7 @@ class Keys:
         self.stamp = self._stamp()
         self.problem = ""
 
-    def _read(self) -> unseal_keys.UnsealKeys:
+    def _read(self) -> UnsealKeys:
         return unseal_keys.load(self.file, self.credential)
 
     @property
@@ -129,13 +130,13 @@ class Worker:
     def busy(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def start(self, ctx: Context, keys: unseal_keys.UnsealKeys) -> threading.Thread:
+    def start(self, ctx: Context, keys: UnsealKeys) -> threading.Thread:
         self.started = time.monotonic()
         self._thread = threading.Thread(target=self._run, args=(ctx, keys), name=f"unseal {self.name}", daemon=True)
         self._thread.start()
         return self._thread
 
-    def _run(self, ctx: Context, keys: unseal_keys.UnsealKeys) -> None:
+    def _run(self, ctx: Context, keys: UnsealKeys) -> None:
         try:
             self.decision = self.round(ctx, keys)
         except Exception:  # a bug must not end the watcher; the node shows as unreachable
@@ -153,7 +154,7 @@ class Worker:
         self.probe_seen = p
         return p
 
-    def round(self, ctx: Context, keys: unseal_keys.UnsealKeys) -> Decision:
+    def round(self, ctx: Context, keys: UnsealKeys) -> Decision:
         """Probe, decide, and send keys while the plan says so (at most one attempt's worth)."""
         d = decide(self.probe(), self.memory, ctx)
         self.memory = d.memory

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import hvac
 
     from nomad_vault_token.core.config import Settings
+    from nomad_vault_token.core.key_files import UnsealKey
 
 
 @dataclass(frozen=True)
@@ -570,13 +571,21 @@ def _raise_for_snapshot(resp: Any, path: str, addr: str) -> None:
 class Throwaway(Vault):
     """A local, throwaway server (`snapshot restore-test`): init, unseal, forced restore, one read."""
 
-    def init_one_key(self) -> tuple[Secret, Secret]:
+    def init_one_key(self) -> tuple[Secret, UnsealKey]:
         """PUT sys/init with one key share: (root token, unseal key)."""
+        from nomad_vault_token.core.key_files import UnsealKey
+
         with self._mapped("sys/init"):
             data = self._client().sys.initialize(secret_shares=1, secret_threshold=1)
-        return Secret(data["root_token"]), Secret(data["keys"][0])
+        return Secret(data["root_token"]), UnsealKey(bytes.fromhex(data["keys"][0]))
 
-    def unseal_with(self, key: Secret) -> bool:
+    def seal_config(self) -> tuple[int, int]:
+        """GET sys/seal-status: (threshold, shares) as the server holds them now."""
+        with self._mapped("sys/seal-status"):
+            data = self._client().sys.read_seal_status()
+        return int(data.get("t") or 0), int(data.get("n") or 0)
+
+    def unseal_with(self, key: UnsealKey) -> bool:
         """PUT sys/unseal with one key; True while still sealed. A key Vault refuses raises VaultDenied."""
         with self._mapped("sys/unseal"):
             data = self._client().sys.submit_unseal_key(key.reveal())

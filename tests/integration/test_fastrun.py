@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nomad_vault_token.cli import app as cli
-from nomad_vault_token.cli import dispatch, entry, fastrun
+from nomad_vault_token.cli import dispatch, fastrun
 from nomad_vault_token.core import options
 from testbed.cli import assert_one_line_error, run_cli
 

@@ -159,6 +159,7 @@ def test_schedules_use_the_monotonic_clock(config: Path, monkeypatch: pytest.Mon
     from nomad_vault_token.core import config as config_mod
     from nomad_vault_token.core.secret import Secret
     from nomad_vault_token.token import tracker
+    from nomad_vault_token.token.agent_process import AgentProcess
     from nomad_vault_token.vault.client import TokenInfo
 
     settings = config_mod.load(config, environ={})
@@ -173,7 +174,7 @@ def test_schedules_use_the_monotonic_clock(config: Path, monkeypatch: pytest.Mon
             "policies": ["x"],
         }
     )
-    t = tracker.Tracker(settings, Secret("s.x"), info, os.getpid(), -1)
+    t = tracker.Tracker(settings, Secret("s.x"), info, AgentProcess(os.getpid(), -1, signal.SIGINT))
     before = (t.ttl_now(), t.check_delay())
     real = time.time
     monkeypatch.setattr(time, "time", lambda: real() + 86400)

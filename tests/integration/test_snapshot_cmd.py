@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import gzip
 import hashlib
 import io
@@ -19,6 +20,7 @@ import json
 import os
 import ssl
 import stat
+import subprocess
 import tarfile
 import threading
 import time
@@ -37,6 +39,7 @@ from testbed.cli import Result, assert_one_line_error, run_cli
 from testbed.env import clean_env
 from testbed.procs import wait_for
 from testbed.proxy import DelayProxy
+from testbed.raft_cluster import SHARES, THRESHOLD, RaftCluster
 
 pytestmark = pytest.mark.vault
 
@@ -248,6 +251,32 @@ def test_text_output_and_no_token_in_it(raft: tuple[Bao, Certs], tmp_path: Path)
     assert result.code == 0, result.err
     assert "verified, raft index" in result.out and len(result.out.splitlines()) == 1
     assert token not in result.out + result.err
+
+
+def test_without_auth_the_credentials_given_decide(raft: tuple[Bao, Certs], tmp_path: Path) -> None:
+    """No --auth: no client certificate configured and $VAULT_TOKEN (or --token-file) set means the token, as
+    the Vault CLI would; a configured certificate means cert; an explicit --auth still wins."""
+    server, certs = raft
+    token = snapshot_token(server, [SNAP_ROLE])
+    base = ("snapshot", "--format", "json", "--vault-addr", server.addr, "--ca-cert", str(certs.ca_path))
+    via_env = run_cli(*base, "--dir", str(tmp_path / "env"), env=clean_env(VAULT_TOKEN=token), timeout=120)
+    assert via_env.code == 0, via_env.err
+    assert doc(via_env)["auth"] == "token"
+    tf = tmp_path / "token"
+    tf.write_text(token + "\n")
+    tf.chmod(0o600)
+    via_file = run_cli(*base, "--dir", str(tmp_path / "file"), "--token-file", str(tf), timeout=120)
+    assert via_file.code == 0, via_file.err
+    assert doc(via_file)["auth"] == "token"
+    with_cert = snap(server.addr, certs, tmp_path / "cert", env=clean_env(VAULT_TOKEN=token))
+    assert with_cert.code == 0, with_cert.err
+    assert doc(with_cert)["auth"] == "cert"
+    wait_next_second()
+    explicit = snap(server.addr, certs, tmp_path / "cert", "--auth", "token", env=clean_env(VAULT_TOKEN=token))
+    assert explicit.code == 0, explicit.err
+    assert doc(explicit)["auth"] == "token"
+    nothing = run_cli(*base, "--dir", str(tmp_path / "none"), timeout=120)
+    assert_one_line_error(nothing, 78, "--client-cert", "--token-file", "$VAULT_TOKEN", "--jwt-file")
 
 
 def test_read_only_identity_can_snapshot_and_nothing_else(raft: tuple[Bao, Certs]) -> None:
@@ -526,6 +555,62 @@ def test_stopped_mid_download_leaves_nothing_and_stale_temp_files_go(
 # ---- verify --------------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real filesystem of its own, 512 KiB (a tmpfs mounted for this test, unmounted after): filled up,
+    it answers ENOSPC as a full disk does."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs (a disk that can be filled) needs root")
+    mount = tmp_path / "small"
+    mount.mkdir(mode=0o700)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k,mode=0700", "tmpfs", str(mount)],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def fill(path: Path, leave_pages: int) -> None:
+    """Write `path` until the filesystem is full, then give back `leave_pages` pages (tmpfs counts pages)."""
+    page = b"\0" * 4096
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        written = 0
+        while True:
+            try:
+                written += os.write(fd, page)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC, exc
+                break
+        os.ftruncate(fd, max(0, written - written % 4096 - leave_pages * 4096))
+    finally:
+        os.close(fd)
+
+
+def test_a_full_disk_is_74_leaves_nothing_and_keeps_the_older(raft: tuple[Bao, Certs], small_disk: Path) -> None:
+    """ENOSPC wherever it hits (the download, the manifest after the rename): exit 74 (I/O), not 78 (config);
+    no partial file, no snapshot without its manifest, the older snapshot untouched."""
+    server, certs = raft
+    directory = small_disk / "snaps"
+    first = take_good(server, certs, directory)
+    older = {n: (directory / n).read_bytes() for n in listing(directory)}
+    pages = -(-first["size"] // 4096)  # what the next snapshot needs, about: the manifest needs one more
+    filler = small_disk / "filler"
+    for leave in (0, pages - 1, pages):
+        fill(filler, leave)
+        wait_next_second()
+        result = snap(server.addr, certs, directory)
+        assert_one_line_error(result, 74, str(directory), "No space left on device")
+        assert doc(result)["error"]["exit_code"] == 74
+        assert {n: (directory / n).read_bytes() for n in listing(directory)} == older, f"{leave} pages free"
+    filler.unlink()
+    wait_next_second()
+    assert take_good(server, certs, directory)["kept"]  # room again: it works
+
+
 def test_verify_catches_a_flipped_byte_and_a_truncated_file(raft: tuple[Bao, Certs], tmp_path: Path) -> None:
     server, certs = raft
     good = Path(take_good(server, certs, tmp_path / "s")["file"])
@@ -565,6 +650,12 @@ def test_usage_errors_are_one_line(tmp_path: Path) -> None:
         run_cli("snapshot", "--dir", str(tmp_path), "--auth", "jwt", "--vault-addr", "https://127.0.0.1:1"),
         78, "--jwt-file",
     )  # fmt: skip
+    for zero in ("0", "0s"):  # refused before anything is contacted (127.0.0.1:1 would be exit 69)
+        assert_one_line_error(
+            run_cli("snapshot", "--dir", str(tmp_path), "--snapshot-timeout", zero, "--auth", "token",
+                    "--vault-addr", "https://127.0.0.1:1", env=clean_env(VAULT_TOKEN="t")),
+            78, "--snapshot-timeout", "more than 0",
+        )  # fmt: skip
 
 
 # ---- retention -----------------------------------------------------------------------------------
@@ -634,6 +725,70 @@ def test_restore_test_reads_the_canary_back(raft: tuple[Bao, Certs], tmp_path: P
     refused = run_cli("snapshot", "restore-test", path, "--keys-file", str(wrong), timeout=180)
     assert refused.code in (65, 78), refused.err
     assert_one_line_error(refused, refused.code, "--keys-file")
+
+
+def test_restore_test_of_a_cluster_with_3_shares_threshold_2(raft_cluster: RaftCluster, tmp_path: Path) -> None:
+    """The seeds' shape (3 shares, threshold 2), not only 1-of-1: after the forced restore the throwaway node still
+    reports its own 1-of-1 seal configuration, so the first share must not be taken for a whole key."""
+    assert (SHARES, THRESHOLD) == (3, 2)
+    c = raft_cluster
+    certs = c.certs
+    leader = c.node(c.leader() or 1)
+    root = hvac.Client(url=leader.addr, verify=str(certs.ca_path), token=c.root_token)
+    if "kv3/" not in root.sys.list_mounted_secrets_engines()["data"]:
+        root.sys.enable_secrets_engine("kv", path="kv3")
+    root.write("kv3/canary", value="three")
+    taken = run_cli(
+        "snapshot", "--format", "json", "--dir", str(tmp_path / "s"), "--vault-addr", c.node(1).addr,
+        "--ca-cert", str(certs.ca_path), env=clean_env(VAULT_TOKEN=c.root_token), timeout=120,
+    )  # fmt: skip
+    assert taken.code == 0, taken.err
+    path = doc(taken)["file"]
+    tf = tmp_path / "token"
+    tf.write_text(c.root_token)
+    tf.chmod(0o600)
+    two = tmp_path / "two-keys"
+    two.write_text("\n".join(c.keys[:THRESHOLD]) + "\n")
+    two.chmod(0o600)
+    result = run_cli("snapshot", "restore-test", path, "--keys-file", str(two), "--canary", "kv3/canary",
+                     "--token-file", str(tf), "--format", "json", timeout=180)  # fmt: skip
+    assert result.code == 0, result.err
+    assert doc(result)["canary_keys"] == ["value"]
+    every = tmp_path / "init.json"  # all three, as operator init's JSON prints them
+    every.write_text(json.dumps({"unseal_keys_b64": c.keys_base64, "unseal_keys_hex": c.keys, "root_token": "x"}))
+    every.chmod(0o600)
+    result = run_cli("snapshot", "restore-test", path, "--keys-file", str(every), timeout=180)
+    assert result.code == 0, result.err
+    for key in c.keys + c.keys_base64:
+        assert key not in result.out + result.err
+    one = tmp_path / "one-key"
+    one.write_text(c.keys[0] + "\n")
+    one.chmod(0o600)
+    short = run_cli("snapshot", "restore-test", path, "--keys-file", str(one), timeout=180)
+    assert_one_line_error(short, 78, str(one), "1 key", f"threshold {THRESHOLD}")
+
+
+def test_restore_test_reads_keys_as_unseal_does(tmp_path: Path) -> None:
+    """One reader for --keys-file: a keys file others can read, or someone else's, is refused by restore-test
+    exactly as by unseal (78), before any server is started."""
+    key = os.urandom(33).hex()
+    keys = tmp_path / "keys"
+    keys.write_text(key + "\n")
+    snapshot = tmp_path / "x.snap"
+    snapshot.write_bytes(b"not read: the keys are checked first")
+    for mode in (0o644, 0o640, 0o604):
+        keys.chmod(mode)
+        drill = run_cli("snapshot", "restore-test", str(snapshot), "--keys-file", str(keys))
+        assert_one_line_error(drill, 78, str(keys), f"mode {mode:04o} lets others read the keys")
+        unseal = run_cli("unseal", "--once", "--keys-file", str(keys), "--node", "https://127.0.0.1:1")
+        assert_one_line_error(unseal, 78, str(keys), f"mode {mode:04o} lets others read the keys")
+        assert drill.err.split(str(keys), 1)[1] == unseal.err.split(str(keys), 1)[1]
+        assert key not in drill.out + drill.err
+    keys.chmod(0o600)
+    if os.geteuid() == 0:
+        os.chown(keys, 65534, 65534)
+        drill = run_cli("snapshot", "restore-test", str(snapshot), "--keys-file", str(keys))
+        assert_one_line_error(drill, 78, str(keys), "owned by uid 65534")
 
 
 # ---- metrics -------------------------------------------------------------------------------------

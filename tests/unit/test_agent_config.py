@@ -18,12 +18,11 @@ from nomad_vault_token.nomad.agent_config import (
     DEFAULT_ADDRESS,
     VaultBlock,
     _default_blocks,
-    findings,
-    go_duration_ns,
     load_vault_block,
-    same_vault,
 )
+from nomad_vault_token.nomad.agent_findings import findings, same_vault
 from nomad_vault_token.nomad.argv import parse
+from nomad_vault_token.nomad.go_duration import go_duration_ns
 
 SECRET = "s.SECRETSECRET"
 NOMAD = ["/usr/bin/nomad", "agent"]

@@ -65,7 +65,7 @@ def test_env_is_read_at_load_not_import(monkeypatch: pytest.MonkeyPatch) -> None
         ("period = 72", "need a unit"),
         ('period = "72"', "no unit"),
         ('period = "-1h"', "not a duration"),
-        ('period = "0"', "period: must be more than 0"),
+        ('period = "0"', "key 'period': must be more than 0"),
         ("policies = []", "empty"),
         ('policies = ["root"]', "root"),
         ("policies = [1]", "list of strings"),
@@ -145,3 +145,45 @@ def test_config_loader_raises_only_config_error(values: dict[str, object]) -> No
         config.load(None, {k: v for k, v in values.items() if k in config.FIELDS}, environ={})
     except ConfigError as exc:
         assert "\n" not in exc.message
+
+
+# Every setting that makes no sense at 0 (a timeout, an interval, the period): refused from any source,
+# naming what the user typed (the flag, the variable, the file's key), before anything is contacted.
+POSITIVE = {
+    "period": "--period",
+    "request_timeout": None,  # no flag: config file and environment only
+    "check_interval": "--check-interval",
+    "adoption_timeout": None,
+    "snapshot_timeout": "--snapshot-timeout",
+    "unseal_interval": "--interval",
+    "unseal_stale_after": "--stale-after",
+}
+
+
+@pytest.mark.parametrize("key", sorted(POSITIVE))
+@pytest.mark.parametrize("zero", ["0", "0s", "0h"])
+def test_zero_is_refused_naming_what_was_typed(tmp_path: Path, key: str, zero: str) -> None:
+    flag = POSITIVE[key]
+    if flag is not None:
+        with pytest.raises(ConfigError) as err:
+            config.load(None, {key: zero}, environ={})
+        assert err.value.message.startswith(f"flag {flag}: must be more than 0"), err.value.message
+    var = config.env_name(key)
+    with pytest.raises(ConfigError) as err:
+        config.load(None, environ={var: zero})
+    assert err.value.message.startswith(f"environment ${var}: must be more than 0"), err.value.message
+    path = write(tmp_path, f'{key} = "{zero}"\n')
+    with pytest.raises(ConfigError) as err:
+        config.load(path, environ={})
+    assert err.value.message.startswith(f"config {path}: key '{key}': must be more than 0"), err.value.message
+
+
+def test_a_negative_duration_is_refused_naming_the_flag() -> None:
+    with pytest.raises(ConfigError, match=r"^flag --snapshot-timeout: '-5s' is not a duration"):
+        config.load(None, {"snapshot_timeout": "-5s"}, environ={})
+
+
+def test_the_settings_that_may_be_0_still_may() -> None:
+    flags = {"wait_timeout": "0", "degraded_start_after": "0", "snapshot_max_age": "0", "snapshot_keep": "0"}
+    s = config.load(None, flags, environ={})
+    assert (s.wait_timeout, s.degraded_start_after, s.snapshot_max_age, s.snapshot_keep) == (0, 0, 0, 0)

@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from nomad_vault_token.core import metrics
 from nomad_vault_token.core.metrics import CATALOG, Gauge, flag, gauge, state_set, write_textfile
+from nomad_vault_token.token.tracker_state import STATES
 
 
 def parse(path: Path) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -36,7 +37,7 @@ def tracker_gauges(state: str, ttl: float, adopted: bool, renewed_at: float) -> 
         gauge("nomad_vault_token_token_expiry_timestamp_seconds", 1_795_462_182 + ttl),
         gauge("nomad_vault_token_token_last_renewal_timestamp_seconds", renewed_at),
         gauge("nomad_vault_token_token_adopted", flag(adopted)),
-        *state_set("nomad_vault_token_tracker_state", metrics.TRACKER_STATES, state),
+        *state_set("nomad_vault_token_tracker_state", STATES, state),
         gauge("nomad_vault_token_degraded_start", flag(False)),
         gauge("nomad_vault_token_client_cert_expiry_timestamp_seconds", 1_813_000_000),
     ]
@@ -50,7 +51,7 @@ def test_tracker_file_follows_the_state(tmp_path: Path) -> None:
     assert first[("nomad_vault_token_token_adopted", ())] == 0
     assert first[("nomad_vault_token_token_last_renewal_timestamp_seconds", ())] == 1_795_462_100.25
     states = {dict(k[1])["state"]: v for k, v in first.items() if k[0] == "nomad_vault_token_tracker_state"}
-    assert states == {s: float(s == "awaiting") for s in metrics.TRACKER_STATES}
+    assert states == {s: float(s == "awaiting") for s in STATES}
 
     write_textfile(tmp_path, "tracker", tracker_gauges("healthy", 259_100, True, 1_795_462_180))
     second = parse(path)
@@ -65,7 +66,7 @@ def test_tracker_file_follows_the_state(tmp_path: Path) -> None:
 def test_unknown_values_are_left_out(tmp_path: Path) -> None:
     """No token yet: no TTL series at all, rather than a 0 that reads as an expired token."""
     path = write_textfile(
-        tmp_path, "tracker", [*state_set("nomad_vault_token_tracker_state", metrics.TRACKER_STATES, "degraded")]
+        tmp_path, "tracker", [*state_set("nomad_vault_token_tracker_state", STATES, "degraded")]
     )
     assert ("nomad_vault_token_token_ttl_seconds", ()) not in parse(path)
 
@@ -166,7 +167,7 @@ def test_missing_directory_is_an_oserror(tmp_path: Path) -> None:
         (lambda: Gauge("nomad_vault_token_x", "h", True), "use flag"),
         (lambda: Gauge("nomad_vault_token_x", "h", "1"), "not a number"),  # type: ignore[arg-type]
         (lambda: gauge("nomad_vault_token_not_in_catalog", 1), "not in metrics.CATALOG"),
-        (lambda: state_set("nomad_vault_token_tracker_state", metrics.TRACKER_STATES, "confused"), "not one of"),
+        (lambda: state_set("nomad_vault_token_tracker_state", STATES, "confused"), "not one of"),
         (lambda: metrics.textfile_path(Path("/x"), "../etc"), "component"),
     ],
 )

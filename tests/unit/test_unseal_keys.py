@@ -1,4 +1,4 @@
-"""unseal_keys: who may read the file, what a line may hold, and that a key never shows."""
+"""core.key_files (the one keys-file reader: unseal, snapshot restore-test) and unseal.keys: who may read the file, what a line may hold, and that a key never shows."""
 
 from __future__ import annotations
 
@@ -13,15 +13,8 @@ from pathlib import Path
 import pytest
 
 from nomad_vault_token.core.errors import ConfigError
-from nomad_vault_token.unseal.keys import (
-    UnsealKey,
-    UnsealKeys,
-    credential_path,
-    decode_key,
-    load,
-    parse_keys,
-    read_keys,
-)
+from nomad_vault_token.core.key_files import UnsealKey, UnsealKeys, decode_key, parse_keys, read_keys
+from nomad_vault_token.unseal.keys import credential_path, load
 
 # Three shares as `bao operator init` prints them: 33 bytes each, hex (`keys`) and base64 (`keys_base64`).
 SHARES = [secrets.token_bytes(33) for _ in range(3)]
@@ -244,3 +237,48 @@ def test_keys_never_read_from_the_environment(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
     with pytest.raises(ConfigError, match="file not found"):
         load(credential="unseal-keys")
+
+
+# ---- operator init's JSON (snapshot restore-test took it before there was one reader; unseal takes it too)
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"unseal_keys_b64": B64, "unseal_keys_hex": HEX, "unseal_shares": 3, "unseal_threshold": 2,
+         "root_token": "s.root"},  # bao operator init -format=json
+        {"keys": HEX, "keys_base64": B64, "root_token": "s.root"},  # PUT sys/init
+        {"keys_base64": B64},
+    ],
+)  # fmt: skip
+def test_operator_init_json(tmp_path: Path, doc: dict[str, object]) -> None:
+    import json
+
+    keys = read_keys(write(tmp_path / "init.json", json.dumps(doc, indent=2)))
+    assert [k.reveal() for k in keys] == HEX
+    assert [k.line for k in keys] == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"keys": [', "starts like JSON but does not parse"),
+        ('{"root_token": "s.x"}', "JSON without unseal keys"),
+        ('{"keys": []}', "holds no unseal key"),
+        ('{"keys": [1, 2]}', "keys holds something else than key strings"),
+        (f'{{"keys": ["{HEX[0]}", "{HEX[0]}"]}}', "key 2 of keys repeats the key on key 1 of keys"),
+        (f'{{"keys": ["{HEX[0][:20]}"]}}', "key 1 of keys is a 10-byte key"),
+    ],
+)
+def test_bad_json(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path / "init.json", text)
+    with pytest.raises(ConfigError) as err:
+        read_keys(path)
+    assert str(err.value).startswith(f"unseal_keys_file {path}: {message}"), str(err.value)
+    assert_no_key_in(err.value, *HEX)
+
+
+def test_json_keys_file_follows_the_same_mode_rule(tmp_path: Path) -> None:
+    path = write(tmp_path / "init.json", f'{{"keys": ["{HEX[0]}"]}}', 0o644)
+    with pytest.raises(ConfigError, match="mode 0644 lets others read the keys"):
+        read_keys(path)

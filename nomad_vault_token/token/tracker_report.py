@@ -1,0 +1,126 @@
+"""What the tracker tells people and machines: STATUS, `tracker.json` for `status`, the metrics textfile.
+
+Pure: the tracker hands a `View` (what it knows now, the clock read once) and gets back text, a JSON
+document and gauges. Writing them is the tracker's (`Tracker.report`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from nomad_vault_token.core.durations import format_duration
+from nomad_vault_token.core.metrics import Gauge
+from nomad_vault_token.token.tracker_state import STATES, Track
+
+
+@dataclass
+class Health:
+    """What the tracker last knew of the token and of Vault."""
+
+    ttl: float = 0.0
+    checked_at: float = 0.0  # monotonic
+    last_renewal: float | None = None  # wall clock, from lookup-self
+    renewed_by: str = ""
+    unreachable_since: float | None = None  # wall clock
+    dead_since: float | None = None  # wall clock: token gone and not yet replaced
+    problem: str = ""
+    vault_state: str = ""  # VaultUnavailable.what while unreachable
+
+
+@dataclass(frozen=True)
+class View:
+    """The tracker's knowledge at one instant, for reporting."""
+
+    accessor: str
+    agent_pid: int
+    track: Track
+    health: Health
+    ttl: float  # extrapolated to now
+    has_token: bool
+    adoption: str  # tracker_state.describe(...)
+    degraded_for: float | None
+    config_problem: str
+    cert_days: int | None
+    cert_warning: str
+    cert_not_after: float | None  # wall clock
+    last_lookup: float | None  # wall clock
+    last_mint: float | None  # wall clock
+    wall: float  # time.time() when the view was taken
+
+
+def status_line(v: View) -> str:
+    h = v.health
+    parts = [f"token {v.accessor[:8]}... ttl {format_duration(v.ttl)}"]
+    if v.track.state == "degraded":
+        since = _clock(h.unreachable_since or v.wall)
+        held = f"token {v.accessor[:8]}... unverified" if v.has_token else "no token yet"
+        parts = [f"degraded: Vault unreachable since {since}, {held}"]
+    elif h.dead_since is None:
+        parts[0] += ", " + v.adoption
+    if h.dead_since is not None:
+        parts = [f"token {v.accessor[:8]}... DEAD since {_clock(h.dead_since)}, {h.problem or 'recovering'}"]
+    elif h.last_renewal is not None:
+        parts[0] += f", renewed {format_duration(v.wall - h.last_renewal)} ago"
+        if h.renewed_by:
+            parts[0] += f" by {h.renewed_by}"
+    if h.unreachable_since is not None and v.track.state != "degraded":
+        parts.append(f"Vault unreachable since {_clock(h.unreachable_since)} ({h.vault_state})")
+    elif h.problem and h.dead_since is None:
+        parts.append(h.problem)
+    if v.config_problem:
+        parts.append(f"agent config: {v.config_problem}")
+    if v.cert_warning:
+        parts.append(f"WARNING: {v.cert_warning}")
+    elif v.cert_days is not None:
+        parts.append(f"client cert expires in {v.cert_days} days")
+    return "; ".join(parts)
+
+
+def document(v: View, pid: int) -> dict[str, Any]:
+    """tracker.json, for `status` (no token in it)."""
+    return {
+        "version": 1,
+        "pid": pid,
+        "agent_pid": v.agent_pid,
+        "accessor": v.accessor,
+        "state": v.track.state,
+        "adopted": v.track.adopted(),
+        "adoption": v.adoption,
+        "handover": v.track.handover,
+        "degraded_for": v.degraded_for,
+        "status": status_line(v),
+        "updated_at": v.wall,
+    }
+
+
+def gauges(v: View) -> list[Gauge]:
+    """nomad_vault_token_tracker.prom: what is unknown is left out, never written as 0."""
+    from nomad_vault_token.core import metrics
+    from nomad_vault_token.core.metrics import flag, gauge
+
+    out = metrics.state_set("nomad_vault_token_tracker_state", STATES, v.track.state)
+    out.append(gauge("nomad_vault_token_token_adopted", flag(v.track.adopted())))
+    out.append(gauge("nomad_vault_token_degraded_start", flag(v.degraded_for is not None)))
+    if v.degraded_for is not None:
+        out.append(gauge("nomad_vault_token_degraded_duration_seconds", v.degraded_for))
+    if v.has_token and v.health.dead_since is None and v.health.checked_at:
+        ttl = max(v.ttl, 0.0)
+        out.append(gauge("nomad_vault_token_token_ttl_seconds", ttl))
+        out.append(gauge("nomad_vault_token_token_expiry_timestamp_seconds", v.wall + ttl))
+    elif v.health.dead_since is not None:
+        out.append(gauge("nomad_vault_token_token_ttl_seconds", 0.0))
+    for name, value in (
+        ("nomad_vault_token_token_last_renewal_timestamp_seconds", v.health.last_renewal),
+        ("nomad_vault_token_token_last_lookup_timestamp_seconds", v.last_lookup),
+        ("nomad_vault_token_token_last_mint_timestamp_seconds", v.last_mint),
+        ("nomad_vault_token_client_cert_expiry_timestamp_seconds", v.cert_not_after),
+    ):
+        if value is not None:
+            out.append(gauge(name, value))
+    return out
+
+
+def _clock(wall: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(wall))
