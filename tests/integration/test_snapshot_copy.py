@@ -170,13 +170,15 @@ def test_restore_test_reads_from_the_bucket(raft: tuple[Bao, Certs], rclone: Rcl
     tf.write_text(reader)
     keys.chmod(0o600)
     tf.chmod(0o600)
-    scratch = set(os.listdir("/tmp"))
+    scratch = tmp_path / "tmp"  # the tool's TMPDIR: the download and the throwaway server live there
+    scratch.mkdir()
     drill = run_cli("snapshot", "restore-test", url, "--keys-file", str(keys), "--canary", "kv/canary",
-                    "--token-file", str(tf), "--format", "json", env=clean_env(**rclone.env()), timeout=240)  # fmt: skip
+                    "--token-file", str(tf), "--format", "json", env=clean_env(**rclone.env(TMPDIR=str(scratch))),
+                    timeout=240)  # fmt: skip
     assert drill.code == 0, drill.err
     data = doc(drill)
     assert data["canary_keys"] == ["value"] and data["file"] == url
-    assert not [n for n in set(os.listdir("/tmp")) - scratch if n.startswith("nvt-restore-test-")]
+    assert os.listdir(scratch) == [], "the download or the server's directory stayed"
     assert rclone.secret not in drill.out + drill.err and server.unseal_key not in drill.out + drill.err
 
 
