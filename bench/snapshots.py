@@ -17,6 +17,7 @@ import argparse
 import concurrent.futures
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -170,6 +171,7 @@ def main() -> None:
     parser.add_argument("--workdir", default=None, help="where the servers' data goes [$TMPDIR]")
     parser.add_argument("--baseline", default=None, help="another checkout whose `snapshot` runs beside this one")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # the servers are stopped by PID
     rows = measure(args)
     print(table(rows), file=sys.stderr)
 
