@@ -36,23 +36,25 @@ CHUNK = 384 << 10  # random bytes per value: 768 KiB of hex
 BUCKET = "bench"
 
 
+TIME = "/usr/bin/time"  # GNU time: a small parent, so the peak RSS is the process's own
+
+
 def run(
     argv: list[str], env: dict[str, str], cwd: str | None = None
 ) -> tuple[float, int, subprocess.CompletedProcess[bytes]]:
-    """Wall seconds and peak RSS (KiB) of one process."""
-    began = time.monotonic()
-    proc = subprocess.Popen(
-        argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    out = proc.stdout.read() if proc.stdout else b""
-    err = proc.stderr.read() if proc.stderr else b""
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    elapsed = time.monotonic() - began
-    done = subprocess.CompletedProcess(argv, proc.returncode, out, err)
-    if done.returncode != 0:
-        raise RuntimeError(f"{argv[:4]} exited {done.returncode}: {err.decode(errors='replace')[-2000:]}")
-    return elapsed, usage.ru_maxrss, done
+    """Wall seconds and peak RSS (KiB) of one process.
+
+    The peak comes from GNU time when it is there: a child forked from this (bigger) process would carry this
+    process's high-water mark through its exec into its own ru_maxrss."""
+    with tempfile.NamedTemporaryFile(prefix="nvt-bench-rss-") as rss:
+        wrapped = [TIME, "-f", "%M", "-o", rss.name, *argv] if os.path.exists(TIME) else argv
+        began = time.monotonic()
+        done = subprocess.run(wrapped, env=env, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, check=False)
+        elapsed = time.monotonic() - began
+        if done.returncode != 0:
+            raise RuntimeError(f"{argv[:4]} exited {done.returncode}: {done.stderr.decode(errors='replace')[-2000:]}")
+        peak = int(Path(rss.name).read_text().split()[-1]) if wrapped is not argv else 0
+    return elapsed, peak, done
 
 
 def load(server: Bao, certs: Certs, mib: int) -> None:

@@ -123,7 +123,8 @@ class _Aborted(BaseException):
 
 _END = b""
 _ABORT = None
-QUEUE_DEPTH = 8  # chunks between the receiver and the verifier: bounded memory (8 x the HTTP chunk)
+QUEUE_DEPTH = 8  # blocks between the receiver and the verifier: bounded memory (8 x BATCH, plus one being joined)
+BATCH = 1 << 20
 
 
 class _Queued:
@@ -150,6 +151,23 @@ class _Queued:
         else:
             head, self._left = self._left[:n], self._left[n:]
         return head
+
+
+def _batches(chunks: Iterable[bytes], size: int = BATCH) -> Iterator[bytes]:
+    """The chunks joined into blocks of about `size` bytes (an HTTP body arrives in pieces of a few KiB: one
+    write, one hand-over and one verifier step per block, not per piece); never an empty block."""
+    pending: list[bytes] = []
+    held = 0
+    for chunk in chunks:
+        if not chunk:
+            continue
+        pending.append(chunk)
+        held += len(chunk)
+        if held >= size:
+            yield pending[0] if len(pending) == 1 else b"".join(pending)
+            pending, held = [], 0
+    if pending:
+        yield b"".join(pending)
 
 
 def _hand_over(q: queue.Queue[bytes | None], item: bytes | None, verifier: threading.Thread) -> bool:
@@ -188,12 +206,12 @@ def receive_verified(
         os.fchmod(fd, SNAPSHOT_MODE)
         verifier.start()
         size = 0
-        for chunk in chunks:
-            out = memoryview(chunk)
+        for block in _batches(chunks):
+            out = memoryview(block)
             while out:
                 out = out[os.write(fd, out) :]
-            size += len(chunk)
-            if chunk and not _hand_over(handed, chunk, verifier):
+            size += len(block)
+            if not _hand_over(handed, block, verifier):
                 break  # the verifier failed: its error is raised below
         else:
             _hand_over(handed, _END, verifier)

@@ -493,11 +493,11 @@ def test_receive_verified_leaves_nothing_when_the_disk_fails(
     real_write = os.write
     calls = []
 
-    def full(fd: int, data: bytes) -> int:
+    def full(fd: int, data: bytes) -> int:  # a short write, then the disk is full
         calls.append(len(data))
-        if len(calls) > 2:
+        if len(calls) > 1:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real_write(fd, data)
+        return real_write(fd, bytes(data[: len(data) // 2]))
 
     monkeypatch.setattr(os, "write", full)
     with pytest.raises(OSError, match="No space"):
@@ -709,3 +709,18 @@ def test_delete_refuses_names_not_ours(target: Path) -> None:
     with pytest.raises(ValueError, match="refusing"):
         sv.delete(target, PREFIX, ["../vault-20261123T192942Z-39.snap"])
     assert (target / "notes.txt").exists()
+
+
+@pytest.mark.parametrize(
+    ("pieces", "blocks"),
+    [
+        ([], []),
+        ([b""], []),
+        ([b"a" * 10, b"", b"b" * 5], [b"a" * 10, b"b" * 5]),
+        ([b"a" * 3, b"b" * 3, b"c" * 3], [b"aaabbbccc"]),
+        ([b"a" * 4, b"b" * 4, b"c"], [b"aaaabbbb", b"c"]),
+    ],
+)
+def test_small_pieces_are_handed_on_in_blocks(pieces: list[bytes], blocks: list[bytes]) -> None:
+    """An HTTP body's pieces of a few KiB become blocks of about BATCH bytes: one write and one hand-over each."""
+    assert list(sv._batches(pieces, 8)) == blocks
