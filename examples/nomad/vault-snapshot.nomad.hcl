@@ -1,15 +1,15 @@
 # A Vault/OpenBao raft snapshot every hour, as a Nomad periodic batch job.
 #
-# Auth: the task's workload identity (a JWT Nomad signs) logs in to Vault's JWT auth method; the role
-# gives the policy `bootstrap-roles --snapshot` writes (read on sys/storage/raft/snapshot, nothing else).
-# Vault side, once (Nomad 1.7+ serves its JWKS at /.well-known/jwks.json):
+# Auth: the task's workload identity (a JWT Nomad signs) logs in to Vault's JWT auth method, through a
+# role bound to this job's claims (namespace "default", job "vault-snapshot", task "snapshot") that gives
+# the snapshot policy alone (read on sys/storage/raft/snapshot, nothing else). Vault side, once, by an
+# admin (Nomad 1.7+ serves its JWKS at /.well-known/jwks.json; idempotent, --check and --diff to preview):
 #
-#   vault auth enable jwt
-#   vault write auth/jwt/config jwks_url=https://nomad.example:4646/.well-known/jwks.json \
-#       jwks_ca_pem=@nomad-ca.pem default_role=nomad-snapshot
-#   vault write auth/jwt/role/nomad-snapshot role_type=jwt bound_audiences=vault.io user_claim=/nomad_job_id \
-#       bound_claims='{"nomad_job_id":"vault-snapshot","nomad_namespace":"default"}' \
-#       token_policies=nomad_snapshot token_ttl=15m token_max_ttl=30m
+#   nomad-vault-token bootstrap-roles --snapshot --workload-identity \
+#       --nomad-jwks-url https://nomad.example:4646/.well-known/jwks.json --nomad-jwks-ca nomad-ca.pem
+#
+# It writes the JWT auth mount jwt-nomad and its config, the policy nomad_snapshot and the JWT role
+# nomad-snapshot. Running this job elsewhere: --snapshot-job, --snapshot-job-namespace, --snapshot-task.
 #
 # (Or a token: see the commented template below, and --auth token --token-file.)
 job "vault-snapshot" {
@@ -58,7 +58,8 @@ job "vault-snapshot" {
           "snapshot", "--format", "json",
           "--vault-addr", "https://vault.service.consul:8200",
           "--ca-cert", "/etc/nomad-vault-token/vault-ca.pem",
-          "--auth", "jwt", "--jwt-file", "${NOMAD_SECRETS_DIR}/nomad_vault.jwt", "--jwt-role", "nomad-snapshot",
+          "--auth", "jwt", "--jwt-file", "${NOMAD_SECRETS_DIR}/nomad_vault.jwt",
+          "--jwt-mount", "jwt-nomad", "--jwt-role", "nomad-snapshot",
           "--dir", "/srv/vault-snapshots", "--keep", "48", "--max-age", "14d",
           "--snapshot-timeout", "15m",
           # "--metrics-dir", "/var/lib/node_exporter/textfile_collector",  (mount it as a host volume too)

@@ -28,15 +28,38 @@ job "vault-unseal" {
 
       config {
         command = "/opt/nomad-vault-token/bin/nomad-vault-token"
-        args    = ["unseal", "--config", "${NOMAD_TASK_DIR}/unseal.toml", "--keys-file", "${NOMAD_SECRETS_DIR}/unseal-keys"]
+        args = [
+          "unseal", "--config", "${NOMAD_TASK_DIR}/unseal.toml",
+          "--nodes-file", "${NOMAD_TASK_DIR}/unseal-nodes",
+          "--keys-file", "${NOMAD_SECRETS_DIR}/unseal-keys",
+          # "--migrate", # only while carrying the cluster through a seal migration (README)
+        ]
       }
 
-      # The cluster's nodes and how to reach them (no secret here: local/ is fine).
+      # The nodes, from Nomad's service registry: every registration of the Vault job's service "vault"
+      # (provider = "nomad"). Give that service no check that fails while a node is sealed (or check
+      # sys/health?sealedcode=200&uninitcode=200&standbycode=200): a sealed node is the one that needs
+      # the unsealer. change_mode "noop": the unsealer reads the file again itself when it changes and
+      # keeps what it knows about the nodes that stay (a restart would forget which node was sealed
+      # on purpose, and unseal it); a render naming no node keeps the list it has.
+      template {
+        destination = "local/unseal-nodes"
+        change_mode = "noop"
+        data        = <<-EOT
+          # rendered by Nomad from nomadService "vault"
+          {{- range nomadService "vault" }}
+          https://{{ .Address }}:{{ .Port }}
+          {{- end }}
+        EOT
+      }
+
+      # How to reach the nodes (no secret here: local/ is fine).
       template {
         destination = "local/unseal.toml"
         data        = <<-EOT
-          unseal_nodes    = ["https://vault-1.example.com:8200", "https://vault-2.example.com:8200", "https://vault-3.example.com:8200"]
           ca_cert         = "/etc/ssl/vault-ca.pem"
+          # the nodes are addressed by IP: the name their certificate holds
+          # tls_server_name = "vault.service.example.com"
           unseal_interval = "10s"
           state_dir       = "{{ env "NOMAD_ALLOC_DIR" }}/data"
           # unseal_expect_threshold = 2

@@ -69,9 +69,26 @@ TABLE: dict[str, Command] = {
     Give the agent's command line after -- (check -- /usr/bin/nomad agent -config /etc/nomad.d) to check
     its argv and the vault block of its config files too. Exit 0 when all pass (warnings allowed), 78 on
     a local or agent-config failure, 77 on a Vault-side one, 69 if Vault is down.
+
+    --workload-identity checks the JWT side instead (mount, config, role with an admin token; Nomad's
+    JWKS; with --jwt-file a task's login and its paths). --workload-identity-readiness: is the cluster
+    ready to drop the server token (exit 75 while not)?
     """,
         settings="lenient",
         agent="the agent's command line, after --, as in the unit's ExecStart: its -config files are checked too",
+    ),
+    options.CUTOVER: Command(
+        options.CUTOVER,
+        "cutover",
+        """After the move to workload identity: revoke this host's legacy server token, once nothing needs it.
+
+    Refused, saying why, until: the readiness checks pass (check --workload-identity-readiness: Vault side,
+    vault.default_identity, nodes 1.7.2+, no job or allocation left on legacy tokens); legacy_token = false
+    in the config and the agent restarted since (run then hands over no token; a SIGHUP cannot remove one);
+    no agent config file sets vault.token. Then the saved server token is revoked and the state file removed.
+    Exit codes: 0 done (or nothing to do, or --check), 75 not ready yet, 78 config, 77/69 Vault.
+    """,
+        agent="the agent's command line, after --, as in the unit's ExecStart: its -config files are read",
     ),
     options.STATUS: Command(
         options.STATUS,
@@ -118,6 +135,9 @@ TABLE: dict[str, Command] = {
     Idempotent: reads everything, writes only what differs, and prints one line per object (created, updated
     with the fields that differ, or unchanged). The admin token comes from $VAULT_TOKEN or --token-file; no
     client certificate is needed. Names, period and mint mode come from the same config as the other commands.
+
+    --workload-identity writes the Vault side of Nomad's JWT integration instead (with --snapshot: the
+    snapshot job's JWT role); --remove-legacy deletes the legacy objects it wrote, once nothing uses them.
 
     Exit codes: 0 done (or --check), 69 Vault unavailable, 77 the admin token may not do it, 78 bad input.
     """,

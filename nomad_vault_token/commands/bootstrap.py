@@ -16,10 +16,19 @@ from typing import Any
 from nomad_vault_token.core import resources
 from nomad_vault_token.core.config import Settings
 from nomad_vault_token.core.durations import DurationError, parse_duration
-from nomad_vault_token.core.errors import ConfigError, NvtError
+from nomad_vault_token.core.errors import EX_TEMPFAIL, ConfigError, NvtError, UsageError
 from nomad_vault_token.core.results import Result
 from nomad_vault_token.core.secret import Secret
-from nomad_vault_token.setup.bootstrap_plan import PlanError, Step, Wanted, fill_fields, fill_text, plan, result
+from nomad_vault_token.setup.bootstrap_plan import (
+    KIND_WORDS,
+    PlanError,
+    Step,
+    Wanted,
+    fill_fields,
+    fill_text,
+    plan,
+    result,
+)
 from nomad_vault_token.vault.client import Vault
 
 logger = logging.getLogger(__name__)
@@ -45,15 +54,44 @@ def main(
     settings: Settings,
     *,
     token_file: Path | None,
-    client_ca: Path,
+    client_ca: Path | None,
     allowed_common_name: list[str] | None,
     task_allowed_policy: list[str] | None,
     login_ttl: str,
     dry_run: bool,
     diff: bool,
     snapshot: bool = False,
+    workload_identity: bool = False,
+    nomad_jwks_url: str | None = None,
+    nomad_jwks_ca: Path | None = None,
+    snapshot_job: str | None = "vault-snapshot",
+    snapshot_job_namespace: str | None = "default",
+    snapshot_task: str | None = "snapshot",
+    remove_legacy: bool = False,
 ) -> Result:
     check = dry_run
+    if remove_legacy and (snapshot or workload_identity):
+        raise UsageError("--remove-legacy removes the legacy server side only: give it without --snapshot and "
+                         "--workload-identity")  # fmt: skip
+    if workload_identity:
+        from nomad_vault_token.commands import bootstrap_workload
+
+        return bootstrap_workload.main(
+            settings,
+            token=_admin_token(token_file),
+            jwks_url=nomad_jwks_url,
+            jwks_ca=nomad_jwks_ca,
+            check=dry_run,
+            diff=diff,
+            snapshot=snapshot,
+            snapshot_claims=(
+                snapshot_job or "vault-snapshot",
+                snapshot_job_namespace or "default",
+                snapshot_task or "snapshot",
+            ),
+        )
+    if client_ca is None:
+        raise UsageError("missing option --client-ca FILE: the CA (or certificate) the cert role trusts")
     _check_names(settings)
     if snapshot:
         _check_name(settings.snapshot_role, "snapshot_role")
@@ -80,9 +118,7 @@ def main(
     if snapshot:
         wanted = snapshot_objects(settings, ca_pem=ca_pem, common_names=common_names, ttl=ttl)
     else:
-        wanted = wanted_objects(
-            settings, ca_pem=ca_pem, common_names=common_names, task_allowed=task_allowed, ttl=ttl
-        )
+        wanted = wanted_objects(settings, ca_pem=ca_pem, common_names=common_names, task_allowed=task_allowed, ttl=ttl)
 
     vault = Vault(settings)
     vault.lookup_self(admin, admin=True)
@@ -92,6 +128,8 @@ def main(
     except PlanError as exc:
         raise ConfigError(f"bootstrap-roles: {exc}") from None
 
+    if remove_legacy:
+        return _remove_legacy(vault, admin, steps, check)
     done: list[Step] = []
     try:
         for step in steps:
@@ -101,6 +139,61 @@ def main(
     except NvtError as exc:  # report what was written before the failure, then the failure
         return _result(done, check, diff, exc.exit_code, exc.message)
     return _result(done, check, diff)
+
+
+def _remove_legacy(vault: Vault, admin: Secret, steps: list[Step], check: bool) -> Result:
+    """`--remove-legacy`: delete the legacy objects this tool wrote, after the cut-over to workload identity.
+
+    Only an object whose content is what bootstrap-roles writes with these inputs is deleted (one that
+    differs was changed by someone else, or written by another tool: left alone, named); the cert auth
+    mount stays (other roles, the snapshot identity's, may live there). Refused while any live token
+    still holds the server policy or comes from the mint or task role: a server not cut over yet, or
+    legacy task tokens still in use."""
+    from nomad_vault_token.vault import legacy_admin
+
+    s = vault.settings
+    in_use: list[str] = []
+    for accessor in legacy_admin.list_accessors(vault, admin):
+        data = legacy_admin.lookup_accessor(vault, admin, accessor)
+        if data is None:
+            continue
+        policies = set(data.get("policies") or [])
+        if policies & set(s.policies) or data.get("role") in (s.task_role, s.mint_role):
+            in_use.append(accessor)
+    lines: list[str] = []
+    objects: list[dict[str, object]] = []
+    if in_use:
+        message = (
+            f"--remove-legacy refused: {len(in_use)} live token(s) still hold the server policy or come from the "
+            f"mint or task role (accessors {', '.join(a[:8] for a in in_use[:5])}{' ...' if len(in_use) > 5 else ''}): "
+            "run `nomad-vault-token cutover` on every server first, and let legacy task tokens expire"
+        )
+        return Result({"changed": False, "objects": [], "in_use": in_use}, "", EX_TEMPFAIL, message)
+    word = "would delete" if check else "deleted"
+    for step in reversed(steps):
+        want = step.want
+        if want.kind == "auth_mount":
+            continue
+        label = f"{KIND_WORDS[want.kind]} {want.name}"
+        if step.action == "create":
+            lines.append(f"absent {label}")
+            objects.append({"kind": want.kind, "path": want.path, "action": "absent"})
+        elif step.action == "update":
+            lines.append(
+                f"left alone {label}: differs from what bootstrap-roles writes ({', '.join(step.changed_fields)})"
+            )
+            objects.append({"kind": want.kind, "path": want.path, "action": "left alone"})
+        else:
+            try:
+                if not check:
+                    legacy_admin.delete(vault, admin, want.path)
+            except NvtError as exc:
+                return Result({"changed": bool(objects), "objects": objects}, "".join(x + "\n" for x in lines),
+                              exc.exit_code, exc.message)  # fmt: skip
+            lines.append(f"{word} {label}")
+            objects.append({"kind": want.kind, "path": want.path, "action": word})
+    changed = any(o["action"] in ("deleted", "would delete") for o in objects)
+    return Result({"changed": changed, "objects": objects}, "".join(x + "\n" for x in lines))
 
 
 def _result(steps: list[Step], check: bool, diff: bool, code: int = 0, error: str | None = None) -> Result:
@@ -124,7 +217,7 @@ def wanted_objects(
 
     server_policy = settings.policies[0]
     startup_policy = settings.cert_role
-    values: dict[str, Any] = {
+    values: dict[str, object] = {
         "task_role": settings.task_role,
         "mint_role": settings.mint_role,
         "period": settings.period,
@@ -162,7 +255,7 @@ def snapshot_objects(settings: Settings, *, ca_pem: str, common_names: list[str]
     import tomllib
 
     name = settings.snapshot_role
-    values: dict[str, Any] = {
+    values: dict[str, object] = {
         "snapshot_policy": name,
         "client_ca": ca_pem,
         "allowed_common_names": common_names,
@@ -182,7 +275,7 @@ def snapshot_objects(settings: Settings, *, ca_pem: str, common_names: list[str]
         raise ConfigError(f"policies/ shipped with nomad-vault-token: {exc}: reinstall nomad-vault-token") from None
 
 
-def _token_role(name: str, fields: dict[str, Any]) -> Wanted:
+def _token_role(name: str, fields: dict[str, object]) -> Wanted:
     path = f"auth/token/roles/{name}"
     return Wanted("token_role", path, path, fields)
 

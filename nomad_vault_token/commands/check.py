@@ -6,6 +6,8 @@ import contextlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 from nomad_vault_token.core import config
 from nomad_vault_token.core.config import Settings
@@ -13,6 +15,7 @@ from nomad_vault_token.core.durations import format_duration
 from nomad_vault_token.core.errors import (
     EX_CONFIG,
     EX_NOPERM,
+    EX_TEMPFAIL,
     EX_UNAVAILABLE,
     ConfigError,
     NvtError,
@@ -63,8 +66,25 @@ class Report:
         return EX_NOPERM if self.failed("vault") else 0
 
 
-def main(loaded: config.Loaded, *, mint: bool, agent: Sequence[str] = ()) -> Result:
+def main(
+    loaded: config.Loaded,
+    *,
+    mint: bool,
+    agent: Sequence[str] = (),
+    workload_identity: bool = False,
+    token_file: Path | None = None,
+    nomad_jwks_url: str | None = None,
+    readiness: bool = False,
+    nomad_addr: str | None = None,
+    nomad_token_file: Path | None = None,
+    nomad_ca: Path | None = None,
+) -> Result:
     """`loaded` holds the settings, or the error that kept them from loading: a finding like the others."""
+    if workload_identity or readiness:
+        from nomad_vault_token.commands import check_workload
+
+        nomad = check_workload.NomadAccess(nomad_addr or "https://127.0.0.1:4646", nomad_token_file, nomad_ca)
+        return _workload(loaded, token_file, nomad_jwks_url, nomad if readiness else None, agent)
     report = Report()
     settings = loaded.settings
     if settings is not None:
@@ -79,6 +99,41 @@ def main(loaded: config.Loaded, *, mint: bool, agent: Sequence[str] = ()) -> Res
     ok = not (report.failed("local") or report.failed("agent") or report.failed("vault"))
     doc = {"ok": ok, "checks": [asdict(r) for r in report.rows]}
     return Result(doc, table(report), report.exit_code(unavailable))
+
+
+def _workload(
+    loaded: config.Loaded, token_file: Path | None, url: str | None, nomad: Any, agent: Sequence[str]
+) -> Result:
+    """`check --workload-identity` (commands/check_workload.py): the JWT side instead of the server token's."""
+    from nomad_vault_token.commands import check_workload
+
+    report = Report()
+    unavailable = False
+    settings = loaded.settings
+    try:
+        if settings is None:
+            raise ConfigError(loaded.error or "config did not load")
+        report.add("local", "config", "pass", f"{loaded.source} and environment")
+        admin = check_workload.admin_token(token_file)
+    except NvtError as exc:
+        report.add("local", "config", "fail", exc.message)
+    else:
+        try:
+            if nomad is None:
+                unavailable = check_workload.checks(report, settings, admin=admin, jwks_url=url)
+            else:
+                check_workload.readiness(report, settings, admin=admin, jwks_url=url, nomad=nomad, agent=agent)
+        except VaultUnavailable as exc:
+            report.add("vault", "Vault reachable and unsealed", "fail", exc.message)
+            unavailable = True
+    ok = not any(r.result == "fail" for r in report.rows)
+    doc = {"ok": ok, "checks": [asdict(r) for r in report.rows]}
+    code = report.exit_code(unavailable)
+    if nomad is not None and code == 0 and not ok:
+        code = EX_TEMPFAIL  # not ready yet: what is left is listed
+    if nomad is not None:
+        doc["ready"] = ok
+    return Result(doc, table(report), code)
 
 
 def local_checks(report: Report, settings: Settings) -> None:

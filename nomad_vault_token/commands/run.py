@@ -35,6 +35,8 @@ def main(settings: Settings, *, agent: Sequence[str], no_check: bool) -> None:
     agent_args = [agent, *argv[1:]]
     parsed = agent_argv.parse(agent_args)
     argv_warnings = [*handoff.check_argv(settings, parsed), *handoff.redirect_warnings(os.environ)]
+    if not settings.legacy_token:
+        _exec_without_token(settings, agent, agent_args, argv_warnings)
     state.check_writable(settings.state_file)
     from nomad_vault_token.token import tls_verdict
 
@@ -68,6 +70,23 @@ def main(settings: Settings, *, agent: Sequence[str], no_check: bool) -> None:
     )
     try:
         os.execve(agent, final_argv, agent_env)
+    except OSError as exc:
+        raise ConfigError(f"agent {agent}: cannot execute: {exc.strerror}") from None
+
+
+def _exec_without_token(settings: Settings, agent: str, agent_args: list[str], warnings: list[str]) -> None:
+    """`legacy_token = false` (after the cut-over to workload identity): no Vault, no token, no tracker.
+
+    Removing a server's token takes a restart, not a SIGHUP (`nomad/server.go` v1.9.7:896-918: "removing
+    the Vault token requires restarting the Nomad agent"); this is what that restart runs."""
+    from nomad_vault_token.nomad import handoff
+
+    for warning in warnings:
+        logger.warning("%s", warning)
+    env = handoff.without_token(settings, os.environ)
+    logger.info("legacy_token = false: starting agent %s without a Vault token (workload identity)", agent)
+    try:
+        os.execve(agent, agent_args, env)
     except OSError as exc:
         raise ConfigError(f"agent {agent}: cannot execute: {exc.strerror}") from None
 

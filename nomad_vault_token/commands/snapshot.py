@@ -194,7 +194,7 @@ def take(settings: Settings, *, token_file: Path | None) -> Result:
     copies = [_copy_one(dest, final, name, manifest, retention, now) for dest in destinations]
     metrics.succeeded(info, len(plan.kept), len(plan.unverified), {c["destination"]: c["ok"] for c in copies})
     failed = [c for c in copies if not c["ok"]]
-    data: dict[str, Any] = {
+    data: dict[str, object] = {
         "ok": not failed,
         "action": "take",
         "auth": auth,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
 
 from nomad_vault_token.core.config import Settings
 from nomad_vault_token.core.errors import ConfigError
@@ -30,7 +29,7 @@ def main(settings: Settings, *, output: Path | None, fmt: str, include_token: bo
     if output is not None:
         payload = secret.reveal() + "\n"
         write_private(output.absolute(), payload.encode(), "--output")
-    doc: dict[str, Any] = {
+    doc: dict[str, object] = {
         "accessor": info.accessor,
         "policies": list(info.policies),
         "ttl": info.ttl,

@@ -31,7 +31,7 @@ def main(settings: Settings, *, once: bool = False, settle_timeout: str | None =
     try:
         if once:
             r = unsealer.once(float(settle))
-            return Result(unsealer.view(r), describe(r, unsealer.workers), r.verdict.exit_code)
+            return Result(unsealer.view(r), describe(r), r.verdict.exit_code)
         unsealer.watch()
         return Result({"stopped": True})
     finally:

@@ -68,8 +68,17 @@ class Settings:
     snapshot_role: str = "nomad_snapshot"
     jwt_file: Path | None = None
     jwt_role: str = "nomad-snapshot"
-    jwt_mount: str = "jwt"
+    jwt_mount: str = "jwt-nomad"
     snapshot_copy_to: tuple[str, ...] = ()  # s3://BUCKET/PREFIX destinations
+    # ---- workload identity (bootstrap-roles --workload-identity, check --workload-identity)
+    workload_role: str = "nomad-workloads"
+    workload_policy: str = "nomad-workloads"
+    workload_user_claim: str = "unique-id"
+    kv_mount: str = "secret"
+    kv_version: int = 2
+    allow_slashes_in_job_ids: bool = True
+    # false after the cut-over to workload identity: `run` hands the agent no token at all
+    legacy_token: bool = True
     # ---- unseal
     unseal_nodes: tuple[str, ...] = ()  # empty: vault_addr alone
     unseal_keys_file: Path | None = None
@@ -79,6 +88,8 @@ class Settings:
     unseal_stale_after: int = 600
     unseal_expect_threshold: int = 0  # 0: whatever the node says
     unseal_expect_shares: int = 0
+    unseal_migrate: bool = False  # feed a node waiting for a seal migration (keys sent with migrate)
+    unseal_nodes_file: Path | None = None  # the node list, one address a line, re-read when it changes
     metrics_dir: Path | None = None  # node_exporter's textfile directory; None: no metrics
 
     @property
@@ -162,6 +173,14 @@ FIELDS: dict[str, tuple[Kind, tuple[str, ...]]] = {
     "jwt_role": ("str", ()),
     "jwt_mount": ("str", ()),
     "snapshot_copy_to": ("list", ()),
+    # ---- workload identity
+    "workload_role": ("str", ()),
+    "workload_policy": ("str", ()),
+    "workload_user_claim": ("choice", ("unique-id", "sub", "job-id")),
+    "kv_mount": ("str", ()),
+    "kv_version": ("int", ()),
+    "allow_slashes_in_job_ids": ("bool", ()),
+    "legacy_token": ("bool", ()),
     # ---- unseal
     "unseal_nodes": ("addresses", ()),
     "unseal_keys_file": ("path", ()),
@@ -171,6 +190,8 @@ FIELDS: dict[str, tuple[Kind, tuple[str, ...]]] = {
     "unseal_stale_after": ("positive", ()),
     "unseal_expect_threshold": ("int", ()),
     "unseal_expect_shares": ("int", ()),
+    "unseal_migrate": ("bool", ()),
+    "unseal_nodes_file": ("path", ()),
     "metrics_dir": ("path", ()),
 }
 assert set(FIELDS) == {f.name for f in fields(Settings)}
@@ -254,18 +275,16 @@ def _flag_of(key: str) -> str:
 def _read_file(path: Path, explicit: bool) -> dict[str, Any]:
     import tomllib
 
+    from nomad_vault_token.core.files import unreadable
+
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         if explicit:
             raise ConfigError(f"config {path}: file not found: create it or pass another --config") from None
         return {}
-    except IsADirectoryError:
-        raise ConfigError(f"config {path}: is a directory, not a TOML file: pass the file itself") from None
-    except PermissionError:
-        raise ConfigError(f"config {path}: permission denied: make it readable by this user") from None
     except OSError as exc:
-        raise ConfigError(f"config {path}: cannot read: {exc.strerror}") from None
+        raise unreadable("config", path, exc, "pass the TOML file itself") from None
     try:
         parsed = tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
@@ -376,6 +395,20 @@ def _validate(s: Settings) -> None:
         check_address(node, s.allow_insecure_http, what="unseal_nodes")
     if s.unseal_keys_file is not None and s.unseal_credential is not None:
         raise ConfigError("unseal_keys_file and unseal_credential are both set: give the keys one way only")
+    if s.unseal_nodes and s.unseal_nodes_file is not None:
+        raise ConfigError("unseal_nodes and unseal_nodes_file are both set: give the nodes one way only")
+
+
+def parse_node_list(text: str, source: Path, allow_insecure_http: bool) -> tuple[str, ...]:
+    """A node-list file (`unseal_nodes_file`): one address a line, `#` comments and blank lines
+    ignored, duplicates dropped; at least one node. Stdlib only: the watcher re-reads it when it changes."""
+    items = [line.split("#", 1)[0].strip().rstrip("/") for line in text.splitlines()]
+    nodes = tuple(dict.fromkeys(i for i in items if i))
+    for node in nodes:
+        check_address(node, allow_insecure_http, what=str(source))
+    if not nodes:
+        raise ConfigError(f"{source}: names no node: one address a line, e.g. https://vault-1.example.com:8200")
+    return nodes
 
 
 def check_address(addr: str, allow_insecure_http: bool, what: str = "vault_addr") -> None:

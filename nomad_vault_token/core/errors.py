@@ -15,7 +15,7 @@ EX_USAGE = 2
 EX_DATAERR = 65  # bad data: unseal keys Vault rejects, a snapshot that fails verification
 EX_UNAVAILABLE = 69
 EX_IOERR = 74  # I/O: the disk is full or failing (a snapshot that cannot be written)
-EX_TEMPFAIL = 75  # partial: some nodes unsealed, others not; a snapshot kept but a copy of it failed
+EX_TEMPFAIL = 75  # partial: some nodes unsealed, others not, or waiting for a seal migration; a snapshot kept but a copy of it failed
 EX_NOPERM = 77
 EX_CONFIG = 78
 EX_INTERRUPTED = 130
@@ -38,6 +38,12 @@ class ConfigError(NvtError):
     """Bad configuration, file, key or certificate: fix it before restarting (78)."""
 
     exit_code = EX_CONFIG
+
+
+class UsageError(NvtError):
+    """A flag a command needs in this mode is missing (2, as typer's own usage errors)."""
+
+    exit_code = EX_USAGE
 
 
 class DiskError(NvtError):
@@ -89,3 +95,21 @@ class NotFound(VaultDenied):
     def __init__(self, message: str, path: str) -> None:
         super().__init__(message)
         self.path = path
+
+
+class JwksError(NvtError):
+    """Nomad's JWKS cannot be fetched or verified (by Vault, or from this host): 78 for what the admin must fix
+    (a wrong CA, a client certificate Nomad demands, a wrong URL), 69 when it is only unreachable."""
+
+    def __init__(self, message: str, code: int = EX_CONFIG) -> None:
+        super().__init__(message)
+        self.exit_code = code
+
+
+class NomadError(NvtError):
+    """Nomad's HTTP API refused or could not be reached (readiness): 78 (address, CA, an old Nomad), 77 (ACL
+    token refused), 69 (unreachable)."""
+
+    def __init__(self, message: str, code: int = EX_UNAVAILABLE) -> None:
+        super().__init__(message)
+        self.exit_code = code

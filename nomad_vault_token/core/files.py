@@ -4,9 +4,31 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from nomad_vault_token.core.errors import ConfigError
+
+
+def unreadable(what: str, path: Path, exc: OSError, fix: str = "check the path in the config") -> ConfigError:
+    """The one-line error for a file that cannot be read: names the setting or flag, the file, what to do.
+
+    `fix` is said for a missing file or a directory given for a file ("give the file holding ...")."""
+    if isinstance(exc, FileNotFoundError):
+        return ConfigError(f"{what} {path}: file not found: {fix}")
+    if isinstance(exc, IsADirectoryError):
+        return ConfigError(f"{what} {path}: is a directory: {fix}")
+    if isinstance(exc, PermissionError):
+        return ConfigError(f"{what} {path}: permission denied: make it readable by this service's user")
+    return ConfigError(f"{what} {path}: cannot read: {exc.strerror}")
+
+
+def read_bytes(path: Path, what: str, fix: str = "check the path in the config") -> bytes:
+    """The bytes of `path`, or `unreadable`'s one line."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise unreadable(what, path, exc, fix) from None
 
 
 def ensure_private_dir(path: Path, what: str) -> None:
@@ -65,3 +87,12 @@ def write_private(path: Path, data: bytes, what: str) -> None:
         raise ConfigError(
             f"{what} {path}: cannot write: {exc.strerror}: check the directory's owner and mode"
         ) from None
+
+
+def publish_json(path: Path, doc: Mapping[str, object]) -> None:
+    """A process's view for `status` (tracker.json, unseal.json): one JSON line, 0600, written atomically.
+
+    Raises OSError; the callers log it (a view is never worth stopping for)."""
+    import json
+
+    write_atomic(path, (json.dumps(doc) + "\n").encode(), 0o600)

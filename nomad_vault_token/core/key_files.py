@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nomad_vault_token.core.errors import ConfigError
+from nomad_vault_token.core.files import unreadable
 
 MIN_BYTES = 16
 MAX_BYTES = 33
@@ -189,12 +190,8 @@ def read_keys(path: Path, what: str = "unseal_keys_file", credential: bool = Fal
     """The keys in `path`, after checking who may read it (`credential`: a systemd credential)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
-    except FileNotFoundError:
-        raise ConfigError(f"{what} {path}: file not found: check the path in the config") from None
-    except PermissionError:
-        raise ConfigError(f"{what} {path}: permission denied: make it readable by this service's user") from None
     except OSError as exc:
-        raise ConfigError(f"{what} {path}: cannot open: {exc.strerror}") from None
+        raise unreadable(what, path, exc) from None
     try:
         st = os.fstat(fd)  # the file opened, not whatever the path names a moment later
         _check_mode(path, st, what, credential)

@@ -37,10 +37,10 @@ unsealer (`nomad_vault_token_unseal.prom`):
     nomad_vault_token_unseal_node_reachable{node}             1 if the node answered the last check, else 0.
     nomad_vault_token_unseal_node_sealed{node}                1 if the node said it is sealed at the last check, else 0.
     nomad_vault_token_unseal_node_auto_unseal{node}           1 if the node uses auto-unseal (never given keys), else 0.
+    nomad_vault_token_unseal_node_migration_pending{node}     1 if the node waits for a seal migration's keys (unseal --migrate), else 0.
     nomad_vault_token_unseal_last_unseal_timestamp_seconds{node}  When this unsealer last unsealed the node.
     nomad_vault_token_unseal_leader_present                   1 if the cluster had an active node at the last check, else 0.
     nomad_vault_token_unseal_last_check_timestamp_seconds     When the unsealer last checked the cluster.
-    nomad_vault_token_unseal_node_migration_pending{node}     1 if the node waits for a seal migration's keys (unseal --migrate), else 0.
 
 snapshot (`nomad_vault_token_snapshot.prom`):
     nomad_vault_token_snapshot_last_run_timestamp_seconds     When the last snapshot run ended.
@@ -90,10 +90,10 @@ CATALOG: dict[str, str] = {
     "nomad_vault_token_unseal_node_reachable": "1 if the node answered the last check, else 0.",
     "nomad_vault_token_unseal_node_sealed": "1 if the node said it is sealed at the last check, else 0.",
     "nomad_vault_token_unseal_node_auto_unseal": "1 if the node uses auto-unseal (never given keys), else 0.",
+    "nomad_vault_token_unseal_node_migration_pending": "1 if the node waits for a seal migration's keys (unseal --migrate), else 0.",
     "nomad_vault_token_unseal_last_unseal_timestamp_seconds": "When this unsealer last unsealed the node.",
     "nomad_vault_token_unseal_leader_present": "1 if the cluster had an active node at the last check, else 0.",
     "nomad_vault_token_unseal_last_check_timestamp_seconds": "When the unsealer last checked the cluster.",
-    "nomad_vault_token_unseal_node_migration_pending": "1 if the node waits for a seal migration's keys (unseal --migrate), else 0.",
     # snapshot
     "nomad_vault_token_snapshot_last_run_timestamp_seconds": "When the last snapshot run ended.",
     "nomad_vault_token_snapshot_last_run_success": "1 if the last run kept a verified snapshot, else 0.",

@@ -15,15 +15,15 @@ from typing import Literal
 Kind = Literal["str", "path", "list", "bool", "switch"]
 
 TOKEN, CHECK, STATUS, RUN, INSTALL, BOOTSTRAP = "token", "check", "status", "run", "install", "bootstrap-roles"
-SNAPSHOT, UNSEAL = "snapshot", "unseal"
-COMMANDS = (TOKEN, CHECK, STATUS, RUN, INSTALL, BOOTSTRAP, SNAPSHOT, UNSEAL)
+SNAPSHOT, UNSEAL, CUTOVER = "snapshot", "unseal", "cutover"
+COMMANDS = (TOKEN, CHECK, STATUS, RUN, INSTALL, BOOTSTRAP, SNAPSHOT, UNSEAL, CUTOVER)
 
 _ALL = frozenset(COMMANDS)
 _MINTING = frozenset({TOKEN, CHECK, RUN, INSTALL, BOOTSTRAP})  # commands that know how the token is minted
 _LOGIN = frozenset({TOKEN, CHECK, RUN, INSTALL})  # commands that log in with the client certificate
-_READING = frozenset({TOKEN, CHECK, STATUS, RUN, BOOTSTRAP, SNAPSHOT, UNSEAL})  # commands that read the config
+_READING = frozenset({TOKEN, CHECK, STATUS, RUN, BOOTSTRAP, SNAPSHOT, UNSEAL, CUTOVER})  # commands that read the config
 
-SNAPSHOTTING, UNSEALING = "Snapshot", "Unseal"
+SNAPSHOTTING, UNSEALING, WORKLOAD = "Snapshot", "Unseal", "Workload identity"
 CONN, MINT, RUNNING, INSTALLING, BOOTSTRAPPING, OUTPUT = (
     "Vault connection",
     "Minting",
@@ -90,7 +90,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("task_role", ("--task-role",), "str", "Nomad's create_from_role [default: nomad-cluster]", _MINTING, MINT),
     Option("state_dir", ("--state-dir",), "path",
            "where the token is kept for reuse [default: $STATE_DIRECTORY or /var/lib/nomad-vault-token]",
-           frozenset({CHECK, STATUS, RUN, UNSEAL}), RUNNING),
+           frozenset({CHECK, STATUS, RUN, UNSEAL, CUTOVER}), RUNNING),
     Option("strict", ("--strict",), "bool",
            "treat what Nomad only warns about (e.g. sys/capabilities-self refused) as failures [default: no]",
            frozenset({CHECK, RUN}), RUNNING),
@@ -98,7 +98,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("handoff", ("--handoff",), "str", "file: a 0600 HCL file added as -config (default); env: VAULT_TOKEN",
            frozenset({RUN}), RUNNING),
     Option("token_config", ("--token-config",), "path",
-           "the hand-off HCL file [default: $RUNTIME_DIRECTORY/vault-token.hcl]", frozenset({RUN}), RUNNING),
+           "the hand-off HCL file [default: $RUNTIME_DIRECTORY/vault-token.hcl]", frozenset({RUN, CUTOVER}), RUNNING),
     Option("min_ttl", ("--min-ttl",), "str", "reuse a saved token only with at least this TTL left [default: 10m]",
            frozenset({RUN}), RUNNING),
     Option("wait_timeout", ("--wait-timeout",), "str",
@@ -123,7 +123,7 @@ OPTIONS: tuple[Option, ...] = (
            frozenset({CHECK}), RUNNING, setting=False),
     # ---- install and bootstrap-roles
     Option("dry_run", ("--check",), "switch", "report what would change; write nothing",
-           frozenset({INSTALL, BOOTSTRAP}), INSTALLING, setting=False),
+           frozenset({INSTALL, BOOTSTRAP, CUTOVER}), INSTALLING, setting=False),
     Option("root", ("--root",), "path", "install under this directory (image builds, tests; created if missing); "
            "the unit still names the real paths; implies --no-systemctl unless --systemctl is given",
            frozenset({INSTALL}), INSTALLING, setting=False, metavar="DIR"),
@@ -150,11 +150,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("set_values", ("--set",), "list", "any other config key, KEY=VALUE (e.g. wait_timeout=10m); repeat for "
            "more", frozenset({INSTALL}), INSTALLING, setting=False, metavar="KEY=VALUE"),
     Option("client_ca", ("--client-ca",), "path",
-           "PEM: the CA (or the certificate itself) the cert role trusts for the startup identity",
-           frozenset({BOOTSTRAP}), BOOTSTRAPPING, setting=False, required=True),
+           "PEM: the CA (or the certificate itself) the cert role trusts for the startup identity (not needed "
+           "with --workload-identity)", frozenset({BOOTSTRAP}), BOOTSTRAPPING, setting=False),
     Option("token_file", ("--token-file",), "path", "file holding the token (bootstrap-roles: an admin token; "
            "snapshot --auth token: one allowed to read sys/storage/raft/snapshot) [default: $VAULT_TOKEN]",
-           frozenset({BOOTSTRAP, SNAPSHOT}), BOOTSTRAPPING, setting=False),
+           frozenset({BOOTSTRAP, SNAPSHOT, CHECK, CUTOVER}), BOOTSTRAPPING, setting=False),
     Option("allowed_common_name", ("--allowed-common-name",), "list",
            "common name (or glob) the startup certificate must have; repeat for more [default: any]",
            frozenset({BOOTSTRAP}), BOOTSTRAPPING, setting=False, metavar="NAME"),
@@ -166,6 +166,10 @@ OPTIONS: tuple[Option, ...] = (
            BOOTSTRAPPING, setting=False, default="5m"),
     Option("diff", ("--diff",), "switch", "also show each field's change (old -> new)", frozenset({BOOTSTRAP}),
            BOOTSTRAPPING, setting=False),
+    Option("remove_legacy", ("--remove-legacy",), "switch", "after the cut-over to workload identity: delete "
+           "the legacy policies and roles (not the cert mount) this command wrote, each only if its content is what "
+           "it writes with these flags; refused while a live token still holds the server policy or comes from the "
+           "mint or task role", frozenset({BOOTSTRAP}), BOOTSTRAPPING, setting=False),
     Option("snapshot", ("--snapshot",), "switch", "write the snapshot identity instead: a policy with read on "
            "sys/storage/raft/snapshot only, and a cert role (--snapshot-role) holding it",
            frozenset({BOOTSTRAP}), BOOTSTRAPPING, setting=False),
@@ -186,12 +190,56 @@ OPTIONS: tuple[Option, ...] = (
     Option("snapshot_auth", ("--auth",), "str", "cert (client certificate, --snapshot-role), token ($VAULT_TOKEN "
            "or --token-file) or jwt (--jwt-file, --jwt-role) [default: by what is given: a client certificate, "
            "else a token, else a JWT]", frozenset({SNAPSHOT}), SNAPSHOTTING),
-    Option("jwt_file", ("--jwt-file",), "path", "file holding a JWT (a Nomad workload identity) for --auth jwt",
-           frozenset({SNAPSHOT}), SNAPSHOTTING),
-    Option("jwt_role", ("--jwt-role",), "str", "JWT auth role [default: nomad-snapshot]", frozenset({SNAPSHOT}),
+    Option("jwt_file", ("--jwt-file",), "path", "file holding a JWT (a Nomad workload identity) for --auth jwt; "
+           "check --workload-identity: a task's JWT to log in with", frozenset({SNAPSHOT, CHECK}), SNAPSHOTTING),
+    Option("jwt_role", ("--jwt-role",), "str", "JWT auth role the snapshot job logs in as (bootstrap-roles "
+           "--snapshot --workload-identity writes it) [default: nomad-snapshot]", frozenset({SNAPSHOT, BOOTSTRAP}),
            SNAPSHOTTING),
-    Option("jwt_mount", ("--jwt-mount",), "str", "JWT auth mount [default: jwt]", frozenset({SNAPSHOT}),
-           SNAPSHOTTING),
+    Option("jwt_mount", ("--jwt-mount",), "str", "JWT auth mount trusting Nomad's workload identities "
+           "[default: jwt-nomad]", frozenset({SNAPSHOT, BOOTSTRAP, CHECK, CUTOVER}), WORKLOAD),
+    # ---- workload identity
+    Option("workload_identity", ("--workload-identity",), "switch", "bootstrap-roles: write the Vault side of "
+           "Nomad's workload identity instead (JWT auth mount and config, the workload role and policy; with "
+           "--snapshot: the snapshot job's JWT role); check: check that side live (JWKS, keys, a task's login "
+           "with --jwt-file)", frozenset({BOOTSTRAP, CHECK}), WORKLOAD, setting=False),
+    Option("readiness", ("--workload-identity-readiness",), "switch", "check: is this cluster ready to drop the "
+           "legacy server token? Vault side, this server's vault.default_identity (give the agent's command line "
+           "after --), nodes on 1.7.2+, no job or allocation left on legacy tokens (Nomad's upgrade check); exit 75 "
+           "while not", frozenset({CHECK}), WORKLOAD, setting=False),
+    Option("nomad_addr", ("--nomad-addr",), "str", "Nomad's HTTP API for the readiness checks [default: "
+           "https://127.0.0.1:4646]", frozenset({CHECK, CUTOVER}), WORKLOAD, setting=False, metavar="URL"),
+    Option("nomad_token_file", ("--nomad-token-file",), "path", "file holding a Nomad ACL token with operator:read "
+           "and node:read (readiness) [default: none, for a cluster without ACLs]", frozenset({CHECK, CUTOVER}), WORKLOAD,
+           setting=False, metavar="FILE"),
+    Option("nomad_ca", ("--nomad-ca",), "path", "PEM: the CA of Nomad's HTTPS certificate (readiness) [default: "
+           "the system CAs]", frozenset({CHECK, CUTOVER}), WORKLOAD, setting=False, metavar="FILE"),
+    Option("nomad_jwks_url", ("--nomad-jwks-url",), "str", "where Vault fetches Nomad's keys: "
+           "https://NOMAD:4646/.well-known/jwks.json (check: instead of the one Vault's config names)",
+           frozenset({BOOTSTRAP, CHECK, CUTOVER}), WORKLOAD, setting=False,
+           metavar="URL"),
+    Option("nomad_jwks_ca", ("--nomad-jwks-ca",), "path", "PEM: the CA of Nomad's HTTPS certificate, for Vault "
+           "[default: Vault's system CAs]", frozenset({BOOTSTRAP}), WORKLOAD, setting=False, metavar="FILE"),
+    Option("workload_role", ("--workload-role",), "str", "JWT role every task logs in as (the mount's "
+           "default_role) [default: nomad-workloads]", frozenset({BOOTSTRAP, CHECK, CUTOVER}), WORKLOAD),
+    Option("workload_policy", ("--workload-policy",), "str", "the tasks' templated policy [default: "
+           "nomad-workloads]", frozenset({BOOTSTRAP, CHECK, CUTOVER}), WORKLOAD),
+    Option("workload_user_claim", ("--workload-user-claim",), "str", "what names a task's Vault entity: "
+           "unique-id (an extra_claims ID the servers' vault.default_identity sets, Nomad 1.8.3+), sub (one per "
+           "task, Nomad 1.7+) or job-id (nomad setup vault's: collides across namespaces) [default: unique-id]",
+           frozenset({BOOTSTRAP, CUTOVER}), WORKLOAD),
+    Option("kv_mount", ("--kv-mount",), "str", "KV mount the tasks read <namespace>/<job>/... from [default: "
+           "secret]", frozenset({BOOTSTRAP, CHECK}), WORKLOAD),
+    Option("kv_version", ("--kv-version",), "str", "that KV mount's version, 1 or 2 [default: 2]",
+           frozenset({BOOTSTRAP, CHECK}), WORKLOAD),
+    Option("allow_slashes_in_job_ids", ("--allow-slashes-in-job-ids",), "bool", "OpenBao 2.6+: let job IDs "
+           "holding '/' reach their paths (allow_slashes_in_identity_templates) [default: yes]",
+           frozenset({BOOTSTRAP}), WORKLOAD),
+    Option("snapshot_job", ("--snapshot-job",), "str", "the snapshot job's ID, bound in its JWT role",
+           frozenset({BOOTSTRAP}), WORKLOAD, setting=False, default="vault-snapshot"),
+    Option("snapshot_job_namespace", ("--snapshot-job-namespace",), "str", "the snapshot job's Nomad namespace",
+           frozenset({BOOTSTRAP}), WORKLOAD, setting=False, default="default"),
+    Option("snapshot_task", ("--snapshot-task",), "str", "the snapshot job's task name",
+           frozenset({BOOTSTRAP}), WORKLOAD, setting=False, default="snapshot"),
     Option("snapshot_copy_to", ("--copy-to",), "list", "after the snapshot is kept, copy it and its manifest to "
            "s3://BUCKET/PREFIX (verified by reading it back; retention as --keep/--max-age); repeat for more. "
            "Credentials, region, endpoint: the AWS variables and files (AWS_ACCESS_KEY_ID, AWS_REGION, "
@@ -201,10 +249,13 @@ OPTIONS: tuple[Option, ...] = (
            SNAPSHOTTING, setting=False),
     # ---- unseal
     Option("once", ("--once",), "switch", "check every node, unseal the sealed ones, exit (0 leader and all "
-           "unsealed, 65 keys refused, 69 unreachable, 75 partial); default: watch for ever",
+           "unsealed, 65 keys refused, 69 unreachable, 75 partial or a seal migration waiting); default: watch for ever",
            frozenset({UNSEAL}), UNSEALING, setting=False),
     Option("unseal_nodes", ("--node",), "list", "a node's address, https://HOST:PORT; repeat for each node "
            "[default: vault_addr]", frozenset({UNSEAL}), UNSEALING, metavar="ADDR"),
+    Option("unseal_nodes_file", ("--nodes-file",), "path", "instead of --node: a file naming the nodes, one "
+           "address a line (a Nomad template from nomadService); read again when it changes, no restart",
+           frozenset({UNSEAL}), UNSEALING, metavar="FILE"),
     Option("unseal_keys_file", ("--keys-file",), "path", "unseal keys, one per line, hex or base64, or "
            "operator init's JSON (mode 0600/0400, owned by this user); never on the command line (snapshot "
            "restore-test: the source cluster's keys)", frozenset({UNSEAL, SNAPSHOT}), UNSEALING),
@@ -220,6 +271,9 @@ OPTIONS: tuple[Option, ...] = (
            "threshold [default: any]", frozenset({UNSEAL}), UNSEALING, metavar="T"),
     Option("unseal_expect_shares", ("--expect-shares",), "str", "send keys only to nodes with this many "
            "shares [default: any]", frozenset({UNSEAL}), UNSEALING, metavar="N"),
+    Option("unseal_migrate", ("--migrate",), "bool", "feed a node waiting for a seal migration (restarted "
+           "with a new seal stanza) the keys with migrate; without it such a node gets no key, only a report "
+           "[default: off]", frozenset({UNSEAL}), UNSEALING),
     Option("metrics_dir", ("--metrics-dir",), "path", "node_exporter textfile directory (*.prom) for the "
            "metrics; the tracker reads it from the config [default: none]", frozenset({SNAPSHOT, UNSEAL}), OUTPUT,
            metavar="DIR"),

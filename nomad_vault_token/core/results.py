@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 VERSION = 1
 FORMATS = ("text", "json")
@@ -18,13 +18,13 @@ FORMATS = ("text", "json")
 class Result:
     """A command's outcome: `data` for JSON, `text` for people; `error` goes to stderr as one line."""
 
-    data: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, object] = field(default_factory=dict)
     text: str = ""
     exit_code: int = 0
     error: str | None = None
 
 
-def envelope(data: dict[str, Any]) -> dict[str, Any]:
+def envelope(data: Mapping[str, object]) -> dict[str, object]:
     return {"version": VERSION, **data}
 
 

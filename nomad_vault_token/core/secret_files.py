@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 
 from nomad_vault_token.core.errors import ConfigError
+from nomad_vault_token.core.files import unreadable
 from nomad_vault_token.core.secret import Secret
 
 log = logging.getLogger(__name__)
@@ -18,14 +19,8 @@ def read(path: Path, flag: str, what: str) -> Secret:
     try:
         st = path.stat()
         raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{flag} {path}: file not found: give the file holding the {what}") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{flag} {path}: is a directory: give the file holding the {what}") from None
-    except PermissionError:
-        raise ConfigError(f"{flag} {path}: permission denied: make it readable by this user") from None
     except OSError as exc:
-        raise ConfigError(f"{flag} {path}: cannot read: {exc.strerror}") from None
+        raise unreadable(flag, path, exc, f"give the file holding the {what}") from None
     try:
         value = raw.decode("ascii").strip()
     except UnicodeDecodeError:

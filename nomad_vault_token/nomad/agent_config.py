@@ -427,3 +427,53 @@ def _weak_str(key: str, value: Any, path: str) -> str:
 
 def _kind(value: Any) -> str:
     return "a block or object" if isinstance(value, (dict, _Pairs)) else "a list"
+
+
+# --- vault.default_identity (workload identity, Nomad 1.7+) ------------------------------------
+
+
+@dataclass(frozen=True)
+class DefaultIdentity:
+    """The default vault block's ``default_identity`` after every -config file: what the servers give jobs
+    registered from then on (``nomad/structs/config/vault.go`` v1.9.7:93-96; merged 197-202)."""
+
+    aud: tuple[str, ...] = ()
+    ttl: str = ""
+    extra_claims: Mapping[str, str] = field(default_factory=dict, hash=False)
+    where: str = ""  # the file that set it last
+
+
+def load_default_identity(config_paths: Sequence[str | os.PathLike[str]]) -> DefaultIdentity | None:
+    """The merged ``vault { default_identity { ... } }`` of the default cluster, or None when no file sets one.
+
+    A later file's ``aud``/``ttl`` win when set; ``extra_claims`` merge key by key, later wins
+    (``WorkloadIdentityConfig.Merge``, ``nomad/structs/config/workload_id.go`` v1.9.7)."""
+    found: DefaultIdentity | None = None
+    for raw in config_paths:
+        for path in _config_files(os.fspath(raw)):
+            for key, value in _parse_file(path):
+                if key != "vault":
+                    continue
+                for body in _bodies(value):
+                    if str(dict(body).get("name", "") or "") not in ("", DEFAULT_CLUSTER):
+                        continue
+                    for k, v in body:
+                        if k == "default_identity":
+                            for ident in _bodies(v):
+                                found = _merge_identity(found, ident, path)
+    return found
+
+
+def _merge_identity(base: DefaultIdentity | None, body: list[tuple[Any, Any]], path: str) -> DefaultIdentity:
+    aud, ttl = (base.aud, base.ttl) if base else ((), "")
+    claims = dict(base.extra_claims) if base else {}
+    for key, value in body:
+        if key == "aud" and value:
+            aud = tuple(str(a) for a in (value if isinstance(value, list) else [value]))
+        elif key == "ttl" and value:
+            ttl = str(value)
+        elif key == "extra_claims":
+            for claims_body in _bodies(value):
+                for ck, cv in claims_body:
+                    claims[str(ck)] = str(cv)
+    return DefaultIdentity(aud=aud, ttl=ttl, extra_claims=MappingProxyType(claims), where=path)

@@ -129,3 +129,19 @@ def prepare(
     if settings.handoff == "file":
         write_token_config(settings, token)
     return agent_argv(settings, argv, parsed, tokenless=token is None), agent_env(settings, token, environ)
+
+
+def without_token(settings: Settings, environ: Mapping[str, str]) -> dict[str, str]:
+    """After the cut-over to workload identity (`legacy_token = false`): the agent gets no token at all.
+
+    The hand-off file (it still holds the old token) is removed and not passed; `VAULT_TOKEN` is kept
+    out of the environment, since Nomad falls back to it when no config sets a token
+    (`command/agent/command.go` v1.9.7:303-306). Returns the agent's environment."""
+    path = settings.token_config_path
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise ConfigError(f"token_config {path}: cannot remove the old hand-off file: {exc.strerror}") from None
+    return agent_env(settings, None, environ)

@@ -22,9 +22,9 @@ from typing import Any, Literal
 
 from nomad_vault_token.core.durations import DurationError, parse_duration
 
-Kind = Literal["policy", "token_role", "auth_mount", "cert_role"]
+Kind = Literal["policy", "token_role", "auth_mount", "cert_role", "jwt_config", "jwt_role"]
 Action = Literal["create", "update", "unchanged"]
-FieldType = Literal["duration", "set", "bool", "str", "policy", "pem"]
+FieldType = Literal["duration", "set", "bool", "str", "policy", "pem", "map"]
 
 # The type of every field bootstrap-roles manages; a field not listed here is refused, so the
 # shipped role definitions cannot ask for something this module would compare wrongly.
@@ -42,6 +42,20 @@ FIELD_TYPES: dict[str, FieldType] = {
     "token_policies": "set",
     "allowed_common_names": "set",
     "certificate": "pem",
+    # the JWT auth method (workload identity): auth/<mount>/config and auth/<mount>/role/<name>
+    "jwks_url": "str",
+    "jwks_ca_pem": "pem",
+    "jwt_supported_algs": "set",
+    "default_role": "str",
+    "role_type": "str",
+    "bound_audiences": "set",
+    "user_claim": "str",
+    "user_claim_json_pointer": "bool",
+    "claim_mappings": "map",
+    "bound_claims": "map",
+    "token_type": "str",
+    # a policy's templating switches (OpenBao 2.6+)
+    "allow_slashes_in_identity_templates": "bool",
 }
 
 # What the text output calls each kind of object.
@@ -50,6 +64,8 @@ KIND_WORDS: dict[Kind, str] = {
     "token_role": "role",
     "auth_mount": "auth mount",
     "cert_role": "role",
+    "jwt_config": "JWT config",
+    "jwt_role": "role",
 }
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -100,6 +116,8 @@ def _fill_value(raw: Any, values: Mapping[str, Any]) -> Any:
             value = values[name]
             return list(value) if isinstance(value, (list, tuple)) else value
         return fill_text(raw, values)
+    if isinstance(raw, dict):
+        return {str(k): _fill_value(v, values) for k, v in raw.items()}
     if isinstance(raw, list):
         items: list[Any] = []
         for item in raw:
@@ -154,6 +172,14 @@ def normalise(name: str, value: Any) -> Any:
         return " ".join(str(value or "").split())
     if kind == "pem":
         return pem_fingerprints(str(value or ""))
+    if kind == "map":  # a claim -> a value (or a list of them: any one of them); missing, null and {} alike
+        if not value:
+            return ()
+        if not isinstance(value, Mapping):
+            raise PlanError(f"{name}: {value!r} is not a map")
+        return tuple(
+            sorted((str(k), tuple(sorted(str(i) for i in (v if isinstance(v, list) else [v])))) for k, v in value.items())
+        )
     return "" if value is None else str(value)
 
 
@@ -284,6 +310,8 @@ def json_value(name: str, value: Any) -> Any:
         return [f"sha256:{fp}" for fp in value]
     if kind == "set":
         return list(value)
+    if kind == "map":
+        return {k: (list(v) if len(v) != 1 else v[0]) for k, v in value}
     return value
 
 
@@ -296,6 +324,8 @@ def show(name: str, value: Any) -> str:
         return "true" if value else "false"
     if kind in ("set", "pem"):
         return "[" + ", ".join(json_value(name, value)) + "]"
+    if kind == "map":
+        return "{" + ", ".join(f"{k}={'|'.join(v)}" for k, v in value) + "}"
     return str(value)
 
 

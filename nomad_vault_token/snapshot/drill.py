@@ -28,7 +28,7 @@ from pathlib import Path
 from nomad_vault_token.core.config import Settings
 from nomad_vault_token.core.errors import ConfigError, VaultDenied, VaultUnavailable
 from nomad_vault_token.core.results import Result
-from nomad_vault_token.vault.client import Throwaway
+from nomad_vault_token.vault.throwaway import Throwaway
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ def run(
         # sys/seal-status says t:1 n:1 and sys/unseal would take the first share for a whole key ("invalid
         # key size 33"). Started again, it reads the restored one (the source cluster's) from storage.
         node.restart()
+        _wait(lambda: server.health().sealed, "the restored server to answer, sealed")  # raft opens slowly
         threshold, shares = server.seal_config()
         log.debug("restored seal configuration: threshold %d of %d shares", threshold, shares)
         if len(keys) < threshold:

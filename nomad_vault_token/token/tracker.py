@@ -11,7 +11,6 @@ says (READY / STATUS / WATCHDOG, `tracker.json`, metrics) is made by `tracker_re
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import random
@@ -393,11 +392,11 @@ class Tracker:
 
     def publish(self) -> None:
         """tracker.json beside the state file, for `status`; the metrics textfile when configured."""
-        from nomad_vault_token.core.files import write_atomic
+        from nomad_vault_token.core.files import publish_json
 
         view = self.view()
         try:
-            write_atomic(self.settings.tracker_file, (json.dumps(report.document(view, os.getpid())) + "\n").encode(), 0o600)
+            publish_json(self.settings.tracker_file, report.document(view, os.getpid()))
         except OSError as exc:
             log.debug("cannot write %s: %s", self.settings.tracker_file, exc.strerror)
         if self.settings.metrics_dir is not None:

@@ -69,6 +69,28 @@ reset; a frozen node the prober gave up on) makes a node sealed on purpose look 
 seals itself (a fatal storage error) is reported as sealed on purpose too, which is what it needs: a
 human.
 
+Seal migration (measured on OpenBao 2.7.2, a 3-node raft cluster; seal "static"):
+
+- A node restarted with a new `seal` stanza answers seal-status `migration: true, sealed: true` with
+  the NEW seal's `type` (Shamir to static: `type: "static", recovery_seal: true`; static back to
+  Shamir, the stanza `disabled = "true"`: `type: "shamir", recovery_seal: false`) and the old keys'
+  `t`/`n`. Nothing in it names the old seal: the plan remembers the type it last saw on the node
+  (`NodeMemory.seal_type_seen`); without that, the old seal is "shamir" when the new one is not, else
+  "auto-unseal". A key sent without `"migrate": true` is refused (500 `migrate option not provided and
+  seal migration is pending`); with it the same keys unseal it, under the same Shamir rules.
+- migration_pending: such a node without `--migrate` (`Context.migrate`): no key, alert, `--once`
+  exits 75.
+- migrated: once migrated, a standby answers 500 on sys/seal-status and sys/health (`barrier seal type
+  of "shamir" does not match loaded type of "static"`) until the active node steps down. The plan
+  knows it from the connection its migrate keys unsealed the node on (`NodeMemory.migrated_on`), or
+  from that error text (someone else fed the keys, or the unsealer restarted): not unreachable, not
+  sealed; the operator steps the active node down (`bao operator step-down`, a sudo token the
+  unsealer never holds).
+- old_seal: after the step-down the old active node, still on its old stanza, answers 500 (`... does
+  not match expected type of "shamir"`): it is restarted with the new stanza and unseals itself.
+- Afterwards every node is `auto-unseal (static)`, unsealed; a cluster all on auto-unseal has nothing
+  to unseal, and the keys held are its recovery keys.
+
 Actions (`Action`): none, submit_next_key (`Decision.key_index` says which of ours), reset_then_submit
 (`{"reset": true}`, then our first key), wait (poll again), alert (tell a human, once per entry into
 the state; otherwise like none).
@@ -85,6 +107,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from nomad_vault_token.core.errors import EX_DATAERR, EX_OK, EX_TEMPFAIL, EX_UNAVAILABLE
+
 State = Literal[
     "unsealed",
     "sealed",
@@ -97,26 +121,28 @@ State = Literal[
     "joining",
     "mismatch",
     "held",
+    "migration_pending",
+    "migrated",
+    "old_seal",
 ]
 Action = Literal["none", "submit_next_key", "reset_then_submit", "wait", "alert"]
 Role = Literal["active", "standby", "perf_standby", "dr_secondary", "sealed", "uninitialized", "unknown"]
 Kind = Literal["leader", "no_leader_yet", "quorum_lost"]
 
-EX_OK = 0
-EX_DATAERR = 65
-EX_UNAVAILABLE = 69
-EX_TEMPFAIL = 75
-
 DEFAULT_STALE_AFTER = 600.0  # seconds someone else's unseal progress may stand still before we reset it
 
 # States that ask a human to look: alerted once when entered.
-ALERTING: frozenset[State] = frozenset({"auto_unseal", "mismatch", "sealed_on_purpose", "wrong_keys"})
+ALERTING: frozenset[State] = frozenset(
+    {"auto_unseal", "mismatch", "sealed_on_purpose", "wrong_keys", "migration_pending"}
+)
+# The steps of a seal migration that wait for the operator (no key can help): `--once` exits 75.
+MIGRATION: frozenset[State] = frozenset({"migration_pending", "migrated", "old_seal"})
 # States nothing will change by waiting or by us (for `--once` to stop early).
-SETTLED: frozenset[State] = frozenset(
+SETTLED: frozenset[State] = MIGRATION | frozenset(
     {"unsealed", "uninitialized", "auto_unseal", "mismatch", "wrong_keys", "sealed_on_purpose"}
 )
 # Sealed Shamir nodes on their way to being unsealed (by us, another custodian, or after a hold).
-ON_THE_WAY: frozenset[State] = frozenset({"sealed", "joining", "foreign_progress", "held"})
+ON_THE_WAY: frozenset[State] = frozenset({"sealed", "joining", "foreign_progress", "held", "migrated"})
 
 _ROLES: Mapping[int, Role] = {
     200: "active",
@@ -158,10 +184,19 @@ class Probe:
     version: str = ""
     cluster_id: str = ""
     health: int | None = None  # sys/health status code, None when it did not answer
+    migration: bool = False  # a seal migration waits for the old keys (sent with "migrate": true)
+    status: int = 200  # sys/seal-status's HTTP status: not 200, the node answered without the fields
+    errors: str = ""  # Vault's `errors` with such an answer (never a key)
 
     @classmethod
     def unreachable(cls, node: str, problem: str) -> Probe:
         return cls(node=node, reachable=False, problem=problem)
+
+    @classmethod
+    def refused(cls, node: str, status: int, errors: str, connection: int | None = None) -> Probe:
+        """sys/seal-status answered `status` (not 200) with `errors`: a migrated node waiting for the
+        step-down answers 500 (see the module docstring)."""
+        return cls(node=node, reachable=True, connection=connection, status=status, errors=errors)
 
     @classmethod
     def answered(
@@ -193,6 +228,7 @@ class Probe:
             version=text("version"),
             cluster_id=text("cluster_id"),
             health=health,
+            migration=seal_status.get("migration") is True,
         )
 
     @property
@@ -200,8 +236,13 @@ class Probe:
         return health_role(self.health)
 
     @property
+    def has_fields(self) -> bool:
+        """The node answered seal-status's fields (reachable, HTTP 200)."""
+        return self.reachable and self.status == 200
+
+    @property
     def auto_unseal(self) -> bool:
-        return self.seal_type != "shamir" or self.recovery_seal
+        return self.has_fields and (self.seal_type != "shamir" or self.recovery_seal)
 
 
 @dataclass(frozen=True)
@@ -248,6 +289,8 @@ class NodeMemory:
     wrong_keys_mixed: bool = False  # the refused attempt held someone else's keys too
     seen_progress: tuple[int, str] = (0, "")  # (progress, nonce) last seen
     progress_moved_at: float = 0.0
+    seal_type_seen: str = ""  # the seal type last seen outside a migration (a migration's "from")
+    migrated_on: int | None = None  # connection our migrate keys unsealed the node on (then it answers 500)
 
 
 @dataclass(frozen=True)
@@ -261,6 +304,7 @@ class Context:
     expect_shares: int | None = None
     stale_after: float = DEFAULT_STALE_AFTER
     hold: bool = False
+    migrate: bool = False  # `unseal --migrate`: feed a node waiting for a seal migration its keys
 
 
 @dataclass(frozen=True)
@@ -274,6 +318,10 @@ class Decision:
     key_index: int | None = None  # which of our keys to submit, for submit_next_key / reset_then_submit
     cluster_id: str = ""
     warnings: tuple[str, ...] = ()
+    migrate: bool = False  # the key goes with "migrate": true
+    seal_type: str = ""  # as the node answered ("" without an answer)
+    auto_unseal: bool = False
+    migration_pending: bool = False  # sealed, waiting for a seal migration's keys
 
     @property
     def unsealed(self) -> bool:
@@ -295,7 +343,11 @@ def _seconds(s: float) -> str:
 
 def decide(probe: Probe, memory: NodeMemory, ctx: Context) -> Decision:
     """The node's state, what to do about it, and what to remember (see the module docstring)."""
+    migrating = probe.has_fields and probe.migration and probe.sealed and probe.initialized
     state, action, message, mem, key_index, warnings = _classify(probe, memory, ctx)
+    migrate = migrating and state != "migration_pending"
+    if migrate:
+        message = f"seal migration {_migration(probe, memory)}: {message}"
     entered = memory.state != state
     if state in ALERTING:
         action = "alert" if entered else "none"
@@ -310,7 +362,24 @@ def decide(probe: Probe, memory: NodeMemory, ctx: Context) -> Decision:
         key_index=key_index,
         cluster_id=probe.cluster_id,
         warnings=warnings,
+        migrate=migrate,
+        seal_type=probe.seal_type,
+        auto_unseal=probe.auto_unseal,
+        migration_pending=migrating,
     )
+
+
+def _migration(probe: Probe, memory: NodeMemory) -> str:
+    """"(shamir -> static)": the node's new seal from its answer, the old one from memory."""
+    new = probe.seal_type or "unknown"
+    old = memory.seal_type_seen
+    if not old or old == new:
+        old = "shamir" if new != "shamir" else "auto-unseal"
+    return f"({old} -> {new})"
+
+
+MIGRATED = "migrated, waiting for the active node to step down: bao operator step-down"
+OLD_SEAL = "still on the old seal after the migration: restart it with the new seal stanza"
 
 
 _Classified = tuple[State, Action, str, NodeMemory, int | None, tuple[str, ...]]
@@ -320,6 +389,13 @@ def _classify(probe: Probe, memory: NodeMemory, ctx: Context) -> _Classified:
     mem = memory
     if not probe.reachable:
         return "unreachable", "wait", f"unreachable: {probe.problem or 'no answer'}", mem, None, ()
+    if probe.status != 200:
+        ours = mem.migrated_on is not None and mem.migrated_on == probe.connection
+        if ours or "does not match loaded type" in probe.errors:
+            return "migrated", "wait", MIGRATED, mem, None, ()
+        if "does not match expected type" in probe.errors:
+            return "old_seal", "wait", OLD_SEAL, mem, None, ()
+        return "unreachable", "wait", f"unreachable: sys/seal-status answered HTTP {probe.status}", mem, None, ()
     if not probe.initialized:
         return "uninitialized", "none", "not initialised: never touched (initialise it or join it)", mem, None, ()
 
@@ -328,9 +404,22 @@ def _classify(probe: Probe, memory: NodeMemory, ctx: Context) -> _Classified:
     if seen != mem.seen_progress:
         mem = replace(mem, seen_progress=seen, progress_moved_at=ctx.now)
 
-    if probe.auto_unseal:
+    if probe.migration:
+        if not probe.sealed:  # migrated (the answer to our last key): waits for the step-down
+            return "migrated", "wait", MIGRATED, mem, None, ()
+        if not ctx.migrate:
+            text = f"seal migration pending {_migration(probe, mem)}: run unseal with --migrate"
+            return "migration_pending", "alert", text, mem, None, ()
+        # with --migrate: the keys go with "migrate": true, under the Shamir rules below
+    else:
+        if probe.seal_type:
+            mem = replace(mem, seal_type_seen=probe.seal_type)
+        if mem.migrated_on is not None:
+            mem = replace(mem, migrated_on=None)
+
+    if probe.auto_unseal and not probe.migration:
         if not probe.sealed:
-            return "unsealed", "none", f"unsealed ({probe.role}, auto-unseal: {probe.seal_type})", mem, None, ()
+            return "unsealed", "none", f"auto-unseal ({probe.seal_type}): unsealed ({probe.role})", mem, None, ()
         kind = probe.seal_type or "unknown"
         return "auto_unseal", "alert", f"auto-unseal node sealed: check its seal provider ({kind})", mem, None, ()
 
@@ -447,9 +536,15 @@ def _classify(probe: Probe, memory: NodeMemory, ctx: Context) -> _Classified:
 
 
 def after_unseal(
-    memory: NodeMemory, key_index: int, answer: UnsealAnswer, ctx: Context, connection: int | None
+    memory: NodeMemory,
+    key_index: int,
+    answer: UnsealAnswer,
+    ctx: Context,
+    connection: int | None,
+    migrate: bool = False,
 ) -> NodeMemory:
-    """Remember what Vault answered to our key `key_index` (given on `connection`)."""
+    """Remember what Vault answered to our key `key_index` (given on `connection`; with `migrate`, a
+    seal migration's key: once it unseals, the node answers 500 until the step-down)."""
     if answer.invalid_key:
         return replace(
             memory,
@@ -463,7 +558,13 @@ def after_unseal(
         return memory
     if not answer.sealed:
         return replace(
-            memory, unsealed_on=connection, attempt_nonce="", attempt_given=0, attempt_foreign=False, completed_on=None
+            memory,
+            unsealed_on=connection,
+            attempt_nonce="",
+            attempt_given=0,
+            attempt_foreign=False,
+            completed_on=None,
+            migrated_on=connection if migrate else memory.migrated_on,
         )
     if answer.progress == 0:  # the threshold was reached and it is still sealed: a raft node joining
         return replace(memory, completed_on=connection, attempt_nonce="", attempt_given=0, attempt_foreign=False)
@@ -504,6 +605,8 @@ _PROBLEM_WORDS: Mapping[State, str] = {
     "mismatch": "threshold/shares mismatch",
     "held": "held",
 }
+# States whose message the STATUS line spells out per node: what the operator does next.
+_SPELLED_OUT: frozenset[State] = MIGRATION
 
 
 def verdict(decisions: Sequence[Decision], keys_held: int) -> Verdict:
@@ -526,13 +629,22 @@ def verdict(decisions: Sequence[Decision], keys_held: int) -> Verdict:
         warnings.extend(f"{d.node}: {w}" for w in d.warnings)
 
     problems: dict[str, list[str]] = {}
+    spelled: list[str] = []
     for d in decisions:
-        if not d.unsealed:
+        if d.state in _SPELLED_OUT:
+            spelled.append(f"; {d.node}: {d.message}")
+        elif not d.unsealed:
             problems.setdefault(_PROBLEM_WORDS[d.state], []).append(d.node)
-    tail = "".join(f"; {word}: {', '.join(nodes)}" for word, nodes in problems.items())
+    tail = "".join(f"; {word}: {', '.join(nodes)}" for word, nodes in problems.items()) + "".join(spelled)
+    all_auto = bool(members) and all(d.unsealed and d.auto_unseal for d in members)
 
     kind: Kind
-    if leader is not None:
+    if leader is not None and all_auto:
+        kind = "leader"
+        types = ", ".join(sorted({d.seal_type for d in members}))
+        held = "; the keys held are recovery keys now" if keys_held else ""
+        status = f"cluster on auto-unseal ({types}): nothing to unseal{held}; leader {leader}{tail}"
+    elif leader is not None:
         kind = "leader"
         status = f"{unsealed}/{total} unsealed, leader {leader}{tail}"
     elif total and unsealed + on_the_way >= quorum:
@@ -543,7 +655,7 @@ def verdict(decisions: Sequence[Decision], keys_held: int) -> Verdict:
         status = f"quorum lost: {unsealed}/{total} unsealed, {quorum} needed{tail}"
 
     states = {d.state for d in decisions}
-    pending = states & (ON_THE_WAY | {"sealed_on_purpose"})
+    pending = states & (ON_THE_WAY | MIGRATION | {"sealed_on_purpose"})
     if leader is not None and not pending and not states & {"wrong_keys", "mismatch"}:
         code = EX_OK
     elif states & {"wrong_keys", "mismatch"}:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nomad_vault_token.core.errors import ConfigError
+from nomad_vault_token.core.files import read_bytes
 
 if TYPE_CHECKING:
     from cryptography.x509 import Certificate
@@ -34,16 +35,7 @@ class CertInfo:
 
 def read_file(path: Path, what: str) -> bytes:
     """Bytes of `path`, or one ConfigError line naming it and what to do."""
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{what} {path}: file not found: check the path in the config") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{what} {path}: is a directory: give the PEM file itself") from None
-    except PermissionError:
-        raise ConfigError(f"{what} {path}: permission denied: make it readable by this service's user") from None
-    except OSError as exc:
-        raise ConfigError(f"{what} {path}: cannot read: {exc.strerror}") from None
+    return read_bytes(path, what, "give the PEM file itself")
 
 
 def check_key_mode(path: Path) -> None:

@@ -9,7 +9,6 @@ Nomad does where it matters: it dies of a SIGHUP that comes before its handler i
 from __future__ import annotations
 
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from testbed.agent import AgentRun, NotifySocket
 from testbed.bao import Bao, Certs
 from testbed.config import write_config
 from testbed.env import clean_env
-from testbed.procs import environ, wait_for
+from testbed.procs import environ, holds_for, wait_for
 
 pytestmark = pytest.mark.vault
 
@@ -88,10 +87,11 @@ def test_not_adopted_warns_only_when_configured(
     agent_hcl(r).write_text("vault {\n  enabled = \n")
     server.client().auth.token.revoke_accessor(old)
     notify.wait_for(lambda m: "NOT adopted by Nomad" in m, 25, "STATUS: NOT adopted")
-    deadline = time.monotonic() + 8  # past the jittered bound (4 s + up to 2 s)
-    while time.monotonic() < deadline:
+
+    def still_running() -> None:
         assert r.proc.poll() is None, "the agent was stopped although on_not_adopted = warn"
-        time.sleep(0.2)
+
+    holds_for(still_running, 8)  # past the jittered bound (4 s + up to 2 s)
     assert not r.events("signal")
 
 

@@ -1,4 +1,4 @@
-"""Unit tests of the stand-in Nomad agent (testbed/fake_nomad.py).
+"""Tests of the stand-in Nomad agent (testbed/nomad_standin, run as testbed/fake_nomad.py).
 
 Pure functions first (Go's flag parsing, config files through pyhcl, how the
 Vault client is built from the block and the environment, Nomad's rules); then
@@ -8,7 +8,6 @@ runs of the program itself against an in-process stub of the Vault HTTP API
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -22,7 +21,6 @@ import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import ModuleType
 from typing import Any, NamedTuple
 
 import pytest
@@ -30,21 +28,39 @@ import trustme
 
 from testbed import jsonl, procs
 from testbed.agent import FAKE_NOMAD, Event
+from testbed.nomad_standin.agent import Settings
+from testbed.nomad_standin.common import (
+    AGENT_FLAGS,
+    DEFAULT_VAULT,
+    VAULT_FLAGS,
+    VAULT_KEYS,
+    ClientError,
+    ConfigError,
+    UsageError,
+    go_bool,
+    go_duration,
+)
+from testbed.nomad_standin.config import read_config
+from testbed.nomad_standin.flags import parse_go_flags
+from testbed.nomad_standin.rules import (
+    as_int,
+    capabilities_from_response,
+    capability_error,
+    choose_role,
+    go_quote_list,
+    next_backoff,
+    renew_is_fatal,
+    required_capabilities,
+    role_errors,
+    scrub,
+    token_errors,
+)
+from testbed.nomad_standin.vault_api import build_client
 
 FAKE = FAKE_NOMAD
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fake_nomad", FAKE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fake_nomad"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-fn = _load()
-DEFAULTS = fn.DEFAULT_VAULT["1.9"]
+DEFAULTS = DEFAULT_VAULT["1.9"]
 
 
 def write(path: Path, text: str) -> str:
@@ -60,7 +76,7 @@ def write(path: Path, text: str) -> str:
 
 def test_flag_forms() -> None:
     args = ["-config", "a", "-config=b", "--config", "c", "--config=d", "-server", "-bind", "x", "-dev=false"]
-    assert fn.parse_go_flags(args) == [
+    assert parse_go_flags(args) == [
         ("config", "a"),
         ("config", "b"),
         ("config", "c"),
@@ -72,22 +88,22 @@ def test_flag_forms() -> None:
 
 
 def test_parsing_stops_at_the_first_non_flag_argument() -> None:
-    assert fn.parse_go_flags(["-config", "a", "extra", "-config", "b"]) == [("config", "a")]
-    assert fn.parse_go_flags(["-", "-config", "b"]) == []
-    assert fn.parse_go_flags(["-config=a", "--", "-config=b"]) == [("config", "a")]
+    assert parse_go_flags(["-config", "a", "extra", "-config", "b"]) == [("config", "a")]
+    assert parse_go_flags(["-", "-config", "b"]) == []
+    assert parse_go_flags(["-config=a", "--", "-config=b"]) == [("config", "a")]
 
 
 def test_a_bool_flag_never_takes_the_next_argument() -> None:
     # "false" is the first non-flag argument: the flags end there, the -config after it is ignored
-    assert fn.parse_go_flags(["-vault-enabled", "false", "-config", "a"]) == [("vault-enabled", "true")]
-    assert fn.parse_go_flags(["-vault-enabled=false", "-acl-enabled"]) == [
+    assert parse_go_flags(["-vault-enabled", "false", "-config", "a"]) == [("vault-enabled", "true")]
+    assert parse_go_flags(["-vault-enabled=false", "-acl-enabled"]) == [
         ("vault-enabled", "false"),
         ("acl-enabled", "true"),
     ]
 
 
 def test_a_value_flag_takes_the_next_argument_whatever_it_is() -> None:
-    assert fn.parse_go_flags(["-bind", "-config", "a"]) == [("bind", "-config")]
+    assert parse_go_flags(["-bind", "-config", "a"]) == [("bind", "-config")]
 
 
 @pytest.mark.parametrize(
@@ -103,13 +119,13 @@ def test_a_value_flag_takes_the_next_argument_whatever_it_is() -> None:
     ],
 )
 def test_flag_errors(args: list[str], message: str) -> None:
-    with pytest.raises(fn.ConfigError, match=re.escape(message)):
-        fn.parse_go_flags(args)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_go_flags(args)
 
 
 def test_vault_flags_are_agent_flags_of_the_right_kind() -> None:
-    for flag, key in fn.VAULT_FLAGS.items():
-        assert fn.AGENT_FLAGS[flag] == (fn.VAULT_KEYS[key] is bool), flag
+    for flag, key in VAULT_FLAGS.items():
+        assert AGENT_FLAGS[flag] == (VAULT_KEYS[key] is bool), flag
 
 
 # --------------------------------------------------------------------------
@@ -118,8 +134,8 @@ def test_vault_flags_are_agent_flags_of_the_right_kind() -> None:
 
 
 def test_defaults_without_config() -> None:
-    assert fn.read_config([], {}).vault == DEFAULTS
-    assert fn.read_config([], {}, "1.6").vault == {
+    assert read_config([], {}).vault == DEFAULTS
+    assert read_config([], {}, "1.6").vault == {
         "address": "https://vault.service.consul:8200",
         "allow_unauthenticated": True,
     }
@@ -128,7 +144,7 @@ def test_defaults_without_config() -> None:
 def test_blocks_merge_in_order_set_keys_override(tmp_path: Path) -> None:
     a = write(tmp_path / "a.hcl", 'vault {\n enabled = true\n address = "https://one"\n token = "s.old"\n}\n')
     b = write(tmp_path / "b.hcl", 'vault { token = "s.new", create_from_role = "r", address = "", enabled = false }\n')
-    loaded = fn.read_config(["-config", a, "-config", b], {})
+    loaded = read_config(["-config", a, "-config", b], {})
     assert loaded.vault == {
         **DEFAULTS,
         "enabled": False,
@@ -147,10 +163,10 @@ def test_only_the_default_cluster_counts_from_1_7(tmp_path: Path) -> None:
         'vault {\n create_from_role = "r"\n}\n'
     )
     f = write(tmp_path / "v.hcl", text)
-    assert fn.read_config(["-config", f], {}).vault == {**DEFAULTS, "token": "s.a", "create_from_role": "r"}
+    assert read_config(["-config", f], {}).vault == {**DEFAULTS, "token": "s.a", "create_from_role": "r"}
     # 1.6 has one vault block: every block is it
-    assert fn.read_config(["-config", f], {}, "1.6").vault == {
-        **fn.DEFAULT_VAULT["1.6"],
+    assert read_config(["-config", f], {}, "1.6").vault == {
+        **DEFAULT_VAULT["1.6"],
         "token": "s.b",
         "enabled": True,
         "create_from_role": "r",
@@ -161,7 +177,7 @@ def test_weak_decoding_and_case_insensitive_keys(tmp_path: Path) -> None:
     f = write(
         tmp_path / "v.hcl", 'vault {\n enabled = "true"\n tls_skip_verify = 0\n address = 8200\n Token = "s.c"\n}\n'
     )
-    vault = fn.read_config(["-config", f], {}).vault
+    vault = read_config(["-config", f], {}).vault
     assert (vault["enabled"], vault["tls_skip_verify"], vault["address"], vault["token"]) == (
         True,
         False,
@@ -182,22 +198,22 @@ def test_weak_decoding_and_case_insensitive_keys(tmp_path: Path) -> None:
 )
 def test_a_bad_file_names_itself(tmp_path: Path, text: str, message: str) -> None:
     f = write(tmp_path / "bad.hcl", text)
-    with pytest.raises(fn.ConfigError, match=re.escape(message)) as info:
-        fn.read_config(["-config", f], {})
+    with pytest.raises(ConfigError, match=re.escape(message)) as info:
+        read_config(["-config", f], {})
     assert str(info.value).startswith(f"Error loading configuration from {f}: Error loading {f}: ")
 
 
 def test_missing_path() -> None:
     with pytest.raises(
-        fn.ConfigError, match=r"^Error loading configuration from /no/such\.hcl: stat /no/such\.hcl: no such"
+        ConfigError, match=r"^Error loading configuration from /no/such\.hcl: stat /no/such\.hcl: no such"
     ):
-        fn.read_config(["-config", "/no/such.hcl"], {})
+        read_config(["-config", "/no/such.hcl"], {})
 
 
 def test_a_file_is_parsed_whatever_its_name_json_too(tmp_path: Path) -> None:
     hcl_file = write(tmp_path / "agent.conf", "vault { enabled = true }\n")
     json_file = write(tmp_path / "token.txt", json.dumps({"vault": [{"token": "s.j"}, {"create_from_role": "r"}]}))
-    vault = fn.read_config(["-config", hcl_file, "-config", json_file], {}).vault
+    vault = read_config(["-config", hcl_file, "-config", json_file], {}).vault
     assert (vault["enabled"], vault["token"], vault["create_from_role"]) == (True, "s.j", "r")
 
 
@@ -207,48 +223,48 @@ def test_a_directory_gives_its_hcl_and_json_files_sorted(tmp_path: Path) -> None
         body = json.dumps({"vault": {"token": name}}) if name.endswith(".json") else f'vault {{ token = "{name}" }}'
         write(d / name, body)
     (d / "sub.hcl").mkdir()
-    loaded = fn.read_config(["-config", str(d)], {})
+    loaded = read_config(["-config", str(d)], {})
     assert [Path(f).name for f in loaded.files] == [".hidden.hcl", "a.json", "b.hcl"]
     assert loaded.vault["token"] == "b.hcl"
 
 
 def test_vault_inside_another_block_is_not_the_agents(tmp_path: Path) -> None:
     f = write(tmp_path / "a.hcl", 'client {\n vault { token = "inner" }\n}\nvault { enabled = true }\n')
-    assert "token" not in fn.read_config(["-config", f], {}).vault
+    assert "token" not in read_config(["-config", f], {}).vault
 
 
 def test_leave_flags_once_true_stay_true(tmp_path: Path) -> None:
     a = write(tmp_path / "a.hcl", "leave_on_terminate = true\n")
     b = write(tmp_path / "b.hcl", "leave_on_terminate = false\n")
-    loaded = fn.read_config(["-config", a, "-config", b], {})
+    loaded = read_config(["-config", a, "-config", b], {})
     assert (loaded.leave_on_terminate, loaded.leave_on_interrupt) == (True, False)
 
 
 def test_flags_over_files_and_the_token_sources(tmp_path: Path) -> None:
     f = write(tmp_path / "a.hcl", 'vault {\n enabled = true\n address = "https://file"\n create_from_role = "fr"\n}\n')
     env = {"VAULT_TOKEN": "s.env", "VAULT_ADDR": "https://env"}
-    loaded = fn.read_config(["-config", f, "-vault-create-from-role=flag", "-vault-tls-skip-verify=false"], env)
+    loaded = read_config(["-config", f, "-vault-create-from-role=flag", "-vault-tls-skip-verify=false"], env)
     assert loaded.vault["create_from_role"] == "flag" and loaded.vault["tls_skip_verify"] is False
     assert loaded.vault["address"] == "https://file"  # VAULT_ADDR never counts
     assert (loaded.vault["token"], loaded.token_source) == ("s.env", "env")
 
     tok = write(tmp_path / "t.hcl", 'vault { token = "s.file" }')
-    loaded = fn.read_config(["-config", f, "-config", tok, "-vault-token="], env)
+    loaded = read_config(["-config", f, "-config", tok, "-vault-token="], env)
     assert (loaded.vault["token"], loaded.token_source) == ("s.file", "config")  # an empty flag sets nothing
-    loaded = fn.read_config(["-config", f, "-config", tok, "-vault-token", "s.flag"], env)
+    loaded = read_config(["-config", f, "-config", tok, "-vault-token", "s.flag"], env)
     assert (loaded.vault["token"], loaded.token_source) == ("s.flag", "flag")
-    assert fn.read_config(["-config", f], {}).token_source == "none"
+    assert read_config(["-config", f], {}).token_source == "none"
 
 
 def test_vault_namespace_only_when_the_block_has_none(tmp_path: Path) -> None:
     f = write(tmp_path / "a.hcl", 'vault { namespace = "cfg" }')
-    assert fn.read_config(["-config", f], {"VAULT_NAMESPACE": "env"}).vault["namespace"] == "cfg"
-    assert fn.read_config([], {"VAULT_NAMESPACE": "env"}).vault["namespace"] == "env"
+    assert read_config(["-config", f], {"VAULT_NAMESPACE": "env"}).vault["namespace"] == "cfg"
+    assert read_config([], {"VAULT_NAMESPACE": "env"}).vault["namespace"] == "env"
 
 
 def test_config_after_a_positional_argument_is_ignored(tmp_path: Path) -> None:
     a = write(tmp_path / "a.hcl", 'vault { token = "s.a" }')
-    loaded = fn.read_config(["-config", a, "positional", "-config", "/no/such/file"], {})
+    loaded = read_config(["-config", a, "positional", "-config", "/no/such/file"], {})
     assert loaded.files == [a]
 
 
@@ -276,8 +292,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def client_error(cfg: dict[str, Any], env: dict[str, str]) -> str:
-    with pytest.raises(fn.ClientError) as info:
-        fn.build_client(cfg, env)
+    with pytest.raises(ClientError) as info:
+        build_client(cfg, env)
     return str(info.value)
 
 
@@ -321,24 +337,24 @@ def test_what_build_client_checks_first() -> None:
         == 'failed to parse TaskTokenTTL "soon": time: invalid duration "soon"'
     )
     assert client_error({**CFG, "task_token_ttl": "4m59s"}, {}) == "ChildTokenTTL is less than minimum allowed of 5m0s"
-    assert fn.build_client({**CFG, "task_token_ttl": "1h30m"}, {}).address == CFG["address"]
+    assert build_client({**CFG, "task_token_ttl": "1h30m"}, {}).address == CFG["address"]
 
 
 def test_address_vault_agent_addr_replaces_it_vault_addr_never() -> None:
-    assert fn.build_client(CFG, {"VAULT_ADDR": "https://addr:1"}).address == CFG["address"]
+    assert build_client(CFG, {"VAULT_ADDR": "https://addr:1"}).address == CFG["address"]
     env = {"VAULT_ADDR": "https://addr:1", "VAULT_AGENT_ADDR": "http://agent:2"}
-    client = fn.build_client(CFG, env)
+    client = build_client(CFG, env)
     assert client.address == "http://agent:2" and client.context is None
 
 
 def test_tls_settings_block_over_environment(pki: dict[str, Any]) -> None:
     env = {"VAULT_CACERT": pki["ca1"], "VAULT_TLS_SERVER_NAME": "env-name", "VAULT_SKIP_VERIFY": "true"}
     env |= {"VAULT_MAX_RETRIES": "5", "VAULT_NAMESPACE": "ignored-here"}
-    client = fn.build_client({**CFG, "ca_file": pki["ca2"], "tls_skip_verify": False, "namespace": "ns"}, env)
+    client = build_client({**CFG, "ca_file": pki["ca2"], "tls_skip_verify": False, "namespace": "ns"}, env)
     assert client.context.get_ca_certs(binary_form=True) == [pki["ca2-der"]]  # the block's CA replaces the env's
     assert client.context.verify_mode == ssl.CERT_NONE  # a false in the block does not undo VAULT_SKIP_VERIFY
     assert client.server_name == "env-name" and client.max_retries == 5 and client.namespace == "ns"
-    client = fn.build_client({**CFG, "tls_server_name": "cfg-name"}, {"VAULT_CACERT": pki["ca1"]})
+    client = build_client({**CFG, "tls_server_name": "cfg-name"}, {"VAULT_CACERT": pki["ca1"]})
     assert client.context.get_ca_certs(binary_form=True) == [pki["ca1-der"]]
     assert client.server_name == "cfg-name" and client.context.verify_mode == ssl.CERT_REQUIRED
     assert client.max_retries == 2
@@ -346,9 +362,9 @@ def test_tls_settings_block_over_environment(pki: dict[str, Any]) -> None:
 
 def test_client_pair_from_block_or_environment(pki: dict[str, Any]) -> None:
     env = {"VAULT_CLIENT_CERT": pki["cert"], "VAULT_CLIENT_KEY": pki["key"]}
-    assert fn.build_client(CFG, env).context is not None
-    with pytest.raises(fn.ClientError, match="Failed to create Vault API config"):
-        fn.build_client({**CFG, "cert_file": pki["key"], "key_file": pki["key"]}, env)
+    assert build_client(CFG, env).context is not None
+    with pytest.raises(ClientError, match="Failed to create Vault API config"):
+        build_client({**CFG, "cert_file": pki["key"], "key_file": pki["key"]}, env)
 
 
 # --------------------------------------------------------------------------
@@ -359,12 +375,12 @@ GOOD_TOKEN = {"renewable": True, "ttl": 259000, "creation_ttl": 259200, "role": 
 
 
 def test_token_errors_none_for_good_token() -> None:
-    assert fn.token_errors(GOOD_TOKEN, "mint") == []
+    assert token_errors(GOOD_TOKEN, "mint") == []
 
 
 def test_token_errors_each_rule() -> None:
     bad = {"renewable": False, "ttl": 0, "creation_ttl": 0, "policies": ["default"]}
-    assert fn.token_errors(bad, "") == [
+    assert token_errors(bad, "") == [
         "Vault token is not renewable or root",
         "invalid lease duration of zero",
         "token TTL is zero",
@@ -373,46 +389,46 @@ def test_token_errors_each_rule() -> None:
 
 
 def test_token_errors_root() -> None:
-    assert fn.token_errors({"policies": ["root"], "ttl": 0, "creation_ttl": 0, "renewable": False}, "") == []
+    assert token_errors({"policies": ["root"], "ttl": 0, "creation_ttl": 0, "renewable": False}, "") == []
     root = {"policies": ["root"], "ttl": 10, "creation_ttl": 60, "renewable": False}
-    assert fn.token_errors(root, "") == ["Vault token has a TTL but is not renewable"]
+    assert token_errors(root, "") == ["Vault token has a TTL but is not renewable"]
 
 
 def test_choose_role() -> None:
-    assert fn.choose_role({"create_from_role": "task"}, {"role": "mint"}) == "task"
-    assert fn.choose_role({}, {"role": "mint"}) == "mint"
-    assert fn.choose_role({}, {}) == ""
+    assert choose_role({"create_from_role": "task"}, {"role": "mint"}) == "task"
+    assert choose_role({}, {"role": "mint"}) == "mint"
+    assert choose_role({}, {}) == ""
 
 
 def test_required_capabilities() -> None:
-    paths = [p for p, _ in fn.required_capabilities("r", True)]
+    paths = [p for p, _ in required_capabilities("r", True)]
     assert paths == ["auth/token/renew-self", "auth/token/revoke-accessor", "auth/token/roles/r", "auth/token/create/r"]
-    assert fn.required_capabilities("", False) == [
+    assert required_capabilities("", False) == [
         ("auth/token/lookup", ("update", "root")),
         ("auth/token/renew-self", ("update", "root")),
         ("auth/token/revoke-accessor", ("update", "root")),
     ]
-    assert dict(fn.required_capabilities("r", True))["auth/token/roles/r"] == ("read", "root")
+    assert dict(required_capabilities("r", True))["auth/token/roles/r"] == ("read", "root")
 
 
 def test_capabilities_from_response() -> None:
-    assert fn.capabilities_from_response({"data": {"p": ["read"], "capabilities": ["x"]}}, "p") == ["read"]
-    assert fn.capabilities_from_response({"data": {"capabilities": ["update"]}}, "p") == ["update"]
-    assert fn.capabilities_from_response({"p": ["read"]}, "p") is None
+    assert capabilities_from_response({"data": {"p": ["read"], "capabilities": ["x"]}}, "p") == ["read"]
+    assert capabilities_from_response({"data": {"capabilities": ["update"]}}, "p") == ["update"]
+    assert capabilities_from_response({"p": ["read"]}, "p") is None
 
 
 def test_capability_error() -> None:
-    assert fn.capability_error("a", ("update", "root"), ["update"]) is None
-    assert fn.capability_error("a", ("update", "root"), ["sudo"]) == (
+    assert capability_error("a", ("update", "root"), ["update"]) is None
+    assert capability_error("a", ("update", "root"), ["sudo"]) == (
         'token must have one of the following capabilities ["update" "root"] on "a"; has [sudo]'
     )
-    assert fn.capability_error("a", ("read", "root"), []).endswith("has []")
+    assert capability_error("a", ("read", "root"), []).endswith("has []")
 
 
 def test_role_errors() -> None:
     good = {"renewable": True, "token_explicit_max_ttl": 0, "token_period": 259200}
-    assert fn.role_errors(good) == [] and fn.role_errors({"renewable": True, "period": 3600}) == []
-    assert fn.role_errors({"renewable": False, "token_explicit_max_ttl": 60, "token_period": 0}) == [
+    assert role_errors(good) == [] and role_errors({"renewable": True, "period": 3600}) == []
+    assert role_errors({"renewable": False, "token_explicit_max_ttl": 60, "token_period": 0}) == [
         "Role must allow tokens to be renewed",
         "Role can not use an explicit max ttl. Token must be periodic.",
         "Role must have a non-zero period to make tokens periodic.",
@@ -420,24 +436,24 @@ def test_role_errors() -> None:
 
 
 def test_renew_is_fatal_on_400_403_404_only() -> None:
-    fatal = [c for c in (400, 401, 403, 404, 429, 500, 503) if fn.renew_is_fatal(f"x: Code: {c}. Errors: y")]
+    fatal = [c for c in (400, 401, 403, 404, 429, 500, 503) if renew_is_fatal(f"x: Code: {c}. Errors: y")]
     assert fatal == [400, 403, 404]
-    assert not fn.renew_is_fatal("failed to renew the vault token: PUT x: ConnectionRefusedError")
+    assert not renew_is_fatal("failed to renew the vault token: PUT x: ConnectionRefusedError")
 
 
 def test_next_backoff() -> None:
     day = 86400.0
-    assert fn.next_backoff(0, day) == 5.0
+    assert next_backoff(0, day) == 5.0
     for _ in range(50):
-        assert 6.25 <= fn.next_backoff(5, day) <= 12.5
-        assert 30 <= fn.next_backoff(24, day) <= 60
-        assert 60 <= fn.next_backoff(30, -1) <= 120  # past expiry
-    assert fn.next_backoff(24, 20) == 10.0  # never more than half the time left...
-    assert fn.next_backoff(24, 4) == 5.0  # ...but at least 5 s
+        assert 6.25 <= next_backoff(5, day) <= 12.5
+        assert 30 <= next_backoff(24, day) <= 60
+        assert 60 <= next_backoff(30, -1) <= 120  # past expiry
+    assert next_backoff(24, 20) == 10.0  # never more than half the time left...
+    assert next_backoff(24, 4) == 5.0  # ...but at least 5 s
 
 
 def test_go_values() -> None:
-    assert [fn.go_bool(v) for v in ("1", "t", "TRUE", "True", "0", "F", "false", "yes", "tRUE")] == [
+    assert [go_bool(v) for v in ("1", "t", "TRUE", "True", "0", "F", "false", "yes", "tRUE")] == [
         True,
         True,
         True,
@@ -448,20 +464,20 @@ def test_go_values() -> None:
         None,
         None,
     ]
-    assert [fn.go_duration(v) for v in ("72h", "1h30m", "1.5s", "0", "300ms")] == [259200, 5400, 1.5, 0, 0.3]
+    assert [go_duration(v) for v in ("72h", "1h30m", "1.5s", "0", "300ms")] == [259200, 5400, 1.5, 0, 0.3]
     for bad in ("", "5", "h", "1d", "1h x"):
         with pytest.raises(ValueError, match="time: invalid duration"):
-            fn.go_duration(bad)
+            go_duration(bad)
 
 
 def test_misc_helpers() -> None:
-    assert [fn.as_int(v) for v in (5, 5.9, "7", "x", None, True)] == [5, 5, 7, 0, 0, 1]
-    assert fn.go_quote_list(["update", "root"]) == '["update" "root"]'
-    assert fn.scrub('{"x": "s.secret s.secret"}', ["s.secret", ""]) == '{"x": "[REDACTED] [REDACTED]"}'
+    assert [as_int(v) for v in (5, 5.9, "7", "x", None, True)] == [5, 5, 7, 0, 0, 1]
+    assert go_quote_list(["update", "root"]) == '["update" "root"]'
+    assert scrub('{"x": "s.secret s.secret"}', ["s.secret", ""]) == '{"x": "[REDACTED] [REDACTED]"}'
 
 
 def test_settings_default_to_nomads_numbers() -> None:
-    s = fn.Settings.from_env({})
+    s = Settings.from_env({})
     assert (s.version, s.signal_delay, s.validate_retry, s.renew_every, s.backoff_scale) == (
         "1.9",
         2.0,
@@ -470,8 +486,8 @@ def test_settings_default_to_nomads_numbers() -> None:
         1.0,
     )
     for bad in ({"FAKE_NOMAD_VERSION": "1.8"}, {"FAKE_NOMAD_SIGNAL_DELAY": "soon"}, {"FAKE_NOMAD_BACKOFF_SCALE": "-1"}):
-        with pytest.raises(fn.UsageError):
-            fn.Settings.from_env(bad)
+        with pytest.raises(UsageError):
+            Settings.from_env(bad)
 
 
 # --------------------------------------------------------------------------

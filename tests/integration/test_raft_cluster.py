@@ -22,7 +22,7 @@ from urllib3.connectionpool import HTTPSConnectionPool
 
 from nomad_vault_token.unseal.plan import Context, NodeMemory, Probe, UnsealAnswer, after_unseal, decide
 from testbed.bao import Certs
-from testbed.procs import wait_for
+from testbed.procs import holds_for, wait_for
 from testbed.raft_cluster import SHARES, THRESHOLD, Node, RaftCluster
 
 pytestmark = [pytest.mark.vault, pytest.mark.slow]
@@ -273,13 +273,18 @@ def test_transit_node_with_a_frozen_provider_is_unreachable_not_sealed(raft_clus
     assert (status["type"], status["recovery_seal"], status["sealed"]) == ("transit", True, False)
     provider.node.freeze()
     try:
+        logged = node.log_path.stat().st_size
         node.stop()
         node.launch(wait=False)
-        time.sleep(3)
-        for _ in range(3):
+        # A node not started yet refuses too: first see this one past its configuration (OpenBao logs its
+        # proxy environment before it sets up the seal, and opens its listener only after the seal).
+        wait_for(lambda: "proxy environment" in node.log_path.read_text()[logged:], 30, "the node past its config")
+
+        def refusing() -> None:
             with pytest.raises(requests.ConnectionError):
                 node.get("sys/seal-status", timeout=2)
-            time.sleep(0.5)
+
+        holds_for(refusing, 1.5, interval=0.5)
         assert node.running, "it waits for its provider, listener closed"
     finally:
         provider.node.thaw()

@@ -40,31 +40,13 @@ from testbed.env import clean_env
 from testbed.procs import wait_for
 from testbed.proxy import DelayProxy
 from testbed.raft_cluster import SHARES, THRESHOLD, RaftCluster
+from testbed.snapshot_setup import CANARY, SNAP_ROLE, bootstrap_snapshot, prepare
 
 pytestmark = pytest.mark.vault
 
-SNAP_ROLE = "nomad_snapshot"
-CANARY = "kv/canary"
 
 
 # ---- servers and helpers -------------------------------------------------------------------------
-
-
-def bootstrap_snapshot(server: Bao, certs: Certs) -> Result:
-    env = clean_env(VAULT_TOKEN=server.root_token)
-    return run_cli(
-        "bootstrap-roles", "--snapshot", "--vault-addr", server.addr, "--ca-cert", str(certs.ca_path),
-        "--client-ca", str(certs.ca_path), "--allowed-common-name", "nomad-startup", env=env,
-    )  # fmt: skip
-
-
-def prepare(server: Bao, certs: Certs) -> None:
-    """A KV v1 canary, and the snapshot identity as bootstrap-roles --snapshot writes it."""
-    c = server.client()
-    c.sys.enable_secrets_engine("kv", path="kv")
-    c.write(CANARY, value="sing")
-    done = bootstrap_snapshot(server, certs)
-    assert done.code == 0, done.err
 
 
 @pytest.fixture(scope="module")
@@ -353,14 +335,78 @@ def test_jwt_login_against_a_jwt_role(raft: tuple[Bao, Certs], tmp_path: Path) -
     jf = tmp_path / "jwt"
     jf.write_text(jwt)
     jf.chmod(0o600)
-    result = snap(server.addr, certs, tmp_path / "s", "--auth", "jwt", "--jwt-file", str(jf))
+    result = snap(server.addr, certs, tmp_path / "s", "--auth", "jwt", "--jwt-file", str(jf), "--jwt-mount", "jwt")
     assert result.code == 0, result.err
     assert jwt not in result.out + result.err
     bad = tmp_path / "bad"
     bad.write_text(jwt[:-8] + "AAAAAAAA")
     bad.chmod(0o600)
-    refused = snap(server.addr, certs, tmp_path / "s", "--auth", "jwt", "--jwt-file", str(bad), "--format", "text")
+    refused = snap(
+        server.addr, certs, tmp_path / "s", "--auth", "jwt", "--jwt-file", str(bad), "--jwt-mount", "jwt", "--format", "text"
+    )
     assert_one_line_error(refused, 77, "auth/jwt/login")
+
+
+def test_the_snapshot_jobs_identity_through_the_role_bootstrap_roles_wrote(raft: tuple[Bao, Certs], tmp_path: Path) -> None:
+    """`bootstrap-roles --snapshot --workload-identity`: a JWT role bound to the snapshot job's claims (the defaults
+    of examples/nomad/vault-snapshot.nomad.hcl), holding the snapshot policy alone; no manual `vault write`."""
+    from testbed.nomad_identity import NomadIdentity
+
+    server, certs = raft
+    nomad = NomadIdentity(certs.server_pem).start()
+    try:
+        args = (
+            "bootstrap-roles", "--snapshot", "--workload-identity", "--nomad-jwks-url", nomad.jwks_url,
+            "--nomad-jwks-ca", str(certs.ca_path), "--vault-addr", server.addr, "--ca-cert", str(certs.ca_path),
+        )  # fmt: skip
+        first = run_cli(*args, env=clean_env(VAULT_TOKEN=server.root_token))
+        assert first.code == 0, first.err
+        assert "created role auth/jwt-nomad/role/nomad-snapshot" in first.out
+        assert f"unchanged policy {SNAP_ROLE}" in first.out  # the one --snapshot wrote: same text
+        again = run_cli(*args, env=clean_env(VAULT_TOKEN=server.root_token))
+        assert again.code == 0 and again.out.count("unchanged") == 4, again.out
+
+        import hcl
+
+        from testbed import ROOT
+
+        example = hcl.loads((ROOT / "examples" / "nomad" / "vault-snapshot.nomad.hcl").read_text())
+        (job_id, job), = example["job"].items()
+        (group_name, group), = job["group"].items()
+        (task_name, task), = group["task"].items()
+        wid = task["identity"]
+        assert "--jwt-role" in task["config"]["args"] and "nomad-snapshot" in task["config"]["args"]
+
+        def identity_file(name: str, job: str, task: str = task_name, namespace: str = "default") -> Path:
+            # the example's own identity block (its name and audience)
+            path = tmp_path / name
+            path.write_text(nomad.identity(namespace, job, group=group_name, task=task, identity=wid["name"], aud=wid["aud"]))
+            path.chmod(0o600)
+            return path
+
+        good = identity_file("good.jwt", job_id)
+        taken = snap(server.addr, certs, tmp_path / "s", "--auth", "jwt", "--jwt-file", str(good))
+        assert taken.code == 0, taken.err
+        assert good.read_text() not in taken.out + taken.err
+        assert len([n for n in listing(tmp_path / "s") if n.endswith(".snap")]) == 1
+
+        for name, job, task, ns in (("job", "web", "snapshot", "default"), ("task", "vault-snapshot", "other", "default"),
+                                    ("ns", "vault-snapshot", "snapshot", "prod")):  # fmt: skip
+            refused = snap(server.addr, certs, tmp_path / "s", "--auth", "jwt", "--format", "text",
+                           "--jwt-file", str(identity_file(name, job, task, ns)))  # fmt: skip
+            assert_one_line_error(refused, 77, "auth/jwt-nomad/login")
+
+        token = hvac.Client(server.addr, verify=str(certs.ca_path)).write_data(
+            "auth/jwt-nomad/login", data={"role": "nomad-snapshot", "jwt": good.read_text()}
+        )["auth"]["client_token"]
+        ident = hvac.Client(server.addr, verify=str(certs.ca_path), token=token)
+        assert sorted(ident.auth.token.lookup_self()["data"]["policies"]) == sorted(["default", SNAP_ROLE])
+        paths = ["sys/storage/raft/snapshot", CANARY, "sys/storage/raft/snapshot-force", "sys/auth", "auth/token/create"]
+        caps = ident.write_data("sys/capabilities-self", data={"paths": paths})["data"]
+        assert caps["sys/storage/raft/snapshot"] == ["read"]
+        assert all(caps[p] == ["deny"] for p in paths[1:]), caps
+    finally:
+        nomad.stop()
 
 
 @pytest.mark.parametrize("standby_reads", [True, False], ids=["standby-reads", "disable_standby_reads"])

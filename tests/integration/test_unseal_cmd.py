@@ -13,198 +13,38 @@ import contextlib
 import json
 import os
 import secrets
-import signal
-import socket
-import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from nomad_vault_token.core import config
-from nomad_vault_token.vault.client import NodeClient, NodeUnreachable
+from nomad_vault_token.vault.node import NodeClient, NodeUnreachable
 from testbed import procs
-from testbed.agent import NotifySocket
 from testbed.bao import Certs
-from testbed.cli import CLI, Result, assert_one_line_error, run_cli
+from testbed.cli import CLI, assert_one_line_error, run_cli
 from testbed.env import clean_env
-from testbed.procs import wait_for
-from testbed.proxy import LoopbackListener
+from testbed.procs import holds_for, wait_for
+from testbed.proxy import CountingProxy
 from testbed.raft_cluster import THRESHOLD, Node, RaftCluster
+from testbed.unsealing import (
+    Watcher,
+    name,
+    once,
+    proxies_fixture,  # noqa: F401 - the `proxies` fixture
+    standby,
+    watchers_fixture,  # noqa: F401 - the `watchers` fixture
+    write_cfg,
+    write_keys,
+)
 
 pytestmark = [pytest.mark.vault, pytest.mark.slow]
 
 
-# ---- helpers ----------------------------------------------------------------------------------------
-
-
-def write_keys(path: Path, keys: list[str], mode: int = 0o600) -> Path:
-    path.write_text("# unseal keys\n" + "\n".join(keys) + "\n")
-    os.chmod(path, mode)
-    return path
-
-
-def write_cfg(path: Path, certs: Certs, nodes: list[str], keys: Path | None, **extra: str) -> Path:
-    values = {"ca_cert": str(certs.ca_path), "state_dir": str(path.parent / "state"), "request_timeout": "3s"}
-    if keys is not None:
-        values["unseal_keys_file"] = str(keys)
-    values |= extra
-    lines = [f'unseal_nodes = [{", ".join(json.dumps(n) for n in nodes)}]']
-    lines += [f"{k} = {json.dumps(v)}" for k, v in values.items()]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def once(cfg: Path, *args: str, timeout: float = 120) -> Result:
-    return run_cli("unseal", "--once", "--config", str(cfg), *args, timeout=timeout)
-
-
-def standby(c: RaftCluster) -> int:
-    leader = c.leader()
-    return next(i for i in (1, 2, 3) if i != leader)
-
-
-def name(node: Node) -> str:
-    return f"127.0.0.1:{node.port}"
-
-
-class Watcher:
-    """`unseal` in watch mode as a real process, its STATUS read from a notify socket; stopped by PID."""
-
-    def __init__(self, cfg: Path, notify: NotifySocket, log: Path, *args: str) -> None:
-        self.notify = notify
-        self.seen = 0  # notify messages wait_status has looked at
-        self.log_path = log
-        env = clean_env(NOTIFY_SOCKET=str(notify.path))
-        with open(log, "ab") as out:
-            self.proc = subprocess.Popen(
-                [*CLI, "unseal", "--config", str(cfg), *args],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
-
-    def statuses(self) -> list[str]:
-        return [m for m in self.notify.drain() if "STATUS=" in m]
-
-    def wait_status(self, predicate: Callable[[str], bool], timeout: float, what: str) -> str:
-        """The first STATUS after the one the previous call returned that satisfies `predicate`."""
-
-        def find() -> str | None:
-            messages = self.notify.drain()
-            while self.seen < len(messages):
-                message = messages[self.seen]
-                self.seen += 1
-                for line in message.splitlines():
-                    if line.startswith("STATUS=") and predicate(line[7:]):
-                        return line[7:]
-            return None
-
-        found: str = wait_for(find, timeout, what, interval=0.02)
-        return found
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
-
-
-@pytest.fixture
-def watchers(tmp_path: Path) -> Iterator[Callable[..., Watcher]]:
-    started: list[tuple[Watcher, NotifySocket]] = []
-
-    def start(cfg: Path, *args: str) -> Watcher:
-        sock = NotifySocket(tmp_path / f"notify-{len(started)}.sock")
-        w = Watcher(cfg, sock, tmp_path / f"watcher-{len(started)}.log", *args)
-        started.append((w, sock))
-        return w
-
-    yield start
-    for w, sock in started:
-        w.stop()
-        sock.close()
-
-
-class CountingProxy(LoopbackListener):
-    """TLS in (the cluster's server certificate), TLS out to one node: one upstream connection per
-    client connection, and a count of the `POST /v1/sys/unseal` requests that went through."""
-
-    def __init__(self, node: Node, certs: Certs) -> None:
-        self.node = node
-        self.unseals = 0
-        self.requests = 0
-        self._lock = threading.Lock()
-        self.server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.server_ctx.load_cert_chain(str(certs.server_pem))
-        self.client_ctx = ssl.create_default_context(cafile=str(certs.ca_path))
-        self.sockets: list[socket.socket] = []
-        super().__init__()
-
-    def _serve(self, raw: socket.socket) -> None:
-        try:
-            raw.settimeout(10)
-            client = self.server_ctx.wrap_socket(raw, server_side=True)
-            upstream = self.client_ctx.wrap_socket(
-                socket.create_connection(("127.0.0.1", self.node.port), timeout=10), server_hostname="127.0.0.1"
-            )
-        except OSError:
-            raw.close()
-            return
-        for s in (client, upstream):
-            s.settimeout(None)
-            self.sockets.append(s)
-        threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
-        self._pipe(client, upstream, True)
-
-    def _pipe(self, src: socket.socket, dst: socket.socket, count: bool) -> None:
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                if count:
-                    with self._lock:
-                        self.requests += sum(data.count(m) for m in (b"GET /v1/", b"POST /v1/"))
-                        self.unseals += data.count(b"POST /v1/sys/unseal ")
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        super().close()
-        for s in self.sockets:
-            with contextlib.suppress(OSError):
-                s.close()
-
-
-@pytest.fixture
-def proxies(certs: Certs) -> Iterator[Callable[[Node], CountingProxy]]:
-    made: list[CountingProxy] = []
-
-    def make(node: Node) -> CountingProxy:
-        p = CountingProxy(node, certs)
-        made.append(p)
-        return p
-
-    yield make
-    for p in made:
-        p.close()
+# ---- helpers: testbed/unsealing.py (shared with the seal migration and KMS tests) ------------------------
 
 
 def unique(prefix: str) -> str:
@@ -420,6 +260,59 @@ def test_watcher_unseals_a_restarted_node_within_one_interval(
     assert w.stop() == 0
 
 
+def test_watcher_probes_a_restarting_node_at_once_not_at_its_interval(
+    raft_cluster: RaftCluster, certs: Certs, tmp_path: Path, watchers: Callable[..., Watcher]
+) -> None:
+    """With a 60s interval, a restarted node is unsealed long before the next steady probe: its
+    kept-alive connection closing makes it due, and it is probed every 0.25s until it answers sealed.
+    Stopped for longer (down across a steady probe), it is likewise unsealed as soon as it is back."""
+    c = raft_cluster
+    keys = write_keys(tmp_path / "keys", c.keys[:2])
+    cfg = write_cfg(tmp_path / "c.toml", certs, [n.addr for n in c.nodes], keys, unseal_interval="60s")
+    w = watchers(cfg)
+    w.notify.wait_for(lambda m: "READY=1" in m, 30, "READY")
+    i = standby(c)
+    c.restart(i)
+    wait_for(lambda: not c.node(i).sealed(), 20, "unsealed well before the 48-60s steady probe", interval=0.05)
+    c.stop(i)
+    w.wait_status(lambda s: f"unreachable: {name(c.node(i))}" in s, 20, "the stopped node seen unreachable")
+    c.start_node(i)
+    wait_for(lambda: not c.node(i).sealed(), 20, "unsealed once back after being down", interval=0.05)
+    assert w.proc.poll() is None
+
+
+def test_watcher_follows_a_changed_node_list_file_and_keeps_what_it_knows(
+    raft_cluster: RaftCluster, certs: Certs, tmp_path: Path, watchers: Callable[..., Watcher]
+) -> None:
+    """`unseal_nodes_file` rewritten while the watcher runs (as a Nomad template re-renders it): a node
+    added is watched, a node removed is not, and a node kept keeps its memory: sealed on purpose
+    before the change, still left alone after it."""
+    c = raft_cluster
+    leader = c.leader()
+    assert leader is not None
+    a, b = (i for i in (1, 2, 3) if i != leader)
+    nodes = tmp_path / "nodes"
+    nodes.write_text(f"# rendered\n{c.node(leader).addr}\n{c.node(a).addr}\n")
+    keys = write_keys(tmp_path / "keys", c.keys[:2])
+    cfg = write_cfg(tmp_path / "c.toml", certs, [], keys, unseal_interval="1s", unseal_nodes_file=str(nodes))
+    cfg.write_text(cfg.read_text().replace("unseal_nodes = []\n", ""))
+    w = watchers(cfg)
+    w.wait_status(lambda s: s.startswith("2/2 unsealed, leader"), 30, "2/2 unsealed")
+    c.seal(a)
+    w.wait_status(lambda s: f"sealed on purpose: {name(c.node(a))}" in s, 20, "node a sealed on purpose")
+    nodes.write_text(f"{c.node(leader).addr}\n{c.node(a).addr}\n{c.node(b).addr}\n")  # b added
+    w.wait_status(lambda s: s.startswith("2/3 unsealed") and "sealed on purpose" in s, 20, "b watched, a still not")
+    assert c.node(a).sealed() and c.seal_status(a)["progress"] == 0, "a kept its sealed-on-purpose memory"
+    nodes.write_text(f"{c.node(leader).addr}\n{c.node(b).addr}\n")  # a removed: no longer watched
+    w.wait_status(lambda s: s.startswith("2/2 unsealed, leader"), 20, "a removed from the list")
+    c.restart(b)
+    wait_for(lambda: not c.node(b).sealed(), 20, "b (added) unsealed by the watcher after a restart", interval=0.1)
+    assert "unseal nodes reloaded from" in w.log()
+    nodes.write_text("# an empty render\n")
+    w.wait_status(lambda s: s.startswith("2/2 unsealed"), 20, "the list kept after an empty render")
+    assert "names no node" in w.log()
+
+
 def test_watcher_full_cluster_restart_reports_no_leader_until_the_election(
     raft_cluster: RaftCluster, certs: Certs, tmp_path: Path, watchers: Callable[..., Watcher]
 ) -> None:
@@ -448,11 +341,12 @@ def test_watcher_leaves_a_node_sealed_through_the_api_until_it_restarts(
     i = standby(c)
     c.seal(i)
     w.wait_status(lambda s: "sealed on purpose" in s, 10, "sealed on purpose")
-    end = time.monotonic() + 4
-    while time.monotonic() < end:  # four rounds: still sealed, no key sent
+
+    def still_sealed_no_key() -> None:
         status = c.seal_status(i)
         assert status["sealed"] and status["progress"] == 0, status
-        time.sleep(0.2)
+
+    holds_for(still_sealed_no_key, 4)  # four rounds
     c.restart(i)
     wait_for(lambda: not c.node(i).sealed(), 10, "the same node unsealed once restarted", interval=0.1)
     assert "sealed while running" in w.log()
@@ -474,11 +368,12 @@ def test_watcher_leaves_someone_elses_progress_then_resets_it_once_stale(
     )
     w = watchers(cfg)
     w.wait_status(lambda s: "someone else unsealing" in s, 20, "someone else's progress seen")
-    end = time.monotonic() + 2.5
-    while time.monotonic() < end:  # left alone while it is fresh
+
+    def left_alone() -> None:  # while it is fresh
         now = c.seal_status(i)
         assert (now["sealed"], now["progress"], now["nonce"]) == (True, 1, theirs["nonce"]), now
-        time.sleep(0.2)
+
+    holds_for(left_alone, 2.5)
     wait_for(lambda: not node.sealed(), 20, "unsealed after resetting the stale progress", interval=0.1)
     assert "resetting it" in w.log()
 

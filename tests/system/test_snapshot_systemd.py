@@ -19,11 +19,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_snapshot_cmd import prepare
 
 import nomad_vault_token
 from testbed import systemd_sandbox
 from testbed.bao import Bao, Certs
+from testbed.snapshot_setup import prepare
 from testbed.systemd_sandbox import Sandbox
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -222,7 +222,8 @@ def defaults() -> dict[str, object]:
 
 def test_shipped_roles_fill_with_the_documented_values() -> None:
     roles = tomllib.loads((POLICIES / "roles.toml").read_text())
-    assert set(roles) == {"task_role", "mint_role", "cert_role", "snapshot_cert_role"}
+    assert set(roles) == {"task_role", "mint_role", "cert_role", "snapshot_cert_role", "jwt_config", "workload_jwt_role",
+                          "snapshot_jwt_role"}  # fmt: skip
     task = fill_fields(roles["task_role"], defaults())
     # Nomad's docs, and Nomad's own checks: renewable, no explicit max TTL, a period; orphan
     assert task == {

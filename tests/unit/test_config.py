@@ -187,3 +187,25 @@ def test_the_settings_that_may_be_0_still_may() -> None:
     flags = {"wait_timeout": "0", "degraded_start_after": "0", "snapshot_max_age": "0", "snapshot_keep": "0"}
     s = config.load(None, flags, environ={})
     assert (s.wait_timeout, s.degraded_start_after, s.snapshot_max_age, s.snapshot_keep) == (0, 0, 0, 0)
+
+
+def test_node_list_file_parsing(tmp_path: Path) -> None:
+    from nomad_vault_token.core.config import parse_node_list
+
+    source = tmp_path / "nodes"
+    text = "# rendered from nomadService\nhttps://10.0.0.1:8200/\n\nhttps://10.0.0.2:8200  # a comment\nhttps://10.0.0.1:8200\n"
+    assert parse_node_list(text, source, False) == ("https://10.0.0.1:8200", "https://10.0.0.2:8200")
+    with pytest.raises(ConfigError, match="names no node"):
+        parse_node_list("# nothing rendered\n\n", source, False)
+    with pytest.raises(ConfigError, match=str(source)):
+        parse_node_list("vault-1:8200\n", source, False)
+    with pytest.raises(ConfigError, match="plain http"):
+        parse_node_list("http://10.0.0.1:8200\n", source, False)
+    assert parse_node_list("http://10.0.0.1:8200\n", source, True) == ("http://10.0.0.1:8200",)
+
+
+def test_nodes_given_two_ways_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="one way only"):
+        config.load(
+            None, {"unseal_nodes": ["https://127.0.0.1:8200"], "unseal_nodes_file": str(tmp_path / "n")}, environ={}
+        )

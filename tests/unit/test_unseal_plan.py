@@ -45,6 +45,15 @@ MID_PROGRESS = RESTARTED | {"progress": 1, "nonce": "14c57276-c79d-02a0-2bd8-f25
 UNINITIALISED = RESTARTED | {"initialized": False, "t": 0, "n": 0}
 STATIC_SEALED = RESTARTED | {"type": "static", "t": 1, "n": 1, "recovery_seal": True, "recovery_seal_type": "shamir"}
 TRANSIT_SEALED = STATIC_SEALED | {"type": "transit"}
+# seal migration (OpenBao 2.7.2, 3-node raft): a node restarted with `seal "static"` added ...
+MIGRATION_PENDING = RESTARTED | {"type": "static", "recovery_seal": True, "recovery_seal_type": "shamir", "migration": True}
+# ... and one on static restarted with the stanza `disabled = "true"` (back to Shamir)
+REVERSE_PENDING = RESTARTED | {"migration": True}
+STATIC_UNSEALED = MIGRATION_PENDING | {"sealed": False, "migration": False, "cluster_id": "147ed038"}
+# a migrated standby until the active node steps down (sys/seal-status and sys/health: 500) ...
+MIGRATED_ERROR = 'barrier seal type of "shamir" does not match loaded type of "static"'
+# ... and the old active node after the step-down, still on its old stanza
+OLD_SEAL_ERROR = 'barrier seal type of "static" does not match expected type of "shamir"'
 INVALID_KEY = {
     "errors": [
         "unable to retrieve stored keys: invalid key: failed to decrypt keys from storage: "
@@ -100,6 +109,7 @@ class Row:
     action: str = ""
     key_index: int | None = None
     says: str = ""
+    migrate: bool = False
 
 
 ROWS = [
@@ -353,6 +363,162 @@ ROWS = [
         action="none",
         says="standby",
     ),
+    # ---- seal migration
+    Row(
+        "migration pending, no --migrate: no key, alert, say what to run",
+        probe(MIGRATION_PENDING),
+        state="migration_pending",
+        action="alert",
+        says="seal migration pending (shamir -> static): run unseal with --migrate",
+    ),
+    Row(
+        "migration pending, already alerted: quiet",
+        probe(MIGRATION_PENDING),
+        NodeMemory(state="migration_pending"),
+        state="migration_pending",
+        action="none",
+    ),
+    Row(
+        "migration pending, the node was on transit before: named from memory",
+        probe(MIGRATION_PENDING),
+        NodeMemory(seal_type_seen="transit"),
+        state="migration_pending",
+        action="alert",
+        says="(transit -> static)",
+    ),
+    Row(
+        "reverse migration pending (static back to Shamir), seen on static before",
+        probe(REVERSE_PENDING),
+        NodeMemory(seal_type_seen="static", unsealed_on=1),
+        state="migration_pending",
+        action="alert",
+        says="seal migration pending (static -> shamir): run unseal with --migrate",
+    ),
+    Row(
+        "reverse migration pending, never seen before: the old seal unnamed",
+        probe(REVERSE_PENDING),
+        state="migration_pending",
+        action="alert",
+        says="(auto-unseal -> shamir)",
+    ),
+    Row(
+        "--migrate: the first key, with migrate",
+        probe(MIGRATION_PENDING),
+        context=ctx(migrate=True),
+        state="sealed",
+        action="submit_next_key",
+        key_index=0,
+        says="seal migration (shamir -> static): sealed: giving key 1",
+        migrate=True,
+    ),
+    Row(
+        "--migrate: our attempt in progress, the next key",
+        probe(MIGRATION_PENDING | {"progress": 1, "nonce": MID_PROGRESS["nonce"]}),
+        NodeMemory(attempt_nonce=MID_PROGRESS["nonce"], attempt_given=1),
+        context=ctx(migrate=True),
+        state="sealed",
+        action="submit_next_key",
+        key_index=1,
+        migrate=True,
+    ),
+    Row(
+        "--migrate: someone else's progress respected",
+        probe(MIGRATION_PENDING | {"progress": 1, "nonce": MID_PROGRESS["nonce"]}),
+        context=ctx(migrate=True),
+        state="foreign_progress",
+        action="wait",
+        migrate=True,
+    ),
+    Row(
+        "--migrate: keys refused stay refused",
+        probe(MIGRATION_PENDING),
+        NodeMemory(wrong_keys_generation=0),
+        context=ctx(migrate=True),
+        state="wrong_keys",
+        action="alert",
+        says="invalid key",
+        migrate=True,
+    ),
+    Row(
+        "--migrate: the hold file still holds",
+        probe(MIGRATION_PENDING),
+        context=ctx(migrate=True, hold=True),
+        state="held",
+        action="none",
+        migrate=True,
+    ),
+    Row(
+        "--migrate: threshold mismatch still refused",
+        probe(MIGRATION_PENDING),
+        context=ctx(migrate=True, expect_threshold=3),
+        state="mismatch",
+        action="alert",
+        migrate=True,
+    ),
+    Row(
+        "--migrate: the threshold reached on this process, still sealed: joining, nothing resent",
+        probe(MIGRATION_PENDING, conn=5),
+        NodeMemory(completed_on=5, state="joining"),
+        context=ctx(migrate=True),
+        state="joining",
+        action="wait",
+        migrate=True,
+    ),
+    Row(
+        "--migrate: a reverse migration gets the keys (recovery keys now) with migrate",
+        probe(REVERSE_PENDING),
+        NodeMemory(seal_type_seen="static"),
+        context=ctx(migrate=True),
+        state="sealed",
+        action="submit_next_key",
+        key_index=0,
+        says="seal migration (static -> shamir)",
+        migrate=True,
+    ),
+    Row(
+        "500 on the connection our migrate keys unsealed: migrated, waiting for the step-down",
+        Probe.refused("node-1", 500, "", connection=4),
+        NodeMemory(migrated_on=4),
+        state="migrated",
+        action="wait",
+        says="migrated, waiting for the active node to step down: bao operator step-down",
+    ),
+    Row(
+        "500 saying so, keys fed by someone else (or before a restart of ours): migrated too",
+        Probe.refused("node-1", 500, MIGRATED_ERROR, connection=9),
+        state="migrated",
+        action="wait",
+        says="bao operator step-down",
+    ),
+    Row(
+        "500 on another connection, no such words: a broken node, unreachable as before",
+        Probe.refused("node-1", 500, "internal error", connection=5),
+        NodeMemory(migrated_on=4),
+        state="unreachable",
+        action="wait",
+        says="sys/seal-status answered HTTP 500",
+    ),
+    Row(
+        "the old active node after the step-down, on its old stanza: restart it with the new one",
+        Probe.refused("node-1", 500, OLD_SEAL_ERROR, connection=2),
+        state="old_seal",
+        action="wait",
+        says="restart it with the new seal stanza",
+    ),
+    Row(
+        "migrated and unsealed (migration still true): waiting for the step-down",
+        probe(MIGRATION_PENDING | {"sealed": False}, health=429),
+        context=ctx(migrate=True),
+        state="migrated",
+        action="wait",
+    ),
+    Row(
+        "after the migration: auto-unseal (static), unsealed",
+        probe(STATIC_UNSEALED, health=200),
+        state="unsealed",
+        action="none",
+        says="auto-unseal (static): unsealed (active)",
+    ),
 ]
 
 
@@ -362,6 +528,7 @@ def test_one_probe(row: Row) -> None:
     assert (d.state, d.action, d.key_index) == (row.state, row.action, row.key_index), d.message
     assert row.says in d.message
     assert d.memory.state == row.state
+    assert d.migrate == row.migrate
     if row.action not in ("submit_next_key", "reset_then_submit"):
         assert not d.sends_key and d.key_index is None
 
@@ -444,6 +611,27 @@ def test_no_usable_answer_changes_nothing(answer: UnsealAnswer) -> None:
 def test_a_400_that_is_not_about_the_key_is_not_wrong_keys() -> None:
     answer = UnsealAnswer.from_response(400, {"errors": ["'key' must be a valid hex or base64 string"]})
     assert not answer.invalid_key
+
+
+def test_migrate_keys_that_unseal_remember_the_connection_then_500_is_migrated() -> None:
+    c = ctx(migrate=True)
+    first = decide(probe(MIGRATION_PENDING, conn=4), NodeMemory(), c)
+    memory = after_unseal(first.memory, 0, UnsealAnswer.from_response(200, MIGRATION_PENDING | {"progress": 1}), c, 4)
+    done = UnsealAnswer.from_response(200, MIGRATION_PENDING | {"sealed": False})
+    memory = after_unseal(memory, 1, done, c, 4, migrate=True)
+    assert memory.migrated_on == 4
+    waiting = decide(Probe.refused("node-1", 500, "", connection=4), memory, c)
+    assert (waiting.state, waiting.action, waiting.sends_key) == ("migrated", "wait", False)
+    # the step-down: the new active node finishes the migration, this one answers again
+    after = decide(probe(STATIC_UNSEALED, health=429, conn=4), waiting.memory, c)
+    assert after.state == "unsealed" and after.memory.migrated_on is None and after.auto_unseal
+    assert after.memory.seal_type_seen == "static"
+
+
+def test_an_ordinary_unseal_does_not_count_as_migrated() -> None:
+    memory = after_unseal(NodeMemory(), 1, UnsealAnswer.from_response(200, UNSEALED), ctx(), connection=3)
+    assert memory.migrated_on is None
+    assert decide(Probe.refused("node-1", 500, "", connection=3), memory, ctx()).state == "unreachable"
 
 
 # ---- the prober's loop against a model of Vault's Shamir unseal -----------------------------------
@@ -603,6 +791,84 @@ def test_foreign_progress_left_alone_then_reset_once_stale() -> None:
     assert node.requests == 1 + 1 + 2, "their key, one reset, our two keys"
 
 
+@dataclass
+class MigratingNode(ShamirNode):
+    """A node restarted with a new seal stanza: keys without migrate refused (500), with migrate they
+    unseal it and it answers 500 until `step_down()`."""
+
+    migration: bool = True
+    waiting: bool = False
+
+    def seal_status(self) -> dict[str, Any]:
+        base = MIGRATION_PENDING if self.migration else STATIC_UNSEALED
+        return base | {"sealed": self.sealed, "progress": len(self.progress), "nonce": self.nonce}
+
+    def unseal_migrate(self, key: str, migrate: bool) -> tuple[int, dict[str, Any]]:
+        if not migrate:
+            self.requests += 1
+            return 500, {"errors": ["migrate option not provided and seal migration is pending"]}
+        status, body = self.unseal(key)
+        if status == 200 and not self.sealed:
+            self.waiting = True
+        return status, body
+
+    def step_down(self) -> None:
+        self.waiting, self.migration = False, False
+
+
+def migration_round(node: MigratingNode, keys: list[str], memory: NodeMemory, context: Context) -> Decision:
+    def look() -> Probe:
+        if node.waiting:
+            return Probe.refused("node-1", 500, "", node.connection)
+        return Probe.answered("node-1", node.seal_status(), 503 if node.sealed else 429, node.connection)
+
+    d = decide(look(), memory, context)
+    for _ in range(len(keys) + 2):
+        if not d.sends_key:
+            break
+        assert d.key_index is not None
+        status, body = node.unseal_migrate(keys[d.key_index], d.migrate)
+        memory = after_unseal(d.memory, d.key_index, UnsealAnswer.from_response(status, body), context, 1, d.migrate)
+        d = decide(look(), memory, context)
+    return d
+
+
+def test_without_migrate_a_migrating_node_gets_no_request_in_any_round() -> None:
+    node = MigratingNode(good=set(GOOD))
+    memory = NodeMemory()
+    seen = []
+    for i in range(10):
+        d = migration_round(node, GOOD[:2], memory, ctx(now=T0 + i))
+        memory = d.memory
+        seen.append((d.state, d.action))
+    assert node.requests == 0
+    assert seen == [("migration_pending", "alert")] + [("migration_pending", "none")] * 9
+
+
+def test_with_migrate_threshold_keys_then_waiting_for_the_step_down_then_auto_unseal() -> None:
+    node = MigratingNode(good=set(GOOD))
+    memory = NodeMemory()
+    states = []
+    for i in range(6):
+        if i == 3:
+            node.step_down()
+        d = migration_round(node, GOOD[:2], memory, ctx(now=T0 + i, migrate=True))
+        memory = d.memory
+        states.append(d.state)
+    assert node.requests == 2, "the threshold's worth of keys, nothing resent while it waits"
+    assert states == ["migrated"] * 3 + ["unsealed"] * 3
+    assert d.message == "auto-unseal (static): unsealed (standby)"
+
+
+def test_with_migrate_wrong_keys_stop_at_the_threshold() -> None:
+    node = MigratingNode(good=set(GOOD))
+    memory = NodeMemory()
+    for i in range(5):
+        d = migration_round(node, ["x1", "x2"], memory, ctx(now=T0 + i, migrate=True))
+        memory = d.memory
+    assert node.requests == 2 and d.state == "wrong_keys" and node.sealed
+
+
 def test_joining_node_polled_not_resent() -> None:
     node = ShamirNode(good=set(GOOD), joining_rounds=3)
     seen = [d.state for d, _ in rounds(node, GOOD[:2], count=5)]
@@ -726,6 +992,55 @@ CLUSTER_ROWS: list[tuple[str, list[Decision], str, int, bool]] = [
         "quorum lost: 0/3 unsealed, 2 needed; unreachable: node-1, node-2, node-3",
         69,
         False,
+    ),
+    (
+        "a node waits for a seal migration (no --migrate): 75, the node and what to run spelled out",
+        [up("node-1", True), up("node-2"), node_decision("node-3", MIGRATION_PENDING, 503)],
+        "2/3 unsealed, leader node-1; node-3: seal migration pending (shamir -> static): run unseal with --migrate",
+        75,
+        True,
+    ),
+    (
+        "a migrated standby waits for the step-down: 75, what to do next",
+        [
+            up("node-1", True),
+            decide(Probe.refused("node-2", 500, MIGRATED_ERROR), NodeMemory(), ctx()),
+            node_decision("node-3", MIGRATION_PENDING, 503, migrate=True),
+        ],
+        "1/3 unsealed, leader node-1; sealed: node-3; node-2: migrated, waiting for the active node to step down: "
+        "bao operator step-down",
+        75,
+        False,
+    ),
+    (
+        "after the step-down, the old active node on its old stanza",
+        [
+            node_decision("node-1", STATIC_UNSEALED, 429),
+            node_decision("node-2", STATIC_UNSEALED, 200),
+            decide(Probe.refused("node-3", 500, OLD_SEAL_ERROR), NodeMemory(), ctx()),
+        ],
+        "2/3 unsealed, leader node-2; node-3: still on the old seal after the migration: restart it with the new "
+        "seal stanza",
+        75,
+        True,
+    ),
+    (
+        "a cluster all on auto-unseal: nothing to unseal, the keys are recovery keys now",
+        [node_decision(f"node-{i}", STATIC_UNSEALED, 200 if i == 2 else 429) for i in (1, 2, 3)],
+        "cluster on auto-unseal (static): nothing to unseal; the keys held are recovery keys now; leader node-2",
+        0,
+        True,
+    ),
+    (
+        "all on auto-unseal but one sealed: reported as before, naming the seal type",
+        [
+            node_decision("node-1", STATIC_UNSEALED, 200),
+            node_decision("node-2", STATIC_UNSEALED, 429),
+            node_decision("node-3", STATIC_SEALED, 503),
+        ],
+        "2/3 unsealed, leader node-1; auto-unseal sealed: node-3",
+        0,
+        True,
     ),
     (
         "no leader, the missing nodes sealed on purpose: not unavailable, not waiting either",

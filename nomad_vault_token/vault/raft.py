@@ -1,0 +1,119 @@
+"""The raft snapshot stream: GET sys/storage/raft/snapshot, streamed in chunks, with its one redirect
+rule and its deadline; a refusal goes through the one status table (`errors.error_for`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from nomad_vault_token.core.errors import ConfigError, VaultDenied, VaultUnavailable
+from nomad_vault_token.core.secret import Secret
+from nomad_vault_token.vault.errors import Context, body_words, connection_reason, error_for, mapped
+
+if TYPE_CHECKING:
+    from nomad_vault_token.vault.client import Vault
+
+
+@contextmanager
+def snapshot_stream(vault: Vault, token: Secret, timeout: int) -> Iterator[Iterator[bytes]]:
+    """GET sys/storage/raft/snapshot from this address, streamed: yields the body's chunks.
+
+    A standby configured with `disable_standby_reads` answers 307 to the active node: followed once,
+    only to https (http only to loopback when allowed) and through this client's TLS settings (same
+    CA); the token goes there explicitly, never through requests' own redirect handling. Errors while
+    the body streams (a cut connection, a timeout) raise VaultUnavailable; a body that ends early but
+    cleanly is for `snapshot_verify.verify` to catch."""
+    import requests
+
+    from nomad_vault_token.core.config import check_address
+
+    path = "sys/storage/raft/snapshot"
+    s = vault.settings
+    session = vault.session()
+    headers = {"X-Vault-Token": token.reveal()}
+    if s.namespace:
+        headers["X-Vault-Namespace"] = s.namespace
+    url = f"{s.vault_addr.rstrip('/')}/v1/{path}"
+    deadline = _Deadline(timeout)
+    resp = None
+    try:
+        with mapped(s, Context(path, s.vault_addr)):
+            for _hop in range(2):
+                resp = session.get(
+                    url,
+                    headers=headers,
+                    stream=True,
+                    allow_redirects=False,
+                    timeout=(s.request_timeout, timeout),
+                    verify=session.verify,  # per request: REQUESTS_CA_BUNDLE beats a session's verify
+                )
+                if resp.status_code != 307:
+                    break
+                location = resp.headers.get("Location", "")
+                resp.close()
+                if _hop:
+                    raise VaultUnavailable(f"{path}: redirected twice: no active node answers", state="error")
+                scheme = location.split("://", 1)[0].lower()
+                try:
+                    check_address(location, s.allow_insecure_http)
+                    if scheme != "https" and not s.vault_addr.startswith("http://"):
+                        raise ConfigError("a downgrade from https")
+                except ConfigError:
+                    raise VaultDenied(f"{path}: refusing a redirect to {location!r}: not https") from None
+                url = location
+            _raise_for_snapshot(resp, path, s.vault_addr)
+    except BaseException:
+        if resp is not None:
+            resp.close()
+        raise
+
+    body: Any = resp
+
+    def chunks() -> Iterator[bytes]:
+        try:
+            for chunk in body.iter_content(chunk_size=1 << 20):
+                deadline.check(path)
+                yield chunk
+        except (requests.exceptions.RequestException, OSError) as exc:
+            raise VaultUnavailable(
+                f"{path}: the snapshot stream broke off ({connection_reason(exc)}): nothing was kept",
+                state="error",
+                detail=connection_reason(exc),
+            ) from None
+
+    try:
+        yield chunks()
+    finally:
+        body.close()
+
+
+class _Deadline:
+    def __init__(self, seconds: int) -> None:
+
+        self._time = time
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+
+    def check(self, path: str) -> None:
+        if self._time.monotonic() > self.at:
+            raise VaultUnavailable(
+                f"{path}: the snapshot took longer than snapshot_timeout ({self.seconds}s): raise --snapshot-timeout",
+                state="error",
+                detail="timed out",
+            )
+
+
+def _raise_for_snapshot(resp: Any, path: str, addr: str) -> None:
+    """A snapshot answer's status as the project's error (the body is JSON only for errors)."""
+    code = resp.status_code
+    if code == 200:
+        return
+    try:
+        errors = resp.json().get("errors")
+    except ValueError:
+        errors = None
+    resp.close()
+    fix = f"the snapshot identity's policy needs read on {path}"
+    raise error_for(code, body_words(errors, code), Context(path, addr, denied_fix=fix, snapshot=True))
