@@ -173,8 +173,8 @@ def test_restore_test_reads_from_the_bucket(raft: tuple[Bao, Certs], rclone: Rcl
     scratch = tmp_path / "tmp"  # the tool's TMPDIR: the download and the throwaway server live there
     scratch.mkdir()
     drill = run_cli("snapshot", "restore-test", url, "--keys-file", str(keys), "--canary", "kv/canary",
-                    "--token-file", str(tf), "--format", "json", env=clean_env(**rclone.env(TMPDIR=str(scratch))),
-                    timeout=240)  # fmt: skip
+                    "--token-file", str(tf), "--format", "json", env=clean_env(**rclone.env(TMPDIR=str(scratch), NOMAD_VAULT_TOKEN_REQUEST_TIMEOUT="60s")),
+                    timeout=300)  # fmt: skip
     assert drill.code == 0, drill.err
     data = doc(drill)
     assert data["canary_keys"] == ["value"] and data["file"] == url
