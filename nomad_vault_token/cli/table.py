@@ -48,7 +48,7 @@ class Command:
 
 SNAPSHOT_POSITIONALS = (
     Positional("action", "verify or restore-test; none: take a snapshot", "[verify|restore-test]"),
-    Positional("file", "the snapshot file (verify, restore-test)", "[FILE]", path=True),
+    Positional("file", "the snapshot file or s3://BUCKET/PREFIX/NAME.snap (verify, restore-test)", "[FILE|URL]"),
 )
 
 TABLE: dict[str, Command] = {
@@ -152,12 +152,14 @@ TABLE: dict[str, Command] = {
                                 (gzip, tar, SHA256SUMS, meta.json), renamed to
                                 PREFIX-<UTC time>-<index>.snap with a manifest beside it;
                                 then retention (--keep, --max-age), only after a success
-    snapshot verify FILE        check a snapshot file offline
-    snapshot restore-test FILE  restore it into a throwaway local OpenBao, unseal it with
+    snapshot --copy-to s3://BUCKET/PREFIX   then copy it there (multipart, read back and
+                                verified, manifest beside it), retention there too
+    snapshot verify FILE|URL    check a snapshot file offline, or an object in a bucket
+    snapshot restore-test FILE|URL  restore it into a throwaway local OpenBao, unseal it with
                                 --keys-file (the source cluster's keys), read --canary back
 
-    Exit codes: 0 done, 65 the snapshot failed verification, 69 Vault unavailable, 77 Vault refused,
-    78 configuration error.
+    Exit codes: 0 done, 65 the snapshot failed verification, 69 Vault or the bucket unavailable,
+    75 kept here but a copy failed, 77 Vault or the bucket refused, 78 configuration error.
     """,
         positionals=SNAPSHOT_POSITIONALS,
         offline=("verify",),

@@ -3,8 +3,9 @@
 
 The run, in order: log in (cert, token or JWT) at the active node (`sys/leader`), stream
 `sys/storage/raft/snapshot` into an exclusive 0600 temp file in the target directory (fsynced),
-`snapshot_verify.verify` it completely, give it its final name and manifest (`keep`), and only then apply
-retention (`snapshot_plan.plan_retention`: verified snapshots only, our names only, never the newest).
+verifying it completely as it streams in (`store.receive_verified`: gzip, tar, SHA256SUMS and the file's
+SHA-256 in one read of the bytes), give it its final name and manifest (`store.keep`), and only then apply
+retention (`retention.plan_retention`: verified snapshots only, our names only, never the newest).
 Whatever fails before `keep`, the temp file is removed and nothing is deleted. The metrics file (when
 `metrics_dir` is set) says how the run ended either way.
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from nomad_vault_token.core.config import Settings
-from nomad_vault_token.core.errors import DISK_ERRNOS, ConfigError, DiskError, NvtError
+from nomad_vault_token.core.errors import DISK_ERRNOS, ConfigError, DiskError, NvtError, Partial
 from nomad_vault_token.core.results import Result
 from nomad_vault_token.core.secret import Secret
 from nomad_vault_token.vault.client import Vault
@@ -30,15 +31,17 @@ from nomad_vault_token.vault.client import Vault
 log = logging.getLogger(__name__)
 
 METRICS_COMPONENT = "snapshot"
+COPY_SUCCESS = "nomad_vault_token_snapshot_copy_last_success"
+COPY_TIMESTAMP = "nomad_vault_token_snapshot_copy_last_success_timestamp_seconds"
 
 
-def verify_file(file: Path | None) -> Result:
-    """`snapshot verify FILE`: check a snapshot offline (65 when it fails)."""
-    from nomad_vault_token.snapshot.archive import verify
+def verify_file(file: str | None) -> Result:
+    """`snapshot verify FILE|s3://...`: check a snapshot offline, or in a bucket (65 when it fails)."""
+    from nomad_vault_token.snapshot.store import verify_file as verify
 
     if file is None:
         raise ConfigError("snapshot verify: give the snapshot file: snapshot verify FILE")
-    info = verify(file)
+    info = _verify_remote(file) if file.startswith("s3://") else verify(Path(file))
     data = {
         "ok": True,
         "action": "verify",
@@ -54,11 +57,32 @@ def verify_file(file: Path | None) -> Result:
     return Result(data, text)
 
 
+def _verify_remote(url: str) -> Any:
+    """Read an object back and verify it; its manifest, when there, must describe the same bytes."""
+    from nomad_vault_token.snapshot import remote
+    from nomad_vault_token.snapshot.archive import SnapshotInvalid
+
+    try:
+        dest, name = remote.parse_object(url)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    s3 = remote.client()
+    info = remote.verify_object(s3, dest, name)
+    if name.endswith(".snap"):
+        manifest = remote.read_manifest(s3, dest, name.removesuffix(".snap") + ".json")
+        if manifest is not None and (manifest.size, manifest.sha256) != (info.size, info.sha256):
+            raise SnapshotInvalid(
+                f"snapshot {url}: {info.size} bytes, sha256 {info.sha256}, but its manifest says "
+                f"{manifest.size} bytes, {manifest.sha256}"
+            )
+    return info
+
+
 def main(
     settings: Settings,
     *,
     action: str | None,
-    file: Path | None,
+    file: str | None,
     token_file: Path | None,
     canary: str | None,
 ) -> Result:
@@ -73,9 +97,25 @@ def main(
 
         if file is None:
             raise ConfigError("snapshot restore-test: give the snapshot file: snapshot restore-test FILE --keys-file F")
-        return restore_test.run(
-            settings, file, keys_file=settings.unseal_keys_file, token_file=token_file, canary=canary
-        )
+        if not file.startswith("s3://"):
+            return restore_test.run(
+                settings, Path(file), keys_file=settings.unseal_keys_file, token_file=token_file, canary=canary
+            )
+        import tempfile
+
+        from nomad_vault_token.snapshot import remote
+
+        try:
+            dest, name = remote.parse_object(file)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        with tempfile.TemporaryDirectory(prefix="nvt-restore-test-") as scratch:  # 0700, removed whatever happens
+            local, _ = remote.download_verified(remote.client(), dest, name, Path(scratch))
+            done = restore_test.run(
+                settings, local, keys_file=settings.unseal_keys_file, token_file=token_file, canary=canary
+            )
+        done.data["file"] = file
+        return done
     raise ConfigError(f"snapshot {action!r}: use snapshot, snapshot verify FILE or snapshot restore-test FILE")
 
 
@@ -83,7 +123,8 @@ def main(
 
 
 def take(settings: Settings, *, token_file: Path | None) -> Result:
-    from nomad_vault_token.snapshot import archive as sv
+    from nomad_vault_token.snapshot import store as sv
+    from nomad_vault_token.snapshot.archive import Manifest, SnapshotInvalid
     from nomad_vault_token.snapshot.retention import Retention, check_prefix, plan_retention, snapshot_name
 
     started = time.monotonic()
@@ -95,10 +136,11 @@ def take(settings: Settings, *, token_file: Path | None) -> Result:
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    destinations = _destinations(settings)
     directory = _target_dir(settings)
     signal.signal(signal.SIGTERM, _terminated)  # systemctl stop, Nomad's kill: clean up like on Ctrl-C
     _remove_stale_partials(directory, prefix, settings.snapshot_timeout)
-    metrics = _Metrics(settings, directory, prefix, started)
+    metrics = _Metrics(settings, directory, prefix, started, [d.url for d in destinations])
     verified: bool | None = None
     try:
         auth = _auth(settings, token_file)
@@ -108,18 +150,20 @@ def take(settings: Settings, *, token_file: Path | None) -> Result:
         try:
             version = _quiet_version(vault)
             with vault.snapshot_stream(token, settings.snapshot_timeout) as chunks:
-                received = sv.receive(chunks, directory, prefix)
+                try:  # verified as it streams in: one read of the bytes
+                    received, info = sv.receive_verified(chunks, directory, prefix, f"from {leader}")
+                except SnapshotInvalid:
+                    verified = False
+                    raise
+            verified = True
         finally:
             if own_login:
                 _revoke(vault, token)
             vault.close()
         with sv.discard_on_failure(received.path):
-            verified = False
-            info = sv.verify(received.path)
-            verified = True
             now = datetime.now(UTC).replace(microsecond=0)
             name = snapshot_name(prefix, now, info.index)
-            manifest = sv.Manifest.of(info, name, version, now)
+            manifest = Manifest.of(info, name, version, now)
             try:
                 final = sv.keep(received.path, name, manifest)
             except FileExistsError:
@@ -147,9 +191,11 @@ def take(settings: Settings, *, token_file: Path | None) -> Result:
             "left alone, no manifest vouches for them: %s (check with snapshot verify)",
             ", ".join(n.file_name for n in plan.unverified),
         )
-    metrics.succeeded(info, len(plan.kept), len(plan.unverified))
+    copies = [_copy_one(dest, final, name, manifest, retention, now) for dest in destinations]
+    metrics.succeeded(info, len(plan.kept), len(plan.unverified), {c["destination"]: c["ok"] for c in copies})
+    failed = [c for c in copies if not c["ok"]]
     data: dict[str, object] = {
-        "ok": True,
+        "ok": not failed,
         "action": "take",
         "auth": auth,
         "file": str(final),
@@ -163,13 +209,77 @@ def take(settings: Settings, *, token_file: Path | None) -> Result:
         "deleted": deleted,
         "kept": [n.file_name for n in plan.kept],
         "unverified": [n.file_name for n in plan.unverified],
+        "copies": copies,
         "duration_seconds": round(time.monotonic() - started, 3),
     }
     text = (
         f"{final}: verified, raft index {info.index}, term {info.term}, {info.size} bytes from {leader}; "
         f"kept {len(plan.kept)}, deleted {len(deleted) // 2}"
+        + "".join(
+            f"; copied to {c['url']} (kept {len(c['kept'])}, deleted {len(c['deleted']) // 2})"
+            for c in copies
+            if c["ok"]
+        )
     )
+    if failed:  # 75: the snapshot is kept and verified here; the JSON says which copy failed
+        error = f"snapshot {final}: kept and verified here, but the copy to " + "; to ".join(
+            f"{c['destination']} failed: {c['error']}" for c in failed
+        )
+        data["error"] = {"message": error, "exit_code": Partial.exit_code}
+        return Result(data, text, exit_code=Partial.exit_code, error=error)
     return Result(data, text)
+
+
+def _destinations(settings: Settings) -> list[Any]:
+    """snapshot_copy_to as destinations, checked before anything is taken (78 for a bad URL or no boto3)."""
+    if not settings.snapshot_copy_to:
+        return []
+    from nomad_vault_token.snapshot import remote
+
+    try:
+        found = [remote.parse_destination(url) for url in settings.snapshot_copy_to]
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if not remote.available():
+        raise ConfigError("--copy-to: boto3 is not installed: pip install 'nomad-vault-token[s3]'")
+    return found
+
+
+def _copy_one(dest: Any, final: Path, name: Any, manifest: Any, retention: Any, now: datetime) -> dict[str, Any]:
+    """Copy the kept snapshot to one destination, verify it there, then retention there; never raises for the
+    store's failures (they are the run's partial result)."""
+    from nomad_vault_token.snapshot import remote
+    from nomad_vault_token.snapshot.retention import plan_retention
+
+    url = dest.url_of(name.file_name)
+    outcome: dict[str, Any] = {"destination": dest.url, "url": url, "ok": False, "kept": [], "deleted": []}
+    try:
+        s3 = remote.client()
+        started = time.monotonic()
+        remote.copy(s3, dest, final, name, manifest)
+        log.info("copied to %s and verified there (%.1f s)", url, time.monotonic() - started)
+        outcome["ok"] = True
+        _, present = remote.survey(s3, dest, name.prefix)
+        plan = plan_retention(present, retention, now, run_succeeded=True)
+        gone = remote.delete(s3, dest, name.prefix, plan.delete)
+        for removed in gone.removed:
+            log.info("retention: deleted %s", dest.url_of(removed))
+        for refused, why in gone.refused:
+            log.warning(
+                "retention: %s not deleted (%s: object lock or a bucket policy keeps it)", dest.url_of(refused), why
+            )
+        outcome.update(
+            kept=[n.file_name for n in plan.kept],
+            deleted=list(gone.removed),
+            refused=[n for n, _ in gone.refused],
+        )
+    except NvtError as exc:
+        if outcome["ok"]:  # the copy is there and verified: a failed listing or delete is retention's, not fatal
+            log.warning("retention at %s: %s", dest.url, exc.message)
+        else:
+            outcome["error"] = exc.message.removeprefix(f"snapshot {url}: ").removeprefix(f"{url}: ")
+            log.debug("copy to %s failed: %s", dest.url, exc.message)
+    return outcome
 
 
 def _write_error(directory: Path, doing: str, exc: OSError) -> NvtError:
@@ -303,11 +413,29 @@ def _quiet_version(vault: Vault) -> str:
 class _Metrics:
     """nomad_vault_token_snapshot.prom when metrics_dir is set; a failure to write is logged, never fatal."""
 
-    def __init__(self, settings: Settings, directory: Path, prefix: str, started: float) -> None:
+    def __init__(self, settings: Settings, directory: Path, prefix: str, started: float, copies: list[str]) -> None:
         self.dir = settings.metrics_dir
         self.snap_dir = directory
         self.prefix = prefix
         self.started = started
+        self.copies = copies
+
+    def _copy_gauges(self, ok: dict[str, bool]) -> list[Any]:
+        """Per destination: this run's copy verified (1) or not (0), and when a copy last was: now, or what the
+        previous file said (carried over: the bucket may be what is down)."""
+        from nomad_vault_token.core import metrics
+        from nomad_vault_token.core.metrics import flag, gauge
+
+        assert self.dir is not None
+        before = metrics.read_values(self.dir, METRICS_COMPONENT, COPY_TIMESTAMP, "destination")
+        now = time.time()
+        gauges = []
+        for url in self.copies:
+            gauges.append(gauge(COPY_SUCCESS, flag(ok.get(url, False)), destination=url))
+            when = now if ok.get(url) else before.get(url)
+            if when is not None:
+                gauges.append(gauge(COPY_TIMESTAMP, when, destination=url))
+        return gauges
 
     def _write(self, gauges: list[Any]) -> None:
         if self.dir is None:
@@ -333,9 +461,9 @@ class _Metrics:
         if self.dir is None:
             return
         from nomad_vault_token.core.metrics import flag, gauge
-        from nomad_vault_token.snapshot import archive as sv
+        from nomad_vault_token.snapshot import store as sv
 
-        gauges = self._common(False)
+        gauges = self._common(False) + self._copy_gauges({})
         if verified is not None:
             gauges.append(gauge("nomad_vault_token_snapshot_last_verification_success", flag(verified)))
         try:
@@ -361,9 +489,11 @@ class _Metrics:
                 ]
         self._write(gauges)
 
-    def succeeded(self, info: Any, kept: int, unverified: int) -> None:
+    def succeeded(self, info: Any, kept: int, unverified: int, copies: dict[str, bool]) -> None:
         from nomad_vault_token.core.metrics import flag, gauge
 
+        if self.dir is None:
+            return
         self._write(
             [
                 *self._common(True),
@@ -374,5 +504,6 @@ class _Metrics:
                 gauge("nomad_vault_token_snapshot_last_raft_term", info.term),
                 gauge("nomad_vault_token_snapshot_kept", kept),
                 gauge("nomad_vault_token_snapshot_unverified", unverified),
+                *self._copy_gauges(copies),
             ]
         )

@@ -69,6 +69,7 @@ class Settings:
     jwt_file: Path | None = None
     jwt_role: str = "nomad-snapshot"
     jwt_mount: str = "jwt-nomad"
+    snapshot_copy_to: tuple[str, ...] = ()  # s3://BUCKET/PREFIX destinations
     # ---- workload identity (bootstrap-roles --workload-identity, check --workload-identity)
     workload_role: str = "nomad-workloads"
     workload_policy: str = "nomad-workloads"
@@ -171,6 +172,7 @@ FIELDS: dict[str, tuple[Kind, tuple[str, ...]]] = {
     "jwt_file": ("path", ()),
     "jwt_role": ("str", ()),
     "jwt_mount": ("str", ()),
+    "snapshot_copy_to": ("list", ()),
     # ---- workload identity
     "workload_role": ("str", ()),
     "workload_policy": ("str", ()),

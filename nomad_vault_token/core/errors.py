@@ -15,7 +15,7 @@ EX_USAGE = 2
 EX_DATAERR = 65  # bad data: unseal keys Vault rejects, a snapshot that fails verification
 EX_UNAVAILABLE = 69
 EX_IOERR = 74  # I/O: the disk is full or failing (a snapshot that cannot be written)
-EX_TEMPFAIL = 75  # partial: some nodes unsealed, others not, or waiting for a seal migration
+EX_TEMPFAIL = 75  # partial: some nodes unsealed, others not, or waiting for a seal migration; a snapshot kept but a copy of it failed
 EX_NOPERM = 77
 EX_CONFIG = 78
 EX_INTERRUPTED = 130
@@ -71,6 +71,12 @@ class VaultUnavailable(NvtError):
     def what(self) -> str:
         """`state (detail)`: Vault's condition without its address."""
         return f"{self.state} ({self.detail})" if self.detail else self.state
+
+
+class Partial(NvtError):
+    """Part of the work is done, part failed (75): a snapshot kept and verified locally whose copy failed."""
+
+    exit_code = EX_TEMPFAIL
 
 
 class VaultDenied(NvtError):

@@ -53,6 +53,8 @@ snapshot (`nomad_vault_token_snapshot.prom`):
     nomad_vault_token_snapshot_last_duration_seconds          How long the last snapshot run took.
     nomad_vault_token_snapshot_kept                           Verified snapshots in the directory after retention.
     nomad_vault_token_snapshot_unverified                     Snapshot files without a manifest vouching for them (left alone).
+    nomad_vault_token_snapshot_copy_last_success{destination} 1 if the last run's copy to this destination was verified, else 0.
+    nomad_vault_token_snapshot_copy_last_success_timestamp_seconds{destination}  When a copy to this destination was last verified.
 """
 
 from __future__ import annotations
@@ -103,6 +105,8 @@ CATALOG: dict[str, str] = {
     "nomad_vault_token_snapshot_last_duration_seconds": "How long the last snapshot run took.",
     "nomad_vault_token_snapshot_kept": "Verified snapshots in the directory after retention.",
     "nomad_vault_token_snapshot_unverified": "Snapshot files without a manifest vouching for them (left alone).",
+    "nomad_vault_token_snapshot_copy_last_success": "1 if the last run's copy to this destination was verified, else 0.",
+    "nomad_vault_token_snapshot_copy_last_success_timestamp_seconds": "When a copy to this destination was last verified.",
 }
 
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
@@ -199,3 +203,16 @@ def write_textfile(directory: Path, component: str, gauges: Iterable[Gauge]) -> 
     path = textfile_path(directory, component)
     write_atomic(path, render(gauges), FILE_MODE)
     return path
+
+
+def read_values(directory: Path, component: str, name: str, label: str) -> dict[str, float]:
+    """The samples of `name` in `component`'s file as it is now, by the value of `label`; {} when the file is
+    missing or unreadable (a value carried over from the previous run, e.g. a last success's timestamp)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        text = textfile_path(directory, component).read_text()
+        families = list(text_string_to_metric_families(text))
+    except (OSError, ValueError):
+        return {}
+    return {s.labels[label]: s.value for f in families for s in f.samples if s.name == name and label in s.labels}

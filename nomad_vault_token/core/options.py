@@ -240,6 +240,10 @@ OPTIONS: tuple[Option, ...] = (
            frozenset({BOOTSTRAP}), WORKLOAD, setting=False, default="default"),
     Option("snapshot_task", ("--snapshot-task",), "str", "the snapshot job's task name",
            frozenset({BOOTSTRAP}), WORKLOAD, setting=False, default="snapshot"),
+    Option("snapshot_copy_to", ("--copy-to",), "list", "after the snapshot is kept, copy it and its manifest to "
+           "s3://BUCKET/PREFIX (verified by reading it back; retention as --keep/--max-age); repeat for more. "
+           "Credentials, region, endpoint: the AWS variables and files (AWS_ACCESS_KEY_ID, AWS_REGION, "
+           "AWS_ENDPOINT_URL_S3, ...) [default: none]", frozenset({SNAPSHOT}), SNAPSHOTTING, metavar="URL"),
     Option("canary", ("--canary",), "str", "restore-test: a KV v1 path to read back from the restored data "
            "(with the token of --token-file / $VAULT_TOKEN, of the source cluster)", frozenset({SNAPSHOT}),
            SNAPSHOTTING, setting=False),

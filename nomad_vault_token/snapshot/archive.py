@@ -16,48 +16,31 @@ length trailer) holding a ustar archive of four regular files, mode 0600, in thi
 then the two zero blocks that end a tar archive and nothing else. OpenBao's own reader
 refuses any other entry, so `verify` does too.
 
-`verify` reads the file once, in constant memory: the whole file's SHA-256, gzip
-integrity (CRC and length), every tar header's checksum, each entry's SHA-256 against
-SHA256SUMS, meta.json's Index/Term/Size against state.bin. `receive` streams chunks into
-an exclusive 0600 temp file beside the final name, `keep` renames it without replacing
-anything, fsyncs the directory and writes the manifest, and `discard_on_failure` removes
-the temp file whatever goes wrong in between.
+`verify_stream` reads a byte stream once, in constant memory, and needs nothing else:
+the whole stream's SHA-256 and size, gzip integrity (CRC and length), every tar header's
+checksum, each entry's SHA-256 against SHA256SUMS, meta.json's Index/Term/Size against
+state.bin, and that nothing follows the gzip member. It does no I/O of its own: the stream
+may be a file (`store.verify_file`) or the HTTP body as it arrives, written to disk by the
+reader on the way (`store.receive_verified`: one read of the bytes, not two), or an object
+in a bucket (`remote`). `Manifest` is what a kept snapshot's `.json` says.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import hashlib
 import json
-import os
 import re
-import secrets
-import stat
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import BinaryIO
+from typing import Protocol
 
-from nomad_vault_token.core.errors import NvtError
-from nomad_vault_token.core.files import write_atomic
-from nomad_vault_token.snapshot.retention import (
-    Listing,
-    Present,
-    SnapshotName,
-    classify,
-    parse_manifest_name,
-    parse_name,
-    partial_name,
-)
+from nomad_vault_token.core.errors import EX_DATAERR, NvtError
+from nomad_vault_token.snapshot.retention import SnapshotName
 
-EX_DATAERR = 65
 CHUNK = 1 << 20
 MANIFEST_VERSION = 1
-MANIFEST_MODE = 0o600
-SNAPSHOT_MODE = 0o600
 
 META = "meta.json"
 STATE = "state.bin"
@@ -75,6 +58,12 @@ class SnapshotInvalid(NvtError):
     exit_code = EX_DATAERR
 
 
+class Readable(Protocol):
+    """What `verify_stream` reads from: `read(n)` gives 1..n bytes, b"" at the end (a raw file, a tee)."""
+
+    def read(self, n: int, /) -> bytes: ...
+
+
 class _Bad(Exception):
     """What is wrong, without the file's name (added once, by `verify`)."""
 
@@ -83,7 +72,7 @@ class _Bad(Exception):
 class SnapshotInfo:
     """What a verified snapshot holds."""
 
-    path: Path
+    source: str  # what was read: a file's path, s3://bucket/key, "the snapshot stream"
     size: int  # bytes of the file
     sha256: str  # hex SHA-256 of the whole file
     index: int  # raft index (meta.json Index)
@@ -103,15 +92,25 @@ class SnapshotInfo:
 class _Gunzip:
     """The decompressed bytes of the one gzip member in `f`; the SHA-256 and count of every raw byte read."""
 
-    def __init__(self, f: BinaryIO) -> None:
+    def __init__(self, f: Readable) -> None:
         self._f = f
         self._d = zlib.decompressobj(wbits=31)  # gzip wrapper only: header, CRC-32 and length are checked
         self._buf = b""
         self._pos = 0
         self.raw_sha = hashlib.sha256()
         self.raw_size = 0
+        self._pending: bytes | None = None
+
+    def peek(self) -> bool:
+        """Whether the stream holds any byte (read ahead, kept for the decompressor)."""
+        if self._pending is None:
+            self._pending = self._raw()
+        return bool(self._pending)
 
     def _raw(self) -> bytes:
+        if self._pending is not None:
+            data, self._pending = self._pending, None
+            return data
         data = self._f.read(CHUNK)
         self.raw_sha.update(data)
         self.raw_size += len(data)
@@ -307,10 +306,12 @@ def _meta_int(meta: dict[str, object], key: str, minimum: int) -> int:
     return value
 
 
-def _verify(path: Path, f: BinaryIO, size: int) -> SnapshotInfo:
+def _verify(source: str, f: Readable, size: int | None) -> SnapshotInfo:
     if size == 0:
         raise _Bad("empty file")
     z = _Gunzip(f)
+    if size is None and not z.peek():
+        raise _Bad("empty file")
     order: list[str] = []
     digests: dict[str, str] = {}
     small: dict[str, bytes] = {}
@@ -361,11 +362,11 @@ def _verify(path: Path, f: BinaryIO, size: int) -> SnapshotInfo:
     conf_index = meta.get("ConfigurationIndex")
     servers = (meta.get("Configuration") or {}).get("Servers") or []
     z.finish()
-    if z.raw_size != size:
+    if size is not None and z.raw_size != size:
         raise _Bad(f"changed while being verified ({size} bytes, then {z.raw_size})")
     return SnapshotInfo(
-        path=path,
-        size=size,
+        source=source,
+        size=z.raw_size,
         sha256=z.raw_sha.hexdigest(),
         index=index,
         term=term,
@@ -379,93 +380,16 @@ def _verify(path: Path, f: BinaryIO, size: int) -> SnapshotInfo:
     )
 
 
-def verify(path: Path) -> SnapshotInfo:
-    """Check a snapshot file completely, offline, in constant memory; SnapshotInvalid (65) names what is wrong.
-
-    An unreadable file (missing, permission denied) raises SnapshotInvalid too: there is no good snapshot there."""
+def verify_stream(f: Readable, source: str, size: int | None = None) -> SnapshotInfo:
+    """Check a snapshot read from `f` to its end, in constant memory; SnapshotInvalid (65) names `source` and what
+    is wrong. `size`, when known beforehand (a file's), must be what was read. Errors of `f` itself propagate."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as exc:
-        raise SnapshotInvalid(f"snapshot {path}: cannot open: {exc.strerror}") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            os.close(fd)
-            raise SnapshotInvalid(f"snapshot {path}: not a regular file")
-        with os.fdopen(fd, "rb", buffering=0) as f:
-            return _verify(path, f, st.st_size)
+        return _verify(source, f, size)
     except _Bad as exc:
-        raise SnapshotInvalid(f"snapshot {path}: {exc}") from None
-    except OSError as exc:
-        raise SnapshotInvalid(f"snapshot {path}: cannot read: {exc.strerror}") from None
+        raise SnapshotInvalid(f"snapshot {source}: {exc}") from None
 
 
-# ---- receive and keep ---------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Received:
-    """A snapshot body on disk under its temp name: bytes and SHA-256 as written (fsynced)."""
-
-    path: Path
-    size: int
-    sha256: str
-
-
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _create_exclusive(directory: Path, prefix: str) -> tuple[Path, int]:
-    for _ in range(8):
-        path = directory / partial_name(prefix, secrets.token_hex(8))
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, SNAPSHOT_MODE)
-        except FileExistsError:
-            continue
-        return path, fd
-    raise FileExistsError(errno.EEXIST, "no free temp name", str(directory))
-
-
-def receive(chunks: Iterable[bytes], directory: Path, prefix: str) -> Received:
-    """Stream `chunks` (an HTTP body) into a new hidden temp file in `directory`: created exclusively,
-    mode 0600 whatever the umask, SHA-256 computed on the way, fsynced before returning.
-
-    Whatever fails (the iterator, the disk, an interrupt), the temp file is removed and the error re-raised."""
-    path, fd = _create_exclusive(directory, prefix)
-    try:
-        os.fchmod(fd, SNAPSHOT_MODE)
-        digest = hashlib.sha256()
-        size = 0
-        for chunk in chunks:
-            view = memoryview(chunk)
-            digest.update(view)
-            size += len(view)
-            while view:
-                view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            path.unlink()
-        raise
-    os.close(fd)
-    return Received(path, size, digest.hexdigest())
-
-
-@contextlib.contextmanager
-def discard_on_failure(path: Path) -> Iterator[Path]:
-    """Remove `path` (a temp file) if the block raises; once `keep` renamed it there is nothing to remove."""
-    try:
-        yield path
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        raise
+# ---- the manifest --------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -518,88 +442,3 @@ class Manifest:
 
 def _iso(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def keep(received: Path, name: SnapshotName, manifest: Manifest) -> Path:
-    """Give a verified temp file its final name (`name.file_name`, same directory) without replacing anything
-    there, fsync the directory, then write the manifest beside it (atomically, 0600). Returns the snapshot's path.
-
-    FileExistsError when that name exists (the temp file stays, for `discard_on_failure`)."""
-    if manifest.file != name.file_name:
-        raise ValueError(f"manifest names {manifest.file}, not {name.file_name}")
-    final = received.parent / name.file_name
-    try:
-        os.link(received, final)  # atomic and never replaces: two runs in one second keep the first
-    except FileExistsError:
-        raise
-    except OSError as exc:
-        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS):
-            raise
-        # No hard links here (some network filesystems): rename, having looked first.
-        if os.path.lexists(final):
-            raise FileExistsError(errno.EEXIST, "already exists", str(final)) from None
-        os.rename(received, final)
-    else:
-        os.unlink(received)
-    try:
-        fsync_dir(final.parent)
-        write_atomic(final.parent / name.manifest_name, manifest.to_json(), MANIFEST_MODE)
-    except OSError:  # a full disk has room for the snapshot, not its manifest: keep neither
-        with contextlib.suppress(OSError):
-            final.unlink()
-        raise
-    return final
-
-
-def read_manifest(path: Path) -> Manifest | None:
-    """The manifest at `path`, or None when it is missing or not a manifest."""
-    try:
-        return Manifest.from_json(path.read_bytes())
-    except (OSError, ValueError):
-        return None
-
-
-def vouches(manifest: Manifest | None, snapshot: Path) -> bool:
-    """Whether `manifest` speaks for `snapshot` as it is now: same name, same size (a cheap check; `verify` is
-    the thorough one)."""
-    if manifest is None or manifest.file != snapshot.name:
-        return False
-    try:
-        st = os.stat(snapshot, follow_symlinks=False)
-    except OSError:
-        return False
-    return stat.S_ISREG(st.st_mode) and st.st_size == manifest.size
-
-
-def survey(directory: Path, prefix: str) -> tuple[Listing, list[Present]]:
-    """The directory's names sorted into ours and not ours, and each snapshot with whether its manifest vouches for it."""
-    listing = classify(os.listdir(directory), prefix)
-    present = [
-        Present(
-            name,
-            name in listing.manifests
-            and vouches(read_manifest(directory / name.manifest_name), directory / name.file_name),
-        )
-        for name in listing.snapshots
-    ]
-    return listing, present
-
-
-def delete(directory: Path, prefix: str, names: Iterable[str]) -> list[str]:
-    """Remove `names` (from `plan_retention`) in order, then fsync the directory; returns what was removed.
-
-    Refuses (ValueError, before removing anything) a name that is not exactly a snapshot or manifest name of `prefix`."""
-    wanted = list(names)
-    for name in wanted:
-        if parse_name(name, prefix) is None and parse_manifest_name(name, prefix) is None:
-            raise ValueError(f"refusing to delete {name!r}: not a {prefix} snapshot or manifest name")
-    removed = []
-    for name in wanted:
-        try:
-            (directory / name).unlink()
-        except FileNotFoundError:
-            continue
-        removed.append(name)
-    if removed:
-        fsync_dir(directory)
-    return removed

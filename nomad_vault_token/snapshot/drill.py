@@ -40,7 +40,8 @@ def run(
 ) -> Result:
     from nomad_vault_token.core import secret_files
     from nomad_vault_token.core.key_files import read_keys
-    from nomad_vault_token.snapshot.archive import SnapshotInvalid, verify
+    from nomad_vault_token.snapshot.archive import SnapshotInvalid
+    from nomad_vault_token.snapshot.store import verify_file as verify
 
     if keys_file is None:
         raise ConfigError(

@@ -1,4 +1,4 @@
-"""Snapshot verification, receiving and keeping, against a REAL raft snapshot taken from a real OpenBao.
+"""Snapshot verification (archive), receiving and keeping (store), against a REAL raft snapshot taken from a real OpenBao.
 
 The session fixture starts OpenBao on raft storage, writes secrets, takes
 `GET /v1/sys/storage/raft/snapshot` with the root token and stops the server.
@@ -8,6 +8,7 @@ its entries repacked (so that gzip and tar are sound and only the content is wro
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import gzip
 import hashlib
@@ -23,13 +24,16 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import hvac.exceptions
 import pytest
 import requests
 
-from nomad_vault_token.snapshot import archive as sv
-from nomad_vault_token.snapshot.archive import Manifest, SnapshotInvalid, verify
+from nomad_vault_token.snapshot import store as sv
+from nomad_vault_token.snapshot.archive import Manifest, SnapshotInvalid, verify_stream
 from nomad_vault_token.snapshot.retention import Retention, classify, is_partial, plan_retention, snapshot_name
+from nomad_vault_token.snapshot.store import verify_file as verify
 from testbed.bao import Bao, Certs
+from testbed.procs import wait_for
 
 PREFIX = "vault"
 T0 = datetime(2026, 11, 23, 19, 29, 42, tzinfo=UTC)
@@ -44,7 +48,18 @@ def real_snapshot(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Pat
         server.start()
         client = server.client()
         client.sys.enable_secrets_engine("kv", path="secret", options={"version": "2"})
-        for i in range(20):
+
+        def first_write() -> bool:  # a new KV v2 mount answers "upgrading" for a moment
+            try:
+                client.secrets.kv.v2.create_or_update_secret(path="canary0", secret={"value": "x" * 2000 + "0"})
+            except hvac.exceptions.InvalidRequest as exc:
+                if "Upgrading" in str(exc):
+                    return False
+                raise
+            return True
+
+        wait_for(first_write, 30, "the new KV v2 mount to take writes")
+        for i in range(1, 20):
             client.secrets.kv.v2.create_or_update_secret(path=f"canary{i}", secret={"value": "x" * 2000 + str(i)})
         resp = requests.get(
             f"{server.addr}/v1/sys/storage/raft/snapshot",
@@ -110,6 +125,8 @@ def write(tmp_path: Path, data: bytes, name: str = "damaged.snap") -> Path:
 
 
 def invalid(path: Path, *needles: str) -> str:
+    """`path` fails verification as a file, and the same bytes fail the same way streamed in (odd chunk sizes),
+    leaving nothing in the directory they were received into."""
     with pytest.raises(SnapshotInvalid) as caught:
         verify(path)
     message = str(caught.value)
@@ -118,6 +135,18 @@ def invalid(path: Path, *needles: str) -> str:
     assert message.startswith(f"snapshot {path}: "), message
     for needle in needles:
         assert needle in message, message
+    if path.is_file() and not path.is_symlink():
+        into = path.parent / f"into-{secrets.token_hex(4)}"
+        into.mkdir()
+        for size in (1 << 20, 4093):  # as a file is read: the same words; odd chunks: which check fires first may vary
+            with pytest.raises(SnapshotInvalid) as streamed:
+                sv.receive_verified(chunks_of(path.read_bytes(), size), into, PREFIX, "the stream")
+            said = str(streamed.value)
+            assert said.startswith("snapshot the stream: ") and "\n" not in said
+            if size == 1 << 20:
+                assert said.removeprefix("snapshot the stream: ") == message.removeprefix(f"snapshot {path}: ")
+            assert os.listdir(into) == []
+        into.rmdir()
     return message
 
 
@@ -142,7 +171,7 @@ def test_real_snapshot_verifies(real_snapshot: Path, parts: list[tuple[str, byte
     info = verify(real_snapshot)
     meta = json.loads(dict(parts)["meta.json"])
     raw = real_snapshot.read_bytes()
-    assert info.path == real_snapshot
+    assert info.source == str(real_snapshot)
     assert info.size == len(raw)
     assert info.sha256 == hashlib.sha256(raw).hexdigest()
     assert (info.index, info.term) == (meta["Index"], meta["Term"])
@@ -333,8 +362,10 @@ def test_lone_zero_block(tmp_path: Path, parts: list[tuple[str, bytes]]) -> None
     invalid(write(tmp_path, gzip.compress(first + b"\0" * 512 + rest)), "lone zero block")
 
 
-def test_constant_memory_on_a_big_state(tmp_path: Path, parts: list[tuple[str, bytes]]) -> None:
-    """A 64 MiB state.bin verifies in a fresh process whose peak RSS grows by far less than that."""
+@pytest.mark.parametrize("how", ["file", "stream"])
+def test_constant_memory_on_a_big_state(tmp_path: Path, parts: list[tuple[str, bytes]], how: str) -> None:
+    """A 64 MiB state.bin verifies in a fresh process whose peak RSS grows by far less than that: from a file, and
+    streamed in 1 MiB chunks into a temp file while it is verified."""
     size = 64 << 20
     block = os.urandom(1 << 20)
     meta = json.loads(dict(parts)["meta.json"])
@@ -374,15 +405,26 @@ def test_constant_memory_on_a_big_state(tmp_path: Path, parts: list[tuple[str, b
             info = tarfile.TarInfo(name)
             info.size = size if data is None else len(data)
             archive.addfile(info, Blocks() if data is None else io.BytesIO(data))
+    into = tmp_path / "into"
+    into.mkdir()
     probe = (
         "import resource, sys\n"
         "from pathlib import Path\n"
-        "from nomad_vault_token.snapshot.archive import verify\n"
+        "from nomad_vault_token.snapshot.store import receive_verified, verify_file\n"
+        "def chunks(f):\n"
+        "    while block := f.read(1 << 20):\n"
+        "        yield block\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "info = verify(Path(sys.argv[1])) if sys.argv[1] else None\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before, info and info.state_size)\n"
+        "if sys.argv[2] == 'file':\n"
+        "    info = verify_file(Path(sys.argv[1]))\n"
+        "else:\n"
+        "    with open(sys.argv[1], 'rb', buffering=0) as f:\n"
+        "        _, info = receive_verified(chunks(f), Path(sys.argv[3]), 'vault', 'the stream')\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before, info.state_size)\n"
     )
-    out = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", probe, str(path), how, str(into)], capture_output=True, text=True, check=True
+    ).stdout
     grown_kb, state_size = out.split()
     assert int(state_size) == size
     assert int(grown_kb) < 16 * 1024, f"peak RSS grew {grown_kb} kB verifying a {size >> 20} MiB state.bin"
@@ -417,6 +459,56 @@ def test_receive_writes_an_exclusive_private_temp_file(target: Path, real_snapsh
     assert received.path.read_bytes() == raw
     assert stat.S_IMODE(received.path.stat().st_mode) == 0o600
     assert classify(os.listdir(target), PREFIX).snapshots == ()
+
+
+@pytest.mark.parametrize("size", [1, 511, 4096, 1 << 20, 3 << 20])
+def test_receive_verified_writes_what_it_verified(target: Path, real_snapshot: Path, size: int) -> None:
+    """One pass: the temp file holds exactly the bytes streamed, and the info is the file's own verify's."""
+    raw = real_snapshot.read_bytes()
+    received, info = sv.receive_verified(chunks_of(raw, size), target, PREFIX, "the stream")
+    assert is_partial(received.path.name, PREFIX)
+    assert received.path.read_bytes() == raw
+    assert stat.S_IMODE(received.path.stat().st_mode) == 0o600
+    assert (received.size, received.sha256) == (len(raw), hashlib.sha256(raw).hexdigest())
+    want = verify(real_snapshot)
+    assert dataclasses.replace(info, source=want.source) == want
+    assert info.source == "the stream"
+
+
+def test_receive_verified_leaves_nothing_when_the_stream_breaks(target: Path, real_snapshot: Path) -> None:
+    raw = real_snapshot.read_bytes()
+
+    def broken() -> Iterator[bytes]:
+        yield raw[:5000]
+        raise ConnectionError("connection reset mid-body")
+
+    with pytest.raises(ConnectionError, match="mid-body"):
+        sv.receive_verified(broken(), target, PREFIX, "the stream")
+    assert os.listdir(target) == []
+
+
+def test_receive_verified_leaves_nothing_when_the_disk_fails(
+    target: Path, real_snapshot: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_write = os.write
+    calls = []
+
+    def full(fd: int, data: bytes) -> int:  # a short write, then the disk is full
+        calls.append(len(data))
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, bytes(data[: len(data) // 2]))
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(OSError, match="No space"):
+        sv.receive_verified(chunks_of(real_snapshot.read_bytes()), target, PREFIX, "the stream")
+    monkeypatch.undo()
+    assert os.listdir(target) == []
+
+
+def test_verify_stream_of_nothing() -> None:
+    with pytest.raises(SnapshotInvalid, match=r"^snapshot s: empty file$"):
+        verify_stream(io.BytesIO(b""), "s")
 
 
 def test_receive_leaves_nothing_when_the_stream_breaks(target: Path, real_snapshot: Path) -> None:
@@ -617,3 +709,18 @@ def test_delete_refuses_names_not_ours(target: Path) -> None:
     with pytest.raises(ValueError, match="refusing"):
         sv.delete(target, PREFIX, ["../vault-20261123T192942Z-39.snap"])
     assert (target / "notes.txt").exists()
+
+
+@pytest.mark.parametrize(
+    ("pieces", "blocks"),
+    [
+        ([], []),
+        ([b""], []),
+        ([b"a" * 10, b"", b"b" * 5], [b"a" * 10, b"b" * 5]),
+        ([b"a" * 3, b"b" * 3, b"c" * 3], [b"aaabbbccc"]),
+        ([b"a" * 4, b"b" * 4, b"c"], [b"aaaabbbb", b"c"]),
+    ],
+)
+def test_small_pieces_are_handed_on_in_blocks(pieces: list[bytes], blocks: list[bytes]) -> None:
+    """An HTTP body's pieces of a few KiB become blocks of about BATCH bytes: one write and one hand-over each."""
+    assert list(sv._batches(pieces, 8)) == blocks

@@ -1,0 +1,336 @@
+"""Snapshot files on disk: receive one (verified as it streams in), keep it atomically, survey, delete.
+
+`receive_verified` writes the HTTP body into an exclusive 0600 temp file beside the final name *while*
+`archive.verify_stream` reads it: each chunk goes to disk as the verifier consumes it, so the bytes are
+read once (gzip, tar, SHA256SUMS and the file's own SHA-256 in the same pass) and memory stays flat. A
+body that fails verification, a broken stream, a full disk or an interrupt: the temp file is removed,
+nothing is kept. `keep` gives a verified temp file its final name without replacing anything, fsyncs the
+directory and writes the manifest; `discard_on_failure` removes the temp file whatever goes wrong in
+between. `survey` and `delete` are retention's hands (`retention` decides). Stdlib only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import queue
+import secrets
+import stat
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from nomad_vault_token.core.files import write_atomic
+from nomad_vault_token.snapshot.archive import (
+    Manifest,
+    SnapshotInfo,
+    SnapshotInvalid,
+    verify_stream,
+)
+from nomad_vault_token.snapshot.retention import (
+    Listing,
+    Present,
+    SnapshotName,
+    classify,
+    parse_manifest_name,
+    parse_name,
+    partial_name,
+)
+
+MANIFEST_MODE = 0o600
+SNAPSHOT_MODE = 0o600
+
+
+def verify_file(path: Path) -> SnapshotInfo:
+    """Check a snapshot file completely, offline, in constant memory; SnapshotInvalid (65) names what is wrong.
+
+    An unreadable file (missing, permission denied) raises SnapshotInvalid too: there is no good snapshot there."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise SnapshotInvalid(f"snapshot {path}: cannot open: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise SnapshotInvalid(f"snapshot {path}: not a regular file")
+        with os.fdopen(fd, "rb", buffering=0) as f:
+            return verify_stream(f, str(path), st.st_size)
+    except OSError as exc:
+        raise SnapshotInvalid(f"snapshot {path}: cannot read: {exc.strerror}") from None
+
+
+@dataclass(frozen=True)
+class Received:
+    """A snapshot body on disk under its temp name: bytes and SHA-256 as written (fsynced)."""
+
+    path: Path
+    size: int
+    sha256: str
+
+
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _create_exclusive(directory: Path, prefix: str) -> tuple[Path, int]:
+    for _ in range(8):
+        path = directory / partial_name(prefix, secrets.token_hex(8))
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, SNAPSHOT_MODE)
+        except FileExistsError:
+            continue
+        return path, fd
+    raise FileExistsError(errno.EEXIST, "no free temp name", str(directory))
+
+
+def receive(chunks: Iterable[bytes], directory: Path, prefix: str) -> Received:
+    """Stream `chunks` (an HTTP body) into a new hidden temp file in `directory`: created exclusively,
+    mode 0600 whatever the umask, SHA-256 computed on the way, fsynced before returning.
+
+    Whatever fails (the iterator, the disk, an interrupt), the temp file is removed and the error re-raised."""
+    path, fd = _create_exclusive(directory, prefix)
+    try:
+        os.fchmod(fd, SNAPSHOT_MODE)
+        digest = hashlib.sha256()
+        size = 0
+        for chunk in chunks:
+            view = memoryview(chunk)
+            digest.update(view)
+            size += len(view)
+            while view:
+                view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise
+    os.close(fd)
+    return Received(path, size, digest.hexdigest())
+
+
+class _Aborted(BaseException):
+    """The receiving side stopped (a broken stream, the disk, an interrupt): the verifier stops too."""
+
+
+_END = b""
+_ABORT = None
+QUEUE_DEPTH = 8  # blocks between the receiver and the verifier: bounded memory (8 x BATCH, plus one being joined)
+BATCH = 1 << 20
+
+
+class _Queued:
+    """What the verifier thread reads: the chunks the receiver wrote, in order; `read(n)` at most `n` bytes."""
+
+    def __init__(self, chunks: queue.Queue[bytes | None]) -> None:
+        self._q = chunks
+        self._left = b""
+        self._ended = False
+
+    def read(self, n: int, /) -> bytes:
+        while not self._left:
+            if self._ended:
+                return b""
+            chunk = self._q.get()
+            if chunk is _ABORT:
+                raise _Aborted
+            if chunk == _END:
+                self._ended = True
+                return b""
+            self._left = bytes(chunk)
+        if len(self._left) <= n:
+            head, self._left = self._left, b""
+        else:
+            head, self._left = self._left[:n], self._left[n:]
+        return head
+
+
+def _batches(chunks: Iterable[bytes], size: int = BATCH) -> Iterator[bytes]:
+    """The chunks joined into blocks of about `size` bytes (an HTTP body arrives in pieces of a few KiB: one
+    write, one hand-over and one verifier step per block, not per piece); never an empty block."""
+    pending: list[bytes] = []
+    held = 0
+    for chunk in chunks:
+        if not chunk:
+            continue
+        pending.append(chunk)
+        held += len(chunk)
+        if held >= size:
+            yield pending[0] if len(pending) == 1 else b"".join(pending)
+            pending, held = [], 0
+    if pending:
+        yield b"".join(pending)
+
+
+def _hand_over(q: queue.Queue[bytes | None], item: bytes | None, verifier: threading.Thread) -> bool:
+    """Queue `item` for the verifier; False when the verifier has already stopped (it failed)."""
+    while verifier.is_alive():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def receive_verified(
+    chunks: Iterable[bytes], directory: Path, prefix: str, source: str
+) -> tuple[Received, SnapshotInfo]:
+    """Stream `chunks` into a new hidden temp file in `directory` (as `receive`) while `verify_stream` checks them,
+    in one pass; fsynced before returning. SnapshotInvalid names `source`.
+
+    The bytes are read once: this thread receives and writes each chunk, a verifier thread checks the same chunk
+    from a bounded queue (hashing and inflating release the GIL, so the two overlap on two cores). Whatever fails
+    (verification, the iterator, the disk, an interrupt), the verifier is stopped and joined, the temp file is
+    removed and the error re-raised."""
+    path, fd = _create_exclusive(directory, prefix)
+    handed: queue.Queue[bytes | None] = queue.Queue(maxsize=QUEUE_DEPTH)
+    outcome: list[SnapshotInfo | BaseException] = []
+
+    def verify() -> None:
+        try:
+            outcome.append(verify_stream(_Queued(handed), source))
+        except BaseException as exc:  # handed to the receiving thread, which raises it
+            outcome.append(exc)
+
+    verifier = threading.Thread(target=verify, name="snapshot-verify", daemon=True)
+    try:
+        os.fchmod(fd, SNAPSHOT_MODE)
+        verifier.start()
+        size = 0
+        for block in _batches(chunks):
+            out = memoryview(block)
+            while out:
+                out = out[os.write(fd, out) :]
+            size += len(block)
+            if not _hand_over(handed, block, verifier):
+                break  # the verifier failed: its error is raised below
+        else:
+            _hand_over(handed, _END, verifier)
+        verifier.join()
+        result = outcome[0]
+        if isinstance(result, BaseException):
+            raise result
+        if result.size != size:  # pragma: no cover - the verifier read every byte written
+            raise SnapshotInvalid(f"snapshot {source}: {size} bytes received, {result.size} verified")
+        os.fsync(fd)
+    except BaseException:
+        if verifier.is_alive():
+            with contextlib.suppress(queue.Full):
+                while True:  # make room, then tell the verifier to stop
+                    try:
+                        handed.get_nowait()
+                    except queue.Empty:
+                        break
+                handed.put_nowait(_ABORT)
+            verifier.join()
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise
+    os.close(fd)
+    return Received(path, result.size, result.sha256), result
+
+
+@contextlib.contextmanager
+def discard_on_failure(path: Path) -> Iterator[Path]:
+    """Remove `path` (a temp file) if the block raises; once `keep` renamed it there is nothing to remove."""
+    try:
+        yield path
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        raise
+
+
+def keep(received: Path, name: SnapshotName, manifest: Manifest) -> Path:
+    """Give a verified temp file its final name (`name.file_name`, same directory) without replacing anything
+    there, fsync the directory, then write the manifest beside it (atomically, 0600). Returns the snapshot's path.
+
+    FileExistsError when that name exists (the temp file stays, for `discard_on_failure`)."""
+    if manifest.file != name.file_name:
+        raise ValueError(f"manifest names {manifest.file}, not {name.file_name}")
+    final = received.parent / name.file_name
+    try:
+        os.link(received, final)  # atomic and never replaces: two runs in one second keep the first
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS):
+            raise
+        # No hard links here (some network filesystems): rename, having looked first.
+        if os.path.lexists(final):
+            raise FileExistsError(errno.EEXIST, "already exists", str(final)) from None
+        os.rename(received, final)
+    else:
+        os.unlink(received)
+    try:
+        fsync_dir(final.parent)
+        write_atomic(final.parent / name.manifest_name, manifest.to_json(), MANIFEST_MODE)
+    except OSError:  # a full disk has room for the snapshot, not its manifest: keep neither
+        with contextlib.suppress(OSError):
+            final.unlink()
+        raise
+    return final
+
+
+def read_manifest(path: Path) -> Manifest | None:
+    """The manifest at `path`, or None when it is missing or not a manifest."""
+    try:
+        return Manifest.from_json(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+def vouches(manifest: Manifest | None, snapshot: Path) -> bool:
+    """Whether `manifest` speaks for `snapshot` as it is now: same name, same size (a cheap check; `verify` is
+    the thorough one)."""
+    if manifest is None or manifest.file != snapshot.name:
+        return False
+    try:
+        st = os.stat(snapshot, follow_symlinks=False)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_size == manifest.size
+
+
+def survey(directory: Path, prefix: str) -> tuple[Listing, list[Present]]:
+    """The directory's names sorted into ours and not ours, and each snapshot with whether its manifest vouches for it."""
+    listing = classify(os.listdir(directory), prefix)
+    present = [
+        Present(
+            name,
+            name in listing.manifests
+            and vouches(read_manifest(directory / name.manifest_name), directory / name.file_name),
+        )
+        for name in listing.snapshots
+    ]
+    return listing, present
+
+
+def delete(directory: Path, prefix: str, names: Iterable[str]) -> list[str]:
+    """Remove `names` (from `plan_retention`) in order, then fsync the directory; returns what was removed.
+
+    Refuses (ValueError, before removing anything) a name that is not exactly a snapshot or manifest name of `prefix`."""
+    wanted = list(names)
+    for name in wanted:
+        if parse_name(name, prefix) is None and parse_manifest_name(name, prefix) is None:
+            raise ValueError(f"refusing to delete {name!r}: not a {prefix} snapshot or manifest name")
+    removed = []
+    for name in wanted:
+        try:
+            (directory / name).unlink()
+        except FileNotFoundError:
+            continue
+        removed.append(name)
+    if removed:
+        fsync_dir(directory)
+    return removed
