@@ -23,10 +23,12 @@ from nomad_vault_token.core.options import Option
 app = typer.Typer(
     name="nomad-vault-token",
     help=(
-        "Give a Nomad server its Vault token, safely, every time it starts, and keep it alive.\n\n"
+        "Give a Nomad server its Vault token, safely, every time it starts, and keep it alive; "
+        "keep the Vault it depends on unsealed and backed up.\n\n"
         "Logs in to Vault with a TLS client certificate, mints (or reuses) a periodic orphan "
-        "token for Nomad, and hands it to the agent. Exit codes: 69 Vault unavailable, "
-        "77 Vault refused, 78 configuration error, 65 a snapshot that failed verification."
+        "token for Nomad, and hands it to the agent. Exit codes: 65 bad data (keys refused, a snapshot "
+        "that failed verification), 69 Vault unavailable, 74 disk full or failing, 75 partial or not "
+        "ready yet, 77 Vault refused, 78 configuration error."
     ),
     no_args_is_help=True,
     add_completion=False,
