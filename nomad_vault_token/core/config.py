@@ -6,7 +6,6 @@ Every error names the key and where it came from (file, variable or flag).
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import os
 from collections.abc import Mapping
@@ -293,6 +292,8 @@ def _read_file(path: Path, explicit: bool) -> dict[str, Any]:
         raise ConfigError(f"config {path}: invalid TOML: {exc}") from None
     for key in parsed:
         if key not in FIELDS:
+            import difflib  # only for a wrong key: not on every start
+
             close = difflib.get_close_matches(key, FIELDS, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else f"; known keys: {', '.join(FIELDS)}"
             raise ConfigError(f"config {path}: unknown key '{key}'{hint}")

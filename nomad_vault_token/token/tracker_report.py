@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nomad_vault_token.core.durations import format_duration
-from nomad_vault_token.core.metrics import Gauge
 from nomad_vault_token.token.tracker_state import STATES, Track
+
+if TYPE_CHECKING:  # the metrics module is loaded only by a tracker that writes metrics
+    from nomad_vault_token.core.metrics import Gauge
 
 
 @dataclass
