@@ -1,4 +1,4 @@
-"""What `unseal` does with each node, and what the cluster's state means: pure, no I/O, stdlib only.
+"""What `unseal` does with each node: pure, no I/O, stdlib only (what the cluster's state means: `verdict`).
 
 The prober (I/O, later) asks every node `GET /v1/sys/seal-status` and `GET /v1/sys/health` and hands
 the answers to `decide()` as a `Probe`, with the `NodeMemory` kept from the previous round. `decide()`
@@ -103,11 +103,9 @@ initialised; the quorum is a majority of them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
-
-from nomad_vault_token.core.errors import EX_DATAERR, EX_OK, EX_TEMPFAIL, EX_UNAVAILABLE
 
 State = Literal[
     "unsealed",
@@ -576,105 +574,4 @@ def after_unseal(
         attempt_foreign=foreign,
         seen_progress=(answer.progress, answer.nonce),
         progress_moved_at=ctx.now,
-    )
-
-
-@dataclass(frozen=True)
-class Verdict:
-    kind: Kind
-    leader: str | None
-    unsealed: int
-    members: int
-    quorum: int
-    status: str  # the STATUS line: "3/3 unsealed, leader node-2"
-    exit_code: int  # what `unseal --once` exits with if it stops now
-    settled: bool  # waiting will not change the exit code: `--once` may stop now
-    keys_usable: bool  # no node refused our keys (a hint for WATCHDOG)
-    warnings: tuple[str, ...] = ()
-
-
-_PROBLEM_WORDS: Mapping[State, str] = {
-    "sealed": "sealed",
-    "unreachable": "unreachable",
-    "uninitialized": "not initialised",
-    "auto_unseal": "auto-unseal sealed",
-    "sealed_on_purpose": "sealed on purpose",
-    "wrong_keys": "wrong keys",
-    "foreign_progress": "someone else unsealing",
-    "joining": "joining",
-    "mismatch": "threshold/shares mismatch",
-    "held": "held",
-}
-# States whose message the STATUS line spells out per node: what the operator does next.
-_SPELLED_OUT: frozenset[State] = MIGRATION
-
-
-def verdict(decisions: Sequence[Decision], keys_held: int) -> Verdict:
-    """The cluster's state from every node's decision this round."""
-    members = [d for d in decisions if d.state != "uninitialized"]
-    total = len(members)
-    quorum = total // 2 + 1
-    unsealed = sum(1 for d in members if d.unsealed)
-    leaders = [d.node for d in members if d.unsealed and d.role == "active"]
-    leader = leaders[0] if leaders else None
-    on_the_way = sum(1 for d in members if d.state in ON_THE_WAY)
-
-    warnings: list[str] = []
-    if len(leaders) > 1:
-        warnings.append(f"{len(leaders)} nodes answer as active ({', '.join(leaders)}): more than one cluster?")
-    clusters = sorted({d.cluster_id for d in members if d.unsealed and d.cluster_id})
-    if len(clusters) > 1:
-        warnings.append(f"unsealed nodes report {len(clusters)} different cluster_ids: more than one cluster?")
-    for d in decisions:
-        warnings.extend(f"{d.node}: {w}" for w in d.warnings)
-
-    problems: dict[str, list[str]] = {}
-    spelled: list[str] = []
-    for d in decisions:
-        if d.state in _SPELLED_OUT:
-            spelled.append(f"; {d.node}: {d.message}")
-        elif not d.unsealed:
-            problems.setdefault(_PROBLEM_WORDS[d.state], []).append(d.node)
-    tail = "".join(f"; {word}: {', '.join(nodes)}" for word, nodes in problems.items()) + "".join(spelled)
-    all_auto = bool(members) and all(d.unsealed and d.auto_unseal for d in members)
-
-    kind: Kind
-    if leader is not None and all_auto:
-        kind = "leader"
-        types = ", ".join(sorted({d.seal_type for d in members}))
-        held = "; the keys held are recovery keys now" if keys_held else ""
-        status = f"cluster on auto-unseal ({types}): nothing to unseal{held}; leader {leader}{tail}"
-    elif leader is not None:
-        kind = "leader"
-        status = f"{unsealed}/{total} unsealed, leader {leader}{tail}"
-    elif total and unsealed + on_the_way >= quorum:
-        kind = "no_leader_yet"
-        status = f"no leader yet: {unsealed}/{total} unsealed{tail}"
-    else:
-        kind = "quorum_lost"
-        status = f"quorum lost: {unsealed}/{total} unsealed, {quorum} needed{tail}"
-
-    states = {d.state for d in decisions}
-    pending = states & (ON_THE_WAY | MIGRATION | {"sealed_on_purpose"})
-    if leader is not None and not pending and not states & {"wrong_keys", "mismatch"}:
-        code = EX_OK
-    elif states & {"wrong_keys", "mismatch"}:
-        code = EX_DATAERR
-    elif leader is None and kind == "quorum_lost" and "unreachable" in states:
-        code = EX_UNAVAILABLE
-    else:
-        code = EX_TEMPFAIL
-    election_pending = leader is None and unsealed >= quorum
-    settled = code == EX_OK or (states <= SETTLED and not election_pending)
-    return Verdict(
-        kind=kind,
-        leader=leader,
-        unsealed=unsealed,
-        members=total,
-        quorum=quorum,
-        status=status,
-        exit_code=code,
-        settled=settled,
-        keys_usable=keys_held > 0 and "wrong_keys" not in states,
-        warnings=tuple(warnings),
     )

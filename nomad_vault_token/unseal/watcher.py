@@ -48,11 +48,10 @@ from nomad_vault_token.unseal.plan import (
     NodeMemory,
     Probe,
     UnsealAnswer,
-    Verdict,
     after_unseal,
     decide,
-    verdict,
 )
+from nomad_vault_token.unseal.verdict import Verdict, verdict
 from nomad_vault_token.vault.node import NodeClient, NodeUnreachable
 
 log = logging.getLogger("nomad_vault_token.unseal")

@@ -21,8 +21,8 @@ from nomad_vault_token.unseal.plan import (
     after_unseal,
     decide,
     health_role,
-    verdict,
 )
+from nomad_vault_token.unseal.verdict import verdict
 
 # ---- what the real server answered (OpenBao 2.7.2) -----------------------------------------------
 
