@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import signal
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import requests
 
+from testbed import procs
 from testbed.bao import Certs
 from testbed.cli import CLI
 from testbed.env import clean_env
@@ -124,13 +124,8 @@ def measure(work: Path, restarts: int, window: float) -> Reaction:
             c.wait_formed()
         return result
     finally:
-        if watcher is not None and watcher.poll() is None:
-            watcher.send_signal(signal.SIGTERM)
-            try:
-                watcher.wait(10)
-            except subprocess.TimeoutExpired:
-                watcher.kill()
-                watcher.wait(10)
+        if watcher is not None:
+            procs.stop(watcher)  # by its PID: SIGTERM, then SIGKILL after 10 s
         for p in proxies:
             p.close()
         c.stop_all()

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from testbed import ROOT
+from testbed import ROOT, procs
 from testbed.bao import Certs
 from testbed.cli import console_script
 from testbed.env import clean_env
@@ -149,13 +148,8 @@ def run(work: Path) -> None:
         types = sorted({str(n.seal_status()["type"]) for n in cluster.nodes})
         print(f"  seal types now: {', '.join(types)}; no key appears in any output: {not leaked(cluster, log, cfg)}")
     finally:
-        if watcher is not None and watcher.poll() is None:
-            watcher.send_signal(signal.SIGTERM)
-            try:
-                watcher.wait(10)
-            except subprocess.TimeoutExpired:
-                watcher.kill()
-                watcher.wait(10)
+        if watcher is not None:
+            procs.stop(watcher)  # by its PID: SIGTERM, then SIGKILL after 10 s
         cluster.stop_all()
         shutil.rmtree(work, ignore_errors=True)
 

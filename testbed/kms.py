@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from testbed import ROOT
+from testbed import ROOT, procs
 from testbed.bao import free_port
 from testbed.procs import wait_for
 
@@ -128,10 +128,5 @@ class MotoKMS:
         if self.proc is None or self.proc.poll() is not None:
             return
         with contextlib.suppress(ProcessLookupError):
-            os.kill(self.proc.pid, signal.SIGCONT)
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+            os.kill(self.proc.pid, signal.SIGCONT)  # a frozen server cannot take SIGTERM
+        procs.stop(self.proc)

