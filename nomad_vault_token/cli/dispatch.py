@@ -8,7 +8,10 @@ exits. Knows no command by name: `table` says what each one needs.
 from __future__ import annotations
 
 import sys
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from nomad_vault_token.cli.table import Command
 
 
 def dispatch(command: str, params: dict[str, Any]) -> NoReturn:
@@ -44,7 +47,7 @@ def dispatch(command: str, params: dict[str, Any]) -> NoReturn:
     sys.exit(result.exit_code)
 
 
-def _call(row: Any, flags: dict[str, Any], own: dict[str, Any]) -> Any:
+def _call(row: Command, flags: dict[str, Any], own: dict[str, Any]) -> Any:
     import importlib
 
     from nomad_vault_token.core import config

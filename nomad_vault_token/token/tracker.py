@@ -28,7 +28,7 @@ from nomad_vault_token.token import store as state
 from nomad_vault_token.token import tracker_report as report
 from nomad_vault_token.token import tracker_state as tracking
 from nomad_vault_token.token.agent_process import AgentProcess, fork_beside
-from nomad_vault_token.token.tracker_report import Health
+from nomad_vault_token.token.tracker_report import Health, View
 from nomad_vault_token.vault import tls
 from nomad_vault_token.vault.client import TokenInfo, Vault
 
@@ -387,14 +387,15 @@ class Tracker:
         return report.status_line(self.view())
 
     def report(self) -> None:
-        self.notifier.status(self.status_line())
-        self.publish()
+        view = self.view()  # one view for STATUS, tracker.json and the metrics
+        self.notifier.status(report.status_line(view))
+        self.publish(view)
 
-    def publish(self) -> None:
+    def publish(self, view: View | None = None) -> None:
         """tracker.json beside the state file, for `status`; the metrics textfile when configured."""
         from nomad_vault_token.core.files import publish_json
 
-        view = self.view()
+        view = view or self.view()
         try:
             publish_json(self.settings.tracker_file, report.document(view, os.getpid()))
         except OSError as exc:

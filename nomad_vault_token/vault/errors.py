@@ -41,6 +41,7 @@ HVAC_STATUS = {
     "VaultNotInitialized": 501,
     "BadGateway": 502,
     "VaultDown": 503,
+    "UnexpectedError": 500,  # any other status hvac does not name: a server-side error
 }
 
 
@@ -145,8 +146,6 @@ def mapped(settings: Settings, ctx: Context) -> Iterator[None]:
         raise VaultUnavailable(f"Vault at {addr} unreachable ({reason})", detail=reason) from None
     except hx.VaultError as exc:
         status = HVAC_STATUS.get(type(exc).__name__, 0)
-        if status == 0 and type(exc).__name__ == "UnexpectedError":
-            status = 500
         raise error_for(status, vault_words(exc), ctx) from None
 
 

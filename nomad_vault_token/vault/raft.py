@@ -91,13 +91,11 @@ def snapshot_stream(vault: Vault, token: Secret, timeout: int) -> Iterator[Itera
 
 class _Deadline:
     def __init__(self, seconds: int) -> None:
-
-        self._time = time
         self.seconds = seconds
         self.at = time.monotonic() + seconds
 
     def check(self, path: str) -> None:
-        if self._time.monotonic() > self.at:
+        if time.monotonic() > self.at:
             raise VaultUnavailable(
                 f"{path}: the snapshot took longer than snapshot_timeout ({self.seconds}s): raise --snapshot-timeout",
                 state="error",
