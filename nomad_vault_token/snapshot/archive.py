@@ -61,7 +61,7 @@ class SnapshotInvalid(NvtError):
 class Readable(Protocol):
     """What `verify_stream` reads from: `read(n)` gives 1..n bytes, b"" at the end (a raw file, a tee)."""
 
-    def read(self, n: int, /) -> bytes: ...
+    def read(self, n: int, /) -> bytes | bytearray: ...
 
 
 class _Bad(Exception):
@@ -99,7 +99,7 @@ class _Gunzip:
         self._pos = 0
         self.raw_sha = hashlib.sha256()
         self.raw_size = 0
-        self._pending: bytes | None = None
+        self._pending: bytes | bytearray | None = None
 
     def peek(self) -> bool:
         """Whether the stream holds any byte (read ahead, kept for the decompressor)."""
@@ -107,7 +107,7 @@ class _Gunzip:
             self._pending = self._raw()
         return bool(self._pending)
 
-    def _raw(self) -> bytes:
+    def _raw(self) -> bytes | bytearray:
         if self._pending is not None:
             data, self._pending = self._pending, None
             return data

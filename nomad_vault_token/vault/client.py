@@ -355,7 +355,7 @@ class Vault:
             data = self._client().sys.read_seal_status()
         return str(data.get("version") or "")
 
-    def snapshot_stream(self, token: Secret, timeout: int) -> AbstractContextManager[Iterator[bytes]]:
+    def snapshot_stream(self, token: Secret, timeout: int) -> AbstractContextManager[Iterator[bytes | bytearray]]:
         """GET sys/storage/raft/snapshot from this address, streamed (`raft.snapshot_stream`)."""
         from nomad_vault_token.vault.raft import snapshot_stream
 

@@ -3,6 +3,7 @@ rule and its deadline; a refusal goes through the one status table (`errors.erro
 
 from __future__ import annotations
 
+import http.client
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,9 +17,12 @@ if TYPE_CHECKING:
     from nomad_vault_token.vault.client import Vault
 
 
+BLOCK = 1 << 20  # bytes of body per block handed on
+
+
 @contextmanager
-def snapshot_stream(vault: Vault, token: Secret, timeout: int) -> Iterator[Iterator[bytes]]:
-    """GET sys/storage/raft/snapshot from this address, streamed: yields the body's chunks.
+def snapshot_stream(vault: Vault, token: Secret, timeout: int) -> Iterator[Iterator[bytes | bytearray]]:
+    """GET sys/storage/raft/snapshot from this address, streamed: yields the body in blocks of up to BLOCK bytes.
 
     A standby configured with `disable_standby_reads` answers 307 to the active node: followed once,
     only to https (http only to loopback when allowed) and through this client's TLS settings (same
@@ -71,12 +75,12 @@ def snapshot_stream(vault: Vault, token: Secret, timeout: int) -> Iterator[Itera
 
     body: Any = resp
 
-    def chunks() -> Iterator[bytes]:
+    def chunks() -> Iterator[bytes | bytearray]:
         try:
-            for chunk in body.iter_content(chunk_size=1 << 20):
+            for chunk in _blocks(body):
                 deadline.check(path)
                 yield chunk
-        except (requests.exceptions.RequestException, OSError) as exc:
+        except (requests.exceptions.RequestException, OSError, http.client.HTTPException) as exc:
             raise VaultUnavailable(
                 f"{path}: the snapshot stream broke off ({connection_reason(exc)}): nothing was kept",
                 state="error",
@@ -87,6 +91,28 @@ def snapshot_stream(vault: Vault, token: Secret, timeout: int) -> Iterator[Itera
         yield chunks()
     finally:
         body.close()
+
+
+def _blocks(resp: Any) -> Iterator[bytes | bytearray]:
+    """The body in blocks of BLOCK bytes, each a new buffer (the receiver hands them on to another thread).
+
+    When urllib3 left the body to http.client undecoded (a snapshot has no Content-Encoding), http.client reads
+    it straight into each block, the chunked framing undone in a loop per block; through requests the same body
+    comes as the server's chunks (2 KiB and 62 KiB from OpenBao), each through urllib3's and requests' generators:
+    a tenth of the receiving thread's time at 256 MiB, in a process that competes for the GIL with its verifier.
+    `_fp` is urllib3's own attribute, so it is checked, not trusted: anything else goes through requests."""
+    raw = getattr(resp.raw, "_fp", None)
+    if not isinstance(raw, http.client.HTTPResponse) or resp.headers.get("Content-Encoding", "identity") != "identity":
+        yield from resp.iter_content(chunk_size=BLOCK)
+        return
+    while True:
+        block = bytearray(BLOCK)
+        got = raw.readinto(block)
+        if not got:
+            return
+        if got < BLOCK:
+            del block[got:]
+        yield block
 
 
 class _Deadline:
