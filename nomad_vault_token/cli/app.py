@@ -2,8 +2,8 @@
 hand over to `dispatch`.
 
 Each command's signature is made from the tables, so an option shared by several commands is declared
-once. Command bodies live in `commands/` and are imported only when that command runs. `run`'s plain
-command lines never come here (`fastrun` parses them from the same table, without typer).
+once. Command bodies live in `commands/` and are imported only when that command runs. Plain, well-formed
+command lines never come here (`fastrun` parses them from the same tables, without typer).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
-"""The console script: `run`'s fast path, else the typer app; both end in `dispatch`.
+"""The console script: the fast path, else the typer app; both end in `dispatch`.
 
-A well-formed `run` command line (what the unit's ExecStart holds) skips typer altogether
-(`fastrun` parses it from the same option table); everything else, `run --help` included, goes
-through the typer app in `app`, built from the command table (`table`).
+A well-formed command line (what a unit's ExecStart or a job holds: `run -- nomad agent ...`,
+`snapshot --config ...`) skips typer altogether (`fastrun` parses it from the same tables);
+everything else, `--help` included, goes through the typer app in `app`, built from the command
+table (`table`).
 """
 
 from __future__ import annotations
@@ -13,14 +14,16 @@ from collections.abc import Sequence
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
-    if args[:1] == ["run"]:
+    from nomad_vault_token.cli.table import TABLE
+
+    if args and args[0] in TABLE:
         from nomad_vault_token.cli import fastrun
 
-        parsed = fastrun.parse(args[1:])
+        parsed = fastrun.parse(args[1:], args[0])
         if parsed is not None:
             from nomad_vault_token.cli.dispatch import dispatch
 
-            dispatch("run", parsed)
+            dispatch(args[0], parsed)
     from nomad_vault_token.cli.app import app
 
     app(args=args, prog_name="nomad-vault-token")

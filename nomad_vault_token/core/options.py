@@ -1,6 +1,6 @@
 """Every command-line option, declared once: its flags, kind, help, config key and the commands that take it.
 
-`cli` builds the typer commands from this table and `fastrun` parses `run`'s command line from it
+`cli` builds the typer commands from this table and `fastrun` parses plain command lines from it
 (no typer, no pydantic: `run` is on every Nomad start's critical path). Adding an option shared by
 several commands is one entry here (plus the config key in `config`, for a setting). Stdlib only.
 """

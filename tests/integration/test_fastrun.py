@@ -1,7 +1,7 @@
-"""`run`'s fast command-line path agrees with typer's, option for option and call for call.
+"""The fast command-line path agrees with typer's, option for option and call for call, for every command.
 
 The fast path exists only for speed; these tests hold it to typer's meaning. Both paths end in
-`commands.run.main`, which is replaced here by a recorder: pure parsing, no Vault, no exec.
+`dispatch.dispatch`, which is replaced here by a recorder: pure parsing, no Vault, no exec.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from nomad_vault_token.cli import app as cli
 from nomad_vault_token.cli import dispatch, fastrun
+from nomad_vault_token.cli.table import TABLE
 from nomad_vault_token.core import options
 from testbed.cli import assert_one_line_error, run_cli
 
@@ -31,24 +32,25 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> list[Call]:
     return calls
 
 
-def via_typer(argv: list[str], calls: list[Call]) -> Call | None:
+def via_typer(argv: list[str], calls: list[Call], command: str = options.RUN) -> Call | None:
     """What typer hands to dispatch, or None when typer refuses the command line."""
     before = len(calls)
     try:
-        cli.app(args=["run", *argv], prog_name="nomad-vault-token", standalone_mode=False)
+        cli.app(args=[command, *argv], prog_name="nomad-vault-token", standalone_mode=False)
     except Exception:  # click's usage errors: the fast path must not have accepted these
         return None
     return calls[before] if len(calls) > before else None
 
 
-def via_fast(argv: list[str], calls: list[Call]) -> Call | None:
-    parsed = fastrun.parse(argv)
-    return None if parsed is None else {"command": "run", **parsed}
+def via_fast(argv: list[str], calls: list[Call], command: str = options.RUN) -> Call | None:
+    parsed = fastrun.parse(argv, command)
+    return None if parsed is None else {"command": command, **parsed}
 
 
-def test_typer_declares_exactly_the_tables_run_options() -> None:
+@pytest.mark.parametrize("name", list(TABLE))
+def test_typer_declares_exactly_the_tables_options(name: str) -> None:
     command = typer.main.get_command(cli.app)
-    run = command.commands["run"]  # type: ignore[attr-defined]
+    run = command.commands[name]  # type: ignore[attr-defined]
     declared: dict[str, tuple[str, object]] = {}
     for param in run.params:
         if param.param_type_name != "option" or param.name in ("help",):
@@ -59,7 +61,7 @@ def test_typer_declares_exactly_the_tables_run_options() -> None:
             declared[flag] = (param.name, False)
     ours = {
         flag: (o.name, value if o.kind in ("bool", "switch") else ("list" if o.kind == "list" else "value"))
-        for flag, o, value in options.flags_of(options.RUN)
+        for flag, o, value in options.flags_of(name)
     }
     assert ours == declared
 
@@ -115,23 +117,60 @@ def test_anything_unusual_is_left_to_typer(argv: list[str]) -> None:
     assert fastrun.parse(argv) is None
 
 
-TOKENS = st.sampled_from(
-    [
-        *(flag for flag, _, _ in options.flags_of(options.RUN)),
-        *["--", "-", "--help", "--bogus", "x", "/bin/true", "72h", "", "-1h", "--config=y", "a=b"],
-    ]
+# snapshot: positionals (verify FILE) among options, as click reads them
+SNAPSHOT_AGREE = [
+    [],
+    ["--config", "/etc/nvt.toml"],
+    ["--dir", "/var/lib/snap", "--keep", "7", "--copy-to", "s3://b/p", "--copy-to=s3://c/q", "--format", "json"],
+    ["verify", "/d/vault-20261203T120000Z-39.snap"],
+    ["verify", "--format", "json", "s3://b/p/x.snap"],
+    ["--verbose", "restore-test", "x.snap", "--keys-file", "/k", "--canary", "kv/data/canary"],
+    ["verify"],
+    ["--", "verify", "-odd-name.snap"],
+    ["verify", "--", "--weird"],
+    ["-", "x"],
+    ["", ""],
+]
+
+
+@pytest.mark.parametrize("argv", SNAPSHOT_AGREE, ids=lambda a: " ".join(a) or "(none)")
+def test_snapshot_both_paths_make_the_same_call(argv: list[str], recorder: list[Call]) -> None:
+    fast = via_fast(argv, recorder, options.SNAPSHOT)
+    assert fast is not None, "the fast path should take this command line"
+    assert via_typer(argv, recorder, options.SNAPSHOT) == fast
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["verify", "a", "b"], ["--help"], ["verify", "-h"], ["--dir"], ["--keep", "--dir", "x"], ["--bogus"]],
+    ids=" ".join,
 )
+def test_snapshot_leaves_anything_unusual_to_typer(argv: list[str]) -> None:
+    assert fastrun.parse(argv, options.SNAPSHOT) is None
 
 
-@settings(max_examples=400, deadline=None)
-@given(st.lists(TOKENS, max_size=8))
-def test_whatever_the_fast_path_accepts_typer_reads_the_same(argv: list[str]) -> None:
-    calls: list[Call] = []
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(dispatch, "dispatch", lambda command, params: calls.append({"command": command, **params}))
-        fast = via_fast(argv, calls)
-        if fast is not None:
-            assert via_typer(argv, calls) == fast
+def tokens(command: str) -> st.SearchStrategy[str]:
+    return st.sampled_from(
+        [
+            *(flag for flag, _, _ in options.flags_of(command)),
+            *["--", "-", "--help", "--bogus", "x", "/bin/true", "72h", "", "-1h", "--config=y", "a=b", "verify"],
+        ]
+    )
+
+
+@pytest.mark.parametrize("command", list(TABLE))
+def test_whatever_the_fast_path_accepts_typer_reads_the_same(command: str) -> None:
+    @settings(max_examples=150, deadline=None)
+    @given(st.lists(tokens(command), max_size=8))
+    def agree(argv: list[str]) -> None:
+        calls: list[Call] = []
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(dispatch, "dispatch", lambda name, params: calls.append({"command": name, **params}))
+            fast = via_fast(argv, calls, command)
+            if fast is not None:
+                assert via_typer(argv, calls, command) == fast
+
+    agree()
 
 
 def test_entry_takes_the_fast_path_without_importing_typer(tmp_path: Path) -> None:
@@ -147,6 +186,20 @@ def test_entry_takes_the_fast_path_without_importing_typer(tmp_path: Path) -> No
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.split(maxsplit=1) == ["78", "[]\n"], out
     assert "none.toml" in out.stderr
+
+
+def test_snapshot_takes_the_fast_path_without_importing_typer(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from nomad_vault_token.cli import entry\n"
+        "try:\n"
+        f"    entry.main(['snapshot', 'verify', {str(tmp_path / 'none.snap')!r}])\n"
+        "except SystemExit as e:\n"
+        "    print(e.code, sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'pydantic', 'rich')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split(maxsplit=1) == ["65", "[]\n"], out
+    assert "none.snap" in out.stderr
 
 
 def test_a_refused_command_line_still_gets_typers_usage_error() -> None:
