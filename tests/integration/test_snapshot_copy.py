@@ -1,5 +1,6 @@
 """`snapshot --copy-to s3://...` against real S3 servers: `rclone serve s3` on disk (uploads, multipart,
-retention, a server stopped mid-upload, a 403) and moto's server (object lock), with a real OpenBao.
+retention, a server stopped mid-upload, a 403, a full volume) and moto's server (object lock), with a real
+OpenBao.
 
 The AWS variables (endpoint, region, keys) go in the tool's environment, never its argv; the tests check
 that the secret key shows up in no output.
@@ -323,6 +324,58 @@ def test_an_interrupted_upload_is_aborted(raft: tuple[Bao, Certs], slow_rclone: 
     assert objects(slow_rclone, "cut/") == {}
     kept = [n for n in os.listdir(directory) if n.endswith(".snap")]
     assert len(kept) == 1, "the local snapshot was kept before the copy began"
+
+
+# ---- a full bucket volume -------------------------------------------------------------------------
+
+
+def full_store(tmp_path: Path, **volume: int) -> Rclone:
+    store = Rclone(tmp_path / "rclone", **volume)
+    store.start()
+    try:
+        store.make_bucket(BUCKET)
+    except BaseException:
+        store.stop()
+        raise
+    return store
+
+
+def test_a_full_bucket_volume_is_75_no_object_and_no_upload_left(raft: tuple[Bao, Certs], tmp_path: Path) -> None:
+    """The bucket's disk (a 1 MiB volume) cannot hold the few-MiB snapshot: the server refuses the upload."""
+    directory, metrics = tmp_path / "snaps", tmp_path / "metrics"
+    metrics.mkdir()
+    dest = f"s3://{BUCKET}/full/"
+    store = full_store(tmp_path, volume=1 << 20)
+    try:
+        result = snap(raft, store, directory, "--copy-to", dest, "--metrics-dir", str(metrics))
+        assert_one_line_error(result, 75, f"copy to {dest} failed")
+        data = doc(result)
+        assert data["ok"] is False and data["copies"][0]["ok"] is False
+        assert Path(data["file"]).is_file() and Path(data["manifest"]).is_file()
+        m = metrics_of(metrics / "nomad_vault_token_snapshot.prom")
+        assert m["nomad_vault_token_snapshot_last_run_success"] == 1
+        assert m[f"nomad_vault_token_snapshot_copy_last_success{{destination={dest}}}"] == 0
+        assert objects(store, "full/") == {}
+        assert not uploading(store)
+    finally:
+        store.stop()
+
+
+def test_room_for_the_snapshot_but_not_its_manifest_leaves_no_copy(raft: tuple[Bao, Certs], tmp_path: Path) -> None:
+    """A volume with room for one more file: the snapshot lands, its manifest does not. A copy no manifest
+    vouches for is one remote retention never deletes, so it is removed and the copy failed (75)."""
+    directory = tmp_path / "snaps"
+    dest = f"s3://{BUCKET}/full/"
+    # inodes: the volume's root, the bucket, the prefix, the snapshot; not a fifth for the manifest
+    store = full_store(tmp_path, files=4)
+    try:
+        result = snap(raft, store, directory, "--copy-to", dest)
+        assert_one_line_error(result, 75, f"copy to {dest} failed")
+        assert doc(result)["copies"][0]["ok"] is False
+        assert objects(store, "full/") == {}
+        assert not uploading(store)
+    finally:
+        store.stop()
 
 
 # ---- object lock (moto) ---------------------------------------------------------------------------
