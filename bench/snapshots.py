@@ -1,6 +1,7 @@
 """Snapshots at size: `snapshot` (verified as it streams in) against `bao operator raft snapshot save` (verifies
-nothing), `snapshot verify` alone, and the copy to S3 (`rclone serve s3` on disk) beside `rclone copyto` of the
-same file to the same server. Wall time and peak RSS of each process (wait4's ru_maxrss).
+nothing) and against the same stream received by this tool without the verification, `snapshot verify` alone,
+and the copy to S3 (`rclone serve s3` on disk) beside `rclone copyto` of the same file to the same server. Wall
+time, peak RSS and CPU of each process (GNU time), and the CPU OpenBao used meanwhile.
 
     .venv/bin/python -m bench.snapshots                 # 256 MiB and 1 GiB of data, 3 rounds
     .venv/bin/python -m bench.snapshots --sizes 64 --rounds 1   # a smoke run
@@ -36,25 +37,49 @@ CHUNK = 384 << 10  # random bytes per value: 768 KiB of hex
 BUCKET = "bench"
 
 
+# What `snapshot` does up to the verification, without it: the same imports, requests and stream, written to disk
+# the same way (writev, fdatasync behind, fsync) with the file's SHA-256; no gzip, tar or SHA256SUMS check, no keep.
+RECEIVE = """
+import os, sys
+from pathlib import Path
+from nomad_vault_token.core import config
+from nomad_vault_token.core.secret import Secret
+from nomad_vault_token.snapshot import store
+from nomad_vault_token.vault.client import Vault
+directory = Path(sys.argv[1]); directory.mkdir(mode=0o700)
+vault = Vault(config.load(Path("/dev/null")))
+vault.leader(); vault.version()
+with vault.snapshot_stream(Secret(os.environ["VAULT_TOKEN"]), 600) as chunks:
+    store.receive(chunks, directory, "vault")
+"""
+
 TIME = "/usr/bin/time"  # GNU time: a small parent, so the peak RSS is the process's own
 
 
+def cpu_seconds(pid: int) -> float:
+    """user + system CPU seconds a process has used so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run(
-    argv: list[str], env: dict[str, str], cwd: str | None = None
-) -> tuple[float, int, subprocess.CompletedProcess[bytes]]:
-    """Wall seconds and peak RSS (KiB) of one process.
+    argv: list[str], env: dict[str, str], cwd: str | None = None, server: int | None = None
+) -> tuple[float, int, subprocess.CompletedProcess[bytes], float, float]:
+    """Wall seconds, peak RSS (KiB), the process, its CPU seconds (user + system) and those `server` used meanwhile.
 
     The peak comes from GNU time when it is there: a child forked from this (bigger) process would carry this
     process's high-water mark through its exec into its own ru_maxrss."""
     with tempfile.NamedTemporaryFile(prefix="nvt-bench-rss-") as rss:
-        wrapped = [TIME, "-f", "%M", "-o", rss.name, *argv] if os.path.exists(TIME) else argv
+        wrapped = [TIME, "-f", "%M %U %S", "-o", rss.name, *argv] if os.path.exists(TIME) else argv
+        before = cpu_seconds(server) if server else 0.0
         began = time.monotonic()
         done = subprocess.run(wrapped, env=env, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, check=False)
         elapsed = time.monotonic() - began
+        served = cpu_seconds(server) - before if server else 0.0
         if done.returncode != 0:
             raise RuntimeError(f"{argv[:4]} exited {done.returncode}: {done.stderr.decode(errors='replace')[-2000:]}")
-        peak = int(Path(rss.name).read_text().split()[-1]) if wrapped is not argv else 0
-    return elapsed, peak, done
+        peak, user, system = Path(rss.name).read_text().split()[-3:] if wrapped is not argv else ("0", "0", "0")
+    return elapsed, int(peak), done, float(user) + float(system), served
 
 
 def load(server: Bao, certs: Certs, mib: int) -> None:
@@ -100,25 +125,30 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
                               "RCLONE_S3_ENDPOINT": rclone.endpoint, "RCLONE_S3_ACCESS_KEY_ID": rclone.key_id,
                               "RCLONE_S3_SECRET_ACCESS_KEY": rclone.secret, "RCLONE_S3_REGION": "us-east-1",
                               "RCLONE_S3_FORCE_PATH_STYLE": "true"}  # fmt: skip
-                times: dict[str, list[tuple[float, int]]] = {}
+                times: dict[str, list[tuple[float, int, float, float]]] = {}
                 size = 0
                 for round_ in range(args.rounds):
                     saved = work / f"bao-{round_}.snap"
-                    t = run([BAO, "operator", "raft", "snapshot", "save", str(saved)], vault_env)
-                    times.setdefault("bao operator raft snapshot save", []).append(t[:2])
+                    t = run([BAO, "operator", "raft", "snapshot", "save", str(saved)], vault_env, server=server.pid)
+                    times.setdefault("bao operator raft snapshot save", []).append(sample(t))
                     size = saved.stat().st_size
                     saved.unlink()
                     d = work / f"snaps-{round_}"
-                    t = run([*nvt, "snapshot", "--auth", "token", "--dir", str(d), "--format", "json"], vault_env)
-                    times.setdefault("snapshot (verified as it streams)", []).append(t[:2])
+                    t = run([*nvt, "snapshot", "--auth", "token", "--dir", str(d), "--format", "json"], vault_env,
+                            server=server.pid)  # fmt: skip
+                    times.setdefault("snapshot (verified as it streams)", []).append(sample(t))
                     kept = Path(json.loads(t[2].stdout)["file"])
+                    t = run([sys.executable, "-c", RECEIVE, str(d) + "-unverified"], vault_env, server=server.pid)
+                    times.setdefault("the same stream received, not verified", []).append(sample(t))
+                    subprocess.run(["rm", "-rf", str(d) + "-unverified"], check=True)
                     if args.baseline:  # the same command from another checkout (main: receive, then verify)
                         t = run([*nvt, "snapshot", "--auth", "token", "--dir", str(d) + "-base"],
-                                {**vault_env, "PYTHONPATH": args.baseline}, cwd=args.baseline)  # fmt: skip
-                        times.setdefault(f"snapshot of {args.baseline}", []).append(t[:2])
+                                {**vault_env, "PYTHONPATH": args.baseline}, cwd=args.baseline,
+                                server=server.pid)  # fmt: skip
+                        times.setdefault(f"snapshot of {args.baseline}", []).append(sample(t))
                         subprocess.run(["rm", "-rf", str(d) + "-base"], check=True)
                     t = run([*nvt, "snapshot", "verify", str(kept)], base)
-                    times.setdefault("snapshot verify (the file alone)", []).append(t[:2])
+                    times.setdefault("snapshot verify (the file alone)", []).append(sample(t))
                     probe = (
                         "import json, sys\nfrom pathlib import Path\n"
                         "from nomad_vault_token.snapshot import remote, store\n"
@@ -133,20 +163,22 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
                     for mode in ("upload", "copy"):
                         t = run([sys.executable, "-c", probe, str(kept), f"s3://{BUCKET}/{mode}{round_}", mode], s3_env)
                         label = "upload (multipart)" if mode == "upload" else "copy (upload + read back, verified)"
-                        times.setdefault(label, []).append(t[:2])
+                        times.setdefault(label, []).append(sample(t))
                     t = run([str(rclone_binary()), "copyto", str(kept), f":s3:{BUCKET}/rclone{round_}/{kept.name}"],
                             rclone_env)  # fmt: skip
-                    times.setdefault("rclone copyto (same file, same server)", []).append(t[:2])
+                    times.setdefault("rclone copyto (same file, same server)", []).append(sample(t))
                     for sub in (rclone.data / BUCKET).iterdir():  # room for the next round
                         subprocess.run(["rm", "-rf", str(sub)], check=True)
                     subprocess.run(["rm", "-rf", str(d)], check=True)
                 for what, samples in times.items():
-                    walls = [w for w, _ in samples]
+                    walls = [w for w, _, _, _ in samples]
                     rows.append({
                         "data_mib": mib, "snapshot_bytes": size, "what": what,
                         "best_s": round(min(walls), 3), "median_s": round(statistics.median(walls), 3),
-                        "peak_rss_mib": round(max(r for _, r in samples) / 1024, 1),
+                        "peak_rss_mib": round(max(r for _, r, _, _ in samples) / 1024, 1),
                         "mib_per_s": round(size / (1 << 20) / min(walls), 1),
+                        "cpu_s": round(statistics.median(c for _, _, c, _ in samples), 2),
+                        "server_cpu_s": round(statistics.median(v for _, _, _, v in samples), 2),
                     })  # fmt: skip
                     print(json.dumps(rows[-1]), flush=True)
             finally:
@@ -155,12 +187,19 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+def sample(t: tuple[float, int, subprocess.CompletedProcess[bytes], float, float]) -> tuple[float, int, float, float]:
+    return t[0], t[1], t[3], t[4]
+
+
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| data | snapshot | what | best s | median s | MiB/s | peak RSS MiB |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| data | snapshot | what | best s | median s | MiB/s | peak RSS MiB | CPU s | OpenBao's CPU s meanwhile |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         lines.append(
             f"| {r['data_mib']} MiB | {r['snapshot_bytes'] / (1 << 20):.0f} MiB | {r['what']} | {r['best_s']} | "
-            f"{r['median_s']} | {r['mib_per_s']} | {r['peak_rss_mib']} |"
+            f"{r['median_s']} | {r['mib_per_s']} | {r['peak_rss_mib']} | {r['cpu_s']} | {r['server_cpu_s']} |"
         )
     return "\n".join(lines)
 

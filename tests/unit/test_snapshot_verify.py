@@ -20,6 +20,7 @@ import stat
 import subprocess
 import sys
 import tarfile
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -521,23 +522,6 @@ def test_receive_verified_finishes_short_writes(
     assert info.sha256 == hashlib.sha256(raw).hexdigest()
 
 
-def test_receive_verified_raises_a_failed_writeback(
-    target: Path, real_snapshot: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The file is fdatasynced behind the writes; Linux reports a lost writeback to one fsync only, so the
-    flusher's error is the run's, and nothing is kept."""
-    monkeypatch.setattr(sv, "WRITEBACK", 4096)
-
-    def lost(fd: int) -> None:
-        raise OSError(errno.EIO, "Input/output error")
-
-    monkeypatch.setattr(os, "fdatasync", lost)
-    with pytest.raises(OSError, match="Input/output error"):
-        sv.receive_verified(chunks_of(real_snapshot.read_bytes(), 1000), target, PREFIX, "the stream")
-    monkeypatch.undo()
-    assert os.listdir(target) == []
-
-
 def test_verify_stream_of_nothing() -> None:
     with pytest.raises(SnapshotInvalid, match=r"^snapshot s: empty file$"):
         verify_stream(io.BytesIO(b""), "s")
@@ -559,18 +543,51 @@ def test_receive_leaves_nothing_when_the_stream_breaks(target: Path, real_snapsh
 def test_receive_leaves_nothing_when_the_disk_fails(
     target: Path, real_snapshot: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_write = os.write
+    real_writev = os.writev
     calls = []
 
-    def full(fd: int, data: bytes) -> int:
-        calls.append(len(data))
-        if len(calls) > 2:
+    def full(fd: int, pieces: list[bytes]) -> int:  # the first hand-over lands, then the disk is full
+        calls.append(len(pieces))
+        if len(calls) > 1:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real_write(fd, data)
+        return real_writev(fd, pieces)
 
-    monkeypatch.setattr(os, "write", full)
+    monkeypatch.setattr(os, "writev", full)
+    monkeypatch.setattr(sv, "HANDOVER", 4096)
     with pytest.raises(OSError, match="No space"):
         sv.receive(chunks_of(real_snapshot.read_bytes()), target, PREFIX)
+    monkeypatch.undo()
+    assert len(calls) == 2
+    assert os.listdir(target) == []
+
+
+@pytest.mark.parametrize("verified", [True, False], ids=["receive_verified", "receive"])
+def test_a_failed_writeback_is_the_run_s_error(
+    target: Path, real_snapshot: Path, monkeypatch: pytest.MonkeyPatch, verified: bool
+) -> None:
+    """The file is fdatasynced behind the writes; Linux reports a lost writeback to one fsync only, so the
+    flusher's error is the run's (the final fsync would succeed), and nothing is kept."""
+    monkeypatch.setattr(sv, "WRITEBACK", 4096)
+    monkeypatch.setattr(sv, "HANDOVER", 4096)
+    failed = threading.Event()
+
+    def lost(fd: int) -> None:
+        failed.set()
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", lost)
+    raw = real_snapshot.read_bytes()
+
+    def body() -> Iterator[bytes]:
+        yield raw[:8192]  # two hand-overs' worth: the flusher is told, and fails
+        assert failed.wait(30), "the flusher never ran"
+        yield raw[8192:]
+
+    with pytest.raises(OSError, match="Input/output error"):
+        if verified:
+            sv.receive_verified(body(), target, PREFIX, "the stream")
+        else:
+            sv.receive(body(), target, PREFIX)
     monkeypatch.undo()
     assert os.listdir(target) == []
 
