@@ -173,33 +173,30 @@ def test_whatever_the_fast_path_accepts_typer_reads_the_same(command: str) -> No
     agree()
 
 
-def test_entry_takes_the_fast_path_without_importing_typer(tmp_path: Path) -> None:
-    # a fresh interpreter: a missing config file is reported before anything else is imported
-    code = (
+@pytest.mark.parametrize(
+    ("argv", "code", "named"),
+    [
+        (["run", "--config", "{tmp}/none.toml", "--", "/bin/true"], 78, "none.toml"),
+        (["snapshot", "verify", "{tmp}/none.snap"], 65, "none.snap"),
+    ],
+    ids=["run", "snapshot"],
+)
+def test_entry_takes_the_fast_path_without_importing_typer(
+    tmp_path: Path, argv: list[str], code: int, named: str
+) -> None:
+    # a fresh interpreter: the error (a missing file) is reported before anything else is imported
+    args = [a.format(tmp=tmp_path) for a in argv]
+    program = (
         "import sys\n"
         "from nomad_vault_token.cli import entry\n"
         "try:\n"
-        f"    entry.main(['run', '--config', {str(tmp_path / 'none.toml')!r}, '--', '/bin/true'])\n"
+        f"    entry.main({args!r})\n"
         "except SystemExit as e:\n"
         "    print(e.code, sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'pydantic', 'rich')))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert out.stdout.split(maxsplit=1) == ["78", "[]\n"], out
-    assert "none.toml" in out.stderr
-
-
-def test_snapshot_takes_the_fast_path_without_importing_typer(tmp_path: Path) -> None:
-    code = (
-        "import sys\n"
-        "from nomad_vault_token.cli import entry\n"
-        "try:\n"
-        f"    entry.main(['snapshot', 'verify', {str(tmp_path / 'none.snap')!r}])\n"
-        "except SystemExit as e:\n"
-        "    print(e.code, sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'pydantic', 'rich')))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert out.stdout.split(maxsplit=1) == ["65", "[]\n"], out
-    assert "none.snap" in out.stderr
+    out = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split(maxsplit=1) == [str(code), "[]\n"], out
+    assert named in out.stderr
 
 
 def test_a_refused_command_line_still_gets_typers_usage_error() -> None:
