@@ -98,8 +98,8 @@ def _blocks(resp: Any) -> Iterator[bytes | bytearray]:
 
     When urllib3 left the body to http.client undecoded (a snapshot has no Content-Encoding), http.client reads
     it straight into each block, the chunked framing undone in a loop per block; through requests the same body
-    comes as the server's chunks (2 KiB and 62 KiB from OpenBao), each through urllib3's and requests' generators:
-    a tenth of the receiving thread's time at 256 MiB, in a process that competes for the GIL with its verifier.
+    comes as the server's chunks (2 KiB and 62 KiB from OpenBao), each through urllib3's and requests' generators,
+    in a process whose verifier wants the GIL too (at 256 MiB the body took ~0.1 s longer that way, of ~1 s).
     `_fp` is urllib3's own attribute, so it is checked, not trusted: anything else goes through requests."""
     raw = getattr(resp.raw, "_fp", None)
     if not isinstance(raw, http.client.HTTPResponse) or resp.headers.get("Content-Encoding", "identity") != "identity":

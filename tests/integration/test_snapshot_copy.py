@@ -329,6 +329,9 @@ def test_an_interrupted_upload_is_aborted(raft: tuple[Bao, Certs], slow_rclone: 
 # ---- a full bucket volume -------------------------------------------------------------------------
 
 
+needs_mount = pytest.mark.skipif(os.geteuid() != 0, reason="a volume of its own for rclone needs root (mount)")
+
+
 def full_store(tmp_path: Path, **volume: int) -> Rclone:
     store = Rclone(tmp_path / "rclone", **volume)
     store.start()
@@ -340,6 +343,7 @@ def full_store(tmp_path: Path, **volume: int) -> Rclone:
     return store
 
 
+@needs_mount
 def test_a_full_bucket_volume_is_75_no_object_and_no_upload_left(raft: tuple[Bao, Certs], tmp_path: Path) -> None:
     """The bucket's disk (a 1 MiB volume) cannot hold the few-MiB snapshot: the server refuses the upload."""
     directory, metrics = tmp_path / "snaps", tmp_path / "metrics"
@@ -361,6 +365,7 @@ def test_a_full_bucket_volume_is_75_no_object_and_no_upload_left(raft: tuple[Bao
         store.stop()
 
 
+@needs_mount
 def test_room_for_the_snapshot_but_not_its_manifest_leaves_no_copy(raft: tuple[Bao, Certs], tmp_path: Path) -> None:
     """A volume with room for one more file: the snapshot lands, its manifest does not. A copy no manifest
     vouches for is one remote retention never deletes, so it is removed and the copy failed (75)."""
