@@ -592,7 +592,15 @@ def _kill_leftovers() -> Iterator[None]:
     _RUNNING.clear()
 
 
+def _default_signals() -> None:
+    """Start as systemd starts a service: SIGHUP and SIGINT at their defaults, whatever this runner inherited
+    (`nohup` ignores SIGHUP, a shell's `&` SIGINT; the stand-in keeps an inherited SIG_IGN, as Go does)."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _ignore_sighup() -> None:
+    _default_signals()
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
@@ -611,7 +619,7 @@ class Run:
                 stdin=subprocess.DEVNULL,
                 stdout=err,
                 stderr=err,
-                preexec_fn=_ignore_sighup if ignore_sighup else None,
+                preexec_fn=_ignore_sighup if ignore_sighup else _default_signals,
             )
         _RUNNING.append(self.proc)
 
