@@ -137,7 +137,7 @@ class Rclone(_Server):
         if self.bwlimit:
             argv += ["--bwlimit", self.bwlimit]
         argv.append(str(self.data))
-        if self.volume is None and self.files is None:
+        if not self.private_volume:
             return argv
         # A tmpfs of that size mounted on the data directory in the server's own mount namespace (root or
         # CAP_SYS_ADMIN): only the server sees it, and it goes with the process, whatever becomes of the test.
