@@ -34,6 +34,7 @@ from testbed.env import clean_env
 from testbed.procs import wait_for
 from testbed.proxy import CountingProxy
 from testbed.raft_cluster import RaftCluster
+from testbed.unsealing import write_keys
 
 BENCH = Path(__file__).resolve().parent
 POLL = 0.02
@@ -83,9 +84,7 @@ def measure(work: Path, restarts: int, window: float) -> Reaction:
         log("forming a 3-node raft cluster")
         c.start()
         proxies = [CountingProxy(n, certs) for n in c.nodes]
-        keys = work / "keys"
-        keys.write_text("\n".join(c.keys[:2]) + "\n")
-        keys.chmod(0o600)
+        keys = write_keys(work / "keys", c.keys[:2])
         cfg = work / "unseal.toml"
         cfg.write_text(
             f"unseal_nodes = {json.dumps([p.addr for p in proxies])}\n"

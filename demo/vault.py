@@ -20,6 +20,7 @@ from testbed.cli import console_script
 from testbed.env import clean_env
 from testbed.procs import wait_for
 from testbed.raft_cluster import RaftCluster, static_key, static_seal
+from testbed.unsealing import write_keys
 
 CLI = console_script()
 
@@ -67,9 +68,7 @@ def run(work: Path) -> None:
         )
         cluster.start()
         print(f"  cluster formed in {cluster.formed_in:.1f}s; leader node-{cluster.leader()}")
-        keys = work / "unseal-keys"
-        keys.write_text("\n".join(cluster.keys[:2]) + "\n")
-        keys.chmod(0o600)
+        keys = write_keys(work / "unseal-keys", cluster.keys[:2])
         cfg = work / "unseal.toml"
         cfg.write_text(
             f"unseal_nodes = {json.dumps([n.addr for n in cluster.nodes])}\nca_cert = {json.dumps(str(certs.ca_path))}\n"

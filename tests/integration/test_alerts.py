@@ -33,6 +33,7 @@ from testbed.config import write_config
 from testbed.env import clean_env
 from testbed.procs import wait_for
 from testbed.raft_cluster import RaftCluster
+from testbed.unsealing import write_keys
 
 RULES_DIR = Path(__file__).resolve().parents[2] / "examples" / "prometheus"
 RULES = RULES_DIR / "nomad-vault-token.rules.yml"
@@ -147,9 +148,7 @@ def test_node_exporter_serves_every_metric_the_rules_read_from_files_the_tool_wr
              "the tracker's metrics to say adopted", interval=0.2)  # fmt: skip
     # the unsealer, over the raft cluster
     c = raft_cluster
-    keys = tmp_path / "keys"
-    keys.write_text("\n".join(c.keys[:2]) + "\n")
-    keys.chmod(0o600)
+    keys = write_keys(tmp_path / "keys", c.keys[:2])
     ucfg = tmp_path / "u.toml"
     ucfg.write_text(
         f"unseal_nodes = {json.dumps([n.addr for n in c.nodes])}\nca_cert = {json.dumps(str(certs.ca_path))}\n"

@@ -41,6 +41,7 @@ from testbed.procs import wait_for
 from testbed.proxy import DelayProxy
 from testbed.raft_cluster import SHARES, THRESHOLD, RaftCluster
 from testbed.snapshot_setup import CANARY, SNAP_ROLE, bootstrap_snapshot, prepare
+from testbed.unsealing import write_keys
 
 pytestmark = pytest.mark.vault
 
@@ -793,9 +794,7 @@ def test_restore_test_of_a_cluster_with_3_shares_threshold_2(raft_cluster: RaftC
     tf = tmp_path / "token"
     tf.write_text(c.root_token)
     tf.chmod(0o600)
-    two = tmp_path / "two-keys"
-    two.write_text("\n".join(c.keys[:THRESHOLD]) + "\n")
-    two.chmod(0o600)
+    two = write_keys(tmp_path / "two-keys", c.keys[:THRESHOLD])
     result = run_cli("snapshot", "restore-test", path, "--keys-file", str(two), "--canary", "kv3/canary",
                      "--token-file", str(tf), "--format", "json", timeout=180)  # fmt: skip
     assert result.code == 0, result.err

@@ -8,6 +8,7 @@ that the secret key shows up in no output.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -17,7 +18,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -62,15 +63,24 @@ def raft(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Bao, Certs]
         server.stop()
 
 
+S3 = TypeVar("S3", Rclone, Moto)
+
+
+@contextlib.contextmanager
+def serving(store: S3, **bucket: Any) -> Iterator[S3]:
+    """`store` started, with the bucket BUCKET; stopped (by PID) whatever happens."""
+    try:
+        store.start()
+        store.make_bucket(BUCKET, **bucket)
+        yield store
+    finally:
+        store.stop()
+
+
 @pytest.fixture
 def rclone(tmp_path: Path) -> Iterator[Rclone]:
-    server = Rclone(tmp_path / "rclone")
-    try:
-        server.start()
-        server.make_bucket(BUCKET)
+    with serving(Rclone(tmp_path / "rclone")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def argv(server: Bao, certs: Certs, directory: Path, *args: str) -> list[str]:
@@ -267,13 +277,8 @@ def uploading(store: Rclone) -> bool:
 @pytest.fixture
 def slow_rclone(tmp_path: Path) -> Iterator[Rclone]:
     """rclone limited to 256 KiB/s: the few MiB snapshot takes seconds to upload."""
-    server = Rclone(tmp_path / "rclone", bwlimit="256K")
-    try:
-        server.start()
-        server.make_bucket(BUCKET)
+    with serving(Rclone(tmp_path / "rclone", bwlimit="256K")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_server_stopped_mid_upload_is_75_no_object_and_the_local_snapshot_kept(
@@ -332,25 +337,13 @@ def test_an_interrupted_upload_is_aborted(raft: tuple[Bao, Certs], slow_rclone: 
 needs_mount = pytest.mark.skipif(os.geteuid() != 0, reason="a volume of its own for rclone needs root (mount)")
 
 
-def full_store(tmp_path: Path, **volume: int) -> Rclone:
-    store = Rclone(tmp_path / "rclone", **volume)
-    store.start()
-    try:
-        store.make_bucket(BUCKET)
-    except BaseException:
-        store.stop()
-        raise
-    return store
-
-
 @needs_mount
 def test_a_full_bucket_volume_is_75_no_object_and_no_upload_left(raft: tuple[Bao, Certs], tmp_path: Path) -> None:
     """The bucket's disk (a 1 MiB volume) cannot hold the few-MiB snapshot: the server refuses the upload."""
     directory, metrics = tmp_path / "snaps", tmp_path / "metrics"
     metrics.mkdir()
     dest = f"s3://{BUCKET}/full/"
-    store = full_store(tmp_path, volume=1 << 20)
-    try:
+    with serving(Rclone(tmp_path / "rclone", volume=1 << 20)) as store:
         result = snap(raft, store, directory, "--copy-to", dest, "--metrics-dir", str(metrics))
         assert_one_line_error(result, 75, f"copy to {dest} failed")
         data = doc(result)
@@ -361,8 +354,6 @@ def test_a_full_bucket_volume_is_75_no_object_and_no_upload_left(raft: tuple[Bao
         assert m[f"nomad_vault_token_snapshot_copy_last_success{{destination={dest}}}"] == 0
         assert objects(store, "full/") == {}
         assert not uploading(store)
-    finally:
-        store.stop()
 
 
 @needs_mount
@@ -372,15 +363,12 @@ def test_room_for_the_snapshot_but_not_its_manifest_leaves_no_copy(raft: tuple[B
     directory = tmp_path / "snaps"
     dest = f"s3://{BUCKET}/full/"
     # inodes: the volume's root, the bucket, the prefix, the snapshot; not a fifth for the manifest
-    store = full_store(tmp_path, files=4)
-    try:
+    with serving(Rclone(tmp_path / "rclone", files=4)) as store:
         result = snap(raft, store, directory, "--copy-to", dest)
         assert_one_line_error(result, 75, f"copy to {dest} failed")
         assert doc(result)["copies"][0]["ok"] is False
         assert objects(store, "full/") == {}
         assert not uploading(store)
-    finally:
-        store.stop()
 
 
 # ---- object lock (moto) ---------------------------------------------------------------------------
@@ -388,13 +376,8 @@ def test_room_for_the_snapshot_but_not_its_manifest_leaves_no_copy(raft: tuple[B
 
 @pytest.fixture
 def moto(tmp_path: Path) -> Iterator[Moto]:
-    server = Moto(tmp_path / "moto")
-    try:
-        server.start()
-        server.make_bucket(BUCKET, ObjectLockEnabledForBucket=True)
+    with serving(Moto(tmp_path / "moto"), ObjectLockEnabledForBucket=True) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_a_locked_copy_is_reported_not_fatal(raft: tuple[Bao, Certs], moto: Moto, tmp_path: Path) -> None:
