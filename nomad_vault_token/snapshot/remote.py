@@ -34,8 +34,7 @@ from nomad_vault_token.snapshot.retention import (
     Present,
     SnapshotName,
     classify,
-    parse_manifest_name,
-    parse_name,
+    only_ours,
 )
 
 log = logging.getLogger(__name__)
@@ -151,6 +150,12 @@ def _code(exc: BaseException) -> tuple[str, int]:
     return str(response.get("Error", {}).get("Code", "")), int(
         response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
     )
+
+
+def _missing(exc: BaseException) -> bool:
+    """Whether the store said there is no such object (S3: NoSuchKey; a HEAD or some servers: a bare 404)."""
+    code, status = _code(exc)
+    return code in ("NoSuchKey", "404") or status == 404
 
 
 _OUT_OF_SPACE = ("XMinioStorageFull", "XMinioAdminBucketQuotaExceeded", "InsufficientStorage", "QuotaExceeded")
@@ -281,16 +286,13 @@ def _get(s3: Any, dest: Destination, name: str) -> Any:
     from botocore.exceptions import ClientError
 
     where = dest.url_of(name)
-    try:
-        with _mapped(where):
-            try:
-                return s3.get_object(Bucket=dest.bucket, Key=dest.key(name))
-            except ClientError as exc:
-                if _code(exc)[0] in ("NoSuchKey", "404") or _code(exc)[1] == 404:
-                    raise SnapshotInvalid(f"snapshot {where}: no such object") from None
-                raise
-    except SnapshotInvalid:
-        raise
+    with _mapped(where):
+        try:
+            return s3.get_object(Bucket=dest.bucket, Key=dest.key(name))
+        except ClientError as exc:
+            if _missing(exc):
+                raise SnapshotInvalid(f"snapshot {where}: no such object") from None
+            raise
 
 
 def download_verified(s3: Any, dest: Destination, name: str, directory: Path) -> tuple[Path, SnapshotInfo]:
@@ -320,7 +322,7 @@ def read_manifest(s3: Any, dest: Destination, manifest_name: str) -> Manifest | 
         got = s3.get_object(Bucket=dest.bucket, Key=dest.key(manifest_name))
         data = got["Body"].read(64 * 1024 + 1)
     except ClientError as exc:
-        if _code(exc)[0] in ("NoSuchKey", "404") or _code(exc)[1] == 404:
+        if _missing(exc):
             return None
         raise _failure(exc, dest.url_of(manifest_name)) from None
     try:
@@ -406,10 +408,7 @@ def delete(s3: Any, dest: Destination, prefix: str, names: Iterable[str]) -> Del
     removing anything) a name that is not exactly one of ours; a delete the store refuses is reported."""
     from botocore.exceptions import ClientError
 
-    wanted = list(names)
-    for name in wanted:
-        if parse_name(name, prefix) is None and parse_manifest_name(name, prefix) is None:
-            raise ValueError(f"refusing to delete {name!r}: not a {prefix} snapshot or manifest name")
+    wanted = only_ours(names, prefix)
     removed: list[str] = []
     refused: list[tuple[str, str]] = []
     for name in wanted:
@@ -422,9 +421,9 @@ def delete(s3: Any, dest: Destination, prefix: str, names: Iterable[str]) -> Del
             else:
                 s3.delete_object(Bucket=dest.bucket, Key=key)
         except ClientError as exc:
-            code, status = _code(exc)
-            if status == 404 or code in ("NoSuchKey", "404"):
+            if _missing(exc):
                 continue
+            code, status = _code(exc)
             refused.append((name, code or str(status)))
             continue
         removed.append(name)

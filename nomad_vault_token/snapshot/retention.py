@@ -103,6 +103,16 @@ def parse_manifest_name(file_name: str, prefix: str) -> SnapshotName | None:
     return _parse(file_name, prefix, MANIFEST_SUFFIX)
 
 
+def only_ours(names: Iterable[str], prefix: str) -> list[str]:
+    """`names` (to delete), or ValueError naming the first that is not exactly a `prefix` snapshot or manifest
+    name: checked before anything is removed, on disk or in a bucket."""
+    wanted = list(names)
+    for name in wanted:
+        if parse_name(name, prefix) is None and parse_manifest_name(name, prefix) is None:
+            raise ValueError(f"refusing to delete {name!r}: not a {prefix} snapshot or manifest name")
+    return wanted
+
+
 def partial_name(prefix: str, nonce: str) -> str:
     """The hidden name of a snapshot being received (`nonce`: random lowercase hex)."""
     check_prefix(prefix)

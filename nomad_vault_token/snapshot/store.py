@@ -35,8 +35,7 @@ from nomad_vault_token.snapshot.retention import (
     Present,
     SnapshotName,
     classify,
-    parse_manifest_name,
-    parse_name,
+    only_ours,
     partial_name,
 )
 
@@ -420,10 +419,7 @@ def delete(directory: Path, prefix: str, names: Iterable[str]) -> list[str]:
     """Remove `names` (from `plan_retention`) in order, then fsync the directory; returns what was removed.
 
     Refuses (ValueError, before removing anything) a name that is not exactly a snapshot or manifest name of `prefix`."""
-    wanted = list(names)
-    for name in wanted:
-        if parse_name(name, prefix) is None and parse_manifest_name(name, prefix) is None:
-            raise ValueError(f"refusing to delete {name!r}: not a {prefix} snapshot or manifest name")
+    wanted = only_ours(names, prefix)
     removed = []
     for name in wanted:
         try:

@@ -143,3 +143,15 @@ def test_an_abort_that_cannot_leave_parts_behind_is_not_a_warning(
     assert bool(warnings) == warned
     if warned:
         assert "s3://bkt/p/x.snap: could not abort the interrupted upload upload-1" in warnings[0].getMessage()
+
+
+def test_remote_delete_refuses_a_name_not_ours_before_deleting_anything() -> None:
+    from nomad_vault_token.snapshot import remote
+
+    class Untouched:
+        def __getattr__(self, operation: str) -> None:
+            raise AssertionError(f"the store was asked to {operation}")
+
+    with pytest.raises(ValueError, match=r"refusing to delete 'notes\.txt': not a vault snapshot or manifest name"):
+        remote.delete(Untouched(), parse_destination("s3://bkt/p"), "vault",
+                      ["vault-20261123T192942Z-39.snap", "notes.txt"])  # fmt: skip
