@@ -140,6 +140,7 @@ def local_checks(report: Report, settings: Settings) -> None:
     if settings.ca_cert is not None:
         ca = settings.ca_cert
         report.attempt("local", "CA certificate", f"{ca} holds a CA", lambda: tls.check_ca(ca))
+    unseal_keys_at_rest(report, settings)
     try:
         cert, key = settings.client_tls()
     except NvtError as exc:
@@ -160,7 +161,6 @@ def local_checks(report: Report, settings: Settings) -> None:
         "local", "state file", f"{settings.state_file} usable", lambda: state.check_writable(settings.state_file)
     )
     tracker_checks(report, settings)
-    unseal_keys_at_rest(report, settings)
 
 
 def unseal_keys_at_rest(report: Report, settings: Settings) -> None:

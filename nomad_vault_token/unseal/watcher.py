@@ -88,7 +88,7 @@ class Keys:
         if settings.unseal_keys_file is None and settings.unseal_credential is None:
             raise ConfigError(
                 "unseal: no keys: give --keys-file (config unseal_keys_file) or --credential NAME "
-                "(config unseal_credential, systemd LoadCredential=NAME:/path)"
+                "(config unseal_credential, systemd LoadCredentialEncrypted=NAME:/path.cred)"
             )
         self.file = settings.unseal_keys_file
         self.credential = settings.unseal_credential
