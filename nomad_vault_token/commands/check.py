@@ -140,6 +140,7 @@ def local_checks(report: Report, settings: Settings) -> None:
     if settings.ca_cert is not None:
         ca = settings.ca_cert
         report.attempt("local", "CA certificate", f"{ca} holds a CA", lambda: tls.check_ca(ca))
+    unseal_keys_at_rest(report, settings)
     try:
         cert, key = settings.client_tls()
     except NvtError as exc:
@@ -160,6 +161,27 @@ def local_checks(report: Report, settings: Settings) -> None:
         "local", "state file", f"{settings.state_file} usable", lambda: state.check_writable(settings.state_file)
     )
     tracker_checks(report, settings)
+
+
+def unseal_keys_at_rest(report: Report, settings: Settings) -> None:
+    """Where the unsealer's keys sit (config `unseal_keys_file`): one warning line for plain text on
+    persistent storage. The keys themselves are not read here (the unsealer's user may own them)."""
+    from nomad_vault_token.core import at_rest
+
+    path = settings.unseal_keys_file
+    if path is None:
+        return  # none configured, or a systemd credential (unseal_credential): nothing at rest in plain text
+    if not path.exists():
+        report.add("local", "unseal keys at rest", "skip", f"{path}: not here (the unsealer runs elsewhere?)")
+        return
+    fs = at_rest.fs_type(path)
+    warning = at_rest.plain_file_warning(path, fs, credential=False)
+    if warning:
+        report.add("local", "unseal keys at rest", "warn", warning)
+    elif fs:
+        report.add("local", "unseal keys at rest", "pass", f"{path}: on {fs}, gone at power-off")
+    else:
+        report.add("local", "unseal keys at rest", "skip", f"{path}: its file system could not be told")
 
 
 def tracker_checks(report: Report, settings: Settings) -> None:

@@ -260,7 +260,7 @@ OPTIONS: tuple[Option, ...] = (
            "operator init's JSON (mode 0600/0400, owned by this user); never on the command line (snapshot "
            "restore-test: the source cluster's keys)", frozenset({UNSEAL, SNAPSHOT}), UNSEALING),
     Option("unseal_credential", ("--credential",), "str", "instead of --keys-file: the systemd credential "
-           "(LoadCredential=NAME:...) holding the keys", frozenset({UNSEAL}), UNSEALING, metavar="NAME"),
+           "(LoadCredentialEncrypted=NAME:...) holding the keys", frozenset({UNSEAL}), UNSEALING, metavar="NAME"),
     Option("unseal_interval", ("--interval",), "str", "time between probes in watch mode, less up to 20% "
            "jitter [default: 10s]", frozenset({UNSEAL}), UNSEALING),
     Option("unseal_hold_file", ("--hold-file",), "path", "while this file exists, send no key (maintenance)",

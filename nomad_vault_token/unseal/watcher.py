@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from nomad_vault_token.core import at_rest
 from nomad_vault_token.core.config import Settings
 from nomad_vault_token.core.errors import ConfigError, NvtError
 from nomad_vault_token.core.key_files import UnsealKeys
@@ -62,7 +63,9 @@ ONCE_POLL = 1.0  # seconds between `--once`'s rounds while the outcome is not se
 FAST_INTERVAL = 0.25
 # ... for at most this long after it entered that state (then at the steady interval again).
 FAST_FOR = 60.0
-FAST_STATES = frozenset({"unreachable", "sealed", "joining"})
+# (a migrated node too: a single node is active 30-50 ms after its migrate keys, a standby once the active
+# node steps down)
+FAST_STATES = frozenset({"unreachable", "sealed", "joining", "migrated"})
 # Such a probe waits at most this long for an answer: a server shutting down may still accept a
 # connection and never answer it; the next fast probe reaches the new process. Keys are never sent
 # with it (a key whose answer is lost would leave the attempt in doubt).
@@ -85,7 +88,7 @@ class Keys:
         if settings.unseal_keys_file is None and settings.unseal_credential is None:
             raise ConfigError(
                 "unseal: no keys: give --keys-file (config unseal_keys_file) or --credential NAME "
-                "(config unseal_credential, systemd LoadCredential=NAME:/path)"
+                "(config unseal_credential, systemd LoadCredentialEncrypted=NAME:/path.cred)"
             )
         self.file = settings.unseal_keys_file
         self.credential = settings.unseal_credential
@@ -93,6 +96,9 @@ class Keys:
         self.keys = self._read()
         self.stamp = self._stamp()
         self.problem = ""
+        self.at_rest = at_rest.warning_for(self.keys.source, credential=self.credential is not None)
+        if self.at_rest:  # once, at start: a re-read of the same file says nothing new
+            log.warning("%s", self.at_rest)
 
     def _read(self) -> UnsealKeys:
         return unseal_keys.load(self.file, self.credential)
@@ -426,7 +432,7 @@ class Unsealer:
                     "node": w.name,
                     "address": w.addr,
                     "state": d.state,
-                    "message": d.message,
+                    "message": v.notes.get(d.node, d.message),
                     "role": d.role,
                     "reachable": d.state != "unreachable",
                     "sealed": None if p is None else p.sealed,
@@ -578,6 +584,6 @@ def describe(r: Round) -> str:
     """`--once`'s text: the STATUS line, then one line per node."""
     lines = [r.status]
     for w, d in zip(r.workers, r.decisions, strict=True):
-        lines.append(f"  {w.name}: {d.message}")
+        lines.append(f"  {w.name}: {r.verdict.notes.get(d.node, d.message)}")
     lines.extend(f"  warning: {text}" for text in r.verdict.warnings)
     return "\n".join(lines)
