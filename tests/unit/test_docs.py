@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from nomad_vault_token.core import config, errors, metrics, options, reference
+from testbed import quick_start
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -235,21 +236,11 @@ def test_top_level_help_names_every_exit_code() -> None:
 # ---- the Quick start names what exists
 
 
-def quick_start_commands() -> list[list[str]]:
-    text = README.read_text()
-    section = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
-    joined = re.sub(r"\\\n\s*", " ", section)
-    return [
-        shlex.split(line.split("nomad-vault-token ", 1)[1].split(" #")[0])
-        for line in joined.splitlines()
-        if "nomad-vault-token " in line and not line.lstrip().startswith(("#", "pip", "python"))
-    ]
-
-
 def test_quick_start_names_only_commands_and_flags_that_exist() -> None:
     from nomad_vault_token.cli.table import TABLE
 
-    commands = quick_start_commands()
+    commands = quick_start.tool_commands()
+    assert len(quick_start.steps()) == 5, "five steps"
     assert {c[0] for c in commands} >= {"bootstrap-roles", "install", "status"}
     for words in commands:
         command = words[0]
