@@ -249,3 +249,40 @@ def test_quick_start_names_only_commands_and_flags_that_exist() -> None:
         head = words[1 : words.index("--")] if "--" in words else words[1:]
         given = {w.split("=")[0] for w in head if w.startswith("-")}
         assert given <= known, (command, given - known)
+
+
+# ---- defaults the prose names
+
+
+_PROSE_DEFAULT = re.compile(r"`(--[a-z-]+|[a-z_]+)`[^`|.]{0,80}?\(?default:?\s+`([^`]+)`")
+
+
+def prose_defaults(path: Path) -> list[tuple[str, str]]:
+    """(flag or key, the default the prose gives it) for each "`--flag` ... default `X`" of a page."""
+    text = " ".join(line for _, line in prose(path.read_text()))
+    return _PROSE_DEFAULT.findall(text)
+
+
+def code_default(name: str) -> str | None:
+    """What the code says `name`'s (a flag or config key) default is; None: not one the code holds as a value."""
+    for o in options.OPTIONS:
+        if name in o.flags or (not name.startswith("-") and o.setting and o.config_key == name):
+            return config.default_text(o.config_key) if o.setting else o.default
+    return config.default_text(name) if name in config.FIELDS else None
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_defaults_named_in_prose_are_the_codes(page: Path) -> None:
+    wrong = []
+    for name, said in prose_defaults(page):
+        actual = code_default(name)
+        if actual is not None and said != actual and not actual.startswith(f"{said} "):
+            wrong.append(f"{name}: the page says {said!r}, the code {actual!r}")
+    assert wrong == []
+
+
+def test_prose_default_check_catches_a_stale_one(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text("- `--check-interval` caps the time between checks (default `20m`).\n")
+    [(name, said)] = prose_defaults(page)
+    assert (name, said, code_default(name)) == ("--check-interval", "20m", "1m")
