@@ -154,6 +154,14 @@ def test_readme_is_a_front_door() -> None:
     assert missing == [], f"README.md does not link {missing}"
 
 
+def test_readme_command_table_names_every_command() -> None:
+    from nomad_vault_token.cli.table import TABLE
+
+    section = README.read_text().split("## Commands", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"^\| \[?`([a-z-]+)", section, re.MULTILINE))
+    assert named == set(TABLE)
+
+
 # ---- one source: the tables in docs/ are made from the code
 
 
