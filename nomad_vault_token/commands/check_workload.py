@@ -252,8 +252,9 @@ def _task_side(report: Report, vault: Vault) -> None:
         if any(c in job for c in "/*+"):
             hint = (
                 f"job ID {job!r} holds '/', '*' or '+': OpenBao 2.6+ then refuses the whole templated policy "
-                "(every request: 400 Forbidden) unless the policy allows it: allow_slashes_in_job_ids = true "
-                "(no setting allows '*' or '+'; rename the job)"
+                "(every request: 400 Forbidden) unless the policy allows it: rename the job, or set "
+                "allow_slashes_in_job_ids = true, knowing that its parent job then reads its secrets "
+                "(no setting allows '*' or '+')"
             )
         report.add(SIDE, "task token", "fail", exc.message, hint)
     finally:
