@@ -305,8 +305,10 @@ def readiness(
     jwks_url: str | None,
     nomad: NomadAccess,
     agent: Sequence[str],
-) -> None:
-    """Everything that must hold before the legacy server token can go, in Nomad's documented order."""
+) -> list[str]:
+    """Everything that must hold before the legacy server token can go, in Nomad's documented order.
+
+    Returns the accessors of the legacy task tokens Nomad still tracks (`VaultTokens`), for cutover to judge."""
     from nomad_vault_token.nomad import wi_readiness as ready
 
     # 1. the Vault side
@@ -343,12 +345,14 @@ def readiness(
         token = secret_files.read(nomad.token_file, "--nomad-token-file", "Nomad token") if nomad.token_file else None
         ca_pem = nomad.ca.read_text() if nomad.ca else ""
         verdicts = [ready.nodes(nomad_api.nodes(nomad.addr, token, ca_pem))]
-        verdicts += ready.upgrade_check(nomad_api.upgrade_check(nomad.addr, token, ca_pem))
+        doc = nomad_api.upgrade_check(nomad.addr, token, ca_pem)
+        verdicts += ready.upgrade_check(doc)
     except OSError as exc:
         report.add("local", "--nomad-ca", "fail", f"{nomad.ca}: {exc.strerror}: give a readable PEM file")
-        return
+        return []
     except NvtError as exc:
         report.add("nomad", "Nomad API", "fail", exc.message)
-        return
+        return []
     for v in verdicts:
         report.add("nomad", v.check, "pass" if v.ok else "fail", v.detail, v.fix)
+    return ready.tracked_accessors(doc)
