@@ -77,14 +77,22 @@ class Squatter:
         self.drill = drill
         self.proc: subprocess.Popen[str] | None = None
         self.ports: set[int] = set()
+        self.workdir: Path | None = None
+        self.workdir_mode = 0
         self.thread = threading.Thread(target=self._watch, daemon=True)
         self.thread.start()
 
     def _watch(self) -> None:
         while self.drill.poll() is None and self.proc is None:
-            ports = _tcp_listen_ports(_children(self.drill.pid))
+            children = _children(self.drill.pid)
+            ports = _tcp_listen_ports(children)
             if ports:
                 self.ports = ports
+                for pid in children:
+                    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+                    if "-config" in argv:
+                        self.workdir = Path(argv[argv.index("-config") + 1]).parent
+                        self.workdir_mode = self.workdir.stat().st_mode & 0o777
                 self.proc = subprocess.Popen(
                     ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
                      SYSTEM_PYTHON, str(SQUATTER), *map(str, sorted(ports))],
@@ -144,3 +152,6 @@ def test_a_squatter_on_the_drills_ports_gets_nothing(raft: tuple[Bao, Certs], tm
     data = json.loads(out)
     assert data["canary_keys"] == ["value"], data  # the real server's canary ("sing"), not the squatter's
     assert server.unseal_key not in out + err and reader not in out + err
+    # the socket, the listener's key and the raft data lived in a 0700 directory, gone after the drill
+    assert squatter.workdir is not None and squatter.workdir_mode == 0o700, (squatter.workdir, squatter.workdir_mode)
+    assert not squatter.workdir.exists()
