@@ -5,7 +5,8 @@ leave the servers last. Refused, with what to do, while any of these is not so:
 
 1. readiness is clean (`check --workload-identity-readiness`): above all Nomad tracks no legacy task
    token any more (`VaultTokens` of the upgrade check). Task tokens are children of the server token
-   unless the task role is orphan, so revoking it earlier would revoke tokens tasks still use;
+   unless the task role was orphan when they were minted, so revoking it earlier would revoke tokens
+   tasks still use; tracked tokens that are all orphans (each one asked) are only a warning;
 2. `legacy_token = false`, and the agent restarted since (the hand-off file, which `run` removes when it
    starts the agent without a token, is gone): removing a server's token takes a restart, not a
    SIGHUP (`nomad/server.go` v1.9.7:896-918);

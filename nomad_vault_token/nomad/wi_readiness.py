@@ -113,8 +113,8 @@ def upgrade_check(doc: Mapping[str, Any]) -> list[Verdict]:
         out.append(Verdict("no legacy task tokens", False, f"{len(tokens)} legacy Vault token(s) still tracked, for "
                            f"allocations {', '.join(allocs[:5])}{' ...' if len(allocs) > 5 else ''}",
                            "wait until those allocations are replaced (re-submitted jobs) or stopped: they are "
-                           "children of the server token unless the task role is orphan, and revoking it would "
-                           "revoke them"))  # fmt: skip
+                           "children of the server token unless the task role was orphan when they were minted, "
+                           "and revoking it would revoke them"))  # fmt: skip
     else:
         out.append(Verdict("no legacy task tokens", True, "Nomad tracks none"))
     return out
