@@ -9,9 +9,11 @@ old plain-HTTP TCP channel, the squatter got the unseal key and the canary token
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -130,8 +132,7 @@ def test_a_squatter_on_the_drills_ports_gets_nothing(raft: tuple[Bao, Certs], tm
     drill = subprocess.Popen(
         [*CLI, "snapshot", "restore-test", snapshot, "--keys-file", str(keys), "--canary", CANARY,
          "--token-file", str(token_file), "--format", "json"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=clean_env(HTTP_PROXY="http://127.0.0.1:9", http_proxy="http://127.0.0.1:9"),  # no proxy, ever
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env(),
     )  # fmt: skip
     squatter = Squatter(drill)
     try:
@@ -155,3 +156,29 @@ def test_a_squatter_on_the_drills_ports_gets_nothing(raft: tuple[Bao, Certs], tm
     # the socket, the listener's key and the raft data lived in a 0700 directory, gone after the drill
     assert squatter.workdir is not None and squatter.workdir_mode == 0o700, (squatter.workdir, squatter.workdir_mode)
     assert not squatter.workdir.exists()
+
+
+def test_the_throwaway_channel_takes_no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The socket or nothing: with every proxy variable pointing at a listener that records, the throwaway's client
+    still reaches its own server, and the listener gets no byte."""
+    from nomad_vault_token.core.config import Settings
+    from nomad_vault_token.vault.throwaway import throwaway_server
+
+    got: list[bytes] = []
+    with socket.socket() as proxy:
+        proxy.bind(("127.0.0.1", 0))
+        proxy.listen(8)
+        proxy.settimeout(0.2)
+        url = f"http://127.0.0.1:{proxy.getsockname()[1]}"
+        for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.setenv(name, url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        with throwaway_server(Settings()) as node:
+            health = node.api.health()
+            assert health.reachable and not health.initialized, health
+        with contextlib.suppress(TimeoutError):
+            conn, _ = proxy.accept()
+            with conn:
+                got.append(conn.recv(65536))
+    assert got == [], got
