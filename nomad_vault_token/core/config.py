@@ -75,7 +75,7 @@ class Settings:
     workload_user_claim: str = "unique-id"
     kv_mount: str = "secret"
     kv_version: int = 2
-    allow_slashes_in_job_ids: bool = True
+    allow_slashes_in_job_ids: bool = False
     # false after the cut-over to workload identity: `run` hands the agent no token at all
     legacy_token: bool = True
     # ---- unseal

@@ -232,7 +232,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("kv_version", ("--kv-version",), "str", "that KV mount's version, 1 or 2",
            frozenset({BOOTSTRAP, CHECK}), WORKLOAD),
     Option("allow_slashes_in_job_ids", ("--allow-slashes-in-job-ids",), "bool", "OpenBao 2.6+: let job IDs "
-           "holding '/' reach their paths (allow_slashes_in_identity_templates)",
+           "holding '/' reach their paths (allow_slashes_in_identity_templates); the cost: job a then reads job "
+           "a/b's secrets",
            frozenset({BOOTSTRAP}), WORKLOAD),
     Option("snapshot_job", ("--snapshot-job",), "str", "the snapshot job's ID, bound in its JWT role",
            frozenset({BOOTSTRAP}), WORKLOAD, setting=False, default="vault-snapshot"),
