@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
+from nomad_vault_token.commands.check_report import Report, table
 from nomad_vault_token.core import config
 from nomad_vault_token.core.config import Settings
 from nomad_vault_token.core.durations import format_duration
 from nomad_vault_token.core.errors import (
-    EX_CONFIG,
-    EX_NOPERM,
     EX_TEMPFAIL,
-    EX_UNAVAILABLE,
     ConfigError,
     NvtError,
     TokenInvalid,
@@ -28,42 +26,8 @@ from nomad_vault_token.token import store as state
 from nomad_vault_token.vault import tls
 from nomad_vault_token.vault.client import TokenInfo, Vault
 
-
-@dataclass(frozen=True)
-class Row:
-    side: str  # "local", "agent" (its argv and config files) or "vault"
-    check: str
-    result: str  # pass / warn / fail / skip
-    detail: str
-    fix: str = ""
-
-
-class Report:
-    def __init__(self) -> None:
-        self.rows: list[Row] = []
-
-    def add(self, side: str, check: str, result: str, detail: str, fix: str = "") -> None:
-        self.rows.append(Row(side, check, result, detail, fix))
-
-    def attempt(self, side: str, check: str, detail: str, action: Callable[[], object]) -> bool:
-        """Run `action`: a pass with `detail`, or a fail with the error's one line."""
-        try:
-            action()
-        except NvtError as exc:
-            self.add(side, check, "fail", exc.message)
-            return False
-        self.add(side, check, "pass", detail)
-        return True
-
-    def failed(self, side: str) -> bool:
-        return any(r.side == side and r.result == "fail" for r in self.rows)
-
-    def exit_code(self, unavailable: bool) -> int:
-        if self.failed("local") or self.failed("agent"):
-            return EX_CONFIG
-        if unavailable:
-            return EX_UNAVAILABLE
-        return EX_NOPERM if self.failed("vault") else 0
+if TYPE_CHECKING:
+    from nomad_vault_token.commands import check_workload
 
 
 def main(
@@ -102,7 +66,11 @@ def main(
 
 
 def _workload(
-    loaded: config.Loaded, token_file: Path | None, url: str | None, nomad: Any, agent: Sequence[str]
+    loaded: config.Loaded,
+    token_file: Path | None,
+    url: str | None,
+    nomad: check_workload.NomadAccess | None,
+    agent: Sequence[str],
 ) -> Result:
     """`check --workload-identity` (commands/check_workload.py): the JWT side instead of the server token's."""
     from nomad_vault_token.commands import check_workload
@@ -317,16 +285,3 @@ def _discard(vault: Vault, token: Secret) -> None:
     """Revoke the token minted for the check: fresh, so it has no task tokens to take with it."""
     with contextlib.suppress(NvtError):
         vault.revoke_self(token)
-
-
-def table(report: Report) -> str:
-    width = max(len(r.check) for r in report.rows) + 2
-    lines = []
-    for r in report.rows:
-        lines.append(f"{r.result.upper():5} {r.check:<{width}}{r.detail}")
-        if r.fix and r.result in {"fail", "warn"}:
-            lines.append(f"{'':5} {'':<{width}}fix: {r.fix}")
-    fails = sum(r.result == "fail" for r in report.rows)
-    warns = sum(r.result == "warn" for r in report.rows)
-    lines.append(f"\n{len(report.rows)} checks: {fails} failed, {warns} warnings")
-    return "\n".join(lines) + "\n"

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from nomad_vault_token.commands.check import Report, table
+from nomad_vault_token.commands.check_report import Report, table
 from nomad_vault_token.commands.check_workload import NomadAccess, admin_token, readiness
 from nomad_vault_token.core.config import Settings
 from nomad_vault_token.core.errors import EX_CONFIG, EX_TEMPFAIL, NvtError, TokenInvalid
