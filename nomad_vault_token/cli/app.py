@@ -27,7 +27,7 @@ app = typer.Typer(
         "keep the Vault it depends on unsealed and backed up.\n\n"
         "Logs in to Vault with a TLS client certificate, mints (or reuses) a periodic orphan "
         "token for Nomad, and hands it to the agent. Exit codes: 65 bad data (keys refused, a snapshot "
-        "that failed verification), 69 Vault unavailable, 74 disk full or failing, 75 partial or not "
+        "that failed verification), 69 Vault unavailable, 70 internal error (a bug: please report it), 74 disk full or failing, 75 partial or not "
         "ready yet, 77 Vault refused, 78 configuration error."
     ),
     no_args_is_help=True,

@@ -8,6 +8,7 @@ exits. Knows no command by name: `table` says what each one needs.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
 
 def dispatch(command: str, params: dict[str, Any]) -> NoReturn:
     """Run `command` with its parsed parameters; print its result or its error; exit with its code."""
+    from nomad_vault_token.cli import last_resort
     from nomad_vault_token.cli.table import TABLE
     from nomad_vault_token.core import options
     from nomad_vault_token.core.errors import EX_INTERRUPTED, ConfigError, NvtError
@@ -39,12 +41,27 @@ def dispatch(command: str, params: dict[str, Any]) -> NoReturn:
             own["fmt"] = fmt
         result = _call(row, flags, own)
     except NvtError as exc:
-        render_error(exc.message, exc.exit_code, fmt)
-        sys.exit(exc.exit_code)
+        message, code = exc.message, exc.exit_code
+        _say(lambda: render_error(message, code, fmt), command, fmt)
+        sys.exit(code)
     except KeyboardInterrupt:
         sys.exit(EX_INTERRUPTED)
-    render(result, fmt)
+    except Exception as exc:  # a bug: one line, exit 70 (`last_resort`)
+        last_resort.crash(exc, command, fmt)
+    _say(lambda: render(result, fmt), command, fmt)
     sys.exit(result.exit_code)
+
+
+def _say(write: Callable[[], None], command: str, fmt: str) -> None:
+    """Print, ending quietly when stdout's reader has gone; a bug while printing is still a bug (70)."""
+    from nomad_vault_token.cli import last_resort
+
+    try:
+        write()
+    except BrokenPipeError:
+        last_resort.closed_stdout()
+    except Exception as exc:
+        last_resort.crash(exc, command, fmt)
 
 
 def _call(row: Command, flags: dict[str, Any], own: dict[str, Any]) -> Any:

@@ -14,6 +14,7 @@ EX_FAILED = 1  # status: no token kept yet; install: systemctl daemon-reload fai
 EX_USAGE = 2
 EX_DATAERR = 65  # bad data: unseal keys Vault rejects, a snapshot that fails verification
 EX_UNAVAILABLE = 69
+EX_SOFTWARE = 70  # internal error: a bug (any exception that is not an NvtError); `core/internal_error`
 EX_IOERR = 74  # I/O: the disk is full or failing (a snapshot that cannot be written)
 EX_TEMPFAIL = 75  # partial: some nodes unsealed, others not, or waiting for a seal migration; a snapshot kept but a copy of it failed
 EX_NOPERM = 77
