@@ -120,11 +120,11 @@ def _price_connections(config_path: Path, n: int = 9) -> dict[str, float]:
     import hvac
 
     from nomad_vault_token.core import config
-    from nomad_vault_token.token import store as state
+    from nomad_vault_token.token import store
     from nomad_vault_token.vault.client import Vault
 
     settings = config.load(config_path, {})
-    saved = state.read(settings.state_file)
+    saved = store.read(settings.state_file)
     if saved is None:
         return {}
     fresh: list[float] = []
@@ -161,14 +161,14 @@ def memory(out: Path, variant: str, config_path: Path) -> None:
             client.auth.token.lookup_self()
     elif variant != "python":
         from nomad_vault_token.core import config, notify  # noqa: F401 - what a tracker needs
-        from nomad_vault_token.token import store as state
+        from nomad_vault_token.token import store
         from nomad_vault_token.vault import client as vault
 
         if variant == "nvt-run-path":
             from nomad_vault_token.commands import run  # noqa: F401
             from nomad_vault_token.nomad import handoff  # noqa: F401
         settings = config.load(config_path, {})
-        saved = state.read(settings.state_file)
+        saved = store.read(settings.state_file)
         assert saved is not None, "no saved token"
         for _ in range(3):
             vault.Vault(settings).lookup_self(saved.token)

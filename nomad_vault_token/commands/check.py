@@ -22,7 +22,7 @@ from nomad_vault_token.core.errors import (
 )
 from nomad_vault_token.core.results import Result
 from nomad_vault_token.core.secret import Secret
-from nomad_vault_token.token import store as state
+from nomad_vault_token.token import store
 from nomad_vault_token.vault import tls
 from nomad_vault_token.vault.client import TokenInfo, Vault
 
@@ -125,7 +125,7 @@ def local_checks(report: Report, settings: Settings) -> None:
             else:
                 report.add("local", "client certificate", "pass", detail)
     report.attempt(
-        "local", "state file", f"{settings.state_file} usable", lambda: state.check_writable(settings.state_file)
+        "local", "state file", f"{settings.state_file} usable", lambda: store.check_writable(settings.state_file)
     )
     tracker_checks(report, settings)
 
@@ -134,7 +134,7 @@ def tracker_checks(report: Report, settings: Settings) -> None:
     """What the running tracker last knew: adoption, a degraded start (warnings only: it is history)."""
     from nomad_vault_token.commands.status import tracker_view
 
-    saved = state.read(settings.state_file)
+    saved = store.read(settings.state_file)
     view = tracker_view(settings.tracker_file, saved.accessor if saved else "")
     if view is None:
         return
@@ -164,8 +164,7 @@ def agent_checks(report: Report, settings: Settings, agent: Sequence[str]) -> bo
         )
         return True
     from nomad_vault_token.nomad import argv as agent_argv
-    from nomad_vault_token.nomad import handoff
-    from nomad_vault_token.nomad import review as agent_review
+    from nomad_vault_token.nomad import handoff, review
 
     try:
         parsed = agent_argv.parse(agent)
@@ -176,7 +175,7 @@ def agent_checks(report: Report, settings: Settings, agent: Sequence[str]) -> bo
     report.add("agent", "agent argv", "pass", f"-config {' '.join(parsed.configs) or '(none)'}")
     for warning in [*warnings, *handoff.redirect_warnings(os.environ)]:
         report.add("agent", "agent argv", "warn", warning)
-    block, found = agent_review.review(settings, parsed, os.environ)
+    block, found = review.review(settings, parsed, os.environ)
     for f in found:
         report.add("agent", f"vault.{f.key}" if f.key != "config" else "agent config", f.severity, f.message, f.fix)
     return block.allow_unauthenticated if block is not None else True
@@ -212,9 +211,9 @@ def _vault_checks(report: Report, vault: Vault, *, mint: bool, allow_unauthentic
     if token is None or info is None:
         return False
     try:
-        from nomad_vault_token.token import nomad_check as verify
+        from nomad_vault_token.token import nomad_check
 
-        for rule in verify.nomad_rules_for(vault, token, info, allow_unauthenticated=allow_unauthenticated):
+        for rule in nomad_check.nomad_rules_for(vault, token, info, allow_unauthenticated=allow_unauthenticated):
             result = "pass" if rule.ok else "warn" if rule.warning and not settings.strict else "fail"
             report.add("vault", f"nomad: {rule.rule}", result, rule.message, rule.fix)
     finally:
@@ -256,7 +255,7 @@ def saved_token(report: Report, vault: Vault) -> tuple[Secret | None, TokenInfo 
     detail = f"logged in through auth/{settings.auth_mount} role {settings.cert_role}"
     if not report.attempt("vault", "certificate login", detail, login):
         return None, None
-    saved = state.read(settings.state_file)
+    saved = store.read(settings.state_file)
     if saved is None:
         report.add(
             "vault",

@@ -25,7 +25,7 @@ from nomad_vault_token.commands.check_workload import NomadAccess, admin_token, 
 from nomad_vault_token.core.config import Settings
 from nomad_vault_token.core.errors import EX_CONFIG, EX_TEMPFAIL, NvtError, TokenInvalid
 from nomad_vault_token.core.results import Result
-from nomad_vault_token.token import store as state
+from nomad_vault_token.token import store
 from nomad_vault_token.vault.client import Vault
 
 
@@ -44,7 +44,7 @@ def main(
     nomad = NomadAccess(nomad_addr or "https://127.0.0.1:4646", nomad_token_file, nomad_ca)
     readiness(report, settings, admin=admin_token(token_file), jwks_url=nomad_jwks_url, nomad=nomad, agent=agent)
     _host_checks(report, settings, agent)
-    saved = state.read(settings.state_file)
+    saved = store.read(settings.state_file)
     _orphan_task_tokens(report, settings, saved)
     failed = [r for r in report.rows if r.result == "fail"]
     doc: dict[str, object] = {"checks": [asdict(r) for r in report.rows]}
@@ -80,7 +80,7 @@ def main(
     return Result(doc, table(report) + line + "\n")
 
 
-def _orphan_task_tokens(report: Report, settings: Settings, saved: state.State | None) -> None:
+def _orphan_task_tokens(report: Report, settings: Settings, saved: store.State | None) -> None:
     """Legacy task tokens Nomad still tracks are no reason to wait when they are orphans (the task role says
     `orphan = true`, as bootstrap-roles writes it): revoking the server token leaves them alone. Nomad's docs
     let them expire on their own (`acl.mdx` v1.9.7:791-797)."""

@@ -23,7 +23,7 @@ from nomad_vault_token.token import lease
 from nomad_vault_token.token import store as state
 from nomad_vault_token.vault.client import TokenInfo, Vault
 
-logger = logging.getLogger("nomad_vault_token.run")
+logger = logging.getLogger(__name__)
 
 
 def main(settings: Settings, *, agent: Sequence[str], no_check: bool) -> None:

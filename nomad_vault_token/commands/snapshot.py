@@ -34,11 +34,11 @@ log = logging.getLogger(__name__)
 
 def verify_file(file: str | None) -> Result:
     """`snapshot verify FILE|s3://...`: check a snapshot offline, or in a bucket (65 when it fails)."""
-    from nomad_vault_token.snapshot.store import verify_file as verify
+    from nomad_vault_token.snapshot import store
 
     if file is None:
         raise ConfigError("snapshot verify: give the snapshot file: snapshot verify FILE")
-    info = _verify_remote(file) if file.startswith("s3://") else verify(Path(file))
+    info = _verify_remote(file) if file.startswith("s3://") else store.verify_file(Path(file))
     data = {
         "ok": True,
         "action": "verify",
@@ -90,12 +90,12 @@ def main(
             raise ConfigError(f"snapshot: unexpected argument {str(file)!r}: did you mean snapshot verify FILE?")
         return take(settings, token_file=token_file)
     if action == "restore-test":
-        from nomad_vault_token.snapshot import drill as restore_test
+        from nomad_vault_token.snapshot import drill
 
         if file is None:
             raise ConfigError("snapshot restore-test: give the snapshot file: snapshot restore-test FILE --keys-file F")
         if not file.startswith("s3://"):
-            return restore_test.run(
+            return drill.run(
                 settings, Path(file), keys_file=settings.unseal_keys_file, token_file=token_file, canary=canary
             )
         import tempfile
@@ -108,7 +108,7 @@ def main(
             raise ConfigError(str(exc)) from None
         with tempfile.TemporaryDirectory(prefix="nvt-restore-test-") as scratch:  # 0700, removed whatever happens
             local, _ = remote.download_verified(remote.client(), dest, name, Path(scratch))
-            done = restore_test.run(
+            done = drill.run(
                 settings, local, keys_file=settings.unseal_keys_file, token_file=token_file, canary=canary
             )
         done.data["file"] = file
@@ -120,7 +120,7 @@ def main(
 
 
 def take(settings: Settings, *, token_file: Path | None) -> Result:
-    from nomad_vault_token.snapshot import store as sv
+    from nomad_vault_token.snapshot import store
     from nomad_vault_token.snapshot.archive import Manifest, SnapshotInvalid
     from nomad_vault_token.snapshot.retention import Retention, check_prefix, plan_retention, snapshot_name
 
@@ -150,7 +150,7 @@ def take(settings: Settings, *, token_file: Path | None) -> Result:
             version = _quiet_version(vault)
             with vault.snapshot_stream(token, settings.snapshot_timeout) as chunks:
                 try:  # verified as it streams in: one read of the bytes
-                    received, info = sv.receive_verified(chunks, directory, prefix, f"from {leader}")
+                    received, info = store.receive_verified(chunks, directory, prefix, f"from {leader}")
                 except SnapshotInvalid:
                     verified = False
                     raise
@@ -159,12 +159,12 @@ def take(settings: Settings, *, token_file: Path | None) -> Result:
             if own_login:
                 _revoke(vault, token)
             vault.close()
-        with sv.discard_on_failure(received.path):
+        with store.discard_on_failure(received.path):
             now = datetime.now(UTC).replace(microsecond=0)
             name = snapshot_name(prefix, now, info.index)
             manifest = Manifest.of(info, name, version, now)
             try:
-                final = sv.keep(received.path, name, manifest)
+                final = store.keep(received.path, name, manifest)
             except FileExistsError:
                 raise ConfigError(
                     f"snapshot {directory / name.file_name}: already exists (two runs in one second?): "
@@ -180,9 +180,9 @@ def take(settings: Settings, *, token_file: Path | None) -> Result:
         metrics.failed(verified)
         raise _write_error(directory, "cannot write", exc) from None
 
-    _, present = sv.survey(directory, prefix)
+    _, present = store.survey(directory, prefix)
     plan = plan_retention(present, retention, now, run_succeeded=True)
-    deleted = sv.delete(directory, prefix, plan.delete)
+    deleted = store.delete(directory, prefix, plan.delete)
     for gone in deleted:
         log.info("retention: deleted %s", gone)
     if plan.unverified:

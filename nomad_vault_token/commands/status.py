@@ -13,13 +13,13 @@ from nomad_vault_token.core import config
 from nomad_vault_token.core.durations import format_duration
 from nomad_vault_token.core.errors import EX_FAILED, NvtError, TokenInvalid, VaultUnavailable
 from nomad_vault_token.core.results import Result
-from nomad_vault_token.token import store as state
+from nomad_vault_token.token import store
 from nomad_vault_token.vault import tls
 from nomad_vault_token.vault.client import Vault
 
 
 def main(settings: config.Settings) -> Result:
-    saved = state.read(settings.state_file)
+    saved = store.read(settings.state_file)
     unsealer = unsealer_view(settings.unseal_file)
     if saved is None:
         message = (

@@ -11,7 +11,7 @@ from typing import Any
 
 from nomad_vault_token.core.config import Settings
 
-log = logging.getLogger("nomad_vault_token.commands.snapshot")
+log = logging.getLogger(__name__)
 
 METRICS_COMPONENT = "snapshot"
 COPY_SUCCESS = "nomad_vault_token_snapshot_copy_last_success"
@@ -69,13 +69,13 @@ class SnapshotMetrics:
         if self.dir is None:
             return
         from nomad_vault_token.core.metrics import flag, gauge
-        from nomad_vault_token.snapshot import store as sv
+        from nomad_vault_token.snapshot import store
 
         gauges = self._common(False) + self._copy_gauges({})
         if verified is not None:
             gauges.append(gauge("nomad_vault_token_snapshot_last_verification_success", flag(verified)))
         try:
-            _, present = sv.survey(self.snap_dir, self.prefix)
+            _, present = store.survey(self.snap_dir, self.prefix)
         except OSError:
             present = []
         good = [p.name for p in present if p.verified]
@@ -85,7 +85,7 @@ class SnapshotMetrics:
         ]
         if good:
             newest = good[-1]
-            manifest = sv.read_manifest(self.snap_dir / newest.manifest_name)
+            manifest = store.read_manifest(self.snap_dir / newest.manifest_name)
             gauges.append(
                 gauge("nomad_vault_token_snapshot_last_success_timestamp_seconds", newest.taken_at.timestamp())
             )

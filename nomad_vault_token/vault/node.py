@@ -39,7 +39,7 @@ class NodeClient:
 
     `connection` is how many connections this client has had to open so far: it changes exactly when
     urllib3 had to connect again (the first request, a connection the server closed, a request that
-    timed out and left its connection unusable). `unseal_plan` tells "sealed on purpose" from
+    timed out and left its connection unusable). `unseal.plan` tells "sealed on purpose" from
     "restarted" by it. The pool holds one connection (`pool_maxsize=1`, blocking), so the probes and
     the keys all travel over the same one; use a client from one thread at a time.
 

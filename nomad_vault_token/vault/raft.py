@@ -35,7 +35,7 @@ def snapshot_stream(
     only to https (http only to loopback when allowed) and through this client's TLS settings (same
     CA); the token goes there explicitly, never through requests' own redirect handling. Errors while
     the body streams (a cut connection, a timeout) raise VaultUnavailable; a body that ends early but
-    cleanly is for `snapshot_verify.verify` to catch."""
+    cleanly is for `archive.verify_stream` to catch."""
     import requests
 
     from nomad_vault_token.core.config import check_address
