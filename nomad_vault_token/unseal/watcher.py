@@ -453,8 +453,15 @@ class Unsealer:
         }
 
     def publish(self, r: Round) -> None:
-        doc = {"version": 1, "pid": os.getpid(), **self.view(r), "updated_at": time.time()}
-        self._write_state(doc)
+        from nomad_vault_token.unseal.published import Published
+
+        doc = {"version": Published.VERSION, "pid": os.getpid(), **self.view(r), "updated_at": time.time()}
+        try:
+            published = Published.from_json(doc)  # the model status reads it with
+        except ValueError as exc:  # a bug, but never worth stopping the unsealer for
+            log.warning("not writing %s: %s", self.settings.unseal_file, exc)
+        else:
+            self._write_state(published.to_json())
         if self.settings.metrics_dir is not None:
             self._write_metrics(r)
 
