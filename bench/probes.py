@@ -32,7 +32,7 @@ from typing import Any  # noqa: E402
 Mark = tuple[str, int]
 
 
-class _Exec(Exception):  # a signal, not an error
+class _Exec(BaseException):  # a signal, not an error: run's last resort (an Exception is a bug) must not catch it
     """Raised in place of os.execve: the path reached the exec."""
 
 
