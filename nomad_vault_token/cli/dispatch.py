@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from nomad_vault_token.cli.table import Command
+    from nomad_vault_token.core.results import Result
 
 
 def dispatch(command: str, params: dict[str, Any]) -> NoReturn:
@@ -64,17 +65,17 @@ def _say(write: Callable[[], None], command: str, fmt: str) -> None:
         last_resort.crash(exc, command, fmt)
 
 
-def _call(row: Command, flags: dict[str, Any], own: dict[str, Any]) -> Any:
+def _call(row: Command, flags: dict[str, Any], own: dict[str, Any]) -> Result:
     import importlib
 
     from nomad_vault_token.core import config
 
     config_file = own.pop("config", None)
-    module = importlib.import_module(row.module_path)
+    main: Callable[..., Result] = importlib.import_module(row.module_path).main  # each command's `main`
     if row.settings == "flags":
-        return module.main(flags, **own)
+        return main(flags, **own)
     if row.settings == "lenient":
-        return module.main(config.load_lenient(config_file, flags), **own)
+        return main(config.load_lenient(config_file, flags), **own)
     first = own.get(row.positionals[0].name) if row.positionals else None
     settings = config.Settings() if first in row.offline else config.load(config_file, flags)
-    return module.main(settings, **own)
+    return main(settings, **own)

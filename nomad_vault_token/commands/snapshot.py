@@ -20,13 +20,18 @@ import stat
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nomad_vault_token.core.config import Settings
 from nomad_vault_token.core.errors import DISK_ERRNOS, ConfigError, DiskError, NvtError, Partial
 from nomad_vault_token.core.results import Result
 from nomad_vault_token.core.secret import Secret
 from nomad_vault_token.vault.client import Vault
+
+if TYPE_CHECKING:  # loaded only by the paths that need them (boto3 behind remote)
+    from nomad_vault_token.snapshot.archive import Manifest, SnapshotInfo
+    from nomad_vault_token.snapshot.remote import Destination
+    from nomad_vault_token.snapshot.retention import Retention, SnapshotName
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +59,7 @@ def verify_file(file: str | None) -> Result:
     return Result(data, text)
 
 
-def _verify_remote(url: str) -> Any:
+def _verify_remote(url: str) -> SnapshotInfo:
     """Read an object back and verify it; its manifest, when there, must describe the same bytes."""
     from nomad_vault_token.snapshot import remote
     from nomad_vault_token.snapshot.archive import SnapshotInvalid
@@ -229,7 +234,7 @@ def take(settings: Settings, *, token_file: Path | None) -> Result:
     return Result(data, text)
 
 
-def _destinations(settings: Settings) -> list[Any]:
+def _destinations(settings: Settings) -> list[Destination]:
     """snapshot_copy_to as destinations, checked before anything is taken (78 for a bad URL or no boto3)."""
     if not settings.snapshot_copy_to:
         return []
@@ -244,7 +249,9 @@ def _destinations(settings: Settings) -> list[Any]:
     return found
 
 
-def _copy_one(dest: Any, final: Path, name: Any, manifest: Any, retention: Any, now: datetime) -> dict[str, Any]:
+def _copy_one(
+    dest: Destination, final: Path, name: SnapshotName, manifest: Manifest, retention: Retention, now: datetime
+) -> dict[str, Any]:
     """Copy the kept snapshot to one destination, verify it there, then retention there; never raises for the
     store's failures (they are the run's partial result)."""
     from nomad_vault_token.snapshot import remote

@@ -7,9 +7,13 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from nomad_vault_token.core.config import Settings
+
+if TYPE_CHECKING:  # metrics and the archive are loaded only when a run writes metrics
+    from nomad_vault_token.core.metrics import Gauge
+    from nomad_vault_token.snapshot.archive import SnapshotInfo
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +32,7 @@ class SnapshotMetrics:
         self.started = started
         self.copies = copies
 
-    def _copy_gauges(self, ok: dict[str, bool]) -> list[Any]:
+    def _copy_gauges(self, ok: dict[str, bool]) -> list[Gauge]:
         """Per destination: this run's copy verified (1) or not (0), and when a copy last was: now, or what the
         previous file said (carried over: the bucket may be what is down)."""
         from nomad_vault_token.core import metrics
@@ -45,7 +49,7 @@ class SnapshotMetrics:
                 gauges.append(gauge(COPY_TIMESTAMP, when, destination=url))
         return gauges
 
-    def _write(self, gauges: list[Any]) -> None:
+    def _write(self, gauges: list[Gauge]) -> None:
         if self.dir is None:
             return
         from nomad_vault_token.core import metrics
@@ -55,7 +59,7 @@ class SnapshotMetrics:
         except OSError as exc:
             log.warning("metrics: cannot write in %s: %s", self.dir, exc.strerror)
 
-    def _common(self, success: bool) -> list[Any]:
+    def _common(self, success: bool) -> list[Gauge]:
         from nomad_vault_token.core.metrics import flag, gauge
 
         return [
@@ -97,7 +101,7 @@ class SnapshotMetrics:
                 ]
         self._write(gauges)
 
-    def succeeded(self, info: Any, kept: int, unverified: int, copies: dict[str, bool]) -> None:
+    def succeeded(self, info: SnapshotInfo, kept: int, unverified: int, copies: dict[str, bool]) -> None:
         from nomad_vault_token.core.metrics import flag, gauge
 
         if self.dir is None:

@@ -24,6 +24,7 @@ from nomad_vault_token.vault.errors import Context, mapped
 if TYPE_CHECKING:
     import hvac
     import requests
+    from requests.adapters import HTTPAdapter
 
     from nomad_vault_token.core.config import Settings
 
@@ -98,7 +99,7 @@ class Health:
         return "standby" if self.standby else "active"
 
 
-def _server_name_adapter(name: str) -> Any:
+def _server_name_adapter(name: str) -> HTTPAdapter:
     from requests.adapters import HTTPAdapter
 
     class ServerNameAdapter(HTTPAdapter):
