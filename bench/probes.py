@@ -4,8 +4,8 @@
         runs the real `nomad-vault-token run` through the real entry point, with timers around
         the steps of commands/run.py::main and an audit hook that sees every TCP connect and
         HTTP request; `os.execve` is replaced by a recorder, so nothing is exec'd.
-        Then times lookup-self on a fresh client per call (what vault.py does) against one
-        kept-alive client, to price a TLS connection.
+        Then times lookup-self on a fresh client per call (what the client did before it kept its
+        connection alive) against one kept-alive client, to price a TLS connection.
     probes.py memory OUT.json VARIANT CONFIG
         imports what VARIANT names, does three lookup-selfs with the token saved for CONFIG,
         and reports its own VmRSS / PSS: what a tracker carrying only that would weigh.
@@ -116,7 +116,7 @@ def phases(out: Path, cli_args: list[str]) -> None:
 
 
 def _price_connections(config_path: Path, n: int = 9) -> dict[str, float]:
-    """Median ms of lookup-self: a new client per call (as vault.py does it) vs one kept-alive client."""
+    """Median ms of lookup-self: a new client per call (the client before it kept its connection alive) vs one kept-alive client."""
     import hvac
 
     from nomad_vault_token.core import config

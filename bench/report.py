@@ -300,7 +300,7 @@ def _phases(p: Phases) -> Lines:
         if data.lookup_fresh_client_ms is not None and data.lookup_kept_alive_ms is not None:
             lines += [
                 "",
-                f"lookup-self with a new client and connection per call (as vault.py does): "
+                f"lookup-self with a new client and connection per call: "
                 f"{data.lookup_fresh_client_ms:.1f} ms; on one kept-alive client: {data.lookup_kept_alive_ms:.1f} ms.",
             ]
     return lines
