@@ -16,7 +16,7 @@ import typer
 
 from nomad_vault_token import __version__
 from nomad_vault_token.cli import dispatch
-from nomad_vault_token.cli.table import TABLE, Command
+from nomad_vault_token.cli.table import TABLE, Command, Positional
 from nomad_vault_token.core import options
 from nomad_vault_token.core.errors import exit_codes_help
 from nomad_vault_token.core.options import Option
@@ -81,7 +81,7 @@ def _agent_parameter(row: Command) -> inspect.Parameter:
     )
 
 
-def _positional(p: Any) -> inspect.Parameter:
+def _positional(p: Positional) -> inspect.Parameter:
     info = typer.Argument(help=p.help, show_default=False, metavar=p.metavar)
     kind: Any = Optional[Path] if p.path else Optional[str]
     return inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=Annotated[kind, info])

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from nomad_vault_token.commands.check import Report
+from nomad_vault_token.commands.check_report import Report
 from nomad_vault_token.core.config import Settings
 from nomad_vault_token.core.errors import NvtError, VaultUnavailable
 from nomad_vault_token.core.secret import Secret

@@ -21,13 +21,13 @@ from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from nomad_vault_token.commands.check import Report, table
+from nomad_vault_token.commands.check_report import Report, table
 from nomad_vault_token.commands.check_workload import NomadAccess, admin_token, readiness
 from nomad_vault_token.core.config import Settings
 from nomad_vault_token.core.errors import EX_CONFIG, EX_TEMPFAIL, NvtError, TokenInvalid
 from nomad_vault_token.core.results import Result
 from nomad_vault_token.core.secret import Secret
-from nomad_vault_token.token import store as state
+from nomad_vault_token.token import store
 from nomad_vault_token.vault.client import Vault
 
 
@@ -47,7 +47,7 @@ def main(
     admin = admin_token(token_file)
     tracked = readiness(report, settings, admin=admin, jwks_url=nomad_jwks_url, nomad=nomad, agent=agent)
     _host_checks(report, settings, agent)
-    saved = state.read(settings.state_file)
+    saved = store.read(settings.state_file)
     _orphan_task_tokens(report, settings, saved, admin, tracked)
     failed = [r for r in report.rows if r.result == "fail"]
     doc: dict[str, object] = {"checks": [asdict(r) for r in report.rows]}
@@ -84,7 +84,7 @@ def main(
 
 
 def _orphan_task_tokens(
-    report: Report, settings: Settings, saved: state.State | None, admin: Secret | None, tracked: Sequence[str]
+    report: Report, settings: Settings, saved: store.State | None, admin: Secret | None, tracked: Sequence[str]
 ) -> None:
     """Legacy task tokens Nomad still tracks are no reason to wait when every one is an orphan: revoking the server
     token leaves them alone, and Nomad's docs let them expire on their own (`acl.mdx` v1.9.7:791-797). Each token

@@ -3,7 +3,7 @@
 Each component (the tracker, the unsealer, `snapshot`) describes its state as a list of
 `Gauge`s and calls `write_textfile(directory, component, gauges)`; the text comes from
 prometheus_client (imported on the first write, so `run` and every command that writes
-no metrics never load it), the file from `fsutil.write_atomic`: a temp file in the same
+no metrics never load it), the file from `files.write_atomic`: a temp file in the same
 directory (`.name.pid.tmp`, which the collector ignores), mode 0644 whatever the umask
 (node_exporter runs as another user), fsync, rename, fsync the directory. The
 collector reads either the old file or the new one, never half of one, and a file

@@ -32,7 +32,7 @@ from nomad_vault_token.token.tracker_report import Health, View
 from nomad_vault_token.vault import tls
 from nomad_vault_token.vault.client import TokenInfo, Vault
 
-log = logging.getLogger("nomad_vault_token.token.tracker")
+log = logging.getLogger(__name__)
 
 
 def spawn(

@@ -1,7 +1,7 @@
-"""The unsealer's rounds: every node probed in parallel, `unseal_plan` applied, the cluster reported.
+"""The unsealer's rounds: every node probed in parallel, `unseal.plan` applied, the cluster reported.
 
 Each node has a `Worker`: one `vault.NodeClient` (one kept-alive connection, numbered: what
-`unseal_plan` needs to tell "sealed on purpose" from "restarted"), the plan's `NodeMemory`, and at
+`unseal.plan` needs to tell "sealed on purpose" from "restarted"), the plan's `NodeMemory`, and at
 most one thread at a time. A round starts a thread for every node whose previous one has ended,
 waits for them up to a bound, and takes the verdict: a node still busy (hung: SIGSTOP, a black hole)
 counts as unreachable this round and gets no second thread, so one hung node never delays another's
@@ -55,7 +55,7 @@ from nomad_vault_token.unseal.plan import (
 from nomad_vault_token.unseal.verdict import Verdict, verdict
 from nomad_vault_token.vault.node import NodeClient, NodeUnreachable
 
-log = logging.getLogger("nomad_vault_token.unseal")
+log = logging.getLogger(__name__)
 
 JITTER = 0.2  # a watch-mode interval is shortened by up to this fraction, never lengthened
 ONCE_POLL = 1.0  # seconds between `--once`'s rounds while the outcome is not settled
@@ -459,8 +459,15 @@ class Unsealer:
         }
 
     def publish(self, r: Round) -> None:
-        doc = {"version": 1, "pid": os.getpid(), **self.view(r), "updated_at": time.time()}
-        self._write_state(doc)
+        from nomad_vault_token.unseal.published import Published
+
+        doc = {"version": Published.VERSION, "pid": os.getpid(), **self.view(r), "updated_at": time.time()}
+        try:
+            published = Published.from_json(doc)  # the model status reads it with
+        except ValueError as exc:  # a bug, but never worth stopping the unsealer for
+            log.warning("not writing %s: %s", self.settings.unseal_file, exc)
+        else:
+            self._write_state(published.to_json())
         if self.settings.metrics_dir is not None:
             self._write_metrics(r)
 

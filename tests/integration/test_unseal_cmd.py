@@ -507,7 +507,7 @@ def test_shipped_unit_ready_status_and_no_watchdog_while_nothing_can_be_unsealed
     import sys
 
     import nomad_vault_token
-    from nomad_vault_token.setup import systemd_unit as unit
+    from nomad_vault_token.setup import systemd_unit
     from testbed import systemd_sandbox
     from testbed.systemd_sandbox import Props, Sandbox
 
@@ -538,7 +538,7 @@ def test_shipped_unit_ready_status_and_no_watchdog_while_nothing_can_be_unsealed
                 f"unseal_nodes = {json.dumps(nodes)}\nca_cert = {json.dumps(str(ca))}\n"
                 'unseal_interval = "1s"\nrequest_timeout = "1s"\n'
             )
-            (units / unit_name).write_text(unit.render(template, bin_path=bin_path, config=cfg))
+            (units / unit_name).write_text(systemd_unit.render(template, bin_path=bin_path, config=cfg))
             (units / f"{unit_name}.d").mkdir()
             (units / f"{unit_name}.d" / "test.conf").write_text(
                 "[Unit]\nDefaultDependencies=no\n[Service]\n"

@@ -1,6 +1,6 @@
 """The shipped unit under a real systemd: the sandbox of systemd_sandbox.py, a real OpenBao, the stand-in agent.
 
-Each test renders `systemd/nomad.service` with `unit.render` (this venv's nomad-vault-token, a config
+Each test renders `systemd/nomad.service` with `systemd_unit.render` (this venv's nomad-vault-token, a config
 pointing at its own OpenBao, the stand-in agent as the agent), adds a drop-in with test-only settings,
 boots a sandbox with it, and reads back what systemd saw. Everything the unit needs lives in a work
 directory under /var/lib (the sandbox's /tmp, /run and /var/tmp are private), deleted afterwards.
@@ -25,7 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 import nomad_vault_token
-from nomad_vault_token.setup import systemd_unit as unit
+from nomad_vault_token.setup import systemd_unit
 from testbed import jsonl, quick_start, systemd_sandbox
 from testbed.agent import FAKE_NOMAD, Event, agent_config
 from testbed.bao import STARTUP_ROLE, Bao, Certs
@@ -33,7 +33,7 @@ from testbed.config import write_config
 from testbed.procs import mentioning, wait_for
 from testbed.systemd_sandbox import Props, Sandbox
 
-UNIT = unit.UNIT_NAME
+UNIT = systemd_unit.UNIT_NAME
 TARGET = "nvt-test.target"
 BIN = Path(sys.executable).parent / "nomad-vault-token"
 VAR_LIB = Path("/var/lib")
@@ -138,7 +138,7 @@ def service(
             d / "config.toml", server, sd_certs, state_dir=None, token_config=None, request_timeout="2s", **config
         )
         agent = [sys.executable, str(FAKE_NOMAD), "agent", "-config", str(agent_config(d / "agent.hcl", server))]
-        rendered = unit.render(unit.shipped_template(), bin_path=BIN, config=cfg, agent=agent, start_timeout="2min")
+        rendered = systemd_unit.render(systemd_unit.shipped_template(), bin_path=BIN, config=cfg, agent=agent, start_timeout="2min")
         systemd_sandbox.write_target(units, TARGET)
         (units / UNIT).write_text(rendered)
         (units / f"{UNIT}.d").mkdir()

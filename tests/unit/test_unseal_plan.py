@@ -1,7 +1,7 @@
-"""unseal_plan: every situation of the unseal issue as a row, plus the prober's loop against a model
+"""unseal.plan: every situation of the unseal issue as a row, plus the prober's loop against a model
 of Vault's Shamir unseal (progress, nonce, `invalid key` at the threshold), and the cluster verdict.
 
-The JSON shapes used here are the ones OpenBao 2.7.2 answered (see unseal_plan's docstring)."""
+The JSON shapes used here are the ones OpenBao 2.7.2 answered (see unseal.plan's docstring)."""
 
 from __future__ import annotations
 
