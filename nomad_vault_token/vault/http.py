@@ -60,7 +60,6 @@ def policy_session() -> requests.Session:
         def __init__(self) -> None:
             super().__init__()
             self.trust_env = False  # no proxy, no CA bundle, no .netrc from the environment
-            self.max_redirects = 0
             self.proxies = {}
 
         def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
