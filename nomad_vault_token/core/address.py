@@ -19,7 +19,7 @@ from nomad_vault_token.core.errors import ConfigError
 
 DEFAULT_PORTS = {"https": 443, "http": 80}
 _FORBIDDEN = {"\\": "a backslash", "@": "'@' (user info)", "%": "'%' (percent-encoding)"}
-EXPECTED = "expected https://HOST:PORT and nothing else"
+EXPECTED = "expected https://HOST:PORT (with the scheme) and nothing else"
 
 
 @dataclass(frozen=True)

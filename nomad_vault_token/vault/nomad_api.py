@@ -47,7 +47,7 @@ def get(addr: str, path: str, token: Secret | None, ca_pem: str, allow_insecure_
             raise NomadError(
                 f"{url}: Nomad answered HTTP {exc.code}, a redirect to {exc.headers.get('Location', '')!r}: not "
                 "followed (the ACL token goes only to the address you gave): give --nomad-addr of the agent itself",
-                EX_CONFIG,
+                EX_NOPERM,  # refused, as Vault's redirects are (vault/errors.py)
             ) from None
         if exc.code in (401, 403):
             raise NomadError(

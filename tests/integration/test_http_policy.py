@@ -19,6 +19,7 @@ from testbed.config import write_config
 from testbed.env import clean_env
 from testbed.http_traps import PlainBridge, Recorder, Redirector, proxied_env
 from testbed.proxy import CountingProxy
+from testbed.s3 import Rclone
 from testbed.snapshot_setup import SNAP_ROLE, prepare
 from testbed.unsealing import write_keys
 
@@ -129,6 +130,23 @@ def test_no_command_goes_through_a_proxy_from_the_environment(
         bridge.close()
     assert proxy.connections == 0, proxy.everything[:300]
     assert server.root_token.encode() not in proxy.everything and server.unseal_key.encode() not in proxy.everything
+
+
+def test_an_s3_copy_goes_through_no_proxy_from_the_environment(
+    raft: tuple[Bao, Certs], proxy: Recorder, tmp_path: Path
+) -> None:
+    """boto3 reads HTTP(S)_PROXY unless told otherwise: the copy to a real S3 server (rclone) goes direct."""
+    server, certs = raft
+    store = Rclone(tmp_path / "rclone")
+    try:
+        store.start()
+        store.make_bucket("snaps")
+        env = proxied_env(clean_env(**store.env()), proxy.url)
+        ok(run_cli(*snapshot_args(server.addr, certs, tmp_path / "snaps"), *cert_args(certs), "--copy-to",
+                   "s3://snaps/policy", env=env, timeout=180))  # fmt: skip
+    finally:
+        store.stop()
+    assert proxy.connections == 0, proxy.everything[:300]
 
 
 # ---- finding 3: no redirect followed, no ambient token ----------------------------------------------------
