@@ -35,7 +35,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from nomad_vault_token.core import at_rest
 from nomad_vault_token.core.config import Settings
@@ -75,9 +74,8 @@ WAKE = 0.25  # watch mode: the longest the loop sleeps (SIGTERM, a closed connec
 
 
 def node_name(addr: str) -> str:
-    """How a node is named in STATUS, logs and metrics: HOST:PORT."""
-    parts = urlsplit(addr)
-    return parts.netloc or addr
+    """How a node is named in STATUS, logs and metrics: HOST:PORT (addresses are canonical, `core.address`)."""
+    return addr.partition("://")[2] or addr
 
 
 class Keys:
