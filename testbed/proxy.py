@@ -9,6 +9,7 @@ front of one OpenBao node and counts the requests (the unseal tests, the unseal 
 from __future__ import annotations
 
 import contextlib
+import re
 import selectors
 import socket
 import ssl
@@ -114,6 +115,7 @@ class CountingProxy(LoopbackListener):
         self.node = node
         self.unseals = 0
         self.requests = 0
+        self.lines: list[str] = []  # "METHOD /v1/path" of every request seen, in order
         self._lock = threading.Lock()
         self.server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.server_ctx.load_cert_chain(str(certs.server_pem))
@@ -159,6 +161,10 @@ class CountingProxy(LoopbackListener):
                             with self._lock:
                                 self.requests += sum(data.count(m) for m in (b"GET /v1/", b"POST /v1/"))
                                 self.unseals += data.count(b"POST /v1/sys/unseal ")
+                                self.lines += [
+                                    f"{m.decode()} {p.decode()}"
+                                    for m, p in re.findall(rb"(GET|PUT|POST|DELETE|PATCH|LIST) (/v1/\S+) HTTP/", data)
+                                ]
                         dst.settimeout(10)
                         try:
                             dst.sendall(data)

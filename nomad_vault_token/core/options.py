@@ -15,15 +15,15 @@ from typing import Literal
 Kind = Literal["str", "path", "list", "bool", "switch"]
 
 TOKEN, CHECK, STATUS, RUN, INSTALL, BOOTSTRAP = "token", "check", "status", "run", "install", "bootstrap-roles"
-SNAPSHOT, UNSEAL, CUTOVER = "snapshot", "unseal", "cutover"
-COMMANDS = (TOKEN, CHECK, STATUS, RUN, INSTALL, BOOTSTRAP, SNAPSHOT, UNSEAL, CUTOVER)
+SNAPSHOT, UNSEAL, CUTOVER, INIT = "snapshot", "unseal", "cutover", "init"
+COMMANDS = (TOKEN, CHECK, STATUS, RUN, INSTALL, BOOTSTRAP, SNAPSHOT, UNSEAL, CUTOVER, INIT)
 
 _ALL = frozenset(COMMANDS)
 _MINTING = frozenset({TOKEN, CHECK, RUN, INSTALL, BOOTSTRAP})  # commands that know how the token is minted
 _LOGIN = frozenset({TOKEN, CHECK, RUN, INSTALL})  # commands that log in with the client certificate
-_READING = frozenset({TOKEN, CHECK, STATUS, RUN, BOOTSTRAP, SNAPSHOT, UNSEAL, CUTOVER})  # commands that read the config
+_READING = frozenset({TOKEN, CHECK, STATUS, RUN, BOOTSTRAP, SNAPSHOT, UNSEAL, CUTOVER, INIT})  # commands that read the config
 
-SNAPSHOTTING, UNSEALING, WORKLOAD = "Snapshot", "Unseal", "Workload identity"
+SNAPSHOTTING, UNSEALING, WORKLOAD, INITIALISING = "Snapshot", "Unseal", "Workload identity", "Init"
 CONN, MINT, RUNNING, INSTALLING, BOOTSTRAPPING, OUTPUT = (
     "Vault connection",
     "Minting",
@@ -90,7 +90,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("task_role", ("--task-role",), "str", "Nomad's create_from_role [default: nomad-cluster]", _MINTING, MINT),
     Option("state_dir", ("--state-dir",), "path",
            "where the token is kept for reuse [default: $STATE_DIRECTORY or /var/lib/nomad-vault-token]",
-           frozenset({CHECK, STATUS, RUN, UNSEAL, CUTOVER}), RUNNING),
+           frozenset({CHECK, STATUS, RUN, UNSEAL, CUTOVER, INIT}), RUNNING),
     Option("strict", ("--strict",), "bool",
            "treat what Nomad only warns about (e.g. sys/capabilities-self refused) as failures [default: no]",
            frozenset({CHECK, RUN}), RUNNING),
@@ -151,18 +151,18 @@ OPTIONS: tuple[Option, ...] = (
            "more", frozenset({INSTALL}), INSTALLING, setting=False, metavar="KEY=VALUE"),
     Option("client_ca", ("--client-ca",), "path",
            "PEM: the CA (or the certificate itself) the cert role trusts for the startup identity (not needed "
-           "with --workload-identity)", frozenset({BOOTSTRAP}), BOOTSTRAPPING, setting=False),
+           "with --workload-identity)", frozenset({BOOTSTRAP, INIT}), BOOTSTRAPPING, setting=False),
     Option("token_file", ("--token-file",), "path", "file holding the token (bootstrap-roles: an admin token; "
            "snapshot --auth token: one allowed to read sys/storage/raft/snapshot) [default: $VAULT_TOKEN]",
            frozenset({BOOTSTRAP, SNAPSHOT, CHECK, CUTOVER}), BOOTSTRAPPING, setting=False),
     Option("allowed_common_name", ("--allowed-common-name",), "list",
            "common name (or glob) the startup certificate must have; repeat for more [default: any]",
-           frozenset({BOOTSTRAP}), BOOTSTRAPPING, setting=False, metavar="NAME"),
+           frozenset({BOOTSTRAP, INIT}), BOOTSTRAPPING, setting=False, metavar="NAME"),
     Option("task_allowed_policy", ("--task-allowed-policy",), "list",
            "a policy jobs may ask for (the task role's allowed_policies); repeat for more "
-           "[default: any except the server policy]", frozenset({BOOTSTRAP}), BOOTSTRAPPING, setting=False,
+           "[default: any except the server policy]", frozenset({BOOTSTRAP, INIT}), BOOTSTRAPPING, setting=False,
            metavar="POLICY"),
-    Option("login_ttl", ("--login-ttl",), "str", "TTL (and max TTL) of the cert login token", frozenset({BOOTSTRAP}),
+    Option("login_ttl", ("--login-ttl",), "str", "TTL (and max TTL) of the cert login token", frozenset({BOOTSTRAP, INIT}),
            BOOTSTRAPPING, setting=False, default="5m"),
     Option("diff", ("--diff",), "switch", "also show each field's change (old -> new)", frozenset({BOOTSTRAP}),
            BOOTSTRAPPING, setting=False),
@@ -207,12 +207,12 @@ OPTIONS: tuple[Option, ...] = (
            "after --), nodes on 1.7.2+, no job or allocation left on legacy tokens (Nomad's upgrade check); exit 75 "
            "while not", frozenset({CHECK}), WORKLOAD, setting=False),
     Option("nomad_addr", ("--nomad-addr",), "str", "Nomad's HTTP API for the readiness checks [default: "
-           "https://127.0.0.1:4646]", frozenset({CHECK, CUTOVER}), WORKLOAD, setting=False, metavar="URL"),
+           "https://127.0.0.1:4646]", frozenset({CHECK, CUTOVER, INIT}), WORKLOAD, setting=False, metavar="URL"),
     Option("nomad_token_file", ("--nomad-token-file",), "path", "file holding a Nomad ACL token with operator:read "
-           "and node:read (readiness) [default: none, for a cluster without ACLs]", frozenset({CHECK, CUTOVER}), WORKLOAD,
+           "and node:read (readiness) [default: none, for a cluster without ACLs]", frozenset({CHECK, CUTOVER, INIT}), WORKLOAD,
            setting=False, metavar="FILE"),
     Option("nomad_ca", ("--nomad-ca",), "path", "PEM: the CA of Nomad's HTTPS certificate (readiness) [default: "
-           "the system CAs]", frozenset({CHECK, CUTOVER}), WORKLOAD, setting=False, metavar="FILE"),
+           "the system CAs]", frozenset({CHECK, CUTOVER, INIT}), WORKLOAD, setting=False, metavar="FILE"),
     Option("nomad_jwks_url", ("--nomad-jwks-url",), "str", "where Vault fetches Nomad's keys: "
            "https://NOMAD:4646/.well-known/jwks.json (check: instead of the one Vault's config names)",
            frozenset({BOOTSTRAP, CHECK, CUTOVER}), WORKLOAD, setting=False,
@@ -277,6 +277,35 @@ OPTIONS: tuple[Option, ...] = (
     Option("metrics_dir", ("--metrics-dir",), "path", "node_exporter textfile directory (*.prom) for the "
            "metrics; the tracker reads it from the config [default: none]", frozenset({SNAPSHOT, UNSEAL}), OUTPUT,
            metavar="DIR"),
+    # ---- init
+    Option("init_node", ("--node",), "str", "the node to initialise, https://HOST:PORT [default: vault_addr]",
+           frozenset({INIT}), INITIALISING, setting=False, metavar="ADDR"),
+    Option("shares", ("--shares",), "str", "how many key shares [default: 5, or one per --pgp-key]",
+           frozenset({INIT}), INITIALISING, setting=False, metavar="N"),
+    Option("threshold", ("--threshold",), "str", "how many shares unseal [default: 3]", frozenset({INIT}),
+           INITIALISING, setting=False, metavar="T"),
+    Option("nomad_variable", ("--nomad-variable",), "str", "write the shares to this Nomad Variable, items key_1, "
+           "key_2, ... (created with check-and-set: an existing one is never overwritten); PATH:1,2 for some "
+           "shares only (e.g. nomad/jobs/vault-unseal)", frozenset({INIT}), INITIALISING, setting=False,
+           metavar="PATH[:I,J]"),
+    Option("credential_file", ("--credential-file",), "list", "write shares to this file as an encrypted systemd "
+           "credential (LoadCredentialEncrypted=NAME:PATH, NAME the file name without .cred); PATH:1,2 for some "
+           "shares only (split custody: a:1,2 b:2,3 c:1,3); repeat for more", frozenset({INIT}), INITIALISING,
+           setting=False, metavar="PATH[:I,J]"),
+    Option("credential_key", ("--credential-key",), "str", "systemd-creds --with-key for the credentials and the "
+           "rescue file: auto, host, tpm2, host+tpm2", frozenset({INIT}), INITIALISING, setting=False,
+           default="auto"),
+    Option("pgp_key", ("--pgp-key",), "list", "a person's PGP public key (gpg --export, binary or armored): "
+           "Vault encrypts one share to it (pgp_keys); repeat, one per share", frozenset({INIT}), INITIALISING,
+           setting=False, metavar="FILE"),
+    Option("root_token_pgp_key", ("--root-token-pgp-key",), "path", "keep the root token, encrypted by Vault to "
+           "this PGP public key (root-token.gpg in --share-dir); default: revoke it at once", frozenset({INIT}),
+           INITIALISING, setting=False, metavar="FILE"),
+    Option("share_dir", ("--share-dir",), "path", "where the PGP-encrypted shares and root token are written "
+           "(0600, one file per holder) [default: the current directory]", frozenset({INIT}), INITIALISING,
+           setting=False, metavar="DIR"),
+    Option("bootstrap", ("--bootstrap",), "switch", "use the root token for bootstrap-roles (with --client-ca "
+           "and its other flags), then revoke it", frozenset({INIT}), INITIALISING, setting=False),
     Option("settle_timeout", ("--settle-timeout",), "str", "with --once: how long to keep checking until "
            "the outcome is settled", frozenset({UNSEAL}), UNSEALING, setting=False, default="60s"),
 )  # fmt: skip
