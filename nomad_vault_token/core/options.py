@@ -247,12 +247,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("canary", ("--canary",), "str", "restore-test: a KV v1 path to read back from the restored data "
            "(with the token of --token-file / $VAULT_TOKEN, of the source cluster)", frozenset({SNAPSHOT}),
            SNAPSHOTTING, setting=False),
+    Option("force", ("--force",), "switch", "restore: into a cluster that is initialised (its data is replaced; "
+           "needs a token with sudo on sys/storage/raft/snapshot-force)", frozenset({SNAPSHOT}), SNAPSHOTTING,
+           setting=False),
     # ---- unseal
     Option("once", ("--once",), "switch", "check every node, unseal the sealed ones, exit (0 leader and all "
            "unsealed, 65 keys refused, 69 unreachable, 75 partial or a seal migration waiting); default: watch for ever",
            frozenset({UNSEAL}), UNSEALING, setting=False),
     Option("unseal_nodes", ("--node",), "list", "a node's address, https://HOST:PORT; repeat for each node "
-           "[default: vault_addr]", frozenset({UNSEAL}), UNSEALING, metavar="ADDR"),
+           "[default: vault_addr]", frozenset({UNSEAL, SNAPSHOT}), UNSEALING, metavar="ADDR"),
     Option("unseal_nodes_file", ("--nodes-file",), "path", "instead of --node: a file naming the nodes, one "
            "address a line (a Nomad template from nomadService); read again when it changes, no restart",
            frozenset({UNSEAL}), UNSEALING, metavar="FILE"),
