@@ -229,3 +229,17 @@ def test_an_auto_unseal_node_gets_recovery_keys(nomad: NomadVariables, certs: Ce
         assert_no_secret(result, *nomad.items(VAR).values())
     finally:
         n.stop()
+
+
+def test_bootstrap_with_the_root_token_then_revoke_it(node: Single, certs: Certs, tmp_path: Path) -> None:
+    creds = tmp_path / "credstore"
+    creds.mkdir()
+    result = init(node, certs, tmp_path, "--shares", "1", "--threshold", "1", "--credential-file",
+                  f"{creds}/unseal.cred", "--bootstrap", "--client-ca", str(certs.ca_path), "--format", "json")  # fmt: skip
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["root_token"] == "used for bootstrap-roles, then revoked"
+    # what bootstrap-roles wrote works: the startup certificate logs in and mints a server token
+    minted = run_cli("token", "--vault-addr", node.addr, "--ca-cert", str(certs.ca_path), "--client-cert",
+                     str(certs.client_cert), "--client-key", str(certs.client_key), env=clean_env())  # fmt: skip
+    assert minted.code == 0, minted.err
+    assert minted.out.strip().startswith("s.")
