@@ -125,7 +125,7 @@ def run(settings: Settings, source: str, *, force: bool, token_file: Path | None
         del token
         sealed = False
         if throwaway:  # measured: the node seals itself once it finds the snapshot's keyring; then say so
-            _wait(lambda: node.health().sealed, SEAL_TIMEOUT, f"{addr} to seal itself after the restore")
+            _wait(lambda: _sealed(node), SEAL_TIMEOUT, f"{addr} to seal itself after the restore")
             sealed = True
     others = [n for n in settings.unseal_addresses if n.rstrip("/") != addr.rstrip("/")]
     keys_hint = (
@@ -157,6 +157,11 @@ def run(settings: Settings, source: str, *, force: bool, token_file: Path | None
 def _active(node: Any) -> bool:
     health = node.health()
     return bool(health.usable and not health.standby)
+
+
+def _sealed(node: Any) -> bool:
+    health = node.health()
+    return bool(health.reachable and health.sealed)
 
 
 def _wait(predicate: Any, timeout: float, what: str) -> None:
