@@ -153,6 +153,11 @@ def main(
             f"init: {node_addr} is already initialised (seal type {status.seal_type}): nothing was sent; "
             "a joining node needs no init, the unsealer unseals it"
         )
+    if pgp_files and not status.auto_unseal and (root_pgp is None or bootstrap):
+        raise ConfigError(
+            f"init: {node_addr} is Shamir-sealed and --pgp-key encrypts every share, so this tool cannot unseal it "
+            "to use or revoke the root token: give --root-token-pgp-key FILE (and no --bootstrap); nothing was sent"
+        )
     kind = "recovery" if status.auto_unseal else "unseal"
     try:
         body = init_plan.init_request(
@@ -358,8 +363,6 @@ def _use_and_revoke(
 ) -> tuple[str, str]:
     """Unseal (Shamir, with the new keys in memory), wait for the node to be active, run bootstrap-roles if
     asked, and revoke the root token: (what became of it, an error or "")."""
-    if not keys and not auto_unseal:
-        return "discarded unseen (the shares are PGP-encrypted: this tool cannot unseal to revoke it)", ""
     try:
         if not auto_unseal:
             for key in keys[:threshold]:

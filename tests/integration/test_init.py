@@ -243,3 +243,13 @@ def test_bootstrap_with_the_root_token_then_revoke_it(node: Single, certs: Certs
                      str(certs.client_cert), "--client-key", str(certs.client_key), env=clean_env())  # fmt: skip
     assert minted.code == 0, minted.err
     assert minted.out.strip().startswith("s.")
+
+
+def test_pgp_shares_on_shamir_need_the_root_token_encrypted_too(
+    gpg: tuple[GnuPG, dict[str, Path]], node: Single, certs: Certs, tmp_path: Path
+) -> None:
+    """The tool cannot unseal with shares it cannot read, so it could neither use nor revoke the root token."""
+    _, keys = gpg
+    result = init(node, certs, tmp_path, "--shares", "1", "--threshold", "1", "--pgp-key", str(keys["alice"]))
+    assert_one_line_error(result, 78, "--root-token-pgp-key", "nothing was sent")
+    assert node.seal_status()["initialized"] is False
