@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nomad_vault_token.core.config import Settings, check_address
+from nomad_vault_token.core.config import Settings
 from nomad_vault_token.core.errors import EX_TEMPFAIL, ConfigError, NvtError, UsageError, VaultUnavailable
 from nomad_vault_token.core.results import Result
 from nomad_vault_token.core.secret import Secret
@@ -66,7 +66,6 @@ def _int(text: str | None, flag: str, default: int) -> int:
 def main(
     settings: Settings,
     *,
-    init_node: str | None = None,
     shares: str | None = None,
     threshold: str | None = None,
     nomad_variable: str | None = None,
@@ -88,8 +87,12 @@ def main(
     from nomad_vault_token.core.files import read_bytes
 
     # ---- everything checked before a request ----------------------------------------------------------
-    node_addr = (init_node or settings.vault_addr).rstrip("/")
-    check_address(node_addr, settings.allow_insecure_http, "--node")
+    if len(settings.unseal_nodes) > 1:
+        raise UsageError(
+            f"init: {len(settings.unseal_nodes)} nodes given (--node or unseal_nodes): give the one node to "
+            "initialise, --node ADDR; the others join it and need no init"
+        )
+    node_addr = (settings.unseal_nodes[0] if settings.unseal_nodes else settings.vault_addr).rstrip("/")
     pgp_files = list(pgp_key or [])
     n_shares = _int(shares, "--shares", len(pgp_files) or 5)
     n_threshold = _int(threshold, "--threshold", min(3, n_shares))

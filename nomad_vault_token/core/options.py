@@ -255,7 +255,8 @@ OPTIONS: tuple[Option, ...] = (
            "unsealed, 65 keys refused, 69 unreachable, 75 partial or a seal migration waiting); default: watch for ever",
            frozenset({UNSEAL}), UNSEALING, setting=False),
     Option("unseal_nodes", ("--node",), "list", "a node's address, https://HOST:PORT; repeat for each node "
-           "[default: vault_addr]", frozenset({UNSEAL, SNAPSHOT}), UNSEALING, metavar="ADDR"),
+           "(init: the one node to initialise; snapshot restore: the cluster's nodes, for the steps) "
+           "[default: vault_addr]", frozenset({UNSEAL, SNAPSHOT, INIT}), UNSEALING, metavar="ADDR"),
     Option("unseal_nodes_file", ("--nodes-file",), "path", "instead of --node: a file naming the nodes, one "
            "address a line (a Nomad template from nomadService); read again when it changes, no restart",
            frozenset({UNSEAL}), UNSEALING, metavar="FILE"),
@@ -281,8 +282,6 @@ OPTIONS: tuple[Option, ...] = (
            "metrics; the tracker reads it from the config [default: none]", frozenset({SNAPSHOT, UNSEAL}), OUTPUT,
            metavar="DIR"),
     # ---- init
-    Option("init_node", ("--node",), "str", "the node to initialise, https://HOST:PORT [default: vault_addr]",
-           frozenset({INIT}), INITIALISING, setting=False, metavar="ADDR"),
     Option("shares", ("--shares",), "str", "how many key shares [default: 5, or one per --pgp-key]",
            frozenset({INIT}), INITIALISING, setting=False, metavar="N"),
     Option("threshold", ("--threshold",), "str", "how many shares unseal [default: 3]", frozenset({INIT}),
