@@ -6,6 +6,7 @@ each destination broken in turn after Vault answered, every share recovered from
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -253,3 +254,24 @@ def test_pgp_shares_on_shamir_need_the_root_token_encrypted_too(
     result = init(node, certs, tmp_path, "--shares", "1", "--threshold", "1", "--pgp-key", str(keys["alice"]))
     assert_one_line_error(result, 78, "--root-token-pgp-key", "nothing was sent")
     assert node.seal_status()["initialized"] is False
+
+
+def test_pgp_shares_that_cannot_be_written_are_kept_as_vault_encrypted_them(
+    gpg: tuple[GnuPG, dict[str, Path]], node: Single, certs: Certs, tmp_path: Path
+) -> None:
+    g, keys = gpg
+    (tmp_path / "not-a-dir").write_text("")
+    result = init(node, certs, tmp_path, "--threshold", "2", "--pgp-key", str(keys["alice"]), "--pgp-key",
+                  str(keys["bob"]), "--root-token-pgp-key", str(keys["root"]), "--share-dir",
+                  str(tmp_path / "not-a-dir" / "out"))  # fmt: skip
+    assert_one_line_error(result, 75, "init-rescue-", "keys_pgp_base64")
+    (rescue,) = (tmp_path / "state").iterdir()
+    assert rescue.stat().st_mode & 0o777 == 0o600
+    doc = json.loads(rescue.read_text())
+    shares = [g.decrypt(base64.b64decode(b)).decode().strip() for b in doc["keys_pgp_base64"]]
+    root = g.decrypt(base64.b64decode(doc["root_token_pgp_base64"])).decode().strip()
+    assert all(len(s) == 66 for s in shares) and root.startswith("s.")
+    for share in shares:
+        node.submit_key(share)
+    wait_for(lambda: node.health_code() == 200, 60, "active with the rescued shares", interval=0.2)
+    assert node.get("auth/token/lookup-self", token=root).code == 200
