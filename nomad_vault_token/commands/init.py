@@ -193,6 +193,12 @@ def main(
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     rescue, rescue_error = _keep_rescue(rescue_dir, stamp, rescue_doc, encrypted=not pgp_files, with_key=with_key)
     del rescue_doc
+    if len(keys) != n_shares:  # kept in the rescue file all the same (when there are any)
+        raise VaultUnavailable(
+            f"sys/init: {node_addr} answered {len(keys)} {kind} shares, {n_shares} were asked: nothing written but "
+            f"the rescue file {rescue}",
+            state="error",
+        )
     outcomes = [Outcome(h) for h in holders]
     for outcome in outcomes:
         try:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from testbed.bao import Certs
 from testbed.cli import Result, assert_one_line_error, run_cli
@@ -179,3 +181,45 @@ def test_restore_into_an_uninitialised_node_from_a_file(
         assert fresh.get("canary/data", token=cluster.root_token).body["data"]["value"] == CANARY
     finally:
         fresh.stop()
+
+
+def test_latest_skips_a_newest_copy_that_does_not_verify(
+    cluster: RaftCluster, certs: Certs, rclone: Rclone, tmp_path: Path
+) -> None:
+    older = take_snapshot(cluster, certs, rclone, tmp_path / "snaps")["copies"][0]["url"]
+    time.sleep(1.1)  # names are per second: the next snapshot must get a later one
+    newest = take_snapshot(cluster, certs, rclone, tmp_path / "snaps")["copies"][0]["url"]
+    assert newest != older
+    damaged = rclone.data / newest.removeprefix("s3://")
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size: its manifest still names it, only reading it back finds out
+    damaged.write_bytes(bytes(data))
+    fresh = Single("fresh", tmp_path / "fresh", certs)
+    try:
+        fresh.launch()
+        result = cli(rclone, "snapshot", "restore", "latest", "--copy-to", f"s3://{BUCKET}/vault", "--vault-addr",
+                     fresh.addr, "--ca-cert", str(certs.ca_path), "--format", "json")  # fmt: skip
+        assert result.code == 0, result.err
+        assert json.loads(result.out.splitlines()[-1])["file"] == older
+        assert "does not verify, trying an older copy" in result.err
+    finally:
+        fresh.stop()
+
+
+def test_force_restores_into_a_serving_cluster(cluster: RaftCluster, certs: Certs, rclone: Rclone, tmp_path: Path) -> None:
+    snap = take_snapshot(cluster, certs, rclone, tmp_path / "snaps")["file"]
+    active = cluster.node(leader(cluster))
+    assert active.post("canary/data", {"value": "written after the snapshot"}, token=cluster.root_token).code == 204
+    result = run_cli("snapshot", "restore", snap, "--force", "--vault-addr", active.addr, "--ca-cert",
+                     str(certs.ca_path), "--format", "json", env=clean_env(VAULT_TOKEN=cluster.root_token))  # fmt: skip
+    assert result.code == 0, result.err
+    doc = json.loads(result.out)
+    assert doc["initialised_here"] is False and doc["steps"][-1]["command"] == "nomad-vault-token check --mint"
+
+    def back() -> bool:
+        try:
+            return bool(active.get("canary/data", token=cluster.root_token, timeout=2).body["data"]["value"] == CANARY)
+        except (requests.RequestException, KeyError):
+            return False
+
+    wait_for(back, 60, "the snapshot's canary back", interval=0.5)
