@@ -110,6 +110,8 @@ def main(
         raise UsageError("init --bootstrap: give --client-ca FILE (the CA the cert role trusts), as bootstrap-roles")
     if bootstrap and root_token_pgp_key is not None:
         raise UsageError("init: --bootstrap uses the root token and revokes it; --root-token-pgp-key keeps it: give one")
+    if bootstrap and client_ca is not None:  # read now: a bad bootstrap flag must not show only after sys/init
+        read_bytes(client_ca, "--client-ca", "give the CA (or certificate) the cert role trusts")
     with_key = credentials.check_with_key(credential_key or "auto")
     holders: list[Holder] = []
     try:
@@ -387,21 +389,30 @@ def _use_and_revoke(
                     f"init: {node.settings.vault_addr} did not become active within {ACTIVE_TIMEOUT:.0f}s", state="error"
                 )
             time.sleep(0.2)
-        how = "revoked"
-        error = ""
-        if bootstrap:
-            from nomad_vault_token.commands import bootstrap as bootstrap_roles
+    except NvtError as exc:
+        return "NOT revoked", (
+            f"init: keys kept, but the node did not come up to revoke the root token ({exc.message}): it was never "
+            "written anywhere; revoke root tokens with `bao token revoke` once the cluster serves"
+        )
+    how = "revoked"
+    error = ""
+    if bootstrap:  # its failure is reported; the root token is revoked all the same
+        from nomad_vault_token.commands import bootstrap as bootstrap_roles
 
+        how = "used for bootstrap-roles, then revoked"
+        try:
             done = bootstrap_roles.main(
                 node.settings, token_file=None, admin=root, dry_run=False, diff=False, **bootstrap_args
             )
-            how = "used for bootstrap-roles, then revoked"
             if done.exit_code:
-                error = f"init: keys kept, but bootstrap-roles failed: {done.error}: run bootstrap-roles with an admin token"
+                error = f"init: keys kept, but bootstrap-roles failed: {done.error}: run it with an admin token"
+        except NvtError as exc:
+            error = f"init: keys kept, but bootstrap-roles failed: {exc.message}: run it with an admin token"
+    try:
         node.revoke(root)
-        return how, error
     except NvtError as exc:
         return "NOT revoked", (
-            f"init: keys kept, but the root token could not be used and revoked ({exc.message}): it was never written "
+            f"init: keys kept, but the root token could not be revoked ({exc.message}): it was never written "
             "anywhere; revoke root tokens with `bao token revoke` once the cluster serves"
         )
+    return how, error
