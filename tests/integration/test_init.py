@@ -106,7 +106,7 @@ def test_init_into_a_nomad_variable_and_split_custody_credentials(
     result = init(
         node, certs, tmp_path, "--shares", "3", "--threshold", "2", "--nomad-variable", f"{VAR}:1,2",
         "--credential-file", f"{creds}/unseal-a.cred:1,2", "--credential-file", f"{creds}/unseal-b.cred:2,3",
-        "--credential-file", f"{creds}/unseal-c.cred:1,3", "--format", "json", nomad=nomad,
+        "--credential-file", f"{creds}/unseal-c.cred:1,3", "--format", "json", "--verbose", nomad=nomad,
     )  # fmt: skip
     assert result.code == 0, result.err
     doc = json.loads(result.out)
@@ -120,7 +120,8 @@ def test_init_into_a_nomad_variable_and_split_custody_credentials(
         assert f.stat().st_mode & 0o777 == 0o600
         assert not any(k.encode() in f.read_bytes() for k in a + b), "a credential holds a key in plain text"
     assert not list((tmp_path / "state").iterdir()), "the rescue file stays only when a destination failed"
-    assert_no_secret(result, *a, *b)
+    assert_no_secret(result, *a, *b)  # debug logging on, too
+    assert "DEBUG" in result.err
     # init unsealed the node to revoke the root token: it is active; each holder alone unseals it again
     assert node.health_code() == 200
     restart_and_unseal(node, b, 2)
