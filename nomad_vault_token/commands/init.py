@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RESCUE_NAME = "nvt-init-rescue"  # the rescue credential's embedded name
+INIT_TIMEOUT = 120  # seconds a request may take here (sys/init above all)
 ACTIVE_TIMEOUT = 120.0  # a new raft node becomes active within seconds; bounded for a loaded host
 
 
@@ -151,7 +152,9 @@ def main(
     # ---- the node --------------------------------------------------------------------------------------
     from nomad_vault_token.vault.lifecycle import Lifecycle
 
-    node = Lifecycle(replace(settings, vault_addr=node_addr))
+    # sys/init on raft can take many seconds on a loaded host, and an answer lost to a timeout is a cluster whose
+    # keys nobody has: wait for it longer than for any other request
+    node = Lifecycle(replace(settings, vault_addr=node_addr, request_timeout=max(settings.request_timeout, INIT_TIMEOUT)))
     status = node.seal_status()
     if status.initialized:
         raise ConfigError(

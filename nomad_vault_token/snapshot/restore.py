@@ -89,7 +89,7 @@ def run(settings: Settings, source: str, *, force: bool, token_file: Path | None
         local, info, origin = _fetch(settings, source, Path(scratch))
         fetched = time.monotonic() - started
         addr = settings.vault_addr
-        node = Lifecycle(replace(settings, request_timeout=max(settings.request_timeout, 30)))
+        node = Lifecycle(replace(settings, request_timeout=max(settings.request_timeout, 120)))
         status = node.seal_status()
         throwaway = not status.initialized
         if status.initialized:
