@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -195,7 +196,7 @@ def main(
     }
     if root_pgp:
         rescue_doc["root_token_pgp_base64"] = root.reveal()
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
     rescue, rescue_error = _keep_rescue(rescue_dir, stamp, rescue_doc, encrypted=not pgp_files, with_key=with_key)
     del rescue_doc
     if len(keys) != n_shares:  # kept in the rescue file all the same (when there are any)
