@@ -186,8 +186,10 @@ def test_restore_into_an_uninitialised_node_from_a_file(
 def test_latest_skips_a_newest_copy_that_does_not_verify(
     cluster: RaftCluster, certs: Certs, rclone: Rclone, tmp_path: Path
 ) -> None:
+    taken = int(time.time())
     older = take_snapshot(cluster, certs, rclone, tmp_path / "snaps")["copies"][0]["url"]
-    time.sleep(1.1)  # names are per second: the next snapshot must get a later one
+    # names are per second: the next snapshot must be taken in a later one
+    wait_for(lambda: int(time.time()) > taken + 1, 5, "the next second", interval=0.05)
     newest = take_snapshot(cluster, certs, rclone, tmp_path / "snaps")["copies"][0]["url"]
     assert newest != older
     damaged = rclone.data / newest.removeprefix("s3://")
