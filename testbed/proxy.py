@@ -10,6 +10,7 @@ keeps what the clients sent (the HTTP policy's tests read the headers).
 from __future__ import annotations
 
 import contextlib
+import re
 import selectors
 import socket
 import ssl
@@ -117,6 +118,7 @@ class CountingProxy(LoopbackListener):
         self.heads = bytearray()  # with `record`: every byte the clients sent, decrypted
         self.unseals = 0
         self.requests = 0
+        self.lines: list[str] = []  # "METHOD /v1/path" of every request seen, in order
         self._lock = threading.Lock()
         self.server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.server_ctx.load_cert_chain(str(certs.server_pem))
@@ -164,6 +166,10 @@ class CountingProxy(LoopbackListener):
                                 self.unseals += data.count(b"POST /v1/sys/unseal ")
                                 if self.record:
                                     self.heads += data
+                                self.lines += [
+                                    f"{m.decode()} {p.decode()}"
+                                    for m, p in re.findall(rb"(GET|PUT|POST|DELETE|PATCH|LIST) (/v1/\S+) HTTP/", data)
+                                ]
                         dst.settimeout(10)
                         try:
                             dst.sendall(data)

@@ -47,8 +47,12 @@ class Command:
 
 
 SNAPSHOT_POSITIONALS = (
-    Positional("action", "verify or restore-test; none: take a snapshot", "[verify|restore-test]"),
-    Positional("file", "the snapshot file or s3://BUCKET/PREFIX/NAME.snap (verify, restore-test)", "[FILE|URL]"),
+    Positional("action", "verify, restore-test or restore; none: take a snapshot", "[verify|restore-test|restore]"),
+    Positional(
+        "file",
+        "the snapshot file or s3://BUCKET/PREFIX/NAME.snap (verify, restore-test, restore); restore: also latest",
+        "[FILE|URL|latest]",
+    ),
 )
 
 TABLE: dict[str, Command] = {
@@ -157,12 +161,38 @@ TABLE: dict[str, Command] = {
     snapshot verify FILE|URL    check a snapshot file offline, or an object in a bucket
     snapshot restore-test FILE|URL  restore it into a throwaway local OpenBao, unseal it with
                                 --keys-file (the source cluster's keys), read --canary back
+    snapshot restore FILE|URL|latest  after a total loss: verify it, then restore it into the
+                                (empty) cluster at --vault-addr; latest: the newest copy at
+                                --copy-to that verifies; prints the steps left to the operator
+                                (restart the node, the unsealer, the other nodes join).
+                                An initialised cluster is refused unless --force (with a token)
 
     Exit codes: 0 done, 65 the snapshot failed verification, 69 Vault or the bucket unavailable,
-    75 kept here but a copy failed, 77 Vault or the bucket refused, 78 configuration error.
+    75 kept here but a copy failed, 77 Vault or the bucket refused, 78 configuration error (restore:
+    an initialised cluster without --force).
     """,
         positionals=SNAPSHOT_POSITIONALS,
         offline=("verify",),
+    ),
+    options.INIT: Command(
+        options.INIT,
+        "init",
+        """Initialise a new cluster, its keys going straight into custody; never prints a key or the root token.
+
+    \b
+    --nomad-variable PATH[:I,J]  a Nomad Variable (items key_1, ...), created with check-and-set
+    --credential-file PATH[:I,J] an encrypted systemd credential for this host (repeat: split custody)
+    --pgp-key FILE               one share per person, encrypted by Vault to their key (repeat)
+
+    Shamir shares, or recovery shares when the node has an auto-unseal seal. The root token is revoked at
+    once (the node is unsealed with the new keys for that), used for bootstrap-roles first (--bootstrap),
+    or kept encrypted to --root-token-pgp-key. Before any destination is written, every share is kept in a
+    0600 rescue file in the state directory, encrypted with systemd-creds (with --pgp-key: as Vault
+    encrypted them); it is removed once every destination holds its shares, else the error says where it is.
+
+    Exit codes: 0 done, 75 initialised but a destination failed (the rescue file holds every share),
+    78 already initialised (nothing sent) or bad flags, 69 Vault unavailable, 77 refused.
+    """,
     ),
     options.UNSEAL: Command(
         options.UNSEAL,

@@ -68,6 +68,7 @@ def main(
     snapshot_job_namespace: str | None = "default",
     snapshot_task: str | None = "snapshot",
     remove_legacy: bool = False,
+    admin: Secret | None = None,  # `init --bootstrap`: the new cluster's root token, instead of token_file
 ) -> Result:
     check = dry_run
     if remove_legacy and (snapshot or workload_identity):
@@ -104,7 +105,7 @@ def main(
     ca_pem = _client_ca(client_ca)
     task_allowed = _task_allowed(task_allowed_policy or [], settings)
     common_names = _common_names(allowed_common_name or [])
-    admin = _admin_token(token_file)
+    admin = admin or _admin_token(token_file)
 
     if settings.mint_mode == "create-orphan" and not snapshot:
         logger.warning("%s", CREATE_ORPHAN_WARNING)

@@ -1,5 +1,5 @@
 """`snapshot`: a raft snapshot from the active node, verified before it is kept, then retention; `verify`;
-`restore-test`.
+`restore-test`; `restore` (after a total loss: `snapshot.restore`).
 
 The run, in order: log in (cert, token or JWT) at the active node (`sys/leader`), stream
 `sys/storage/raft/snapshot` into an exclusive 0600 temp file in the target directory (fsynced),
@@ -87,6 +87,7 @@ def main(
     file: str | None,
     token_file: Path | None,
     canary: str | None,
+    force: bool = False,
 ) -> Result:
     if action == "verify":  # offline: the table gives it default settings, never loads the config
         return verify_file(file)
@@ -118,7 +119,15 @@ def main(
             )
         done.data["file"] = file
         return done
-    raise ConfigError(f"snapshot {action!r}: use snapshot, snapshot verify FILE or snapshot restore-test FILE")
+    if action == "restore":
+        from nomad_vault_token.snapshot import restore
+
+        if file is None:
+            raise ConfigError("snapshot restore: give the snapshot: snapshot restore FILE|s3://BUCKET/PREFIX/NAME|latest")
+        return restore.run(settings, file, force=force, token_file=token_file)
+    raise ConfigError(
+        f"snapshot {action!r}: use snapshot, snapshot verify FILE, snapshot restore-test FILE or snapshot restore FILE"
+    )
 
 
 # ---- taking one ----------------------------------------------------------------------------------

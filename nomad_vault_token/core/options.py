@@ -15,15 +15,15 @@ from typing import Literal
 Kind = Literal["str", "path", "list", "bool", "switch"]
 
 TOKEN, CHECK, STATUS, RUN, INSTALL, BOOTSTRAP = "token", "check", "status", "run", "install", "bootstrap-roles"
-SNAPSHOT, UNSEAL, CUTOVER = "snapshot", "unseal", "cutover"
-COMMANDS = (TOKEN, CHECK, STATUS, RUN, INSTALL, BOOTSTRAP, SNAPSHOT, UNSEAL, CUTOVER)
+SNAPSHOT, UNSEAL, CUTOVER, INIT = "snapshot", "unseal", "cutover", "init"
+COMMANDS = (TOKEN, CHECK, STATUS, RUN, INSTALL, BOOTSTRAP, SNAPSHOT, UNSEAL, CUTOVER, INIT)
 
 _ALL = frozenset(COMMANDS)
 _MINTING = frozenset({TOKEN, CHECK, RUN, INSTALL, BOOTSTRAP})  # commands that know how the token is minted
 _LOGIN = frozenset({TOKEN, CHECK, RUN, INSTALL})  # commands that log in with the client certificate
-_READING = frozenset({TOKEN, CHECK, STATUS, RUN, BOOTSTRAP, SNAPSHOT, UNSEAL, CUTOVER})  # commands that read the config
+_READING = frozenset({TOKEN, CHECK, STATUS, RUN, BOOTSTRAP, SNAPSHOT, UNSEAL, CUTOVER, INIT})  # commands that read the config
 
-SNAPSHOTTING, UNSEALING, WORKLOAD = "Snapshot", "Unseal", "Workload identity"
+SNAPSHOTTING, UNSEALING, WORKLOAD, INITIALISING = "Snapshot", "Unseal", "Workload identity", "Init"
 CONN, MINT, RUNNING, INSTALLING, BOOTSTRAPPING, OUTPUT = (
     "Vault connection",
     "Minting",
@@ -93,7 +93,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("task_role", ("--task-role",), "str", "Nomad's create_from_role", _MINTING, MINT),
     Option("state_dir", ("--state-dir",), "path",
            "where the token is kept for reuse",
-           frozenset({CHECK, STATUS, RUN, UNSEAL, CUTOVER}), RUNNING),
+           frozenset({CHECK, STATUS, RUN, UNSEAL, CUTOVER, INIT}), RUNNING),
     Option("strict", ("--strict",), "bool",
            "treat what Nomad only warns about (e.g. sys/capabilities-self refused) as failures",
            frozenset({CHECK, RUN}), RUNNING),
@@ -154,18 +154,18 @@ OPTIONS: tuple[Option, ...] = (
            "more", frozenset({INSTALL}), INSTALLING, setting=False, metavar="KEY=VALUE"),
     Option("client_ca", ("--client-ca",), "path",
            "PEM: the CA (or the certificate itself) the cert role trusts for the startup identity (not needed "
-           "with --workload-identity)", frozenset({BOOTSTRAP}), BOOTSTRAPPING, setting=False),
+           "with --workload-identity)", frozenset({BOOTSTRAP, INIT}), BOOTSTRAPPING, setting=False),
     Option("token_file", ("--token-file",), "path", "file holding the token (bootstrap-roles: an admin token; "
            "snapshot --auth token: one allowed to read sys/storage/raft/snapshot) [default: $VAULT_TOKEN]",
            frozenset({BOOTSTRAP, SNAPSHOT, CHECK, CUTOVER}), BOOTSTRAPPING, setting=False),
     Option("allowed_common_name", ("--allowed-common-name",), "list",
            "common name (or glob) the startup certificate must have; repeat for more [default: any]",
-           frozenset({BOOTSTRAP}), BOOTSTRAPPING, setting=False, metavar="NAME"),
+           frozenset({BOOTSTRAP, INIT}), BOOTSTRAPPING, setting=False, metavar="NAME"),
     Option("task_allowed_policy", ("--task-allowed-policy",), "list",
            "a policy jobs may ask for (the task role's allowed_policies); repeat for more "
-           "[default: any except the server policy]", frozenset({BOOTSTRAP}), BOOTSTRAPPING, setting=False,
+           "[default: any except the server policy]", frozenset({BOOTSTRAP, INIT}), BOOTSTRAPPING, setting=False,
            metavar="POLICY"),
-    Option("login_ttl", ("--login-ttl",), "str", "TTL (and max TTL) of the cert login token", frozenset({BOOTSTRAP}),
+    Option("login_ttl", ("--login-ttl",), "str", "TTL (and max TTL) of the cert login token", frozenset({BOOTSTRAP, INIT}),
            BOOTSTRAPPING, setting=False, default="5m"),
     Option("diff", ("--diff",), "switch", "also show each field's change (old -> new)", frozenset({BOOTSTRAP}),
            BOOTSTRAPPING, setting=False),
@@ -209,12 +209,12 @@ OPTIONS: tuple[Option, ...] = (
            "after --), nodes on 1.7.2+, no job or allocation left on legacy tokens (Nomad's upgrade check); exit 75 "
            "while not", frozenset({CHECK}), WORKLOAD, setting=False),
     Option("nomad_addr", ("--nomad-addr",), "str", "Nomad's HTTP API for the readiness checks [default: "
-           "https://127.0.0.1:4646]", frozenset({CHECK, CUTOVER}), WORKLOAD, setting=False, metavar="URL"),
+           "https://127.0.0.1:4646]", frozenset({CHECK, CUTOVER, INIT}), WORKLOAD, setting=False, metavar="URL"),
     Option("nomad_token_file", ("--nomad-token-file",), "path", "file holding a Nomad ACL token with operator:read "
-           "and node:read (readiness) [default: none, for a cluster without ACLs]", frozenset({CHECK, CUTOVER}), WORKLOAD,
+           "and node:read (readiness) [default: none, for a cluster without ACLs]", frozenset({CHECK, CUTOVER, INIT}), WORKLOAD,
            setting=False, metavar="FILE"),
     Option("nomad_ca", ("--nomad-ca",), "path", "PEM: the CA of Nomad's HTTPS certificate (readiness) [default: "
-           "the system CAs]", frozenset({CHECK, CUTOVER}), WORKLOAD, setting=False, metavar="FILE"),
+           "the system CAs]", frozenset({CHECK, CUTOVER, INIT}), WORKLOAD, setting=False, metavar="FILE"),
     Option("nomad_jwks_url", ("--nomad-jwks-url",), "str", "where Vault fetches Nomad's keys: "
            "https://NOMAD:4646/.well-known/jwks.json (check: instead of the one Vault's config names)",
            frozenset({BOOTSTRAP, CHECK, CUTOVER}), WORKLOAD, setting=False,
@@ -248,12 +248,16 @@ OPTIONS: tuple[Option, ...] = (
     Option("canary", ("--canary",), "str", "restore-test: a KV v1 path to read back from the restored data "
            "(with the token of --token-file / $VAULT_TOKEN, of the source cluster)", frozenset({SNAPSHOT}),
            SNAPSHOTTING, setting=False),
+    Option("force", ("--force",), "switch", "restore: into a cluster that is initialised (its data is replaced; "
+           "needs a token with sudo on sys/storage/raft/snapshot-force)", frozenset({SNAPSHOT}), SNAPSHOTTING,
+           setting=False),
     # ---- unseal
     Option("once", ("--once",), "switch", "check every node, unseal the sealed ones, exit (0 leader and all "
            "unsealed, 65 keys refused, 69 unreachable, 75 partial or a seal migration waiting); default: watch for ever",
            frozenset({UNSEAL}), UNSEALING, setting=False),
-    Option("unseal_nodes", ("--node",), "list", "a node's address, https://HOST:PORT; repeat for each node",
-           frozenset({UNSEAL}), UNSEALING, metavar="ADDR"),
+    Option("unseal_nodes", ("--node",), "list", "a node's address, https://HOST:PORT; repeat for each node "
+           "(init: the one node to initialise; snapshot restore: the cluster's nodes, for the steps)",
+           frozenset({UNSEAL, SNAPSHOT, INIT}), UNSEALING, metavar="ADDR"),
     Option("unseal_nodes_file", ("--nodes-file",), "path", "instead of --node: a file naming the nodes, one "
            "address a line (a Nomad template from nomadService); read again when it changes, no restart",
            frozenset({UNSEAL}), UNSEALING, metavar="FILE"),
@@ -278,6 +282,33 @@ OPTIONS: tuple[Option, ...] = (
     Option("metrics_dir", ("--metrics-dir",), "path", "node_exporter textfile directory (*.prom) for the "
            "metrics; the tracker reads it from the config", frozenset({SNAPSHOT, UNSEAL}), OUTPUT,
            metavar="DIR"),
+    # ---- init
+    Option("shares", ("--shares",), "str", "how many key shares [default: 5, or one per --pgp-key]",
+           frozenset({INIT}), INITIALISING, setting=False, metavar="N"),
+    Option("threshold", ("--threshold",), "str", "how many shares unseal [default: 3]", frozenset({INIT}),
+           INITIALISING, setting=False, metavar="T"),
+    Option("nomad_variable", ("--nomad-variable",), "str", "write the shares to this Nomad Variable, items key_1, "
+           "key_2, ... (created with check-and-set: an existing one is never overwritten); PATH:1,2 for some "
+           "shares only (e.g. nomad/jobs/vault-unseal)", frozenset({INIT}), INITIALISING, setting=False,
+           metavar="PATH[:I,J]"),
+    Option("credential_file", ("--credential-file",), "list", "write shares to this file as an encrypted systemd "
+           "credential (LoadCredentialEncrypted=NAME:PATH, NAME the file name without .cred); PATH:1,2 for some "
+           "shares only (split custody: a:1,2 b:2,3 c:1,3); repeat for more", frozenset({INIT}), INITIALISING,
+           setting=False, metavar="PATH[:I,J]"),
+    Option("credential_key", ("--credential-key",), "str", "systemd-creds --with-key for the credentials and the "
+           "rescue file: auto, host, tpm2, host+tpm2", frozenset({INIT}), INITIALISING, setting=False,
+           default="auto"),
+    Option("pgp_key", ("--pgp-key",), "list", "a person's PGP public key (gpg --export, binary or armored): "
+           "Vault encrypts one share to it (pgp_keys); repeat, one per share", frozenset({INIT}), INITIALISING,
+           setting=False, metavar="FILE"),
+    Option("root_token_pgp_key", ("--root-token-pgp-key",), "path", "keep the root token, encrypted by Vault to "
+           "this PGP public key (root-token.gpg in --share-dir); default: revoke it at once", frozenset({INIT}),
+           INITIALISING, setting=False, metavar="FILE"),
+    Option("share_dir", ("--share-dir",), "path", "where the PGP-encrypted shares and root token are written "
+           "(0600, one file per holder) [default: the current directory]", frozenset({INIT}), INITIALISING,
+           setting=False, metavar="DIR"),
+    Option("bootstrap", ("--bootstrap",), "switch", "use the root token for bootstrap-roles (with --client-ca "
+           "and its other flags), then revoke it", frozenset({INIT}), INITIALISING, setting=False),
     Option("settle_timeout", ("--settle-timeout",), "str", "with --once: how long to keep checking until "
            "the outcome is settled", frozenset({UNSEAL}), UNSEALING, setting=False, default="60s"),
 )  # fmt: skip
