@@ -95,8 +95,6 @@ class Keys:
         self.stamp = self._stamp()
         self.problem = ""
         self.at_rest = at_rest.warning_for(self.keys.source, credential=self.credential is not None)
-        if self.at_rest:  # once, at start: a re-read of the same file says nothing new
-            log.warning("%s", self.at_rest)
 
     def _read(self) -> UnsealKeys:
         return unseal_keys.load(self.file, self.credential)
@@ -510,8 +508,15 @@ class Unsealer:
 
     # ---- the two modes -----------------------------------------------------------------
 
+    def _warn_at_rest(self) -> None:
+        """Once, when the unsealer starts its work (not while its settings may still be refused, so an error
+        stays one line): a re-read of the same file says nothing new."""
+        if self.keys.at_rest:
+            log.warning("%s", self.keys.at_rest)
+
     def once(self, settle_timeout: float) -> Round:
         """Rounds until the outcome is settled (or `settle_timeout`): the last one."""
+        self._warn_at_rest()
         deadline = time.monotonic() + settle_timeout
         r = self.round()
         while not r.verdict.settled and time.monotonic() + ONCE_POLL < deadline and not self.stop.is_set():
@@ -525,6 +530,7 @@ class Unsealer:
         FAST_FOR; and at once when its kept-alive connection closes (a restarting server closes it: the
         node is probed while it restarts and unsealed as soon as it answers). `sys/seal` leaves the
         connection open, so the sealed-on-purpose rule is untouched."""
+        self._warn_at_rest()
         interval = float(self.settings.unseal_interval)
         pacer = Watchdog(self.notifier)
         reported: dict[int, int] = {}
