@@ -23,7 +23,7 @@ _MINTING = frozenset({TOKEN, CHECK, RUN, INSTALL, BOOTSTRAP})  # commands that k
 _LOGIN = frozenset({TOKEN, CHECK, RUN, INSTALL})  # commands that log in with the client certificate
 _READING = frozenset({TOKEN, CHECK, STATUS, RUN, BOOTSTRAP, SNAPSHOT, UNSEAL, CUTOVER})  # commands that read the config
 
-SNAPSHOTTING, UNSEALING, WORKLOAD = "Snapshot", "Unseal", "Workload identity"
+SNAPSHOTTING, UNSEALING, WORKLOAD, KEYRING = "Snapshot", "Unseal", "Workload identity", "Keyring"
 CONN, MINT, RUNNING, INSTALLING, BOOTSTRAPPING, OUTPUT = (
     "Vault connection",
     "Minting",
@@ -112,6 +112,22 @@ OPTIONS: tuple[Option, ...] = (
            "longest time between the tracker's token checks; a revoked token is noticed within it [default: 60s]", frozenset({RUN}), RUNNING),
     Option("no_check", ("--no-check",), "switch", "skip Nomad's own token and role checks before exec",
            frozenset({RUN}), RUNNING, setting=False),
+    # ---- the keyring token (Nomad 1.8.3+ keyring "transit")
+    Option("keyring", ("--keyring",), "bool", "the Vault token for Nomad's transit keyring: run keeps it in "
+           "keyring_token_file (for keyring \"transit\" { token = \"file://...\" }); bootstrap-roles writes its "
+           "transit key, policy and role; check and status look at it [default: no]",
+           frozenset({TOKEN, CHECK, STATUS, RUN, BOOTSTRAP}), KEYRING),
+    Option("keyring_token_file", ("--keyring-token-file",), "path", "where run writes the keyring token (0600, "
+           "no trailing newline) [default: $RUNTIME_DIRECTORY/keyring-token]", frozenset({RUN, CHECK, STATUS}),
+           KEYRING),
+    Option("keyring_mount", ("--keyring-mount",), "str", "the transit mount [default: transit]",
+           frozenset({CHECK, RUN, BOOTSTRAP}), KEYRING),
+    Option("keyring_key", ("--keyring-key",), "str", "the transit key wrapping Nomad's keyring [default: "
+           "nomad-keyring]", frozenset({CHECK, RUN, BOOTSTRAP}), KEYRING),
+    Option("keyring_policy", ("--keyring-policy",), "str", "the keyring token's policy [default: nomad-keyring]",
+           frozenset({TOKEN, CHECK, RUN, BOOTSTRAP}), KEYRING),
+    Option("keyring_role", ("--keyring-role",), "str", "token role the keyring token is minted through "
+           "[default: nomad-keyring-mint]", frozenset({TOKEN, CHECK, RUN, BOOTSTRAP}), KEYRING),
     # ---- token
     Option("output", ("--output", "-o"), "path", "write the token to this file (0600, atomically) instead of stdout",
            frozenset({TOKEN}), OUTPUT, setting=False),
