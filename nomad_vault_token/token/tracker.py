@@ -16,6 +16,7 @@ import os
 import random
 import signal
 import time
+from typing import TYPE_CHECKING
 
 from nomad_vault_token.core.config import Settings
 from nomad_vault_token.core.durations import format_duration
@@ -32,6 +33,9 @@ from nomad_vault_token.token.tracker_report import Health, View
 from nomad_vault_token.vault import tls
 from nomad_vault_token.vault.client import TokenInfo, Vault
 
+if TYPE_CHECKING:
+    from nomad_vault_token.token.keyring_watch import KeyringWatch
+
 log = logging.getLogger("nomad_vault_token.token.tracker")
 
 
@@ -43,13 +47,15 @@ def spawn(
     agent_args: AgentArgv | None = None,
     *,
     degraded: bool = False,
+    ring: tuple[Secret | None, TokenInfo] | None = None,
 ) -> None:
     """Start the tracker detached; it begins once this process has exec'd the agent.
 
-    `degraded`: the agent starts without Vault's word on `token` (None: no token at all)."""
+    `degraded`: the agent starts without Vault's word on `token` (None: no token at all).
+    `ring`: the keyring token written for the agent (`keyring = true`), and what Vault said of it."""
 
     def body(agent: AgentProcess, ready_fd: int) -> int:
-        return Tracker(settings, token, info, agent, agent_args, degraded=degraded).main(ready_fd)
+        return Tracker(settings, token, info, agent, agent_args, degraded=degraded, ring=ring).main(ready_fd)
 
     fork_beside(signal.Signals[settings.stop_signal], body)
 
@@ -64,9 +70,16 @@ class Tracker:
         agent_args: AgentArgv | None = None,
         *,
         degraded: bool = False,
+        ring: tuple[Secret | None, TokenInfo] | None = None,
     ) -> None:
         self.settings = settings
         self.vault = Vault(settings)  # made in the forked tracker: no connection shared with `run`
+        self.legacy = settings.legacy_token  # false: the agent has no server token, only the keyring's
+        self.keyring: KeyringWatch | None = None
+        if ring is not None:
+            from nomad_vault_token.token.keyring_watch import KeyringWatch
+
+            self.keyring = KeyringWatch(settings, self.vault, ring[0], ring[1], degraded=degraded)
         self.token = token
         self.info = info
         self.agent = agent
@@ -102,11 +115,21 @@ class Tracker:
         self.track = tracking.start(
             time.monotonic(), self.track.baseline, self.track.jitter, degraded=self.track.state == "degraded"
         )
+        if self.keyring is not None:
+            self.keyring.started()
         self._refresh_cert()
         self.notifier.status(self.status_line())
-        self.review_agent_config()
+        if self.legacy:
+            self.review_agent_config()
         self.publish()
-        log.info("tracker watching token accessor %s for agent pid %d", self.info.accessor, self.agent_pid)
+        if self.legacy:
+            log.info("tracker watching token accessor %s for agent pid %d", self.info.accessor, self.agent_pid)
+        if self.keyring is not None:
+            log.info(
+                "tracker watching keyring token accessor %s for agent pid %d",
+                self.keyring.info.accessor or "(none)",
+                self.agent_pid,
+            )
         self.loop()
         return 0
 
@@ -146,16 +169,23 @@ class Tracker:
             self.config_problem = self.config_problem or f"Nomad will refuse the token: {r.message}"
 
     def loop(self) -> None:
-        next_check = time.monotonic() + self.check_delay()
+        next_check = time.monotonic() + self.check_delay() if self.legacy else float("inf")
         while True:
             now = time.monotonic()
-            wake = self.pacer.wake_at(next_check)
+            wake = self.pacer.wake_at(min(next_check, self.keyring.next_at if self.keyring else next_check))
             if not self.ready_sent:
                 wake = min(wake, tracking.sighup_safe_at(self.track, self.policy))
             if self.agent.gone(wake - now):
                 log.info("agent pid %d exited: tracker stops", self.agent_pid)
                 return
             now = time.monotonic()
+            if self.keyring is not None and now >= self.keyring.next_at:
+                try:
+                    self.keyring.tick()
+                except Exception:  # never crash beside the agent
+                    log.exception("keyring token check failed")
+                    self.keyring.next_at = time.monotonic() + self.settings.check_interval
+                self.report()
             if now >= next_check:
                 try:
                     next_check = time.monotonic() + self.tick()
@@ -358,8 +388,11 @@ class Tracker:
     def healthy(self) -> bool:
         """Whether the agent holds a live token as far as we know: not dead, not refused by the agent,
         and TTL left by the monotonic clock."""
+        ring_ok = self.keyring is None or self.keyring.healthy()
+        if not self.legacy:
+            return ring_ok
         alive = self.ttl_now() > 0 or self.track.state == "degraded"  # degraded: no TTL known, Vault's fault
-        return self.track.watchdog_ok() and self.health.dead_since is None and alive
+        return self.track.watchdog_ok() and self.health.dead_since is None and alive and ring_ok
 
     def adoption(self) -> str:
         return tracking.describe(self.track, self.policy, time.monotonic())
@@ -381,6 +414,8 @@ class Tracker:
             last_lookup=self.last_lookup,
             last_mint=self.last_mint,
             wall=time.time(),
+            legacy=self.legacy,
+            ring=None if self.keyring is None else self.keyring.view(),
         )
 
     def status_line(self) -> str:

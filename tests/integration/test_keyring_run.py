@@ -1,0 +1,159 @@
+"""`run --keyring` with the stand-in Nomad's `keyring "transit"` block, against OpenBao's real transit engine.
+
+The keyring token is minted with the same login as the server token, written to its file (0600, no trailing
+newline), used by the stand-in at every wrapper build, kept by the tracker and replaced in the file when it
+dies, with no signal to the agent."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from testbed.agent import AgentRun
+from testbed.bao import KEYRING_POLICY, KEYRING_ROLE, SERVER_POLICY, Bao, Certs
+from testbed.config import write_config
+from testbed.env import clean_env
+from testbed.procs import wait_for
+
+pytestmark = pytest.mark.vault
+
+
+@pytest.fixture
+def ring_server(tmp_path: Path, certs: Certs) -> Iterator[Bao]:
+    """A private OpenBao configured for both tokens, with a file audit device (declared: OpenBao refuses one
+    enabled through the API) that counts the certificate logins."""
+    server = Bao(tmp_path / "bao", certs)
+    audit = f'audit "file" "requests" {{\n  options {{\n    file_path = "{tmp_path / "audit.log"}"\n  }}\n}}\n'
+    server.config_path.write_text(server.config_path.read_text() + audit)
+    try:
+        server.start()
+        server.configure()
+        server.configure_keyring()
+        yield server
+    finally:
+        server.stop()
+
+
+def cert_logins(tmp_path: Path) -> int:
+    entries = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines() if line.strip()]
+    return sum(1 for e in entries if e.get("type") == "request" and e["request"]["path"] == "auth/cert/login")
+
+
+def ring_config(tmp_path: Path, server: Bao, certs: Certs, **overrides: object) -> tuple[Path, Path]:
+    token_file = tmp_path / "run" / "keyring-token"
+    cfg = write_config(tmp_path / "config.toml", server, certs, keyring=True, keyring_token_file=str(token_file),
+                       **overrides)  # fmt: skip
+    return cfg, token_file
+
+
+def tracker_doc(cfg: Path) -> dict[str, Any]:
+    try:
+        doc: dict[str, Any] = json.loads((cfg.parent / "state" / "tracker.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    return doc
+
+
+def in_use(cfg: Path, r: AgentRun, timeout: float = 30) -> dict[str, Any]:
+    """tracker.json once it says Nomad used the keyring token."""
+    doc: dict[str, Any] = wait_for(
+        lambda: (d := tracker_doc(cfg)).get("keyring", {}).get("in_use") and d,
+        timeout,
+        "the tracker to see Nomad use the keyring token",
+        detail=lambda: (tracker_doc(cfg), r.stderr[-3000:]),
+    )
+    return doc
+
+
+def lookup(server: Bao, token: str) -> dict[str, Any]:
+    data: dict[str, Any] = server.client(token).auth.token.lookup_self()["data"]
+    return data
+
+
+def test_both_tokens_one_login_keyring_file_exact_and_used_by_nomad(
+    tmp_path: Path, ring_server: Bao, certs: Certs, runs: Callable[..., AgentRun]
+) -> None:
+    cfg, token_file = ring_config(tmp_path, ring_server, certs)
+    r = runs(cfg, ring_server, keyring_token=f"file://{token_file}")
+    ready = r.wait_event("keyring_ready")
+    assert ready["keys"] == 1
+    r.wait_event("validated", lambda e: e["ok"])  # the legacy token too
+
+    raw = token_file.read_bytes()
+    assert raw == raw.strip() and raw.startswith(b"s.")  # no trailing newline: Nomad does not trim
+    mode = os.stat(token_file).st_mode
+    assert stat.S_IMODE(mode) == 0o600 and stat.S_IMODE(os.stat(token_file.parent).st_mode) == 0o700
+    info = lookup(ring_server, raw.decode())
+    assert set(info["policies"]) == {"default", KEYRING_POLICY} and info["role"] == KEYRING_ROLE and info["orphan"]
+    assert SERVER_POLICY not in info["policies"]
+    wrapper = r.wait_event("keyring_wrapper")
+    assert wrapper["accessor"] == info["accessor"]
+
+    # ONE certificate login served both tokens
+    assert cert_logins(tmp_path) == 1
+
+    # the tracker saw Nomad use it (its wrapper renewed it)
+    doc = in_use(cfg, r)
+    assert doc["keyring"]["accessor"] == info["accessor"] and doc["keyring"]["state"] == "in_use"
+    assert raw.decode() not in json.dumps(doc) and raw.decode() not in r.stderr
+    assert info["accessor"] in r.stderr
+
+
+def test_a_revoked_keyring_token_is_replaced_without_a_signal_and_used_at_the_next_rotation_and_restart(
+    tmp_path: Path, ring_server: Bao, certs: Certs, runs: Callable[..., AgentRun]
+) -> None:
+    cfg, token_file = ring_config(tmp_path, ring_server, certs, check_interval="10s")
+    rotate = tmp_path / "rotate"
+    env = clean_env(FAKE_NOMAD_KEYRING_ROTATE=str(rotate))
+    r = runs(cfg, ring_server, keyring_token=f"file://{token_file}", env=env)
+    r.wait_event("keyring_ready")
+    in_use(cfg, r)
+    old = token_file.read_text()
+    old_accessor = lookup(ring_server, old)["accessor"]
+    ring_server.client().auth.token.revoke_accessor(old_accessor)
+
+    # a rotation before the tracker has looked: Nomad's wrapper cannot use the dead token
+    rotate.touch()
+    failed = r.wait_event("keyring_rotation_failed")
+    assert failed["error"].startswith("root key rotation failed: ") and "403" in failed["error"]
+
+    new = wait_for(lambda: (t := token_file.read_text()) != old and t, 10 + 30, "keyring token replaced")
+    assert new == new.strip()
+    info = lookup(ring_server, new)
+    assert info["accessor"] != old_accessor and KEYRING_POLICY in info["policies"]
+    assert r.events("reload") == []  # no SIGHUP: Nomad reads the file at its next wrapper build
+    replaced = f"keyring token accessor {old_accessor} replaced by {info['accessor']}"
+    wait_for(lambda: replaced in r.stderr, 10, "the replacement logged (accessors only)")
+
+    rotate.touch()
+    r.wait_event("keyring_rotated", lambda e: e["phase"] == "rotation")
+    builds = r.events("keyring_wrapper")
+    assert builds[-1]["accessor"] == info["accessor"] and builds[-1]["use"] == "rotation", (builds, r.stderr)
+    assert new not in r.stderr and old not in r.stderr
+
+    # a restart: run reuses the saved keyring token and the agent unwraps both keys with it
+    r.stop()
+    again = runs(cfg, ring_server, keyring_token=f"file://{token_file}", env=env)
+    assert again.wait_event("keyring_ready")["keys"] == 2
+    assert token_file.read_text() == new
+    assert again.events("keyring_wrapper")[0]["accessor"] == info["accessor"], (again.events(), again.stderr)
+
+
+def test_legacy_token_off_starts_the_agent_with_the_keyring_token_alone(
+    tmp_path: Path, ring_server: Bao, certs: Certs, runs: Callable[..., AgentRun]
+) -> None:
+    cfg, token_file = ring_config(tmp_path, ring_server, certs, legacy_token=False)
+    r = runs(cfg, ring_server, keyring_token=f"file://{token_file}")
+    r.wait_event("keyring_ready")
+    start = r.wait_event("start")
+    assert start["token_source"] == "none" and start["client"] == "noop"  # no server token, none in the env
+    assert not (cfg.parent / "run" / "vault-token.hcl").exists()
+    assert ring_server.live_server_tokens() == []
+    doc = in_use(cfg, r)
+    assert doc["legacy"] is False and doc["status"].startswith("keyring token ")
