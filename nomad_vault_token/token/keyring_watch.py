@@ -180,6 +180,7 @@ class KeyringWatch:
             last_lookup=self.last_lookup,
             last_mint=self.last_mint,
             path=str(self.settings.keyring_token_path),
+            agent_age=time.monotonic() - self.started_at,
         )
 
 

@@ -47,6 +47,12 @@ class RingView:
     last_lookup: float | None
     last_mint: float | None
     path: str
+    agent_age: float = 0.0  # seconds since the agent was exec'd
+
+
+# Nomad reads its keyring while it starts (well within its 30 s start_timeout): after this long without a sign
+# of it, STATUS says Nomad has not read its keyring (up to 1.10.0 a failed start waits for ever).
+KEYRING_READ_WITHIN = 60.0
 
 
 @dataclass(frozen=True)
@@ -86,7 +92,13 @@ def ring_status(r: RingView, wall: float) -> str:
     text = f"{name} ttl {format_duration(r.ttl)}"
     if state == "unreachable":
         return f"{text}; Vault unreachable since {_clock(r.unreachable_since or wall)} ({r.vault_state})"
-    text += ", in use by Nomad" if state == "in_use" else f", in {r.path}, not used by Nomad yet"
+    if state == "in_use":
+        text += ", in use by Nomad"
+    elif not r.ring.used_once and r.agent_age > KEYRING_READ_WITHIN:
+        text += (f", NOT read by Nomad {format_duration(r.agent_age)} after its start: Nomad has not read its keyring "
+                 "(up to 1.10.0 a start that found Vault away waits for ever): restart the agent")  # fmt: skip
+    else:
+        text += f", in {r.path}, not used by Nomad yet"
     if r.last_renewal is not None:
         text += f", renewed {format_duration(max(wall - r.last_renewal, 0))} ago"
         if r.renewed_by:

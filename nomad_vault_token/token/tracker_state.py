@@ -267,7 +267,10 @@ def ring_start(baseline: str | None, *, has_token: bool, degraded: bool) -> Ring
 def ring_looked(ring: Ring, renewal: str | None) -> Ring:
     """lookup-self answered for the keyring token: it is alive, its last_renewal is `renewal`."""
     r = ring
-    if r.state in ("unreachable", "degraded", "dead"):
+    if r.state == "degraded":  # the first word from Vault on a token saved earlier: its renewals so far were
+        # the agent's before this start (nobody renews through an outage): they set the baseline
+        return replace(r, state="written", baseline=renewal, before_outage=None)
+    if r.state in ("unreachable", "dead"):
         r = replace(r, state=r.before_outage if r.before_outage in ("written", "in_use") else "written",
                     before_outage=None)  # fmt: skip
     if renewal is not None and renewal not in (r.baseline, r.ours):

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from testbed.agent import AgentRun
+from testbed.agent import AgentRun, NotifySocket
 from testbed.bao import KEYRING_POLICY, KEYRING_ROLE, SERVER_POLICY, Bao, Certs
 from testbed.config import write_config
 from testbed.env import clean_env
@@ -157,3 +157,37 @@ def test_legacy_token_off_starts_the_agent_with_the_keyring_token_alone(
     assert ring_server.live_server_tokens() == []
     doc = in_use(cfg, r)
     assert doc["legacy"] is False and doc["status"].startswith("keyring token ")
+
+
+@pytest.mark.parametrize("version", ["1.10.1", "1.10.0"])
+def test_vault_sealed_at_the_agents_start(
+    tmp_path: Path, ring_server: Bao, certs: Certs, runs: Callable[..., AgentRun], version: str
+) -> None:
+    """The keyring was wrapped before; Vault is sealed when the agent starts again. run starts it anyway after
+    degraded_start_after with the saved keyring token; the stand-in cannot build a wrapper (no retry) and waits
+    for its keyring: until start_timeout from 1.10.1, for ever up to 1.10.0. STATUS says why."""
+    cfg, token_file = ring_config(tmp_path, ring_server, certs, degraded_start_after="1s", check_interval="10s")
+    first = runs(cfg, ring_server, keyring_token=f"file://{token_file}")
+    first.wait_event("keyring_ready")
+    first.stop()
+    ring_server.seal()
+
+    notify = NotifySocket(tmp_path / "notify.sock")
+    env = clean_env(NOTIFY_SOCKET=str(notify.path), FAKE_NOMAD_KEYRING_VERSION=version, FAKE_NOMAD_START_TIMEOUT="4")
+    r = runs(cfg, ring_server, keyring_token=f"file://{token_file}", env=env)
+    try:
+        notify.wait_for(lambda m: "waiting for Vault to unwrap Nomad's keyring: sealed" in m, 30, "keyring STATUS")
+        error = r.wait_event("keyring_error", lambda e: e["phase"] == "start")
+        assert error["error"].startswith("root key cannot be decrypted")
+        assert r.wait_event("keyring_waiting")["bounded"] is (version == "1.10.1")
+        if version == "1.10.1":  # start_timeout (4 s here, 30 s by default), then the server shuts down
+            assert r.wait_exit(4 + 30) == 1
+            assert r.events("exit")[-1]["reason"] == "keyring"
+        else:  # 1.10.0 waits for ever: even with Vault back, this start never reads its keyring
+            ring_server.unseal()
+            back = notify.wait_for(lambda m: "STATUS=token " in m and "keyring token " in m, 10 + 30, "Vault back")
+            assert "in use by Nomad" not in back
+            assert r.proc.poll() is None and r.events("keyring_ready") == []
+        assert "sealed" in r.stderr and "degraded start with saved keyring token accessor" in r.stderr
+    finally:
+        notify.close()

@@ -84,8 +84,11 @@ def test_vault_back_returns_to_the_state_before_the_outage() -> None:
     away = t.ring_unreachable(used)
     assert away.state == "unreachable"
     assert t.ring_looked(away, "r1").state == "in_use"
-    degraded = t.ring_start("r0", has_token=True, degraded=True)
-    assert t.ring_looked(degraded, "r0").state == "written"
+    degraded = t.ring_start(None, has_token=True, degraded=True)
+    # renewed before this start (by the agent's previous run): not a sign of this start's use
+    back = t.ring_looked(degraded, "earlier")
+    assert (back.state, back.used_once) == ("written", False)
+    assert t.ring_looked(back, "now").state == "in_use"
 
 
 def view(ring: t.Ring, **kw: object) -> RingView:
@@ -130,3 +133,10 @@ def test_a_dead_token_is_seen_within_90_seconds_with_the_default_settings() -> N
     start = t.ring_start("r0", has_token=True, degraded=False)
     assert t.ring_poll_delay(start, 0, s.adoption_timeout) == t.POLL_MIN
     assert t.ring_poll_delay(start, s.adoption_timeout + 1, s.adoption_timeout) == float("inf")
+
+
+def test_a_token_nomad_never_read_after_its_start_is_said_out_loud() -> None:
+    written = t.ring_looked(t.ring_start("r0", has_token=True, degraded=True), "r0")  # Vault back, no renewal
+    assert "not used by Nomad yet" in ring_status(view(written, agent_age=5), 0)
+    late = ring_status(view(written, agent_age=300), 0)
+    assert "NOT read by Nomad 5m00s after its start: Nomad has not read its keyring" in late
