@@ -34,6 +34,9 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
 from nomad_vault_token.core.errors import ConfigError
+from nomad_vault_token.nomad import hcl_json
+from nomad_vault_token.nomad.hcl_json import JsonObject as _JsonObject
+from nomad_vault_token.nomad.hcl_json import Pairs as _Pairs
 
 if TYPE_CHECKING:
     from nomad_vault_token.nomad.argv import AgentArgv
@@ -80,6 +83,25 @@ _GO_FALSE: Final = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 
 
 @dataclass(frozen=True)
+class Note:
+    """A file Nomad reads, but not as it seems to say: a warning, with what to change."""
+
+    message: str  # names the file, line and column where known
+    fix: str
+
+
+_READ_PAST_FIX: Final = "fix the file: Nomad starts without the part it did not read"
+# Nomad before 1.11.3 / 2.0.0: hcl.Decode leaks a JSON vault object's default_identity key into the
+# top-level unknown keys, and extraKeys refuses the file (command/agent/config_parse.go v1.9.7:277-360;
+# fixed by hashicorp/nomad#27595, v1.11.3:385-390). A "vault": [ {...} ] list does not leak it
+# (v1.9.7 testdata/basic.json:398-423 parses).
+_DEFAULT_IDENTITY_LEAK: Final = (
+    'vault.default_identity inside a JSON "vault": {...} object: Nomad before 1.11.3 refuses to start '
+    'with this file ("unexpected keys default_identity", hashicorp/nomad#27595)'
+)
+
+
+@dataclass(frozen=True)
 class VaultBlock:
     """The default vault block after every -config file and -vault-* flag. None = nobody set it.
 
@@ -103,6 +125,7 @@ class VaultBlock:
     tls_server_name: str | None = None
     origin: Mapping[str, str] = field(default_factory=dict, hash=False)
     files: tuple[str, ...] = ()  # every file parsed, in Nomad's order
+    notes: tuple[Note, ...] = ()  # what Nomad reads otherwise than the file seems to say
 
     @property
     def is_enabled(self) -> bool:
@@ -134,10 +157,11 @@ def load_vault_block(config_paths: Sequence[str | os.PathLike[str]], flags: Agen
         merged.set("enabled", True, "flag -dev-vault")
         merged.set("address", DEV_VAULT_ADDRESS, "flag -dev-vault")
     files: list[str] = []
+    notes: list[Note] = []
     for raw in config_paths:
-        for path in _config_files(os.fspath(raw)):
+        for path in config_files(os.fspath(raw)):
             files.append(path)
-            for block in _default_blocks(_parse_file(path), path):
+            for block in _default_blocks(parse_file(path, notes), path):
                 merged.merge(block, path)
     if flags is not None:
         for name, value in flags.vault_flags.items():
@@ -146,7 +170,7 @@ def load_vault_block(config_paths: Sequence[str | os.PathLike[str]], flags: Agen
                 merged.set(key, value, f"flag -{name}")
         if flags.vault_token_set:
             merged.token("flag -vault-token")
-    return merged.block(tuple(files))
+    return merged.block(tuple(files), tuple(notes))
 
 
 class _Merged:
@@ -175,7 +199,7 @@ class _Merged:
             else:
                 self.set(key, value, origin)
 
-    def block(self, files: tuple[str, ...]) -> VaultBlock:
+    def block(self, files: tuple[str, ...], notes: tuple[Note, ...]) -> VaultBlock:
         v = self.values
         return VaultBlock(
             enabled=_opt_bool(v.get("enabled")),
@@ -193,6 +217,7 @@ class _Merged:
             tls_server_name=_opt_str(v.get("tls_server_name")),
             origin=MappingProxyType(dict(self.origin)),
             files=files,
+            notes=notes,
         )
 
 
@@ -204,7 +229,7 @@ def _opt_bool(value: str | bool | None) -> bool | None:
     return value if isinstance(value, bool) else None
 
 
-def _config_files(path: str) -> list[str]:
+def config_files(path: str) -> list[str]:
     """The files one -config value stands for (LoadConfig / LoadConfigDir, config.go v1.9.7:2681-2770)."""
     shown = path or '""'
     nomad_says = f'Nomad would refuse to start: "Error loading configuration from {shown}"'
@@ -238,8 +263,11 @@ def _config_files(path: str) -> list[str]:
     return [os.path.join(path, name) for name in names]
 
 
-def _parse_file(path: str) -> list[tuple[Any, Any]]:
-    """The file's top-level items in source order, repeated keys kept. ConfigError on any failure."""
+def parse_file(path: str, notes: list[Note] | None = None) -> list[tuple[Any, Any]]:
+    """The file's top-level items in source order, repeated keys kept. ConfigError on any failure.
+
+    What Nomad's JSON reader goes past without reading (a missing comma: the rest of the file) is
+    added to ``notes``, one line each: Nomad starts with such a file, without that part."""
     nomad_says = "Nomad would refuse to start with it"
     try:
         with open(path, "rb") as f:
@@ -256,16 +284,22 @@ def _parse_file(path: str) -> list[tuple[Any, Any]]:
         raise ConfigError(f"agent config {path}: not UTF-8 text: save it as UTF-8 ({nomad_says})") from None
     if not text.strip():
         return []
-    if text.lstrip()[0] == "{":  # HCL1's lexMode: JSON when the first non-space rune is "{"
+    if hcl_json.is_json(text):  # HCL1's lexMode
         try:
-            top = json.loads(text, object_pairs_hook=_JsonObject)
-        except json.JSONDecodeError as exc:
-            reason = exc.msg.split(":")[0]  # "Invalid \\escape: 'x'" would echo a character
+            top, ignored = hcl_json.parse(text)
+        except hcl_json.HclJsonError as exc:
             raise ConfigError(
-                f"agent config {path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {reason}): "
-                f"fix the file ({nomad_says})"
+                f"agent config {path}: not valid JSON to Nomad ({exc}): fix the file ({nomad_says})"
             ) from None
-        return list(top) if isinstance(top, _Pairs) else []
+        if notes is not None:
+            notes.extend(
+                Note(
+                    f"agent config {path}: line {p.line}, column {p.column}: Nomad reads past {p.what}", _READ_PAST_FIX
+                )
+                for p in ignored
+            )
+            notes.extend(_leaks(top, path))
+        return list(top)
     try:
         top = _hcl_parser().parse(text)
     except Exception as exc:  # pyhcl raises ValueError; PLY internals may raise others
@@ -275,14 +309,6 @@ def _parse_file(path: str) -> list[tuple[Any, Any]]:
     if isinstance(top, _Pairs):
         return list(top)
     return list(top.items()) if isinstance(top, dict) else []  # pyhcl without our hook: merged dict
-
-
-class _Pairs(list[tuple[Any, Any]]):
-    """An object's items in source order, repeated keys kept (as Go's ast.ObjectList)."""
-
-
-class _JsonObject(_Pairs):
-    """A JSON object: HCL1's JSON parser flattens nested objects into labels (json/parser/flatten.go)."""
 
 
 @lru_cache(maxsize=1)
@@ -325,20 +351,35 @@ def _hcl_reason(exc: Exception, text: str) -> str:
     return f"line {line}, column {column}: {reason}"
 
 
+def _leaks(top: _JsonObject, path: str) -> list[Note]:
+    """A JSON file's vault objects (not lists) holding default_identity: refused before Nomad 1.11.3."""
+    return [
+        Note(
+            f"agent config {path}: {_DEFAULT_IDENTITY_LEAK}",
+            'write the block as a list, "vault": [ { ... } ], which every Nomad reads',
+        )
+        for key, value in top
+        if key == "vault"
+        and isinstance(value, _JsonObject)
+        and not all(hcl_json.is_object(v) for _, v in value)
+        and any(k == "default_identity" for k, _ in value)
+    ]
+
+
 def _default_blocks(items: list[tuple[Any, Any]], path: str) -> list[dict[str, str | bool]]:
     """The file's vault blocks of the default cluster, each weakly decoded, in order."""
     blocks: list[dict[str, str | bool]] = []
     for key, value in items:
         if key != "vault":
             continue
-        for body in _bodies(value):
+        for body in bodies(value):
             decoded = _decode(body, path)
             if decoded.pop("name", "") in ("", DEFAULT_CLUSTER):
                 blocks.append(decoded)
     return blocks
 
 
-def _bodies(value: Any) -> list[list[tuple[Any, Any]]]:
+def bodies(value: Any) -> list[list[tuple[Any, Any]]]:
     """The bodies of the blocks one ``vault`` item stands for.
 
     HCL: ``vault { ... }`` is one body; ``vault "label" { ... }`` a dict {label: body}, and Nomad
@@ -347,18 +388,18 @@ def _bodies(value: Any) -> list[list[tuple[Any, Any]]]:
     (hashicorp/hcl json/parser/flatten.go, flattenListType / flattenObjectType).
     """
     if isinstance(value, _JsonObject):
-        if value and all(isinstance(v, _JsonObject) for _, v in value):
-            return [b for _, v in value for b in _bodies(v)]
+        if value and all(hcl_json.is_object(v) for _, v in value):
+            return [b for _, v in value for b in bodies(v)]
         return [list(value)]
     if isinstance(value, _Pairs):
         return [list(value)]
     if isinstance(value, list):
         if value and all(isinstance(v, (_Pairs, dict)) for v in value):
-            return [b for v in value for b in _bodies(v)]
+            return [b for v in value for b in bodies(v)]
         return [[("", value)]]  # not a block: _decode reports it
     if isinstance(value, dict):
         if value and all(isinstance(v, (_Pairs, dict)) for v in value.values()) and not _is_body(value):
-            return [b for v in value.values() for b in _bodies(v)]
+            return [b for v in value.values() for b in bodies(v)]
         return [list(value.items())]
     return [[("", value)]]
 
@@ -377,8 +418,6 @@ def _decode(body: list[tuple[Any, Any]], path: str) -> dict[str, str | bool]:
                 f"agent config {path}: vault is not a block: write vault {{ ... }} "
                 f"(Nomad would refuse to start: error parsing 'vault')"
             )
-        if value is None:  # JSON null: mapstructure leaves the field unset
-            continue
         if key in _BOOL_KEYS:
             out[key] = _weak_bool(key, value, path)
         elif key in _STRING_KEYS or key in (TOKEN_KEY, "name"):
@@ -450,16 +489,16 @@ def load_default_identity(config_paths: Sequence[str | os.PathLike[str]]) -> Def
     (``WorkloadIdentityConfig.Merge``, ``nomad/structs/config/workload_id.go`` v1.9.7)."""
     found: DefaultIdentity | None = None
     for raw in config_paths:
-        for path in _config_files(os.fspath(raw)):
-            for key, value in _parse_file(path):
+        for path in config_files(os.fspath(raw)):
+            for key, value in parse_file(path):
                 if key != "vault":
                     continue
-                for body in _bodies(value):
+                for body in bodies(value):
                     if str(dict(body).get("name", "") or "") not in ("", DEFAULT_CLUSTER):
                         continue
                     for k, v in body:
                         if k == "default_identity":
-                            for ident in _bodies(v):
+                            for ident in bodies(v):
                                 found = _merge_identity(found, ident, path)
     return found
 
@@ -473,7 +512,7 @@ def _merge_identity(base: DefaultIdentity | None, body: list[tuple[Any, Any]], p
         elif key == "ttl" and value:
             ttl = str(value)
         elif key == "extra_claims":
-            for claims_body in _bodies(value):
+            for claims_body in bodies(value):
                 for ck, cv in claims_body:
                     claims[str(ck)] = str(cv)
     return DefaultIdentity(aud=aud, ttl=ttl, extra_claims=MappingProxyType(claims), where=path)

@@ -66,7 +66,15 @@ def findings(
         _allow_unauthenticated(block),
         _task_token_ttl(block),
         *_consumed_env(block, consumed_env),
+        *_read_past(block),
     ]
+
+
+def _read_past(block: VaultBlock) -> list[Finding]:
+    """What Nomad reads otherwise than the file seems to say (``agent_config.Note``): a JSON file its
+    reader stops reading part way (hcl v1 ``json/parser/parser.go`` objectList: an item not followed by a
+    comma ends the object, the rest of the file is never read), or one older Nomads refuse."""
+    return [Finding("config", "warn", note.message, note.fix, "") for note in block.notes]
 
 
 def _at(block: VaultBlock, key: str) -> str:

@@ -151,6 +151,31 @@ def test_agent_config_that_breaks_the_integration_fails_naming_file_and_key(
     assert text.code == 78 and f"FAIL  {check}" in text.out
 
 
+def test_json_agent_configs_are_read_as_nomad_reads_them(bao: Bao, config: Path, tmp_path: Path) -> None:
+    """Trailing commas are valid to Nomad (hcl v1 json/parser/parser.go objectList; Nomad's own
+    testdata/sample1/*.json has them): no FAIL, and the real vault block is reviewed. A missing comma
+    makes Nomad stop reading the file there: a WARN naming the line, never "Nomad will not start"."""
+    d = tmp_path / "nomad.d"
+    d.mkdir()
+    (d / "10-base.json").write_text(
+        f'{{\n  "vault": {{\n    "enabled": true,\n    "address": "{bao.addr}",\n  }},\n}}\n'
+    )
+    agent = ["--", "/usr/bin/nomad", "agent", "-config", str(d)]
+    code, doc = check_json(config, *agent)
+    assert code == 0 and not failed(doc), failed(doc)
+    rows = {c["check"]: c for c in doc["checks"]}
+    assert rows["vault.address"]["result"] == "pass" and rows["vault.enabled"]["result"] == "pass"
+    assert not [c for c in doc["checks"] if "agent config" in c["detail"]], doc
+
+    (d / "20-more.json").write_text('{\n  "datacenter": "dc1"\n  "vault": {"enabled": false}\n}\n')
+    code, doc = check_json(config, *agent)
+    assert code == 0 and not failed(doc), failed(doc)  # Nomad never reads the enabled = false
+    (warn,) = [c for c in doc["checks"] if c["result"] == "warn" and "Nomad reads past" in c["detail"]]
+    assert f"{d / '20-more.json'}: line 3, column 3" in warn["detail"] and "missing comma" in warn["detail"]
+    text = run_cli("check", "--config", str(config), *agent)
+    assert "will not start" not in text.out and "refuse" not in text.out, text.out
+
+
 def test_agent_argv_with_vault_token_fails_check(bao: Bao, config: Path, tmp_path: Path) -> None:
     agent = nomad_agent(tmp_path, bao)
     code, doc = check_json(config, *agent, "-vault-token=s.not-a-real-one")

@@ -277,8 +277,10 @@ BAD_FILES = [
     ),
     ("unterminated string", "v.hcl", f'vault {{\n token = "{SECRET}\n', "EOF before closing string quote"),
     ("illegal character", "v.hcl", f"vault {{\n token = {SECRET}@x\n}}", "illegal character"),
-    ("broken json", "v.json", f'{{"vault": {{"token": "{SECRET}",}}}}', "not valid JSON (line 1, column"),
-    ("json bad escape", "v.json", '{"vault": {"token": "s.ab\\qc"}}', "not valid JSON"),
+    # A trailing comma is valid to Nomad (hcl v1 json/parser/parser.go objectList): a key with no colon is not.
+    ("broken json", "v.json", f'{{"vault": {{"token": "{SECRET}"}}, :}}', "not valid JSON to Nomad (line 1, column"),
+    ("json bad escape", "v.json", '{"vault": {"token": "s.ab\\qc"}}', "not valid JSON to Nomad (line 1, column"),
+    ("json's own escape", "v.json", '{"vault": {"token": "s.ab\\/c"}}', "illegal char escape"),
     ("not a boolean", "v.hcl", 'vault { enabled = "yes" }', 'vault.enabled = "yes" is not a boolean'),
     ("token is a list", "v.hcl", f'vault {{ token = ["{SECRET}"] }}', "vault.token is a list, not a string"),
     ("vault not a block", "v.hcl", 'vault = "x"', "vault is not a block"),
@@ -360,7 +362,11 @@ def test_unreadable_as_root_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 def test_pyhcl_is_imported_lazily() -> None:
     code = "import sys, nomad_vault_token.nomad.agent_config as m; print('hcl' in sys.modules)"
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[2]
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
     )
     assert out.stdout.strip() == "False"
 
@@ -689,3 +695,45 @@ def test_end_to_end_from_files(tmp_path: Path) -> None:
     got = {f.key: f for f in findings(block, **{**ARGS, "vault_addr": "https://v:8200", "handoff": "env"})}
     assert got["token"].severity == "fail" and got["token"].origin == str(vault)
     assert got["enabled"].severity == got["address"].severity == "pass"
+
+
+# --- JSON as Nomad's reader (hcl v1 json/parser) reads it ----------------------------------------
+
+
+def test_json_null_is_the_empty_string_so_a_boolean_turns_false(tmp_path: Path) -> None:
+    """json/token/token.go HCLToken: null is a STRING with no text; mapstructure's WeakDecode makes "" false
+    (and a *bool set to false overrides an earlier true: structs/config/vault.go v1.9.7:153-215)."""
+    a = write(tmp_path / "a.hcl", 'vault {\n enabled = true\n address = "https://v:8200" }')
+    b = write(tmp_path / "b.json", '{"vault": {"enabled": null, "address": null}}')
+    block = load(a, b)
+    assert block.enabled is False and block.origin["enabled"] == str(b)
+    assert block.address == "https://v:8200"  # an empty string never overrides
+
+
+def test_a_missing_comma_is_a_warning_naming_where_nomad_stops_reading(tmp_path: Path) -> None:
+    path = write(tmp_path / "v.json", f'{{\n "vault": {{"enabled": true}}\n "x": {{"token": "{SECRET}"}}\n}}')
+    block = load(path)
+    assert block.enabled is True
+    (note,) = block.notes
+    assert note.message.startswith(f"agent config {path}: line 3, column 2: Nomad reads past everything from here on")
+    said = findings(block, vault_addr=DEFAULT_ADDRESS, namespace=None, task_role="", handoff="file", consumed_env={})
+    (warn,) = [f for f in said if f.key == "config"]
+    assert warn.severity == "warn" and SECRET not in warn.message
+
+
+@pytest.mark.parametrize(
+    ("text", "warned"),
+    [
+        ('{"vault": {"enabled": true, "default_identity": {"aud": ["vault.io"]}}}', True),
+        ('{"vault": [{"enabled": true, "default_identity": {"aud": ["vault.io"]}}]}', False),  # v1.9.7 basic.json
+        ('{"vault": {"enabled": true}}', False),
+    ],
+)
+def test_json_vault_object_with_default_identity_warns_of_nomad_before_1_11_3(
+    tmp_path: Path, text: str, warned: bool
+) -> None:
+    """hashicorp/nomad#27595: hcl.Decode leaked default_identity into the top-level unknown keys."""
+    block = load(write(tmp_path / "v.json", text))
+    assert [n for n in block.notes if "1.11.3" in n.message] if warned else not block.notes
+    if warned:
+        assert '"vault": [' in block.notes[0].fix

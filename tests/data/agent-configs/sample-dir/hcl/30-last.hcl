@@ -1,0 +1,3 @@
+vault {
+  create_from_role = "nomad-cluster"
+}
