@@ -94,8 +94,15 @@ def main(
     unavailable = False
     if settings is not None:
         local_checks(report, settings)
-        allow_unauthenticated = agent_checks(report, settings, agent)
-        unavailable = vault_checks(report, settings, mint=mint, allow_unauthenticated=allow_unauthenticated)
+        allow_unauthenticated = agent_checks(report, settings, agent) if settings.legacy_token else True
+        if settings.keyring and agent:
+            from nomad_vault_token.commands import check_keyring
+
+            check_keyring.agent_side(report, settings, agent)
+        if settings.legacy_token:
+            unavailable = vault_checks(report, settings, mint=mint, allow_unauthenticated=allow_unauthenticated)
+        if settings.keyring:
+            unavailable = keyring_checks(report, settings, token_file, nomad_addr, nomad_token_file, nomad_ca) or unavailable
     ok = not (report.failed("local") or report.failed("agent") or report.failed("vault"))
     doc = {"ok": ok, "checks": [asdict(r) for r in report.rows]}
     return Result(doc, table(report), report.exit_code(unavailable))
@@ -212,6 +219,39 @@ def agent_checks(report: Report, settings: Settings, agent: Sequence[str]) -> bo
     for f in found:
         report.add("agent", f"vault.{f.key}" if f.key != "config" else "agent config", f.severity, f.message, f.fix)
     return block.allow_unauthenticated if block is not None else True
+
+
+def keyring_checks(
+    report: Report,
+    settings: Settings,
+    token_file: Path | None,
+    nomad_addr: str | None,
+    nomad_token_file: Path | None,
+    nomad_ca: Path | None,
+) -> bool:
+    """`keyring = true`: the keyring token live, the key, the cold-start trap. True when Vault was unavailable."""
+    from nomad_vault_token.commands import check_keyring
+    from nomad_vault_token.commands.check_workload import NomadAccess, admin_token
+
+    nomad = NomadAccess(nomad_addr, nomad_token_file, nomad_ca) if nomad_addr else None
+    check_keyring.cold_start(report, settings, nomad)
+    try:
+        admin = admin_token(token_file)
+    except NvtError as exc:
+        report.add("local", "--token-file", "fail", exc.message)
+        return False
+    with Vault(settings) as vault:
+        health = vault.health()
+        if not health.usable:
+            report.add("vault", "keyring: Vault reachable and unsealed", "fail", f"{settings.vault_addr}: {health.state}",
+                       "start or unseal Vault: a Nomad server restarted now cannot read its keyring")  # fmt: skip
+            return True
+        try:
+            check_keyring.vault_side(report, vault, admin)
+        except VaultUnavailable as exc:
+            report.add("vault", "keyring: Vault reachable and unsealed", "fail", exc.message)
+            return True
+    return False
 
 
 def vault_checks(report: Report, settings: Settings, *, mint: bool, allow_unauthenticated: bool = True) -> bool:

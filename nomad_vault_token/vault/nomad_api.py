@@ -17,6 +17,7 @@ from nomad_vault_token.core.secret import Secret
 
 UPGRADE_CHECK = "/v1/operator/upgrade-check/vault-workload-identity"
 NODES = "/v1/nodes"
+SERVICES = "/v1/services"  # Nomad's native service registry (1.3+), every namespace with ?namespace=*
 
 
 def get(addr: str, path: str, token: Secret | None, ca_pem: str, timeout: float = 10.0) -> Any:
@@ -61,3 +62,35 @@ def upgrade_check(addr: str, token: Secret | None, ca_pem: str) -> dict[str, Any
 def nodes(addr: str, token: Secret | None, ca_pem: str) -> list[dict[str, Any]]:
     doc = get(addr, NODES, token, ca_pem)
     return [n for n in doc if isinstance(n, dict)] if isinstance(doc, list) else []
+
+
+def service_at(addr: str, vault_addr: str, token: Secret | None, ca_pem: str) -> str:
+    """The `namespace/name` of a service in Nomad's registry registered at Vault's host and port, or "".
+
+    `GET /v1/services?namespace=*` lists the services (`api/services.go`: Namespace, Services[ServiceName]);
+    `GET /v1/service/<name>?namespace=<ns>` their registrations (Address, Port). A host name in `vault_addr` is
+    compared by the addresses it resolves to. Services Consul holds for Nomad are not seen here."""
+    import socket
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(vault_addr)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    host = parts.hostname or ""
+    try:
+        wanted = {host} | {str(a[4][0]) for a in socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)}
+    except OSError:
+        wanted = {host}
+    listing = get(addr, SERVICES + "?namespace=*", token, ca_pem)
+    for group in listing if isinstance(listing, list) else []:
+        namespace = str(group.get("Namespace") or "default") if isinstance(group, dict) else "default"
+        for service in (group.get("Services") or []) if isinstance(group, dict) else []:
+            name = str(service.get("ServiceName") or "")
+            if not name:
+                continue
+            quoted = urllib.parse.quote(name, safe="")
+            ns = urllib.parse.quote(namespace, safe="")
+            regs = get(addr, f"/v1/service/{quoted}?namespace={ns}", token, ca_pem)
+            for reg in regs if isinstance(regs, list) else []:
+                if isinstance(reg, dict) and str(reg.get("Address")) in wanted and int(reg.get("Port") or 0) == port:
+                    return f"{namespace}/{name}"
+    return ""

@@ -140,3 +140,74 @@ def test_a_token_nomad_never_read_after_its_start_is_said_out_loud() -> None:
     assert "not used by Nomad yet" in ring_status(view(written, agent_age=5), 0)
     late = ring_status(view(written, agent_age=300), 0)
     assert "NOT read by Nomad 5m00s after its start: Nomad has not read its keyring" in late
+
+
+# ---- the agent's keyring blocks, judged (pure) ---------------------------------------------------------
+
+from nomad_vault_token.nomad.agent_config import VaultBlock  # noqa: E402
+from nomad_vault_token.nomad.agent_findings import keyring_findings  # noqa: E402
+from nomad_vault_token.nomad.keyring_config import KeyringBlock, TokenRef  # noqa: E402
+
+RUN_WRITES = "/run/nomad-vault-token/keyring-token"
+VAULT = "https://vault.example.com:8200"
+GOOD = {"mount_path": "transit", "key_name": "nomad-keyring", "address": VAULT, "tls_ca_cert": "/etc/ca.pem"}
+
+
+RUNS_FILE = TokenRef("file", RUN_WRITES, "a.hcl")
+
+
+def transit(token: TokenRef | None = RUNS_FILE, **config: str) -> KeyringBlock:
+    return KeyringBlock("transit", active=True, config={**GOOD, **config}, token=token, where="a.hcl",
+                        active_where="a.hcl")  # fmt: skip
+
+
+def judged(blocks: list[KeyringBlock], vault: VaultBlock | None = None, keyring: bool = True) -> dict[str, str]:
+    found = keyring_findings(blocks, vault, keyring=keyring, token_path=RUN_WRITES, vault_addr=VAULT)
+    return {f.key: f"{f.severity}: {f.message} | {f.fix}" for f in found}
+
+
+@pytest.mark.parametrize(
+    ("blocks", "vault", "key", "expect"),
+    [
+        ([transit()], None, "keyring.transit.token", "pass: a.hcl: token read from file://" + RUN_WRITES),
+        ([], None, "keyring", "warn: no keyring block"),
+        ([transit(TokenRef("file", "/etc/nomad.d/token", "a.hcl"))], None, "keyring.transit.token",
+         "fail: a.hcl: Nomad reads the keyring token from /etc/nomad.d/token, but run writes it to " + RUN_WRITES),
+        ([transit(TokenRef("literal", "", "a.hcl"))], None, "keyring.transit.token", "warn: a.hcl: the keyring token is "
+         "written in the config file as plain text"),
+        ([transit(None)], VaultBlock(token_set=True), "keyring.transit.token", "fail: a.hcl: keyring \"transit\" has no "
+         "token: Nomad falls back to the vault block's token up to 1.9 (set here: the legacy server token"),
+        ([transit(tls_ca_cert="")], None, "keyring.transit.mount_path", None),
+        ([transit(address="https://other:8200")], None, "keyring.transit.address", "fail: a.hcl: keyring \"transit\": "
+         "address https://other:8200 is not vault_addr"),
+        ([transit(tls_skip_verify="true")], None, "keyring.transit.tls_skip_verify", "warn: a.hcl"),
+        ([transit(), KeyringBlock("aead", active=True, where="b.hcl", active_where="b.hcl")], None, "keyring",
+         "fail: 2 keyring blocks are active (transit, aead)"),
+        ([transit(), KeyringBlock("aead", where="b.hcl"), KeyringBlock("awskms", where="c.hcl")], None, "keyring",
+         "warn: 3 keyring blocks: Nomad before 1.11.3 fails to parse more than two"),
+    ],
+)  # fmt: skip
+def test_keyring_blocks_are_judged_as_nomad_reads_them(
+    blocks: list[KeyringBlock], vault: VaultBlock | None, key: str, expect: str | None
+) -> None:
+    found = judged(blocks, vault)
+    if expect is None:
+        assert key not in found
+    else:
+        assert found[key].startswith(expect), found[key]
+
+
+def test_the_ca_path_fallback_quirk_is_named() -> None:
+    block = KeyringBlock("transit", active=True, config={"mount_path": "t", "key_name": "k"},
+                         token=TokenRef("file", RUN_WRITES, "a.hcl"), where="a.hcl")  # fmt: skip
+    found = judged([block], VaultBlock(ca_file="/etc/vault-ca.pem", address=VAULT))
+    quirk = found["keyring.transit.tls_ca_cert"]
+    assert quirk.startswith("warn: a.hcl: keyring \"transit\" has no tls_ca_cert: Nomad fills it from the vault "
+                            "block's ca_path, not its ca_file /etc/vault-ca.pem")  # fmt: skip
+    assert 'tls_ca_cert = "/etc/vault-ca.pem"' in quirk
+
+
+def test_without_keyring_true_the_blocks_are_still_read_but_not_held_to_runs_file() -> None:
+    found = judged([transit(TokenRef("file", "/etc/other", "a.hcl"))], keyring=False)
+    assert found["keyring.transit.token"].startswith("pass")
+    assert judged([], keyring=False) == {}
