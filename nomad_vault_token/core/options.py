@@ -116,7 +116,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("keyring", ("--keyring",), "bool", "the Vault token for Nomad's transit keyring: run keeps it in "
            "keyring_token_file (for keyring \"transit\" { token = \"file://...\" }); bootstrap-roles writes its "
            "transit key, policy and role; check and status look at it [default: no]",
-           frozenset({TOKEN, CHECK, STATUS, RUN, BOOTSTRAP}), KEYRING),
+           frozenset({CHECK, STATUS, RUN, BOOTSTRAP}), KEYRING),
     Option("keyring_token_file", ("--keyring-token-file",), "path", "where run writes the keyring token (0600, "
            "no trailing newline) [default: $RUNTIME_DIRECTORY/keyring-token]", frozenset({RUN, CHECK, STATUS}),
            KEYRING),
@@ -125,9 +125,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("keyring_key", ("--keyring-key",), "str", "the transit key wrapping Nomad's keyring [default: "
            "nomad-keyring]", frozenset({CHECK, RUN, BOOTSTRAP}), KEYRING),
     Option("keyring_policy", ("--keyring-policy",), "str", "the keyring token's policy [default: nomad-keyring]",
-           frozenset({TOKEN, CHECK, RUN, BOOTSTRAP}), KEYRING),
+           frozenset({CHECK, RUN, BOOTSTRAP}), KEYRING),
     Option("keyring_role", ("--keyring-role",), "str", "token role the keyring token is minted through "
-           "[default: nomad-keyring-mint]", frozenset({TOKEN, CHECK, RUN, BOOTSTRAP}), KEYRING),
+           "[default: nomad-keyring-mint]", frozenset({CHECK, RUN, BOOTSTRAP}), KEYRING),
     # ---- token
     Option("output", ("--output", "-o"), "path", "write the token to this file (0600, atomically) instead of stdout",
            frozenset({TOKEN}), OUTPUT, setting=False),

@@ -160,11 +160,11 @@ def document(v: View, pid: int) -> dict[str, Any]:
         "status": status_line(v),
         "updated_at": v.wall,
         "legacy": v.legacy,
-        "keyring": None if v.ring is None else ring_document(v.ring),
+        "keyring": None if v.ring is None else ring_document(v.ring, v.wall),
     }
 
 
-def ring_document(r: RingView) -> dict[str, Any]:
+def ring_document(r: RingView, wall: float) -> dict[str, Any]:
     """The keyring token's part of tracker.json (its accessor, never the token)."""
     return {
         "accessor": r.accessor,
@@ -173,7 +173,7 @@ def ring_document(r: RingView) -> dict[str, Any]:
         "waiting_for_vault": ring_waiting_for_vault(r.ring),
         "ttl": None if r.ring.state in ("dead", "missing", "degraded") else max(r.ttl, 0.0),
         "file": r.path,
-        "status": ring_status(r, r.last_lookup or 0.0),
+        "status": ring_status(r, wall),
     }
 
 

@@ -17,6 +17,7 @@ import pytest
 
 from testbed.agent import AgentRun, NotifySocket
 from testbed.bao import KEYRING_POLICY, KEYRING_ROLE, SERVER_POLICY, Bao, Certs
+from testbed.cli import run_cli
 from testbed.config import write_config
 from testbed.env import clean_env
 from testbed.procs import wait_for
@@ -157,6 +158,14 @@ def test_legacy_token_off_starts_the_agent_with_the_keyring_token_alone(
     assert ring_server.live_server_tokens() == []
     doc = in_use(cfg, r)
     assert doc["legacy"] is False and doc["status"].startswith("keyring token ")
+
+    shown = run_cli("status", "--config", str(cfg), "--format", "json")
+    assert shown.code == 0, shown.err
+    ring = json.loads(shown.out)["keyring"]
+    assert ring["valid"] is True and ring["accessor"] == doc["keyring"]["accessor"] and ring["role"] == KEYRING_ROLE
+    assert ring["tracker"]["state"] == "in_use"
+    text = run_cli("status", "--config", str(cfg))
+    assert "keyring now:  keyring token " in text.out and token_file.read_text() not in text.out + shown.out
 
 
 @pytest.mark.parametrize("version", ["1.10.1", "1.10.0"])

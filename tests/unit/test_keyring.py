@@ -119,7 +119,7 @@ def test_status_never_hides_that_nomad_cannot_read_its_keyring() -> None:
     used = view(t.ring_looked(t.ring_start("a", has_token=True, degraded=False), "b"), last_renewal=90.0,
                 renewed_by="Nomad")  # fmt: skip
     assert ring_status(used, 100) == "keyring token abcdefgh... ttl 1h00m, in use by Nomad, renewed 10s ago by Nomad"
-    doc = ring_document(sealed)
+    doc = ring_document(sealed, 0)
     assert doc["waiting_for_vault"] is True and doc["ttl"] is None and doc["accessor"] == "abcdefgh1234"
 
 
