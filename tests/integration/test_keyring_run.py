@@ -200,3 +200,36 @@ def test_vault_sealed_at_the_agents_start(
         assert "sealed" in r.stderr and "degraded start with saved keyring token accessor" in r.stderr
     finally:
         notify.close()
+
+
+def test_break_glass_after_a_full_restart_with_vault_as_a_nomad_job(
+    tmp_path: Path, durable: Bao, certs: Certs, runs: Callable[..., AgentRun]
+) -> None:
+    """docs/keyring.md's break-glass procedure, walked against the stand-in: the keyring's Vault ran as a job of
+    this cluster, the whole cluster went down; Nomad (1.10.1+) gives up reading its keyring after start_timeout.
+    1. start Vault by hand from its data, outside Nomad; 2. unseal it (unseal --once); 3. start Nomad: run
+    finds Vault, the agent unwraps its keyring; 4. stop the hand-started Vault: Nomad keeps its keys in memory
+    and can schedule the Vault job again."""
+    from testbed.unsealing import write_keys
+
+    durable.configure_keyring()
+    cfg, token_file = ring_config(tmp_path, durable, certs, degraded_start_after="1s", check_interval="5s")
+    env = clean_env(FAKE_NOMAD_KEYRING_VERSION="1.10.1", FAKE_NOMAD_START_TIMEOUT="3")
+    first = runs(cfg, durable, keyring_token=f"file://{token_file}", env=env)
+    first.wait_event("keyring_ready")
+    first.stop()
+    durable.stop()  # the full restart: no Nomad, so no Vault job
+
+    trapped = runs(cfg, durable, keyring_token=f"file://{token_file}", env=env)
+    assert trapped.wait_exit(1 + 3 + 30) == 1  # degraded start, then start_timeout: Nomad gives up
+    assert "failed to wait for keyring decryption" in trapped.events("keyring_error")[-1]["error"]
+
+    durable.launch()  # 1. by hand, from the Vault job's data
+    keys = write_keys(tmp_path / "unseal-keys", [durable.unseal_key])
+    unsealed = run_cli("unseal", "--config", str(cfg), "--once", "--keys-file", str(keys))  # 2.
+    assert unsealed.code == 0, unsealed.err
+    wait_for(durable.active, 60, "the hand-started Vault active")
+    back = runs(cfg, durable, keyring_token=f"file://{token_file}", env=env)  # 3.
+    assert back.wait_event("keyring_ready")["keys"] == 1
+    durable.stop()  # 4. the job takes over from here; Nomad holds its keys in memory
+    assert back.proc.poll() is None and back.events("exit") == []
