@@ -125,13 +125,16 @@ OPTIONS: tuple[Option, ...] = (
     Option("keyring_key", ("--keyring-key",), "str", "the transit key wrapping Nomad's keyring [default: "
            "nomad-keyring]", frozenset({CHECK, RUN, BOOTSTRAP}), KEYRING),
     Option("keyring_policy", ("--keyring-policy",), "str", "the keyring token's policy [default: nomad-keyring]",
-           frozenset({CHECK, RUN, BOOTSTRAP}), KEYRING),
+           frozenset({TOKEN, CHECK, RUN, BOOTSTRAP}), KEYRING),
     Option("keyring_role", ("--keyring-role",), "str", "token role the keyring token is minted through "
-           "[default: nomad-keyring-mint]", frozenset({CHECK, RUN, BOOTSTRAP}), KEYRING),
+           "[default: nomad-keyring-mint]", frozenset({TOKEN, CHECK, RUN, BOOTSTRAP}), KEYRING),
     # ---- token
     Option("output", ("--output", "-o"), "path", "write the token to this file (0600, atomically) instead of stdout",
            frozenset({TOKEN}), OUTPUT, setting=False),
     Option("include_token", ("--include-token",), "switch", "with --format json: add the token itself",
+           frozenset({TOKEN}), OUTPUT, setting=False),
+    Option("keyring_token", ("--keyring",), "switch", "mint a keyring token instead (keyring role, keyring policy): "
+           "--output writes it with no trailing newline, for keyring \"transit\" { token = \"file://...\" }",
            frozenset({TOKEN}), OUTPUT, setting=False),
     # ---- check
     Option("mint", ("--mint",), "switch",

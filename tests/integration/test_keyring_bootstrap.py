@@ -180,3 +180,21 @@ def test_remove_legacy_keeps_the_keyring_and_the_startup_identity(server: Bao, c
     assert read(server, "auth/token/roles/nomad-keyring-mint") is not None
     assert read(server, "transit/keys/nomad-keyring") is not None
     keyring_token(server)  # the startup identity still mints the keyring token
+
+
+def test_token_keyring_mints_through_the_keyring_role_and_writes_no_newline(
+    server: Bao, cfg: Path, tmp_path: Path
+) -> None:
+    from testbed.cli import run_cli
+
+    assert bootstrap(cfg, server).code == 0
+    out = tmp_path / "keyring-token"
+    minted = run_cli("token", "--config", str(cfg), "--keyring", "--output", str(out), "--format", "json")
+    assert minted.code == 0, minted.err
+    raw = out.read_bytes()
+    assert raw == raw.strip() and (out.stat().st_mode & 0o777) == 0o600
+    doc = json.loads(minted.out)
+    assert set(doc["policies"]) == {"default", "nomad-keyring"} and doc["orphan"] is True
+    assert raw.decode() not in minted.out + minted.err
+    info = server.client(raw.decode()).auth.token.lookup_self()["data"]
+    assert info["role"] == "nomad-keyring-mint" and info["accessor"] == doc["accessor"]
