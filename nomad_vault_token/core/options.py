@@ -133,7 +133,7 @@ OPTIONS: tuple[Option, ...] = (
            frozenset({TOKEN}), OUTPUT, setting=False),
     Option("include_token", ("--include-token",), "switch", "with --format json: add the token itself",
            frozenset({TOKEN}), OUTPUT, setting=False),
-    Option("keyring_token", ("--keyring",), "switch", "mint a keyring token instead (keyring role, keyring policy): "
+    Option("keyring_token", ("--keyring-token",), "switch", "mint a keyring token instead (keyring role, keyring policy): "
            "--output writes it with no trailing newline, for keyring \"transit\" { token = \"file://...\" }",
            frozenset({TOKEN}), OUTPUT, setting=False),
     # ---- check

@@ -182,14 +182,14 @@ def test_remove_legacy_keeps_the_keyring_and_the_startup_identity(server: Bao, c
     keyring_token(server)  # the startup identity still mints the keyring token
 
 
-def test_token_keyring_mints_through_the_keyring_role_and_writes_no_newline(
+def test_token_keyring_token_mints_through_the_keyring_role_and_writes_no_newline(
     server: Bao, cfg: Path, tmp_path: Path
 ) -> None:
     from testbed.cli import run_cli
 
     assert bootstrap(cfg, server).code == 0
     out = tmp_path / "keyring-token"
-    minted = run_cli("token", "--config", str(cfg), "--keyring", "--output", str(out), "--format", "json")
+    minted = run_cli("token", "--config", str(cfg), "--keyring-token", "--output", str(out), "--format", "json")
     assert minted.code == 0, minted.err
     raw = out.read_bytes()
     assert raw == raw.strip() and (out.stat().st_mode & 0o777) == 0o600
