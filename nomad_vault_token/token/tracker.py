@@ -121,6 +121,8 @@ class Tracker:
         self.notifier.status(self.status_line())
         if self.legacy:
             self.review_agent_config()
+        if self.keyring is not None:
+            self.review_keyring_config()
         self.publish()
         if self.legacy:
             log.info("tracker watching token accessor %s for agent pid %d", self.info.accessor, self.agent_pid)
@@ -152,6 +154,36 @@ class Tracker:
         if block is not None and not block.allow_unauthenticated and self.token is not None:
             self._check_lookup_capability(self.token)
         if failed:
+            self.notifier.status(self.status_line())
+
+    def review_keyring_config(self) -> None:
+        """The agent's keyring blocks, judged for the keyring token this tracker keeps (as `check` does)."""
+        if self.agent_args is None or not self.agent_args.found:
+            return
+        from nomad_vault_token.core.errors import ConfigError
+        from nomad_vault_token.nomad import agent_config, agent_findings, keyring_config
+
+        try:
+            blocks = keyring_config.load_keyring_blocks(self.agent_args.configs)
+            vault_block = agent_config.load_vault_block(self.agent_args.configs, self.agent_args)
+            found = agent_findings.keyring_findings(
+                blocks,
+                vault_block,
+                keyring=True,
+                token_path=str(self.settings.keyring_token_path),
+                vault_addr=self.settings.vault_addr,
+            )
+        except ConfigError as exc:
+            found = [agent_findings.Finding("keyring", "fail", exc.message, "", "")]
+        except Exception:  # a review must never take the tracker down
+            log.exception("could not review the agent's keyring blocks")
+            return
+        for f in found:
+            if f.severity != "pass":
+                log.log(logging.ERROR if f.severity == "fail" else logging.WARNING, "agent config: %s", f.message)
+        failed = [f for f in found if f.severity == "fail"]
+        if failed and not self.config_problem:
+            self.config_problem = failed[0].message
             self.notifier.status(self.status_line())
 
     def _check_lookup_capability(self, token: Secret) -> None:

@@ -111,6 +111,8 @@ def ring_status(r: RingView, wall: float) -> str:
 def status_line(v: View) -> str:
     if not v.legacy:  # Nomad 1.10+: the keyring token is the only one
         parts = [ring_status(v.ring, v.wall)] if v.ring is not None else ["no token"]
+        if v.config_problem:
+            parts.append(f"agent config: {v.config_problem}")
         if v.cert_warning:
             parts.append(f"WARNING: {v.cert_warning}")
         elif v.cert_days is not None:

@@ -233,3 +233,21 @@ def test_break_glass_after_a_full_restart_with_vault_as_a_nomad_job(
     assert back.wait_event("keyring_ready")["keys"] == 1
     durable.stop()  # 4. the job takes over from here; Nomad holds its keys in memory
     assert back.proc.poll() is None and back.events("exit") == []
+
+
+def test_the_tracker_says_when_the_agent_reads_the_keyring_token_from_another_file(
+    tmp_path: Path, ring_server: Bao, certs: Certs, runs: Callable[..., AgentRun]
+) -> None:
+    cfg, token_file = ring_config(tmp_path, ring_server, certs, legacy_token=False)
+    other = tmp_path / "elsewhere" / "token"
+    notify = NotifySocket(tmp_path / "notify.sock")
+    env = clean_env(NOTIFY_SOCKET=str(notify.path), FAKE_NOMAD_KEYRING_VERSION="1.10.0")
+    r = runs(cfg, ring_server, keyring_token=f"file://{other}", env=env)
+    try:
+        said = f"Nomad reads the keyring token from {other}, but run writes it to {token_file}"
+        notify.wait_for(lambda m: said in m, 30, "the agent config problem in STATUS")
+        assert said in r.stderr
+        failed = r.wait_event("keyring_rotation_failed", lambda e: e["phase"] == "initialize")
+        assert "error reading file" in failed["error"]  # a new cluster: its first root key cannot be wrapped
+    finally:
+        notify.close()
