@@ -163,10 +163,15 @@ def local_checks(report: Report, settings: Settings) -> None:
                 report.add("local", "client certificate", "warn", detail, info.warnings[0])
             else:
                 report.add("local", "client certificate", "pass", detail)
-    report.attempt(
-        "local", "state file", f"{settings.state_file} usable", lambda: state.check_writable(settings.state_file)
-    )
-    tracker_checks(report, settings)
+    if settings.legacy_token:
+        report.attempt(
+            "local", "state file", f"{settings.state_file} usable", lambda: state.check_writable(settings.state_file)
+        )
+        tracker_checks(report, settings)
+    if settings.keyring:
+        ring = settings.keyring_state_file
+        report.attempt("local", "keyring state file", f"{ring} usable", lambda: state.check_writable(ring))
+        keyring_tracker_check(report, settings)
 
 
 def tracker_checks(report: Report, settings: Settings) -> None:
@@ -188,6 +193,26 @@ def tracker_checks(report: Report, settings: Settings) -> None:
             report.add("local", "degraded start", "warn", f"started without Vault {how_long} ago; still degraded")
         else:
             report.add("local", "degraded start", "pass", f"started without Vault; that lasted {how_long}")
+
+
+def keyring_tracker_check(report: Report, settings: Settings) -> None:
+    """What the running tracker last knew of the keyring token (tracker.json), when it runs."""
+    import json
+
+    try:
+        ring = json.loads(settings.tracker_file.read_text(encoding="utf-8")).get("keyring")
+    except (OSError, ValueError, AttributeError):
+        return
+    if not isinstance(ring, dict):
+        return
+    from nomad_vault_token.commands.status import tracker_view
+
+    view = tracker_view(settings.tracker_file, "")
+    if view is not None and not view["running"]:
+        report.add("local", "tracker: keyring", "warn", f"not running (last: {ring.get('status')})", "start the service")
+        return
+    result = "pass" if ring.get("state") in ("in_use", "written") and not ring.get("waiting_for_vault") else "warn"
+    report.add("local", "tracker: keyring", result, str(ring.get("status")))
 
 
 def agent_checks(report: Report, settings: Settings, agent: Sequence[str]) -> bool:
