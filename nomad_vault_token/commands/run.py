@@ -71,7 +71,7 @@ def main(settings: Settings, *, agent: Sequence[str], no_check: bool) -> None:
             if settings.keyring:
                 from nomad_vault_token.token import keyring
 
-                ring = keyring.saved_unverified(settings)
+                ring = keyring.saved_unverified(settings, exc.message)
             degraded_start = True
         else:
             legacy_token = token

@@ -53,12 +53,18 @@ def mint(vault: Vault, login: Login) -> tuple[Secret, TokenInfo]:
     return token, info
 
 
-def saved_unverified(settings: Settings) -> tuple[Secret | None, TokenInfo]:
+def saved_unverified(settings: Settings, why: str) -> tuple[Secret | None, TokenInfo]:
     """A degraded start: the saved keyring token, not checked (Vault is away), or none."""
     saved = state.read(settings.keyring_state_file)
     if saved is not None and saved.vault_addr == settings.vault_addr:
-        log.warning("degraded start with saved keyring token accessor %s, unverified", saved.accessor)
+        log.warning(
+            "%s: degraded start with saved keyring token accessor %s, unverified: Nomad waits for Vault to unwrap "
+            "its keyring",
+            why,
+            saved.accessor,
+        )
         return saved.token, TokenInfo.unverified(saved.accessor)
+    log.warning("%s: degraded start without a keyring token: the tracker mints one when Vault is back", why)
     return None, TokenInfo.unverified("")
 
 

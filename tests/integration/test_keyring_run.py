@@ -251,3 +251,26 @@ def test_the_tracker_says_when_the_agent_reads_the_keyring_token_from_another_fi
         assert "error reading file" in failed["error"]  # a new cluster: its first root key cannot be wrapped
     finally:
         notify.close()
+
+
+def test_a_first_start_with_vault_sealed_gets_its_keyring_token_once_vault_is_back(
+    tmp_path: Path, ring_server: Bao, certs: Certs, runs: Callable[..., AgentRun]
+) -> None:
+    """No saved keyring token and Vault sealed: run starts the agent after degraded_start_after without one (Nomad
+    cannot read its keyring: STATUS says so), and the tracker mints it into the file as soon as Vault is back."""
+    cfg, token_file = ring_config(tmp_path, ring_server, certs, legacy_token=False, degraded_start_after="1s",
+                                  check_interval="5s")  # fmt: skip
+    ring_server.seal()
+    notify = NotifySocket(tmp_path / "notify.sock")
+    env = clean_env(NOTIFY_SOCKET=str(notify.path), FAKE_NOMAD_KEYRING_VERSION="1.10.0")
+    r = runs(cfg, ring_server, keyring_token=f"file://{token_file}", env=env)
+    try:
+        notify.wait_for(lambda m: "waiting for Vault to unwrap Nomad's keyring: sealed" in m, 30, "waiting STATUS")
+        assert not token_file.exists()
+        assert "degraded start without a keyring token" in r.stderr
+        ring_server.unseal()
+        raw = wait_for(lambda: token_file.exists() and token_file.read_bytes(), 5 + 30, "the keyring token minted")
+        assert raw == raw.strip() and KEYRING_POLICY in lookup(ring_server, raw.decode())["policies"]
+        assert r.events("reload") == []
+    finally:
+        notify.close()

@@ -211,3 +211,19 @@ def test_without_keyring_true_the_blocks_are_still_read_but_not_held_to_runs_fil
     found = judged([transit(TokenRef("file", "/etc/other", "a.hcl"))], keyring=False)
     assert found["keyring.transit.token"].startswith("pass")
     assert judged([], keyring=False) == {}
+
+
+def test_metrics_say_which_keyring_state_and_never_an_unknown_ttl_as_zero() -> None:
+    from nomad_vault_token.core import metrics
+    from nomad_vault_token.token.tracker_report import ring_gauges
+
+    used = view(t.ring_looked(t.ring_start("a", has_token=True, degraded=False), "b"), last_mint=5.0)
+    text = metrics.render(ring_gauges(used, 0)).decode()
+    assert 'nomad_vault_token_keyring_state{state="in_use"} 1' in text
+    assert 'nomad_vault_token_keyring_state{state="dead"} 0' in text
+    assert "nomad_vault_token_keyring_token_in_use 1" in text and "nomad_vault_token_keyring_token_ttl_seconds 3600" in text
+    assert "# HELP nomad_vault_token_keyring_token_last_mint_timestamp_seconds" in text
+    degraded = metrics.render(ring_gauges(view(t.ring_start(None, has_token=True, degraded=True)), 0)).decode()
+    assert "keyring_token_ttl_seconds" not in degraded and "nomad_vault_token_keyring_waiting_for_vault 1" in degraded
+    dead = metrics.render(ring_gauges(view(t.ring_gone(t.ring_start("a", has_token=True, degraded=False))), 0)).decode()
+    assert "nomad_vault_token_keyring_token_ttl_seconds 0" in dead
