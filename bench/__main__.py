@@ -7,7 +7,10 @@
 2. import time of the `run` path (`python -X importtime`);
 3. the tracker's memory after many checks, next to `bao agent` (cert auto-auth, file sink), and `bao agent` exec;
 4. Vault requests per host per day in steady state, counted in OpenBao's audit log, and from the schedule;
-5. live server tokens after N service restarts, for `run` and for the bash script.
+5. live server tokens after N service restarts, for `run` and for the bash script;
+6. the unsealer: a restarted raft node's first sealed answer to unsealed, and its steady requests (`unseal_reaction`);
+7. snapshots at size: `snapshot` verified as it streams against the same stream unverified, `bao`'s own
+   snapshot save, `snapshot verify`, and the copies to S3 beside `rclone copyto` (`snapshots`).
 
 It prints the report, writes bench/RESULTS.md and keeps the raw figures in bench/results/<date>.json.
 Everything binds 127.0.0.1; every process it starts is stopped by its PID.
@@ -29,7 +32,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from bench import steady
+from bench import snapshots, steady, unseal_reaction
 from bench.bare import bare_startups
 from bench.common import BENCH, Ctx, log, start_server
 from bench.imports import imports
@@ -62,6 +65,15 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--restarts", type=int, default=50, help="service restarts counted for live tokens (default 50)")
     p.add_argument("--window", type=float, default=240, help="steady-state window, seconds (default 240)")
     p.add_argument("--scale", type=int, default=600, help="time scale of the steady-state run (default 600)")
+    p.add_argument("--unseal-restarts", type=int, default=20, help="node restarts for the unseal reaction (default 20)")
+    p.add_argument("--unseal-window", type=float, default=60, help="the unsealer's steady window, s (default 60)")
+    p.add_argument(
+        "--snapshot-sizes",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[256, 1024],
+        help="MiB of data for the snapshots at size, comma-separated (default 256,1024)",
+    )
+    p.add_argument("--snapshot-rounds", type=int, default=3, help="rounds of the snapshots at size (default 3)")
     p.add_argument("--quick", action="store_true", help="a smoke run: few repetitions, short window; not for RESULTS")
     p.add_argument("--no-write", action="store_true", help="print only: do not write RESULTS.md and results/")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, audit log)")
@@ -69,6 +81,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     if args.quick:
         args.runs, args.warmup, args.phase_runs, args.floor_runs, args.import_runs = 3, 1, 2, 2, 2
         args.restarts, args.window = 5, 30
+        args.unseal_restarts, args.unseal_window, args.snapshot_sizes, args.snapshot_rounds = 1, 5, [8], 1
     if args.runs < 2:
         p.error("--runs must be at least 2")
     return args
@@ -103,6 +116,16 @@ def measure(ctx: Ctx, results: Results) -> None:
     seen = steady.finish(ctx, window)
     results.memory = memory(ctx, seen)
     results.vault_load = vault_load(seen, ctx.args.scale)
+    # Each with servers of its own (a 3-node raft cluster; OpenBao on raft and rclone), after the rest.
+    a = ctx.args
+    log(f"unseal reaction: {a.unseal_restarts} restarts, {a.unseal_window:g} s steady window")
+    (ctx.work / "unseal").mkdir()
+    results.unseal = unseal_reaction.measure(ctx.work / "unseal", a.unseal_restarts, a.unseal_window)
+    log(f"snapshots at size: {a.snapshot_sizes} MiB, {a.snapshot_rounds} round(s)")
+    given = argparse.Namespace(
+        sizes=a.snapshot_sizes, rounds=a.snapshot_rounds, workdir=str(ctx.work), baseline=None, echo=False
+    )
+    results.snapshots = snapshots.measure(given)
 
 
 def write(results: Results, text: str) -> None:

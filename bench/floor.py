@@ -13,7 +13,7 @@ import sys
 
 import hvac
 
-# The Nomad checks' capabilities, as `run` asks for them (verify.py, allow_unauthenticated = true).
+# The Nomad checks' capabilities, as `run` asks for them (token/nomad_check.py, allow_unauthenticated = true).
 CHECKED = ("auth/token/renew-self", "auth/token/revoke-accessor", "auth/token/create/{task}", "auth/token/roles/{task}")
 
 

@@ -4,8 +4,8 @@
         runs the real `nomad-vault-token run` through the real entry point, with timers around
         the steps of commands/run.py::main and an audit hook that sees every TCP connect and
         HTTP request; `os.execve` is replaced by a recorder, so nothing is exec'd.
-        Then times lookup-self on a fresh client per call (what vault.py does) against one
-        kept-alive client, to price a TLS connection.
+        Then times lookup-self on a fresh client per call (what the client did before it kept its
+        connection alive) against one kept-alive client, to price a TLS connection.
     probes.py memory OUT.json VARIANT CONFIG
         imports what VARIANT names, does three lookup-selfs with the token saved for CONFIG,
         and reports its own VmRSS / PSS: what a tracker carrying only that would weigh.
@@ -32,7 +32,7 @@ from typing import Any  # noqa: E402
 Mark = tuple[str, int]
 
 
-class _Exec(Exception):  # a signal, not an error
+class _Exec(BaseException):  # a signal, not an error: run's last resort (an Exception is a bug) must not catch it
     """Raised in place of os.execve: the path reached the exec."""
 
 
@@ -116,15 +116,15 @@ def phases(out: Path, cli_args: list[str]) -> None:
 
 
 def _price_connections(config_path: Path, n: int = 9) -> dict[str, float]:
-    """Median ms of lookup-self: a new client per call (as vault.py does it) vs one kept-alive client."""
+    """Median ms of lookup-self: a new client per call (the client before it kept its connection alive) vs one kept-alive client."""
     import hvac
 
     from nomad_vault_token.core import config
-    from nomad_vault_token.token import store as state
+    from nomad_vault_token.token import store
     from nomad_vault_token.vault.client import Vault
 
     settings = config.load(config_path, {})
-    saved = state.read(settings.state_file)
+    saved = store.read(settings.state_file)
     if saved is None:
         return {}
     fresh: list[float] = []
@@ -161,14 +161,14 @@ def memory(out: Path, variant: str, config_path: Path) -> None:
             client.auth.token.lookup_self()
     elif variant != "python":
         from nomad_vault_token.core import config, notify  # noqa: F401 - what a tracker needs
-        from nomad_vault_token.token import store as state
+        from nomad_vault_token.token import store
         from nomad_vault_token.vault import client as vault
 
         if variant == "nvt-run-path":
             from nomad_vault_token.commands import run  # noqa: F401
             from nomad_vault_token.nomad import handoff  # noqa: F401
         settings = config.load(config_path, {})
-        saved = state.read(settings.state_file)
+        saved = store.read(settings.state_file)
         assert saved is not None, "no saved token"
         for _ in range(3):
             vault.Vault(settings).lookup_self(saved.token)

@@ -3,6 +3,7 @@ Every table goes through `table.table`."""
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,9 +13,11 @@ from bench.keyring import VARIANTS as KEYRING_VARIANTS
 from bench.keyring import KeyringStartup
 from bench.memory import Memory
 from bench.phases import Phases
+from bench.snapshots import BAO_SAVE, UNVERIFIED, VERIFIED
 from bench.startup import VARIANTS, Startup
 from bench.table import table
 from bench.tokens import Tokens
+from bench.unseal_reaction import Reaction
 from bench.vault_load import VaultLoad
 
 # Ratios are measured in one run, on one machine: they are what the targets are about.
@@ -27,6 +30,8 @@ TARGETS = {
     "requests_per_day": 2000,  # 1,440 lookup-self a day (check_interval 60s): nothing to a Vault server
     "live_tokens": 1,
     "keyring": 1.15,  # run with both tokens / run with the server token alone (one login, same connection)
+    "unseal_s": 1.0,  # a restarted node: its first sealed answer to unsealed, median
+    "snapshot_verified": 1.1,  # snapshot verified as it streams / the same stream unverified, and / bao's save
 }
 PROBE_NAMES = {
     "python": "bare python",
@@ -58,6 +63,8 @@ class Results:
     memory_probes: dict[str, dict[str, int]] = field(default_factory=dict)
     vault_load: VaultLoad | None = None
     tokens: Tokens | None = None
+    unseal: Reaction | None = None
+    snapshots: list[dict[str, Any]] = field(default_factory=list)  # bench/snapshots.py's rows
     elapsed_s: float = 0.0
 
 
@@ -170,6 +177,55 @@ def targets(r: Results) -> list[Target]:
                 t.run == TARGETS["live_tokens"],
             )
         )
+    out += _unseal_targets(r.unseal) + _snapshot_targets(r.snapshots)
+    return out
+
+
+def _unseal_targets(u: Reaction | None) -> list[Target]:
+    if u is None or not u.sealed_to_unsealed:
+        return []
+    s = u.sealed_to_unsealed
+    median = statistics.median(s)
+    return [
+        Target(
+            "a restarted Vault node: its first sealed answer to unsealed (median)",
+            f"< {TARGETS['unseal_s']:g} s",
+            f"{median:.2f} s (max {max(s):.2f} s, {len(s)} restarts)",
+            median < TARGETS["unseal_s"],
+        ),
+        Target(
+            "the unsealer's requests per node per minute, steady state (defaults)",
+            "-",
+            f"{u.requests_per_node_per_minute:.1f}",
+            None,
+        ),
+    ]
+
+
+def _snapshot_targets(rows: list[dict[str, Any]]) -> list[Target]:
+    if not rows:
+        return []
+    size = max(row["data_mib"] for row in rows)
+    at = {row["what"]: row for row in rows if row["data_mib"] == size}
+    out: list[Target] = []
+    verified = at.get(VERIFIED)
+    for label, key in (("the same stream unverified", UNVERIFIED), ("bao operator raft snapshot save", BAO_SAVE)):
+        other = at.get(key)
+        if verified is None or other is None:
+            continue
+        ratio = verified["best_s"] / other["best_s"]
+        out.append(
+            Target(
+                f"snapshot, verified as it streams, vs {label} ({size} MiB of data, best)",
+                f"<= {TARGETS['snapshot_verified']:g}x",
+                f"{ratio:.2f}x ({verified['best_s']:.2f} vs {other['best_s']:.2f} s)",
+                ratio <= TARGETS["snapshot_verified"],
+            )
+        )
+    peaks = {row["data_mib"]: row["peak_rss_mib"] for row in rows if row["what"] == VERIFIED}
+    if peaks:
+        shown = ", ".join(f"{rss:g} MiB at {mib_} MiB" for mib_, rss in sorted(peaks.items()))
+        out.append(Target("snapshot's peak RSS by size of data (flat: blocks, not the file)", "-", shown, None))
     return out
 
 
@@ -278,7 +334,7 @@ def _phases(p: Phases) -> Lines:
         if data.lookup_fresh_client_ms is not None and data.lookup_kept_alive_ms is not None:
             lines += [
                 "",
-                f"lookup-self with a new client and connection per call (as vault.py does): "
+                f"lookup-self with a new client and connection per call: "
                 f"{data.lookup_fresh_client_ms:.1f} ms; on one kept-alive client: {data.lookup_kept_alive_ms:.1f} ms.",
             ]
     return lines
@@ -362,6 +418,49 @@ def _tokens(t: Tokens) -> Lines:
     ]
 
 
+def _unseal(u: Reaction) -> Lines:
+    s, r = u.sealed_to_unsealed, u.restart_to_unsealed
+    rows = [
+        ("first sealed answer -> unsealed", f"{statistics.median(s):.3f}", f"{max(s):.3f}"),
+        ("restart -> unsealed", f"{statistics.median(r):.3f}", f"{max(r):.3f}"),
+    ]
+    return [
+        "",
+        f"## 6. A restarted Vault node: the unsealer's reaction ({u.restarts} restarts of a standby of a 3-node "
+        f"raft cluster, watcher interval {u.interval:g} s, its defaults)",
+        "",
+        *table(["from", "median s", "max s"], rows),
+        "",
+        f"Steady state: {u.requests_per_node_per_minute:.1f} requests per node per minute over "
+        f"{u.steady_window:.0f} s (counted by TLS proxies in front of each node).",
+    ]
+
+
+def _snapshots(rows: list[dict[str, Any]]) -> Lines:
+    return [
+        "",
+        "## 7. Snapshots at size (OpenBao on raft loaded with random data; best and median of the rounds)",
+        "",
+        *table(
+            ["data", "snapshot", "what", "best s", "median s", "MiB/s", "peak RSS MiB", "CPU s", "OpenBao CPU s"],
+            [
+                (
+                    f"{x['data_mib']} MiB",
+                    f"{x['snapshot_bytes'] / (1 << 20):.0f} MiB",
+                    x["what"],
+                    x["best_s"],
+                    x["median_s"],
+                    x["mib_per_s"],
+                    x["peak_rss_mib"],
+                    x["cpu_s"],
+                    x["server_cpu_s"],
+                )
+                for x in rows
+            ],
+        ),
+    ]
+
+
 def render(r: Results) -> str:
     lines = _header(r)
     if r.startup:
@@ -382,4 +481,8 @@ def render(r: Results) -> str:
         lines += _vault_load(r.vault_load)
     if r.tokens:
         lines += _tokens(r.tokens)
+    if r.unseal and r.unseal.sealed_to_unsealed:
+        lines += _unseal(r.unseal)
+    if r.snapshots:
+        lines += _snapshots(r.snapshots)
     return "\n".join(lines) + "\n"

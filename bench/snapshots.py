@@ -35,6 +35,10 @@ from testbed.s3 import Rclone, rclone_binary
 
 CHUNK = 384 << 10  # random bytes per value: 768 KiB of hex
 BUCKET = "bench"
+# The rows the targets compare (`bench/report.py`): a verified snapshot against the same stream unverified and `bao`'s.
+BAO_SAVE = "bao operator raft snapshot save"
+VERIFIED = "snapshot (verified as it streams)"
+UNVERIFIED = "the same stream received, not verified"
 
 
 # What `snapshot` does up to the verification, without it: the same imports, requests and stream, written to disk
@@ -101,6 +105,8 @@ def load(server: Bao, certs: Certs, mib: int) -> None:
 
 
 def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """One row per size and variant; each also printed as a JSON line on stdout unless `args.echo` is false
+    (`python -m bench` prints its report there)."""
     rows: list[dict[str, Any]] = []
     nvt = [sys.executable, "-m", "nomad_vault_token"]
     for mib in args.sizes:
@@ -130,16 +136,16 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
                 for round_ in range(args.rounds):
                     saved = work / f"bao-{round_}.snap"
                     t = run([BAO, "operator", "raft", "snapshot", "save", str(saved)], vault_env, server=server.pid)
-                    times.setdefault("bao operator raft snapshot save", []).append(sample(t))
+                    times.setdefault(BAO_SAVE, []).append(sample(t))
                     size = saved.stat().st_size
                     saved.unlink()
                     d = work / f"snaps-{round_}"
                     t = run([*nvt, "snapshot", "--auth", "token", "--dir", str(d), "--format", "json"], vault_env,
                             server=server.pid)  # fmt: skip
-                    times.setdefault("snapshot (verified as it streams)", []).append(sample(t))
+                    times.setdefault(VERIFIED, []).append(sample(t))
                     kept = Path(json.loads(t[2].stdout)["file"])
                     t = run([sys.executable, "-c", RECEIVE, str(d) + "-unverified"], vault_env, server=server.pid)
-                    times.setdefault("the same stream received, not verified", []).append(sample(t))
+                    times.setdefault(UNVERIFIED, []).append(sample(t))
                     subprocess.run(["rm", "-rf", str(d) + "-unverified"], check=True)
                     if args.baseline:  # the same command from another checkout (main: receive, then verify)
                         t = run([*nvt, "snapshot", "--auth", "token", "--dir", str(d) + "-base"],
@@ -180,7 +186,8 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
                         "cpu_s": round(statistics.median(c for _, _, c, _ in samples), 2),
                         "server_cpu_s": round(statistics.median(v for _, _, _, v in samples), 2),
                     })  # fmt: skip
-                    print(json.dumps(rows[-1]), flush=True)
+                    if getattr(args, "echo", True):
+                        print(json.dumps(rows[-1]), flush=True)
             finally:
                 rclone.stop()
                 server.stop()

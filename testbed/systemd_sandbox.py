@@ -12,6 +12,10 @@ systemd. Network, users and the rest of the file system are the machine's own.
         sb.show("nomad.service", "StatusText", "MainPID")
         sb.exec("cat", "/proc/1/cmdline")
 
+Credentials work as on a booted machine (the namespace's mounts are shared, see sandbox-pid1):
+`LoadCredentialEncrypted=` of a file made by `encrypt_credential`, with the sandbox started with
+`env={CREDENTIAL_SECRET_ENV: host_key}` so that the machine's own host key is never read nor created.
+
 `down()` (also on leaving the `with`, whatever happened) powers systemd off by its PID and waits;
 if it does not go, SIGKILL to that PID ends the namespace and every process in it. Should the test
 process itself be killed, the kernel kills the sandbox too (parent-death signal and
@@ -29,7 +33,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -98,11 +102,14 @@ class Sandbox:
     namespace's own: read them with `exec`, which runs inside.
     """
 
-    def __init__(self, unit_dir: Path, target: str, log: Path, binds: Sequence[Path] = ()) -> None:
+    def __init__(
+        self, unit_dir: Path, target: str, log: Path, binds: Sequence[Path] = (), env: Mapping[str, str] | None = None
+    ) -> None:
         self.unit_dir = unit_dir
         self.target = target
         self.log = log
         self.binds = list(binds)
+        self.env = dict(env or {})  # added to the sandbox systemd's environment (CREDENTIAL_SECRET_ENV)
         self.pid = 0
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock: IO[bytes] | None = None
@@ -160,7 +167,9 @@ class Sandbox:
             *(str(b) for b in self.binds),
         ]
         with open(self.log, "ab") as log:
-            self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+            self._proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
@@ -281,6 +290,31 @@ class Sandbox:
             return self.log.read_text(errors="replace")[-chars:]
         except OSError:
             return "(no boot log)"
+
+
+# Which host key systemd-creds and the service manager use (systemd's docs/ENVIRONMENT.md): by default
+# /var/lib/systemd/credential.secret, which the sandbox does not shield (/var/lib is the machine's own),
+# so a sandboxed systemd would read, and `systemd-creds encrypt` create, the machine's host key. The
+# tests point both at a key of their own in their work directory instead.
+CREDENTIAL_SECRET_ENV = "SYSTEMD_CREDENTIAL_SECRET"
+
+
+def encrypt_credential(name: str, data: bytes, out: Path, host_key: Path) -> Path:
+    """`systemd-creds encrypt --with-key=host --name=NAME - OUT`, the plain text on standard input only
+    (never in a file), with `host_key` as the host key (created on first use, 0400)."""
+    if shutil.which("systemd-creds") is None:
+        raise RuntimeError("systemd-creds is not installed")
+    done = subprocess.run(
+        ["systemd-creds", "encrypt", "--with-key=host", f"--name={name}", "-", str(out)],
+        input=data,
+        capture_output=True,
+        env={**os.environ, CREDENTIAL_SECRET_ENV: str(host_key)},
+        timeout=30,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"systemd-creds encrypt exited {done.returncode}: {done.stderr.decode(errors='replace')}")
+    return out
 
 
 def code_reachable(*code: Path) -> str:

@@ -16,8 +16,9 @@ import typer
 
 from nomad_vault_token import __version__
 from nomad_vault_token.cli import dispatch
-from nomad_vault_token.cli.table import TABLE, Command
+from nomad_vault_token.cli.table import TABLE, Command, Positional
 from nomad_vault_token.core import options
+from nomad_vault_token.core.errors import exit_codes_help
 from nomad_vault_token.core.options import Option
 
 app = typer.Typer(
@@ -26,9 +27,7 @@ app = typer.Typer(
         "Give a Nomad server its Vault token, safely, every time it starts, and keep it alive; "
         "keep the Vault it depends on unsealed and backed up.\n\n"
         "Logs in to Vault with a TLS client certificate, mints (or reuses) a periodic orphan "
-        "token for Nomad, and hands it to the agent. Exit codes: 65 bad data (keys refused, a snapshot "
-        "that failed verification), 69 Vault unavailable, 74 disk full or failing, 75 partial or not "
-        "ready yet, 77 Vault refused, 78 configuration error."
+        "token for Nomad, and hands it to the agent. " + exit_codes_help()
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -51,7 +50,7 @@ def _parameter(o: Option) -> inspect.Parameter:
     decls = [f"{o.flags[0]}/{o.negation}", *o.flags[1:]] if o.negation else list(o.flags)
     info = typer.Option(
         *decls,
-        help=o.help,
+        help=help_text(o),
         rich_help_panel=o.panel,
         metavar=o.metavar,
         show_default=o.default is not None,
@@ -63,6 +62,18 @@ def _parameter(o: Option) -> inspect.Parameter:
     return inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, info])
 
 
+def help_text(o: Option) -> str:
+    """An option's help; a setting's gets its Vault variable and its default from `config`, never by hand."""
+    from nomad_vault_token.core import config
+
+    if not o.setting:
+        return o.help
+    variables = [var for var, key in config.VAULT_ENV.items() if key == o.config_key]
+    text = o.help + "".join(f" (${var})" for var in variables)
+    default = config.default_text(o.config_key)
+    return text if default is None else f"{text} [default: {default}]"
+
+
 def _agent_parameter(row: Command) -> inspect.Parameter:
     info = typer.Argument(help=row.agent, show_default=False, metavar="-- AGENT_ARGV...")
     return inspect.Parameter(
@@ -70,7 +81,7 @@ def _agent_parameter(row: Command) -> inspect.Parameter:
     )
 
 
-def _positional(p: Any) -> inspect.Parameter:
+def _positional(p: Positional) -> inspect.Parameter:
     info = typer.Argument(help=p.help, show_default=False, metavar=p.metavar)
     kind: Any = Optional[Path] if p.path else Optional[str]
     return inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=Annotated[kind, info])

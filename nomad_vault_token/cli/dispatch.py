@@ -8,14 +8,17 @@ exits. Knows no command by name: `table` says what each one needs.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from nomad_vault_token.cli.table import Command
+    from nomad_vault_token.core.results import Result
 
 
 def dispatch(command: str, params: dict[str, Any]) -> NoReturn:
     """Run `command` with its parsed parameters; print its result or its error; exit with its code."""
+    from nomad_vault_token.cli import last_resort
     from nomad_vault_token.cli.table import TABLE
     from nomad_vault_token.core import options
     from nomad_vault_token.core.errors import EX_INTERRUPTED, ConfigError, NvtError
@@ -39,25 +42,40 @@ def dispatch(command: str, params: dict[str, Any]) -> NoReturn:
             own["fmt"] = fmt
         result = _call(row, flags, own)
     except NvtError as exc:
-        render_error(exc.message, exc.exit_code, fmt)
-        sys.exit(exc.exit_code)
+        message, code = exc.message, exc.exit_code
+        _say(lambda: render_error(message, code, fmt), command, fmt)
+        sys.exit(code)
     except KeyboardInterrupt:
         sys.exit(EX_INTERRUPTED)
-    render(result, fmt)
+    except Exception as exc:  # a bug: one line, exit 70 (`last_resort`)
+        last_resort.crash(exc, command, fmt)
+    _say(lambda: render(result, fmt), command, fmt)
     sys.exit(result.exit_code)
 
 
-def _call(row: Command, flags: dict[str, Any], own: dict[str, Any]) -> Any:
+def _say(write: Callable[[], None], command: str, fmt: str) -> None:
+    """Print, ending quietly when stdout's reader has gone; a bug while printing is still a bug (70)."""
+    from nomad_vault_token.cli import last_resort
+
+    try:
+        write()
+    except BrokenPipeError:
+        last_resort.closed_stdout()
+    except Exception as exc:
+        last_resort.crash(exc, command, fmt)
+
+
+def _call(row: Command, flags: dict[str, Any], own: dict[str, Any]) -> Result:
     import importlib
 
     from nomad_vault_token.core import config
 
     config_file = own.pop("config", None)
-    module = importlib.import_module(row.module_path)
+    main: Callable[..., Result] = importlib.import_module(row.module_path).main  # each command's `main`
     if row.settings == "flags":
-        return module.main(flags, **own)
+        return main(flags, **own)
     if row.settings == "lenient":
-        return module.main(config.load_lenient(config_file, flags), **own)
+        return main(config.load_lenient(config_file, flags), **own)
     first = own.get(row.positionals[0].name) if row.positionals else None
     settings = config.Settings() if first in row.offline else config.load(config_file, flags)
-    return module.main(settings, **own)
+    return main(settings, **own)

@@ -13,7 +13,23 @@ from collections.abc import Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """The console script. What the commands do not end themselves (`dispatch` does, for each) ends
+    here: a bug while parsing is one line and 70, a closed stdout (`--help | head -0`) ends quietly."""
     args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        _main(args)
+    except BrokenPipeError:
+        from nomad_vault_token.cli import last_resort
+
+        last_resort.closed_stdout()
+    except Exception as exc:
+        from nomad_vault_token.cli import last_resort
+
+        command = args[0] if args and not args[0].startswith("-") else "nomad-vault-token"
+        last_resort.crash(exc, command, "text")
+
+
+def _main(args: list[str]) -> None:
     from nomad_vault_token.cli.table import TABLE
 
     if args and args[0] in TABLE:

@@ -170,7 +170,7 @@ TABLE: dict[str, Command] = {
         """Unseal a Vault cluster's Shamir-sealed nodes: --once, or watching (for systemd or a Nomad job).
 
     Needs no token. Keys: --keys-file FILE (0600/0400, owned by this user) or --credential NAME (systemd
-    LoadCredential=), one hex or base64 key per line; never on the command line or in the environment.
+    LoadCredentialEncrypted=), one hex or base64 key per line; never on the command line or in the environment.
     Nodes: --node ADDR, repeated (config unseal_nodes) [default: vault_addr]. Success means a leader.
     Auto-unseal, uninitialised and sealed-on-purpose nodes are never given keys; a hold file stops all.
 

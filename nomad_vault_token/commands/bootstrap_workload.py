@@ -119,6 +119,11 @@ def main(
             f"jwt_mount {ws.mount!r}: sys/auth/{ws.mount} is a {found.type!r} auth mount, not jwt: choose another --jwt-mount"
         )
     flags = jwt_auth.policy_templating_flags(vault, token)
+    if not snapshot:
+        nested = wi.slash_advice(ws, templating_flags=flags)
+        advice.append(nested)
+        if nested != wi.NESTED_JOBS_REFUSED:
+            logger.warning("%s", nested)
 
     done: list[Step] = []
     mount_want = wi.mount_object(ws.mount)

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
+from nomad_vault_token.commands.check_report import Report, table
 from nomad_vault_token.core import config
 from nomad_vault_token.core.config import Settings
 from nomad_vault_token.core.durations import format_duration
 from nomad_vault_token.core.errors import (
-    EX_CONFIG,
-    EX_NOPERM,
     EX_TEMPFAIL,
-    EX_UNAVAILABLE,
     ConfigError,
     NvtError,
     TokenInvalid,
@@ -24,46 +22,12 @@ from nomad_vault_token.core.errors import (
 )
 from nomad_vault_token.core.results import Result
 from nomad_vault_token.core.secret import Secret
-from nomad_vault_token.token import store as state
+from nomad_vault_token.token import store
 from nomad_vault_token.vault import tls
 from nomad_vault_token.vault.client import TokenInfo, Vault
 
-
-@dataclass(frozen=True)
-class Row:
-    side: str  # "local", "agent" (its argv and config files) or "vault"
-    check: str
-    result: str  # pass / warn / fail / skip
-    detail: str
-    fix: str = ""
-
-
-class Report:
-    def __init__(self) -> None:
-        self.rows: list[Row] = []
-
-    def add(self, side: str, check: str, result: str, detail: str, fix: str = "") -> None:
-        self.rows.append(Row(side, check, result, detail, fix))
-
-    def attempt(self, side: str, check: str, detail: str, action: Callable[[], object]) -> bool:
-        """Run `action`: a pass with `detail`, or a fail with the error's one line."""
-        try:
-            action()
-        except NvtError as exc:
-            self.add(side, check, "fail", exc.message)
-            return False
-        self.add(side, check, "pass", detail)
-        return True
-
-    def failed(self, side: str) -> bool:
-        return any(r.side == side and r.result == "fail" for r in self.rows)
-
-    def exit_code(self, unavailable: bool) -> int:
-        if self.failed("local") or self.failed("agent"):
-            return EX_CONFIG
-        if unavailable:
-            return EX_UNAVAILABLE
-        return EX_NOPERM if self.failed("vault") else 0
+if TYPE_CHECKING:
+    from nomad_vault_token.commands import check_workload
 
 
 def main(
@@ -109,7 +73,11 @@ def main(
 
 
 def _workload(
-    loaded: config.Loaded, token_file: Path | None, url: str | None, nomad: Any, agent: Sequence[str]
+    loaded: config.Loaded,
+    token_file: Path | None,
+    url: str | None,
+    nomad: check_workload.NomadAccess | None,
+    agent: Sequence[str],
 ) -> Result:
     """`check --workload-identity` (commands/check_workload.py): the JWT side instead of the server token's."""
     from nomad_vault_token.commands import check_workload
@@ -147,6 +115,7 @@ def local_checks(report: Report, settings: Settings) -> None:
     if settings.ca_cert is not None:
         ca = settings.ca_cert
         report.attempt("local", "CA certificate", f"{ca} holds a CA", lambda: tls.check_ca(ca))
+    unseal_keys_at_rest(report, settings)
     try:
         cert, key = settings.client_tls()
     except NvtError as exc:
@@ -165,20 +134,41 @@ def local_checks(report: Report, settings: Settings) -> None:
                 report.add("local", "client certificate", "pass", detail)
     if settings.legacy_token:
         report.attempt(
-            "local", "state file", f"{settings.state_file} usable", lambda: state.check_writable(settings.state_file)
+            "local", "state file", f"{settings.state_file} usable", lambda: store.check_writable(settings.state_file)
         )
         tracker_checks(report, settings)
     if settings.keyring:
         ring = settings.keyring_state_file
-        report.attempt("local", "keyring state file", f"{ring} usable", lambda: state.check_writable(ring))
+        report.attempt("local", "keyring state file", f"{ring} usable", lambda: store.check_writable(ring))
         keyring_tracker_check(report, settings)
+
+
+def unseal_keys_at_rest(report: Report, settings: Settings) -> None:
+    """Where the unsealer's keys sit (config `unseal_keys_file`): one warning line for plain text on
+    persistent storage. The keys themselves are not read here (the unsealer's user may own them)."""
+    from nomad_vault_token.core import at_rest
+
+    path = settings.unseal_keys_file
+    if path is None:
+        return  # none configured, or a systemd credential (unseal_credential): nothing at rest in plain text
+    if not path.exists():
+        report.add("local", "unseal keys at rest", "skip", f"{path}: not here (the unsealer runs elsewhere?)")
+        return
+    fs = at_rest.fs_type(path)
+    warning = at_rest.plain_file_warning(path, fs, credential=False)
+    if warning:
+        report.add("local", "unseal keys at rest", "warn", warning)
+    elif fs:
+        report.add("local", "unseal keys at rest", "pass", f"{path}: on {fs}, gone at power-off")
+    else:
+        report.add("local", "unseal keys at rest", "skip", f"{path}: its file system could not be told")
 
 
 def tracker_checks(report: Report, settings: Settings) -> None:
     """What the running tracker last knew: adoption, a degraded start (warnings only: it is history)."""
     from nomad_vault_token.commands.status import tracker_view
 
-    saved = state.read(settings.state_file)
+    saved = store.read(settings.state_file)
     view = tracker_view(settings.tracker_file, saved.accessor if saved else "")
     if view is None:
         return
@@ -228,8 +218,7 @@ def agent_checks(report: Report, settings: Settings, agent: Sequence[str]) -> bo
         )
         return True
     from nomad_vault_token.nomad import argv as agent_argv
-    from nomad_vault_token.nomad import handoff
-    from nomad_vault_token.nomad import review as agent_review
+    from nomad_vault_token.nomad import handoff, review
 
     try:
         parsed = agent_argv.parse(agent)
@@ -240,7 +229,7 @@ def agent_checks(report: Report, settings: Settings, agent: Sequence[str]) -> bo
     report.add("agent", "agent argv", "pass", f"-config {' '.join(parsed.configs) or '(none)'}")
     for warning in [*warnings, *handoff.redirect_warnings(os.environ)]:
         report.add("agent", "agent argv", "warn", warning)
-    block, found = agent_review.review(settings, parsed, os.environ)
+    block, found = review.review(settings, parsed, os.environ)
     for f in found:
         report.add("agent", f"vault.{f.key}" if f.key != "config" else "agent config", f.severity, f.message, f.fix)
     return block.allow_unauthenticated if block is not None else True
@@ -309,9 +298,9 @@ def _vault_checks(report: Report, vault: Vault, *, mint: bool, allow_unauthentic
     if token is None or info is None:
         return False
     try:
-        from nomad_vault_token.token import nomad_check as verify
+        from nomad_vault_token.token import nomad_check
 
-        for rule in verify.nomad_rules_for(vault, token, info, allow_unauthenticated=allow_unauthenticated):
+        for rule in nomad_check.nomad_rules_for(vault, token, info, allow_unauthenticated=allow_unauthenticated):
             result = "pass" if rule.ok else "warn" if rule.warning and not settings.strict else "fail"
             report.add("vault", f"nomad: {rule.rule}", result, rule.message, rule.fix)
     finally:
@@ -353,7 +342,7 @@ def saved_token(report: Report, vault: Vault) -> tuple[Secret | None, TokenInfo 
     detail = f"logged in through auth/{settings.auth_mount} role {settings.cert_role}"
     if not report.attempt("vault", "certificate login", detail, login):
         return None, None
-    saved = state.read(settings.state_file)
+    saved = store.read(settings.state_file)
     if saved is None:
         report.add(
             "vault",
@@ -382,16 +371,3 @@ def _discard(vault: Vault, token: Secret) -> None:
     """Revoke the token minted for the check: fresh, so it has no task tokens to take with it."""
     with contextlib.suppress(NvtError):
         vault.revoke_self(token)
-
-
-def table(report: Report) -> str:
-    width = max(len(r.check) for r in report.rows) + 2
-    lines = []
-    for r in report.rows:
-        lines.append(f"{r.result.upper():5} {r.check:<{width}}{r.detail}")
-        if r.fix and r.result in {"fail", "warn"}:
-            lines.append(f"{'':5} {'':<{width}}fix: {r.fix}")
-    fails = sum(r.result == "fail" for r in report.rows)
-    warns = sum(r.result == "warn" for r in report.rows)
-    lines.append(f"\n{len(report.rows)} checks: {fails} failed, {warns} warnings")
-    return "\n".join(lines) + "\n"

@@ -18,7 +18,7 @@ from nomad_vault_token.core.secret import Secret
 from nomad_vault_token.token import store as state
 
 if TYPE_CHECKING:
-    from nomad_vault_token.commands.check import Report
+    from nomad_vault_token.commands.check_report import Report
     from nomad_vault_token.commands.check_workload import NomadAccess
     from nomad_vault_token.core.config import Settings
     from nomad_vault_token.vault.client import Vault

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from nomad_vault_token.commands.check import Report
+from nomad_vault_token.commands.check_report import Report
 from nomad_vault_token.core.config import Settings
 from nomad_vault_token.core.errors import NvtError, VaultUnavailable
 from nomad_vault_token.core.secret import Secret
@@ -252,8 +252,9 @@ def _task_side(report: Report, vault: Vault) -> None:
         if any(c in job for c in "/*+"):
             hint = (
                 f"job ID {job!r} holds '/', '*' or '+': OpenBao 2.6+ then refuses the whole templated policy "
-                "(every request: 400 Forbidden) unless the policy allows it: allow_slashes_in_job_ids = true "
-                "(no setting allows '*' or '+'; rename the job)"
+                "(every request: 400 Forbidden) unless the policy allows it: rename the job, or set "
+                "allow_slashes_in_job_ids = true, knowing that its parent job then reads its secrets "
+                "(no setting allows '*' or '+')"
             )
         report.add(SIDE, "task token", "fail", exc.message, hint)
     finally:
@@ -304,8 +305,10 @@ def readiness(
     jwks_url: str | None,
     nomad: NomadAccess,
     agent: Sequence[str],
-) -> None:
-    """Everything that must hold before the legacy server token can go, in Nomad's documented order."""
+) -> list[str]:
+    """Everything that must hold before the legacy server token can go, in Nomad's documented order.
+
+    Returns the accessors of the legacy task tokens Nomad still tracks (`VaultTokens`), for cutover to judge."""
     from nomad_vault_token.nomad import wi_readiness as ready
 
     # 1. the Vault side
@@ -342,12 +345,14 @@ def readiness(
         token = secret_files.read(nomad.token_file, "--nomad-token-file", "Nomad token") if nomad.token_file else None
         ca_pem = nomad.ca.read_text() if nomad.ca else ""
         verdicts = [ready.nodes(nomad_api.nodes(nomad.addr, token, ca_pem))]
-        verdicts += ready.upgrade_check(nomad_api.upgrade_check(nomad.addr, token, ca_pem))
+        doc = nomad_api.upgrade_check(nomad.addr, token, ca_pem)
+        verdicts += ready.upgrade_check(doc)
     except OSError as exc:
         report.add("local", "--nomad-ca", "fail", f"{nomad.ca}: {exc.strerror}: give a readable PEM file")
-        return
+        return []
     except NvtError as exc:
         report.add("nomad", "Nomad API", "fail", exc.message)
-        return
+        return []
     for v in verdicts:
         report.add("nomad", v.check, "pass" if v.ok else "fail", v.detail, v.fix)
+    return ready.tracked_accessors(doc)

@@ -5,7 +5,8 @@ leave the servers last. Refused, with what to do, while any of these is not so:
 
 1. readiness is clean (`check --workload-identity-readiness`): above all Nomad tracks no legacy task
    token any more (`VaultTokens` of the upgrade check). Task tokens are children of the server token
-   unless the task role is orphan, so revoking it earlier would revoke tokens tasks still use;
+   unless the task role was orphan when they were minted, so revoking it earlier would revoke tokens
+   tasks still use; tracked tokens that are all orphans (each one asked) are only a warning;
 2. `legacy_token = false`, and the agent restarted since (the hand-off file, which `run` removes when it
    starts the agent without a token, is gone): removing a server's token takes a restart, not a
    SIGHUP (`nomad/server.go` v1.9.7:896-918);
@@ -20,12 +21,13 @@ from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from nomad_vault_token.commands.check import Report, table
+from nomad_vault_token.commands.check_report import Report, table
 from nomad_vault_token.commands.check_workload import NomadAccess, admin_token, readiness
 from nomad_vault_token.core.config import Settings
 from nomad_vault_token.core.errors import EX_CONFIG, EX_TEMPFAIL, NvtError, TokenInvalid
 from nomad_vault_token.core.results import Result
-from nomad_vault_token.token import store as state
+from nomad_vault_token.core.secret import Secret
+from nomad_vault_token.token import store
 from nomad_vault_token.vault.client import Vault
 
 
@@ -42,10 +44,11 @@ def main(
 ) -> Result:
     report = Report()
     nomad = NomadAccess(nomad_addr or "https://127.0.0.1:4646", nomad_token_file, nomad_ca)
-    readiness(report, settings, admin=admin_token(token_file), jwks_url=nomad_jwks_url, nomad=nomad, agent=agent)
+    admin = admin_token(token_file)
+    tracked = readiness(report, settings, admin=admin, jwks_url=nomad_jwks_url, nomad=nomad, agent=agent)
     _host_checks(report, settings, agent)
-    saved = state.read(settings.state_file)
-    _orphan_task_tokens(report, settings, saved)
+    saved = store.read(settings.state_file)
+    _orphan_task_tokens(report, settings, saved, admin, tracked)
     failed = [r for r in report.rows if r.result == "fail"]
     doc: dict[str, object] = {"checks": [asdict(r) for r in report.rows]}
     if failed:
@@ -80,24 +83,36 @@ def main(
     return Result(doc, table(report) + line + "\n")
 
 
-def _orphan_task_tokens(report: Report, settings: Settings, saved: state.State | None) -> None:
-    """Legacy task tokens Nomad still tracks are no reason to wait when they are orphans (the task role says
-    `orphan = true`, as bootstrap-roles writes it): revoking the server token leaves them alone. Nomad's docs
-    let them expire on their own (`acl.mdx` v1.9.7:791-797)."""
+def _orphan_task_tokens(
+    report: Report, settings: Settings, saved: store.State | None, admin: Secret | None, tracked: Sequence[str]
+) -> None:
+    """Legacy task tokens Nomad still tracks are no reason to wait when every one is an orphan: revoking the server
+    token leaves them alone, and Nomad's docs let them expire on their own (`acl.mdx` v1.9.7:791-797). Each token
+    is asked (lookup-accessor, with the admin token): the task role's `orphan` applies when a token is minted, so a
+    token minted before the role became orphan is a child of the server token whatever the role says now."""
+    from nomad_vault_token.nomad.wi_readiness import orphan_verdict
+    from nomad_vault_token.vault import legacy_admin
+
     row = next(
         (i for i, r in enumerate(report.rows) if r.check == "no legacy task tokens" and r.result == "fail"), None
     )
-    if row is None or saved is None:
-        return
+    if row is None or saved is None or admin is None:
+        return  # nothing tracked, nothing to revoke, or no way to ask: keep the verdict
     try:
         with Vault(settings) as vault:
             role = vault.read_role(saved.token, settings.task_role)
+            tokens: dict[str, bool | None] = {}
+            for accessor in tracked:
+                found = legacy_admin.lookup_accessor(vault, admin, accessor) if accessor else None
+                tokens[accessor] = None if found is None else bool(found.get("orphan"))
     except NvtError:
         return  # cannot tell: keep refusing
-    if role is not None and role.get("orphan"):
-        old = report.rows[row]
-        report.rows[row] = replace(old, result="warn", fix=f"task role {settings.task_role!r} is orphan: those tokens "
-                                   "outlive the server token and expire on their own; nothing of theirs is revoked")  # fmt: skip
+    v = orphan_verdict(bool(role and role.get("orphan")), settings.task_role, tokens)
+    old = report.rows[row]
+    if v.ok:
+        report.rows[row] = replace(old, result="warn", fix=v.detail)
+    else:
+        report.rows[row] = replace(old, detail=f"{old.detail}; {v.detail}", fix=v.fix)
 
 
 def _host_checks(report: Report, settings: Settings, agent: Sequence[str]) -> None:

@@ -21,7 +21,7 @@ from nomad_vault_token.core import config
 from nomad_vault_token.core.errors import EX_FAILED, EX_USAGE, ConfigError, NvtError
 from nomad_vault_token.core.files import write_atomic
 from nomad_vault_token.core.results import Result
-from nomad_vault_token.setup import systemd_unit as unit
+from nomad_vault_token.setup import systemd_unit
 from nomad_vault_token.setup.install_plan import (
     CONFIG_DIR_MODE,
     CONFIG_MODE,
@@ -84,8 +84,8 @@ def main(
     ):
         _one_line(value, what)
 
-    unit_text = unit.render(
-        unit.shipped_template(), bin_path=real_bin, config=real_config, agent=agent_argv, start_timeout=start_timeout
+    unit_text = systemd_unit.render(
+        systemd_unit.shipped_template(), bin_path=real_bin, config=real_config, agent=agent_argv, start_timeout=start_timeout
     )
     config_content, keep_config = _config_content(config_source, settings, set_values)
 
@@ -160,7 +160,7 @@ def _bin(bin_path: Path | None) -> Path:
 
 def _agent(agent: str | None) -> list[str]:
     if agent is None:
-        return list(unit.DEFAULT_AGENT)
+        return list(systemd_unit.DEFAULT_AGENT)
     try:
         argv = shlex.split(agent)
     except ValueError as exc:

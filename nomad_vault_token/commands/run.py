@@ -13,7 +13,7 @@ import os
 import shutil
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from nomad_vault_token.core.config import Settings
 from nomad_vault_token.core.errors import ConfigError, NvtError, TokenInvalid, VaultDenied
@@ -26,7 +26,7 @@ from nomad_vault_token.vault.client import TokenInfo, Vault
 if TYPE_CHECKING:
     from nomad_vault_token.token.minting import Login
 
-logger = logging.getLogger("nomad_vault_token.run")
+logger = logging.getLogger(__name__)
 
 # The keyring token and what Vault said of it (None: a degraded start without a saved one).
 Ring = tuple["Secret | None", TokenInfo]
@@ -36,10 +36,19 @@ def main(settings: Settings, *, agent: Sequence[str], no_check: bool) -> None:
     """Never returns: execs the agent, or raises."""
     argv, check = agent, not no_check
     agent = resolve_agent(argv)
+    agent_args = [agent, *argv[1:]]
+    try:
+        _start(settings, agent, agent_args, check)
+    except NvtError:
+        raise
+    except Exception as exc:  # a bug here must not keep Nomad down: start it anyway
+        _start_anyway(settings, agent, agent_args, exc)
+
+
+def _start(settings: Settings, agent: str, agent_args: list[str], check: bool) -> None:
     from nomad_vault_token.nomad import argv as agent_argv
     from nomad_vault_token.nomad import handoff
 
-    agent_args = [agent, *argv[1:]]
     parsed = agent_argv.parse(agent_args)
     argv_warnings = [*handoff.check_argv(settings, parsed), *handoff.redirect_warnings(os.environ)]
     if not settings.legacy_token and not settings.keyring:
@@ -106,6 +115,38 @@ def main(settings: Settings, *, agent: Sequence[str], no_check: bool) -> None:
         os.execve(agent, final_argv, agent_env)
     except OSError as exc:
         raise ConfigError(f"agent {agent}: cannot execute: {exc.strerror}") from None
+
+
+def _start_anyway(settings: Settings, agent: str, agent_args: list[str], exc: Exception) -> NoReturn:
+    """A bug before the exec (an exception that is not the tool's own error): the agent starts all the
+    same, since this tool must never keep Nomad down where Nomad alone would run (a unit's restarts
+    would only meet the same bug again). As a degraded start does: the saved token unverified, or Vault
+    disabled; failing that too, the agent's own argv with none of ours. No tracker: it may be what broke.
+    The bug is logged as the one line (`core/internal_error`), its traceback at debug level only."""
+    from nomad_vault_token.core import internal_error
+    from nomad_vault_token.nomad import argv as agent_argv
+    from nomad_vault_token.nomad import handoff
+
+    internal_error.log_traceback(exc)
+    logger.error("%s; starting the agent anyway, unwatched", internal_error.line(exc, "run"))
+    final_argv, env = agent_args, handoff.agent_env(settings, None, os.environ)
+    try:
+        if settings.keyring:  # the saved keyring token back in its file, if there is one
+            from nomad_vault_token.token import keyring
+
+            _write_keyring(settings, keyring.saved_unverified(settings, "after the internal error"))
+        if settings.legacy_token:
+            token, _info = degraded(settings, "after the internal error")
+            final_argv, env = handoff.prepare(settings, token, agent_args, agent_argv.parse(agent_args), os.environ)
+        else:
+            env = handoff.without_token(settings, os.environ)
+    except Exception as again:  # the agent's own command line is the last way left
+        internal_error.log_traceback(again)
+        logger.error("%s; starting the agent with its own command line", internal_error.line(again, "run"))
+    try:
+        os.execve(agent, final_argv, env)
+    except OSError as failed:
+        raise ConfigError(f"agent {agent}: cannot execute: {failed.strerror}") from None
 
 
 def _exec_without_token(settings: Settings, agent: str, agent_args: list[str], warnings: list[str]) -> None:

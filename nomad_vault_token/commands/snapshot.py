@@ -20,7 +20,7 @@ import stat
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nomad_vault_token.core.config import Settings
 from nomad_vault_token.core.errors import DISK_ERRNOS, ConfigError, DiskError, NvtError, Partial
@@ -28,17 +28,22 @@ from nomad_vault_token.core.results import Result
 from nomad_vault_token.core.secret import Secret
 from nomad_vault_token.vault.client import Vault
 
+if TYPE_CHECKING:  # loaded only by the paths that need them (boto3 behind remote)
+    from nomad_vault_token.snapshot.archive import Manifest, SnapshotInfo
+    from nomad_vault_token.snapshot.remote import Destination
+    from nomad_vault_token.snapshot.retention import Retention, SnapshotName
+
 log = logging.getLogger(__name__)
 
 
 
 def verify_file(file: str | None) -> Result:
     """`snapshot verify FILE|s3://...`: check a snapshot offline, or in a bucket (65 when it fails)."""
-    from nomad_vault_token.snapshot.store import verify_file as verify
+    from nomad_vault_token.snapshot import store
 
     if file is None:
         raise ConfigError("snapshot verify: give the snapshot file: snapshot verify FILE")
-    info = _verify_remote(file) if file.startswith("s3://") else verify(Path(file))
+    info = _verify_remote(file) if file.startswith("s3://") else store.verify_file(Path(file))
     data = {
         "ok": True,
         "action": "verify",
@@ -54,7 +59,7 @@ def verify_file(file: str | None) -> Result:
     return Result(data, text)
 
 
-def _verify_remote(url: str) -> Any:
+def _verify_remote(url: str) -> SnapshotInfo:
     """Read an object back and verify it; its manifest, when there, must describe the same bytes."""
     from nomad_vault_token.snapshot import remote
     from nomad_vault_token.snapshot.archive import SnapshotInvalid
@@ -90,12 +95,12 @@ def main(
             raise ConfigError(f"snapshot: unexpected argument {str(file)!r}: did you mean snapshot verify FILE?")
         return take(settings, token_file=token_file)
     if action == "restore-test":
-        from nomad_vault_token.snapshot import drill as restore_test
+        from nomad_vault_token.snapshot import drill
 
         if file is None:
             raise ConfigError("snapshot restore-test: give the snapshot file: snapshot restore-test FILE --keys-file F")
         if not file.startswith("s3://"):
-            return restore_test.run(
+            return drill.run(
                 settings, Path(file), keys_file=settings.unseal_keys_file, token_file=token_file, canary=canary
             )
         import tempfile
@@ -108,7 +113,7 @@ def main(
             raise ConfigError(str(exc)) from None
         with tempfile.TemporaryDirectory(prefix="nvt-restore-test-") as scratch:  # 0700, removed whatever happens
             local, _ = remote.download_verified(remote.client(), dest, name, Path(scratch))
-            done = restore_test.run(
+            done = drill.run(
                 settings, local, keys_file=settings.unseal_keys_file, token_file=token_file, canary=canary
             )
         done.data["file"] = file
@@ -120,7 +125,7 @@ def main(
 
 
 def take(settings: Settings, *, token_file: Path | None) -> Result:
-    from nomad_vault_token.snapshot import store as sv
+    from nomad_vault_token.snapshot import store
     from nomad_vault_token.snapshot.archive import Manifest, SnapshotInvalid
     from nomad_vault_token.snapshot.retention import Retention, check_prefix, plan_retention, snapshot_name
 
@@ -150,7 +155,7 @@ def take(settings: Settings, *, token_file: Path | None) -> Result:
             version = _quiet_version(vault)
             with vault.snapshot_stream(token, settings.snapshot_timeout) as chunks:
                 try:  # verified as it streams in: one read of the bytes
-                    received, info = sv.receive_verified(chunks, directory, prefix, f"from {leader}")
+                    received, info = store.receive_verified(chunks, directory, prefix, f"from {leader}")
                 except SnapshotInvalid:
                     verified = False
                     raise
@@ -159,12 +164,12 @@ def take(settings: Settings, *, token_file: Path | None) -> Result:
             if own_login:
                 _revoke(vault, token)
             vault.close()
-        with sv.discard_on_failure(received.path):
+        with store.discard_on_failure(received.path):
             now = datetime.now(UTC).replace(microsecond=0)
             name = snapshot_name(prefix, now, info.index)
             manifest = Manifest.of(info, name, version, now)
             try:
-                final = sv.keep(received.path, name, manifest)
+                final = store.keep(received.path, name, manifest)
             except FileExistsError:
                 raise ConfigError(
                     f"snapshot {directory / name.file_name}: already exists (two runs in one second?): "
@@ -180,9 +185,9 @@ def take(settings: Settings, *, token_file: Path | None) -> Result:
         metrics.failed(verified)
         raise _write_error(directory, "cannot write", exc) from None
 
-    _, present = sv.survey(directory, prefix)
+    _, present = store.survey(directory, prefix)
     plan = plan_retention(present, retention, now, run_succeeded=True)
-    deleted = sv.delete(directory, prefix, plan.delete)
+    deleted = store.delete(directory, prefix, plan.delete)
     for gone in deleted:
         log.info("retention: deleted %s", gone)
     if plan.unverified:
@@ -229,7 +234,7 @@ def take(settings: Settings, *, token_file: Path | None) -> Result:
     return Result(data, text)
 
 
-def _destinations(settings: Settings) -> list[Any]:
+def _destinations(settings: Settings) -> list[Destination]:
     """snapshot_copy_to as destinations, checked before anything is taken (78 for a bad URL or no boto3)."""
     if not settings.snapshot_copy_to:
         return []
@@ -244,7 +249,9 @@ def _destinations(settings: Settings) -> list[Any]:
     return found
 
 
-def _copy_one(dest: Any, final: Path, name: Any, manifest: Any, retention: Any, now: datetime) -> dict[str, Any]:
+def _copy_one(
+    dest: Destination, final: Path, name: SnapshotName, manifest: Manifest, retention: Retention, now: datetime
+) -> dict[str, Any]:
     """Copy the kept snapshot to one destination, verify it there, then retention there; never raises for the
     store's failures (they are the run's partial result)."""
     from nomad_vault_token.snapshot import remote

@@ -5,23 +5,28 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from nomad_vault_token.core import config
 from nomad_vault_token.core.durations import format_duration
 from nomad_vault_token.core.errors import EX_FAILED, NvtError, TokenInvalid, VaultUnavailable
 from nomad_vault_token.core.results import Result
-from nomad_vault_token.token import store as state
+from nomad_vault_token.token import store, tracker_report
+from nomad_vault_token.unseal import published
 from nomad_vault_token.vault import tls
 from nomad_vault_token.vault.client import Vault
+
+_P = TypeVar("_P")
 
 
 def main(settings: config.Settings) -> Result:
     if settings.keyring and not settings.legacy_token:
         return keyring_only(settings)
-    saved = state.read(settings.state_file)
+    saved = store.read(settings.state_file)
     unsealer = unsealer_view(settings.unseal_file)
     if saved is None:
         message = (
@@ -86,7 +91,7 @@ def keyring_view(settings: config.Settings) -> dict[str, Any] | None:
     """The keyring token: its accessor (never the token), what Vault says of it, what the tracker last knew."""
     if not settings.keyring:
         return None
-    saved = state.read(settings.keyring_state_file)
+    saved = store.read(settings.keyring_state_file)
     view: dict[str, Any] = {"accessor": saved.accessor if saved else None, "file": str(settings.keyring_token_path)}
     try:
         published = json.loads(settings.tracker_file.read_text(encoding="utf-8")).get("keyring")
@@ -148,36 +153,51 @@ def cert_summary(settings: config.Settings) -> dict[str, Any] | None:
     }
 
 
-def _published(path: Path, keys: tuple[str, ...]) -> dict[str, Any] | None:
-    """`keys` of what a process published in `path`, whether it still runs and when it wrote; None if never."""
+def _read(path: Path, model: Callable[[Mapping[str, Any]], _P]) -> _P | None:
+    """What a process published in `path`, through the model it wrote it with; None if never (or not readable)."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-        pid = int(doc["pid"])
-        updated = float(doc["updated_at"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return model(doc) if isinstance(doc, dict) else None
+    except (OSError, ValueError):
         return None
+
+
+def _running(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-        running = True
     except ProcessLookupError:
-        running = False
+        return False
     except PermissionError:
-        running = True
-    return {k: doc.get(k) for k in keys} | {"pid": pid, "running": running, "updated_at": _iso(updated)}
+        return True
+    return True
 
 
 def tracker_view(path: Path, accessor: str) -> dict[str, Any] | None:
     """What the tracker last published (tracker.json: no token in it), and whether it still runs."""
+    t = _read(path, tracker_report.Published.from_json)
+    if t is None:
+        return None
     keys = ("state", "adopted", "adoption", "handover", "degraded_for", "status", "agent_pid", "accessor")
-    view = _published(path, keys)
-    return None if view is None else view | {"current_token": view["accessor"] == accessor}
+    return {k: getattr(t, k) for k in keys} | {
+        "pid": t.pid,
+        "running": _running(t.pid),
+        "updated_at": _iso(t.updated_at),
+        "current_token": t.accessor == accessor,
+    }
 
 
 def unsealer_view(path: Path) -> dict[str, Any] | None:
     """What `unseal` last published (unseal.json: no key in it), and whether it still runs."""
-    return _published(
-        path, ("status", "cluster", "leader", "unsealed", "members", "quorum", "keys_held", "keys_usable", "nodes")
-    )
+    u = _read(path, published.Published.from_json)
+    if u is None:
+        return None
+    keys = ("status", "cluster", "leader", "unsealed", "members", "quorum", "keys_held", "keys_usable")
+    return {k: getattr(u, k) for k in keys} | {
+        "nodes": [asdict(n) for n in u.nodes],
+        "pid": u.pid,
+        "running": _running(u.pid),
+        "updated_at": _iso(u.updated_at),
+    }
 
 
 def unsealer_text(view: dict[str, Any] | None) -> str:

@@ -1,7 +1,7 @@
-"""`unseal`: Shamir unsealing of a Vault cluster's nodes, `--once` or watching (the loop is `unsealer`).
+"""`unseal`: Shamir unsealing of a Vault cluster's nodes, `--once` or watching (the loop is `unseal.watcher`).
 
 Needs no token: sys/seal-status, sys/health and sys/unseal are unauthenticated. Keys come from a
-file or a systemd credential (`unseal_keys`), never from argv or the environment.
+file or a systemd credential (`unseal.keys`), never from argv or the environment.
 """
 
 from __future__ import annotations

@@ -76,7 +76,7 @@ class Settings:
     workload_user_claim: str = "unique-id"
     kv_mount: str = "secret"
     kv_version: int = 2
-    allow_slashes_in_job_ids: bool = True
+    allow_slashes_in_job_ids: bool = False
     # false after the cut-over to workload identity: `run` hands the agent no token at all
     legacy_token: bool = True
     # ---- the keyring token (Nomad 1.8.3+ `keyring "transit"`): a second periodic token, its own policy
@@ -221,6 +221,52 @@ FIELDS: dict[str, tuple[Kind, tuple[str, ...]]] = {
     "metrics_dir": ("path", ()),
 }
 assert set(FIELDS) == {f.name for f in fields(Settings)}
+
+# A default that is not a plain value, as `--help` and docs/configuration.md say it (both are made from here)
+DEFAULT_TEXT: dict[str, str] = {
+    "ca_cert": "the system CAs",
+    "token_config": f"$RUNTIME_DIRECTORY/{TOKEN_CONFIG_NAME} or {DEFAULT_RUNTIME_DIR / TOKEN_CONFIG_NAME}",
+    "keyring_token_file": f"$RUNTIME_DIRECTORY/{KEYRING_TOKEN_NAME} or {DEFAULT_RUNTIME_DIR / KEYRING_TOKEN_NAME}",
+    "state_dir": f"$STATE_DIRECTORY or {DEFAULT_STATE_DIR}",
+    "snapshot_auth": "by what is given: a client certificate, else a token, else a JWT",
+    "unseal_nodes": "vault_addr",
+}
+# What a default of 0 means for these keys
+ZERO_MEANS: dict[str, str] = {
+    "wait_timeout": "for ever",
+    "snapshot_keep": "no limit",
+    "snapshot_max_age": "no limit",
+    "unseal_expect_threshold": "any",
+    "unseal_expect_shares": "any",
+}
+
+
+def default_text(key: str) -> str | None:
+    """`key`'s default as a user writes it (`72h`, `true`, `nomad_cluster`), or None when it has none."""
+    if key in DEFAULT_TEXT:
+        return DEFAULT_TEXT[key]
+    value = getattr(Settings, key)
+    kind = FIELDS[key][0]
+    if value is None or value == ():
+        return None
+    if kind in ("duration", "positive"):
+        text = duration_text(value)
+    elif kind == "bool":
+        text = "true" if value else "false"
+    elif isinstance(value, tuple):
+        text = ", ".join(value)
+    else:
+        text = str(value)
+    return f"{text} ({ZERO_MEANS[key]})" if value == 0 and key in ZERO_MEANS else text
+
+
+def duration_text(seconds: int) -> str:
+    """Whole seconds as the config writes them, in the largest unit that divides them: 72h, 10m, 30s, 0."""
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s" if seconds else "0"
+
 
 # Vault CLI's own variable names; every key also has NOMAD_VAULT_TOKEN_<KEY>.
 VAULT_ENV = {

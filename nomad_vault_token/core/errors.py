@@ -7,19 +7,68 @@ They never contain a token.
 from __future__ import annotations
 
 import errno
+from typing import NamedTuple
 
-# Every exit code the tool uses (DESIGN.md, README "Exit codes"); sysexits.h names where one exists.
+# Every exit code the tool uses (DESIGN.md); sysexits.h names where one exists. EXIT_CODES below says what
+# each means: the top-level --help and docs/exit-codes.md are made from it.
 EX_OK = 0
-EX_FAILED = 1  # status: no token kept yet; install: systemctl daemon-reload failed
+EX_FAILED = 1
 EX_USAGE = 2
-EX_DATAERR = 65  # bad data: unseal keys Vault rejects, a snapshot that fails verification
+EX_DATAERR = 65
 EX_UNAVAILABLE = 69
-EX_IOERR = 74  # I/O: the disk is full or failing (a snapshot that cannot be written)
-EX_TEMPFAIL = 75  # partial: some nodes unsealed, others not, or waiting for a seal migration; a snapshot kept but a copy of it failed
+EX_SOFTWARE = 70
+EX_IOERR = 74
+EX_TEMPFAIL = 75
 EX_NOPERM = 77
 EX_CONFIG = 78
 EX_INTERRUPTED = 130
 
+
+class ExitCode(NamedTuple):
+    code: int
+    brief: str  # a few words, for the top-level --help
+    meaning: str  # when, and which commands (docs/exit-codes.md)
+    systemd: str  # what systemd (or the operator) does about it
+
+
+EXIT_CODES: tuple[ExitCode, ...] = (
+    ExitCode(EX_OK, "success", "success (`run` does not return: it execs the agent)", ""),
+    ExitCode(EX_FAILED, "no token kept (status) or systemctl failed (install)",
+             "`status`: no token kept yet; `install`: `systemctl daemon-reload` failed (the unit file is put back, "
+             "so the next `install` retries)", ""),
+    ExitCode(EX_USAGE, "usage error", "usage error: an unknown option, a missing value, a flag this mode needs", ""),
+    ExitCode(EX_DATAERR, "bad data (keys refused, a snapshot that failed verification)",
+             "bad data: a snapshot that failed verification (`snapshot`, `snapshot verify`), unseal keys a node or "
+             "a restored snapshot refuses (`unseal --once`, `restore-test`)",
+             "alert, no retry storm: a restart would not help"),
+    ExitCode(EX_UNAVAILABLE, "Vault unavailable",
+             "Vault unavailable (unreachable, sealed, not initialised; a snapshot stream broken off) until "
+             "`--wait-timeout`; Nomad's API unreachable (readiness)", "restarted"),
+    ExitCode(EX_SOFTWARE, "internal error (a bug: report it)",
+             "internal error: a bug (an exception that is not the tool's own error): one line, the traceback only "
+             "at debug level", "report it"),
+    ExitCode(EX_IOERR, "disk full or failing",
+             "I/O error: the disk is full or failing (`snapshot`: ENOSPC, EDQUOT, EFBIG, EIO while writing the "
+             "snapshot or its manifest; nothing kept, older snapshots untouched); a directory this user may not "
+             "write is a configuration error (78)", "retry once there is room (the timer's next run)"),
+    ExitCode(EX_TEMPFAIL, "partial or not ready yet",
+             "partial: some nodes unsealed, others not, no leader yet, or a seal migration waiting (`unseal "
+             "--once`); not ready yet (`check --workload-identity-readiness`, `cutover`, `bootstrap-roles "
+             "--remove-legacy`); a snapshot kept and verified locally whose copy to a `--copy-to` destination "
+             "failed (`snapshot`)", "retry later"),
+    ExitCode(EX_NOPERM, "Vault refused",
+             "Vault refused: certificate rejected, permission denied, a rule Nomad would reject",
+             "restarted after `RestartSec`"),
+    ExitCode(EX_CONFIG, "configuration error",
+             "configuration error: bad file, key, certificate, path; an agent command line that would override the "
+             "token", "not restarted (`RestartPreventExitStatus=78`)"),
+    ExitCode(EX_INTERRUPTED, "interrupted (Ctrl-C)", "interrupted: SIGINT (Ctrl-C) while a command ran", ""),
+)  # fmt: skip
+
+
+def exit_codes_help() -> str:
+    """The exit codes in one sentence, for the top-level --help."""
+    return "Exit codes: " + ", ".join(f"{c.code} {c.brief}" for c in EXIT_CODES) + "."
 
 class NvtError(Exception):
     """Base of every error a user can cause; `cli` prints it as one line."""

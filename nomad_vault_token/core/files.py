@@ -1,8 +1,9 @@
-"""Atomic, private file writes: temp file in the same directory, fsync, rename."""
+"""Atomic, private file writes: a `mkstemp` temp file in the same directory, fsync, rename."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -54,12 +55,21 @@ def ensure_private_dir(path: Path, what: str) -> None:
 def write_atomic(path: Path, data: bytes, mode: int) -> None:
     """Temp file beside `path`, exact mode, fsync, rename, fsync the directory: old or new, never half.
 
+    The temp file is made by `mkstemp`: a random name, `O_CREAT|O_EXCL` (never a file someone else
+    made, never through a symlink), 0600 from the start; and the file opened must be this process's
+    (its owner is our effective uid) before a byte goes in. In a shared sticky directory, nobody can
+    pre-create the name, hand us their file, or make us write through their link.
+
     Raises OSError; the temp file is removed first.
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    import tempfile
+
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(name)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         try:
+            if os.fstat(fd).st_uid != os.geteuid():
+                raise PermissionError(errno.EPERM, "the temp file is not ours", name)
             os.fchmod(fd, mode)
             view = memoryview(data)
             while view:
@@ -68,7 +78,7 @@ def write_atomic(path: Path, data: bytes, mode: int) -> None:
         finally:
             os.close(fd)
         os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             os.fsync(dir_fd)
         finally:

@@ -173,7 +173,7 @@ def _check_mode(path: Path, st: os.stat_result, what: str, credential: bool) -> 
         if mode & 0o007:
             raise ConfigError(
                 f"{what} {path}: mode {stat.S_IMODE(mode):04o} lets others read the keys: "
-                "check the unit's LoadCredential= (systemd makes credentials private)"
+                "check the unit's LoadCredentialEncrypted= (systemd makes credentials private)"
             )
         return
     if mode & 0o077:

@@ -3,7 +3,7 @@
 Each component (the tracker, the unsealer, `snapshot`) describes its state as a list of
 `Gauge`s and calls `write_textfile(directory, component, gauges)`; the text comes from
 prometheus_client (imported on the first write, so `run` and every command that writes
-no metrics never load it), the file from `fsutil.write_atomic`: a temp file in the same
+no metrics never load it), the file from `files.write_atomic`: a temp file in the same
 directory (`.name.pid.tmp`, which the collector ignores), mode 0644 whatever the umask
 (node_exporter runs as another user), fsync, rename, fsync the directory. The
 collector reads either the old file or the new one, never half of one, and a file
@@ -21,46 +21,8 @@ did not answer) is left out, never written as 0. No sample carries a timestamp
 (node_exporter refuses them); a name lives in one component's file only and its HELP
 comes from `CATALOG`, so two files never disagree about it.
 
-tracker (`nomad_vault_token_tracker.prom`):
-    nomad_vault_token_token_ttl_seconds                       TTL of the agent's Vault token at the tracker's last lookup.
-    nomad_vault_token_token_expiry_timestamp_seconds          When the agent's Vault token expires unless renewed.
-    nomad_vault_token_token_last_renewal_timestamp_seconds    When Vault last renewed the agent's token (lookup-self last_renewal_time).
-    nomad_vault_token_token_last_lookup_timestamp_seconds     When the tracker last looked the agent's token up successfully.
-    nomad_vault_token_token_last_mint_timestamp_seconds       When the tracker last minted a replacement token.
-    nomad_vault_token_token_adopted                           1 once Nomad has renewed the token handed to it (adoption proven), else 0.
-    nomad_vault_token_tracker_state{state}                    The tracker's state: awaiting, healthy, not_adopted, dead, unreachable, degraded.
-    nomad_vault_token_degraded_start                          1 if the agent was started without Vault's word on its token, else 0.
-    nomad_vault_token_degraded_duration_seconds               How long the degraded start lasted (so far, while it lasts).
-    nomad_vault_token_client_cert_expiry_timestamp_seconds    When the client certificate used to log in to Vault expires (notAfter).
-    nomad_vault_token_keyring_token_ttl_seconds               TTL of Nomad's keyring token at the tracker's last lookup (0 while it is dead or missing).
-    nomad_vault_token_keyring_token_last_lookup_timestamp_secondsWhen the tracker last looked the keyring token up successfully.
-    nomad_vault_token_keyring_token_last_mint_timestamp_secondsWhen the tracker last minted a replacement keyring token.
-    nomad_vault_token_keyring_token_in_use                    1 once Nomad has renewed the keyring token in its file (its keyring wrapper used it), else 0.
-    nomad_vault_token_keyring_state{state}                    The keyring token's state: written, in_use, dead, unreachable, degraded, missing.
-    nomad_vault_token_keyring_waiting_for_vault               1 while Nomad waits for Vault to unwrap its keyring (not read since start, Vault away), else 0.
-
-unsealer (`nomad_vault_token_unseal.prom`):
-    nomad_vault_token_unseal_node_reachable{node}             1 if the node answered the last check, else 0.
-    nomad_vault_token_unseal_node_sealed{node}                1 if the node said it is sealed at the last check, else 0.
-    nomad_vault_token_unseal_node_auto_unseal{node}           1 if the node uses auto-unseal (never given keys), else 0.
-    nomad_vault_token_unseal_node_migration_pending{node}     1 if the node waits for a seal migration's keys (unseal --migrate), else 0.
-    nomad_vault_token_unseal_last_unseal_timestamp_seconds{node}  When this unsealer last unsealed the node.
-    nomad_vault_token_unseal_leader_present                   1 if the cluster had an active node at the last check, else 0.
-    nomad_vault_token_unseal_last_check_timestamp_seconds     When the unsealer last checked the cluster.
-
-snapshot (`nomad_vault_token_snapshot.prom`):
-    nomad_vault_token_snapshot_last_run_timestamp_seconds     When the last snapshot run ended.
-    nomad_vault_token_snapshot_last_run_success               1 if the last run kept a verified snapshot, else 0.
-    nomad_vault_token_snapshot_last_success_timestamp_seconds When a run last kept a verified snapshot.
-    nomad_vault_token_snapshot_last_verification_success      1 if the last snapshot received passed verification, 0 if it failed.
-    nomad_vault_token_snapshot_last_size_bytes                Size of the newest verified snapshot.
-    nomad_vault_token_snapshot_last_raft_index                Raft index of the newest verified snapshot.
-    nomad_vault_token_snapshot_last_raft_term                 Raft term of the newest verified snapshot.
-    nomad_vault_token_snapshot_last_duration_seconds          How long the last snapshot run took.
-    nomad_vault_token_snapshot_kept                           Verified snapshots in the directory after retention.
-    nomad_vault_token_snapshot_unverified                     Snapshot files without a manifest vouching for them (left alone).
-    nomad_vault_token_snapshot_copy_last_success{destination} 1 if the last run's copy to this destination was verified, else 0.
-    nomad_vault_token_snapshot_copy_last_success_timestamp_seconds{destination}  When a copy to this destination was last verified.
+The catalogue (each name, its HELP, its labels and its file) is `CATALOG`, `LABELS` and `FILES` below;
+docs/metrics.md is generated from them (`scripts/gen-docs`), and a test fails when the two differ.
 """
 
 from __future__ import annotations
@@ -121,6 +83,42 @@ CATALOG: dict[str, str] = {
     "nomad_vault_token_snapshot_copy_last_success_timestamp_seconds": "When a copy to this destination was last verified.",
 }
 
+# The labels of the labelled metrics (every other metric has none); `gauge` refuses any other set, and
+# docs/metrics.md is made from CATALOG, LABELS and FILES.
+LABELS: dict[str, tuple[str, ...]] = {
+    "nomad_vault_token_tracker_state": ("state",),
+    "nomad_vault_token_keyring_state": ("state",),
+    "nomad_vault_token_unseal_node_reachable": ("node",),
+    "nomad_vault_token_unseal_node_sealed": ("node",),
+    "nomad_vault_token_unseal_node_auto_unseal": ("node",),
+    "nomad_vault_token_unseal_node_migration_pending": ("node",),
+    "nomad_vault_token_unseal_last_unseal_timestamp_seconds": ("node",),
+    "nomad_vault_token_snapshot_copy_last_success": ("destination",),
+    "nomad_vault_token_snapshot_copy_last_success_timestamp_seconds": ("destination",),
+}
+
+# Which component's file holds a metric, by the start of its name
+FILES: dict[str, tuple[str, ...]] = {
+    "tracker": (
+        PREFIX + "token_",
+        PREFIX + "tracker_",
+        PREFIX + "degraded_",
+        PREFIX + "client_cert_",
+        PREFIX + "keyring_",
+    ),
+    "unseal": (PREFIX + "unseal_",),
+    "snapshot": (PREFIX + "snapshot_",),
+}
+
+
+def component_of(name: str) -> str:
+    """The component whose `.prom` file holds metric `name`; ValueError when none or two claim it."""
+    owners = [c for c, starts in FILES.items() if name.startswith(starts)]
+    if len(owners) != 1:
+        raise ValueError(f"metric {name!r}: claimed by {owners or 'no component'} in metrics.FILES")
+    return owners[0]
+
+
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _COMPONENT = re.compile(r"[a-z][a-z0-9_]{0,31}")
@@ -155,6 +153,8 @@ def gauge(name: str, value: float, **labels: str) -> Gauge:
         help_text = CATALOG[name]
     except KeyError:
         raise ValueError(f"metric {name!r} is not in metrics.CATALOG") from None
+    if sorted(labels) != sorted(LABELS.get(name, ())):
+        raise ValueError(f"metric {name}: labels {sorted(labels)}, metrics.LABELS says {list(LABELS.get(name, ()))}")
     return Gauge(name, help_text, value, labels)
 
 

@@ -45,7 +45,8 @@ class Option:
     setting: bool = True  # a config key: goes to config.load with the file and the environment
     key: str = ""
     metavar: str | None = None
-    default: str | None = None  # the default of a command's own option (settings default in config)
+    default: str | None = None  # the default of a command's own option (a setting's is in config.Settings, and
+    # its help gets it from there, with its $VAULT_* variable: never write "[default: ...]" into a setting's help)
     required: bool = False
 
     @property
@@ -64,70 +65,70 @@ OPTIONS: tuple[Option, ...] = (
     Option("verbose", ("--verbose", "-v"), "switch", "debug logging", _READING, OUTPUT, setting=False),
     Option("fmt", ("--format",), "str", "text or json", _READING - {RUN}, OUTPUT, setting=False, default="text"),
     # ---- the Vault connection
-    Option("vault_addr", ("--vault-addr",), "str", "Vault address ($VAULT_ADDR) [default: https://127.0.0.1:8200]",
+    Option("vault_addr", ("--vault-addr",), "str", "Vault address; http:// only to a loopback address unless --allow-insecure-http",
            _ALL),
-    Option("ca_cert", ("--ca-cert",), "path", "CA of Vault's certificate ($VAULT_CACERT)", _ALL),
-    Option("client_cert", ("--client-cert",), "path", "client certificate, PEM ($VAULT_CLIENT_CERT)",
+    Option("ca_cert", ("--ca-cert",), "path", "CA of Vault's certificate, used on every request (REQUESTS_CA_BUNDLE cannot "
+           "override it)", _ALL),
+    Option("client_cert", ("--client-cert",), "path", "client certificate, PEM",
            _LOGIN | {SNAPSHOT, UNSEAL}),
-    Option("client_key", ("--client-key",), "path", "client key, PEM, mode 0600 ($VAULT_CLIENT_KEY)",
+    Option("client_key", ("--client-key",), "path", "client key, PEM, unencrypted, mode 0600 (a key others can read is refused)",
            _LOGIN | {SNAPSHOT, UNSEAL}),
     Option("tls_server_name", ("--tls-server-name",), "str",
-           "name to verify in Vault's certificate ($VAULT_TLS_SERVER_NAME)", _ALL),
-    Option("namespace", ("--namespace",), "str", "Vault namespace ($VAULT_NAMESPACE)", _ALL),
+           "name to verify in Vault's certificate", _ALL),
+    Option("namespace", ("--namespace",), "str", "Vault namespace", _ALL),
     Option("allow_insecure_http", ("--allow-insecure-http",), "bool", "allow http:// to a non-loopback host", _ALL),
-    Option("auth_mount", ("--auth-mount",), "str", "cert auth mount [default: cert]", _MINTING | {SNAPSHOT}),
+    Option("auth_mount", ("--auth-mount",), "str", "cert auth mount", _MINTING | {SNAPSHOT}),
     Option("cert_role", ("--cert-role",), "str", "cert auth role the startup identity logs in as (bootstrap-roles: "
-           "also its policy's name) [default: nomad_startup]", _MINTING),
+           "also its policy's name)", _MINTING),
     # ---- minting
     Option("mint_mode", ("--mint-mode", "--mode"), "str",
-           "role (least privilege) or create-orphan (the old script's way, needs sudo) [default: role]", _MINTING,
+           "role (least privilege) or create-orphan (the old script's way, needs sudo)", _MINTING,
            MINT),
-    Option("mint_role", ("--mint-role",), "str", "token role to mint through [default: nomad-server-mint]", _MINTING,
+    Option("mint_role", ("--mint-role",), "str", "token role to mint through", _MINTING,
            MINT),
-    Option("policy", ("--policy",), "list", "server token policy; repeat for more [default: nomad_cluster]", _MINTING,
+    Option("policy", ("--policy",), "list", "server token policy; repeat for more", _MINTING,
            MINT, key="policies", metavar="POLICY"),
-    Option("period", ("--period",), "str", "token period, e.g. 72h [default: 72h]", _MINTING, MINT),
-    Option("task_role", ("--task-role",), "str", "Nomad's create_from_role [default: nomad-cluster]", _MINTING, MINT),
+    Option("period", ("--period",), "str", "token period, e.g. 72h (create-orphan mode; in role mode the mint "
+           "role's token_period, which bootstrap-roles writes from it)", _MINTING, MINT),
+    Option("task_role", ("--task-role",), "str", "Nomad's create_from_role", _MINTING, MINT),
     Option("state_dir", ("--state-dir",), "path",
-           "where the token is kept for reuse [default: $STATE_DIRECTORY or /var/lib/nomad-vault-token]",
+           "where the token is kept for reuse",
            frozenset({CHECK, STATUS, RUN, UNSEAL, CUTOVER}), RUNNING),
     Option("strict", ("--strict",), "bool",
-           "treat what Nomad only warns about (e.g. sys/capabilities-self refused) as failures [default: no]",
+           "treat what Nomad only warns about (e.g. sys/capabilities-self refused) as failures",
            frozenset({CHECK, RUN}), RUNNING),
     # ---- run
-    Option("handoff", ("--handoff",), "str", "file: a 0600 HCL file added as -config (default); env: VAULT_TOKEN",
+    Option("handoff", ("--handoff",), "str", "file: a 0600 HCL file added as -config; env: VAULT_TOKEN",
            frozenset({RUN}), RUNNING),
     Option("token_config", ("--token-config",), "path",
-           "the hand-off HCL file [default: $RUNTIME_DIRECTORY/vault-token.hcl]", frozenset({RUN, CUTOVER}), RUNNING),
-    Option("min_ttl", ("--min-ttl",), "str", "reuse a saved token only with at least this TTL left [default: 10m]",
+           "the hand-off HCL file", frozenset({RUN, CUTOVER}), RUNNING),
+    Option("min_ttl", ("--min-ttl",), "str", "reuse a saved token only with at least this TTL left",
            frozenset({RUN}), RUNNING),
     Option("wait_timeout", ("--wait-timeout",), "str",
-           "give up (exit 69) if Vault is not usable by then; 0 waits for ever [default: 0]", frozenset({RUN}),
+           "give up (exit 69) if Vault is not usable by then; 0 waits for ever", frozenset({RUN}),
            RUNNING),
     Option("degraded_start_after", ("--degraded-start-after",), "str",
            "start the agent anyway when Vault has not been usable this long (saved token unverified, or Vault "
-           "disabled until a token can be minted); 0 waits as --wait-timeout says [default: 2m]", frozenset({RUN}),
+           "disabled until a token can be minted); 0 waits as --wait-timeout says", frozenset({RUN}),
            RUNNING),
     Option("check_interval", ("--check-interval",), "str",
-           "longest time between the tracker's token checks; a revoked token is noticed within it [default: 60s]", frozenset({RUN}), RUNNING),
+           "longest time between the tracker's token checks; a revoked token is noticed within it", frozenset({RUN}), RUNNING),
     Option("no_check", ("--no-check",), "switch", "skip Nomad's own token and role checks before exec",
            frozenset({RUN}), RUNNING, setting=False),
     # ---- the keyring token (Nomad 1.8.3+ keyring "transit")
     Option("keyring", ("--keyring",), "bool", "the Vault token for Nomad's transit keyring: run keeps it in "
            "keyring_token_file (for keyring \"transit\" { token = \"file://...\" }); bootstrap-roles writes its "
-           "transit key, policy and role; check and status look at it [default: no]",
+           "transit key, policy and role; check and status look at it (see docs/keyring.md)",
            frozenset({CHECK, STATUS, RUN, BOOTSTRAP}), KEYRING),
     Option("keyring_token_file", ("--keyring-token-file",), "path", "where run writes the keyring token (0600, "
-           "no trailing newline) [default: $RUNTIME_DIRECTORY/keyring-token]", frozenset({RUN, CHECK, STATUS}),
+           "no trailing newline)", frozenset({RUN, CHECK, STATUS}),
            KEYRING),
-    Option("keyring_mount", ("--keyring-mount",), "str", "the transit mount [default: transit]",
+    Option("keyring_mount", ("--keyring-mount",), "str", "the transit mount of the keyring's key",
            frozenset({CHECK, RUN, BOOTSTRAP}), KEYRING),
-    Option("keyring_key", ("--keyring-key",), "str", "the transit key wrapping Nomad's keyring [default: "
-           "nomad-keyring]", frozenset({CHECK, RUN, BOOTSTRAP}), KEYRING),
-    Option("keyring_policy", ("--keyring-policy",), "str", "the keyring token's policy [default: nomad-keyring]",
+    Option("keyring_key", ("--keyring-key",), "str", "the transit key wrapping Nomad's keyring", frozenset({CHECK, RUN, BOOTSTRAP}), KEYRING),
+    Option("keyring_policy", ("--keyring-policy",), "str", "the keyring token's policy",
            frozenset({TOKEN, CHECK, RUN, BOOTSTRAP}), KEYRING),
-    Option("keyring_role", ("--keyring-role",), "str", "token role the keyring token is minted through "
-           "[default: nomad-keyring-mint]", frozenset({TOKEN, CHECK, RUN, BOOTSTRAP}), KEYRING),
+    Option("keyring_role", ("--keyring-role",), "str", "token role the keyring token is minted through", frozenset({TOKEN, CHECK, RUN, BOOTSTRAP}), KEYRING),
     # ---- token
     Option("output", ("--output", "-o"), "path", "write the token to this file (0600, atomically) instead of stdout",
            frozenset({TOKEN}), OUTPUT, setting=False),
@@ -193,29 +194,28 @@ OPTIONS: tuple[Option, ...] = (
            "sys/storage/raft/snapshot only, and a cert role (--snapshot-role) holding it",
            frozenset({BOOTSTRAP}), BOOTSTRAPPING, setting=False),
     Option("snapshot_role", ("--snapshot-role",), "str", "cert role (and its policy) the snapshot identity logs in "
-           "as [default: nomad_snapshot]", frozenset({BOOTSTRAP, SNAPSHOT}), SNAPSHOTTING),
+           "as", frozenset({BOOTSTRAP, SNAPSHOT}), SNAPSHOTTING),
     # ---- snapshot
     Option("snapshot_dir", ("--dir",), "path", "where snapshots are kept (created 0700 if missing)",
            frozenset({SNAPSHOT}), SNAPSHOTTING, metavar="DIR"),
-    Option("snapshot_keep", ("--keep",), "str", "keep at most N verified snapshots; 0: no count limit [default: 0]",
+    Option("snapshot_keep", ("--keep",), "str", "keep at most N verified snapshots; 0: no count limit",
            frozenset({SNAPSHOT}), SNAPSHOTTING, metavar="N"),
     Option("snapshot_max_age", ("--max-age",), "str", "delete verified snapshots older than this, e.g. 30d; "
-           "0: no age limit (the newest verified one always stays) [default: 0]", frozenset({SNAPSHOT}),
+           "0: no age limit (the newest verified one always stays)", frozenset({SNAPSHOT}),
            SNAPSHOTTING),
-    Option("snapshot_prefix", ("--prefix",), "str", "file names: PREFIX-<UTC time>-<raft index>.snap "
-           "[default: vault]", frozenset({SNAPSHOT}), SNAPSHOTTING),
-    Option("snapshot_timeout", ("--snapshot-timeout",), "str", "how long the whole download may take "
-           "[default: 10m]", frozenset({SNAPSHOT}), SNAPSHOTTING),
+    Option("snapshot_prefix", ("--prefix",), "str", "file names: PREFIX-<UTC time>-<raft index>.snap",
+           frozenset({SNAPSHOT}), SNAPSHOTTING),
+    Option("snapshot_timeout", ("--snapshot-timeout",), "str", "how long the whole download may take",
+           frozenset({SNAPSHOT}), SNAPSHOTTING),
     Option("snapshot_auth", ("--auth",), "str", "cert (client certificate, --snapshot-role), token ($VAULT_TOKEN "
-           "or --token-file) or jwt (--jwt-file, --jwt-role) [default: by what is given: a client certificate, "
-           "else a token, else a JWT]", frozenset({SNAPSHOT}), SNAPSHOTTING),
+           "or --token-file) or jwt (--jwt-file, --jwt-role)", frozenset({SNAPSHOT}), SNAPSHOTTING),
     Option("jwt_file", ("--jwt-file",), "path", "file holding a JWT (a Nomad workload identity) for --auth jwt; "
            "check --workload-identity: a task's JWT to log in with", frozenset({SNAPSHOT, CHECK}), SNAPSHOTTING),
     Option("jwt_role", ("--jwt-role",), "str", "JWT auth role the snapshot job logs in as (bootstrap-roles "
-           "--snapshot --workload-identity writes it) [default: nomad-snapshot]", frozenset({SNAPSHOT, BOOTSTRAP}),
+           "--snapshot --workload-identity writes it)", frozenset({SNAPSHOT, BOOTSTRAP}),
            SNAPSHOTTING),
-    Option("jwt_mount", ("--jwt-mount",), "str", "JWT auth mount trusting Nomad's workload identities "
-           "[default: jwt-nomad]", frozenset({SNAPSHOT, BOOTSTRAP, CHECK, CUTOVER}), WORKLOAD),
+    Option("jwt_mount", ("--jwt-mount",), "str", "JWT auth mount trusting Nomad's workload identities",
+           frozenset({SNAPSHOT, BOOTSTRAP, CHECK, CUTOVER}), WORKLOAD),
     # ---- workload identity
     Option("workload_identity", ("--workload-identity",), "switch", "bootstrap-roles: write the Vault side of "
            "Nomad's workload identity instead (JWT auth mount and config, the workload role and policy; with "
@@ -239,19 +239,18 @@ OPTIONS: tuple[Option, ...] = (
     Option("nomad_jwks_ca", ("--nomad-jwks-ca",), "path", "PEM: the CA of Nomad's HTTPS certificate, for Vault "
            "[default: Vault's system CAs]", frozenset({BOOTSTRAP}), WORKLOAD, setting=False, metavar="FILE"),
     Option("workload_role", ("--workload-role",), "str", "JWT role every task logs in as (the mount's "
-           "default_role) [default: nomad-workloads]", frozenset({BOOTSTRAP, CHECK, CUTOVER}), WORKLOAD),
-    Option("workload_policy", ("--workload-policy",), "str", "the tasks' templated policy [default: "
-           "nomad-workloads]", frozenset({BOOTSTRAP, CHECK, CUTOVER}), WORKLOAD),
+           "default_role)", frozenset({BOOTSTRAP, CHECK, CUTOVER}), WORKLOAD),
+    Option("workload_policy", ("--workload-policy",), "str", "the tasks' templated policy", frozenset({BOOTSTRAP, CHECK, CUTOVER}), WORKLOAD),
     Option("workload_user_claim", ("--workload-user-claim",), "str", "what names a task's Vault entity: "
            "unique-id (an extra_claims ID the servers' vault.default_identity sets, Nomad 1.8.3+), sub (one per "
-           "task, Nomad 1.7+) or job-id (nomad setup vault's: collides across namespaces) [default: unique-id]",
+           "task, Nomad 1.7+) or job-id (nomad setup vault's: collides across namespaces)",
            frozenset({BOOTSTRAP, CUTOVER}), WORKLOAD),
-    Option("kv_mount", ("--kv-mount",), "str", "KV mount the tasks read <namespace>/<job>/... from [default: "
-           "secret]", frozenset({BOOTSTRAP, CHECK}), WORKLOAD),
-    Option("kv_version", ("--kv-version",), "str", "that KV mount's version, 1 or 2 [default: 2]",
+    Option("kv_mount", ("--kv-mount",), "str", "KV mount the tasks read <namespace>/<job>/... from", frozenset({BOOTSTRAP, CHECK}), WORKLOAD),
+    Option("kv_version", ("--kv-version",), "str", "that KV mount's version, 1 or 2",
            frozenset({BOOTSTRAP, CHECK}), WORKLOAD),
     Option("allow_slashes_in_job_ids", ("--allow-slashes-in-job-ids",), "bool", "OpenBao 2.6+: let job IDs "
-           "holding '/' reach their paths (allow_slashes_in_identity_templates) [default: yes]",
+           "holding '/' reach their paths (allow_slashes_in_identity_templates); the cost: job a then reads job "
+           "a/b's secrets",
            frozenset({BOOTSTRAP}), WORKLOAD),
     Option("snapshot_job", ("--snapshot-job",), "str", "the snapshot job's ID, bound in its JWT role",
            frozenset({BOOTSTRAP}), WORKLOAD, setting=False, default="vault-snapshot"),
@@ -262,7 +261,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("snapshot_copy_to", ("--copy-to",), "list", "after the snapshot is kept, copy it and its manifest to "
            "s3://BUCKET/PREFIX (verified by reading it back; retention as --keep/--max-age); repeat for more. "
            "Credentials, region, endpoint: the AWS variables and files (AWS_ACCESS_KEY_ID, AWS_REGION, "
-           "AWS_ENDPOINT_URL_S3, ...) [default: none]", frozenset({SNAPSHOT}), SNAPSHOTTING, metavar="URL"),
+           "AWS_ENDPOINT_URL_S3, ...)", frozenset({SNAPSHOT}), SNAPSHOTTING, metavar="URL"),
     Option("canary", ("--canary",), "str", "restore-test: a KV v1 path to read back from the restored data "
            "(with the token of --token-file / $VAULT_TOKEN, of the source cluster)", frozenset({SNAPSHOT}),
            SNAPSHOTTING, setting=False),
@@ -270,8 +269,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("once", ("--once",), "switch", "check every node, unseal the sealed ones, exit (0 leader and all "
            "unsealed, 65 keys refused, 69 unreachable, 75 partial or a seal migration waiting); default: watch for ever",
            frozenset({UNSEAL}), UNSEALING, setting=False),
-    Option("unseal_nodes", ("--node",), "list", "a node's address, https://HOST:PORT; repeat for each node "
-           "[default: vault_addr]", frozenset({UNSEAL}), UNSEALING, metavar="ADDR"),
+    Option("unseal_nodes", ("--node",), "list", "a node's address, https://HOST:PORT; repeat for each node",
+           frozenset({UNSEAL}), UNSEALING, metavar="ADDR"),
     Option("unseal_nodes_file", ("--nodes-file",), "path", "instead of --node: a file naming the nodes, one "
            "address a line (a Nomad template from nomadService); read again when it changes, no restart",
            frozenset({UNSEAL}), UNSEALING, metavar="FILE"),
@@ -279,22 +278,22 @@ OPTIONS: tuple[Option, ...] = (
            "operator init's JSON (mode 0600/0400, owned by this user); never on the command line (snapshot "
            "restore-test: the source cluster's keys)", frozenset({UNSEAL, SNAPSHOT}), UNSEALING),
     Option("unseal_credential", ("--credential",), "str", "instead of --keys-file: the systemd credential "
-           "(LoadCredential=NAME:...) holding the keys", frozenset({UNSEAL}), UNSEALING, metavar="NAME"),
+           "(LoadCredentialEncrypted=NAME:...) holding the keys", frozenset({UNSEAL}), UNSEALING, metavar="NAME"),
     Option("unseal_interval", ("--interval",), "str", "time between probes in watch mode, less up to 20% "
-           "jitter [default: 10s]", frozenset({UNSEAL}), UNSEALING),
+           "jitter; keep it well under the nodes' http_idle_timeout (5 min)", frozenset({UNSEAL}), UNSEALING),
     Option("unseal_hold_file", ("--hold-file",), "path", "while this file exists, send no key (maintenance)",
            frozenset({UNSEAL}), UNSEALING),
     Option("unseal_stale_after", ("--stale-after",), "str", "reset someone else's unseal progress unchanged "
-           "this long [default: 10m]", frozenset({UNSEAL}), UNSEALING),
+           "this long", frozenset({UNSEAL}), UNSEALING),
     Option("unseal_expect_threshold", ("--expect-threshold",), "str", "send keys only to nodes with this "
-           "threshold [default: any]", frozenset({UNSEAL}), UNSEALING, metavar="T"),
+           "threshold", frozenset({UNSEAL}), UNSEALING, metavar="T"),
     Option("unseal_expect_shares", ("--expect-shares",), "str", "send keys only to nodes with this many "
-           "shares [default: any]", frozenset({UNSEAL}), UNSEALING, metavar="N"),
+           "shares", frozenset({UNSEAL}), UNSEALING, metavar="N"),
     Option("unseal_migrate", ("--migrate",), "bool", "feed a node waiting for a seal migration (restarted "
-           "with a new seal stanza) the keys with migrate; without it such a node gets no key, only a report "
-           "[default: off]", frozenset({UNSEAL}), UNSEALING),
+           "with a new seal stanza) the keys with migrate; without it such a node gets no key, only a report",
+           frozenset({UNSEAL}), UNSEALING),
     Option("metrics_dir", ("--metrics-dir",), "path", "node_exporter textfile directory (*.prom) for the "
-           "metrics; the tracker reads it from the config [default: none]", frozenset({SNAPSHOT, UNSEAL}), OUTPUT,
+           "metrics; the tracker reads it from the config", frozenset({SNAPSHOT, UNSEAL}), OUTPUT,
            metavar="DIR"),
     Option("settle_timeout", ("--settle-timeout",), "str", "with --once: how long to keep checking until "
            "the outcome is settled", frozenset({UNSEAL}), UNSEALING, setting=False, default="60s"),

@@ -62,6 +62,35 @@ def nodes(stubs: Sequence[Mapping[str, Any]]) -> Verdict:
     return Verdict("nodes on Nomad 1.7.2+", True, f"{len(stubs)} nodes")
 
 
+def tracked_accessors(doc: Mapping[str, Any]) -> list[str]:
+    """The accessors of the legacy task tokens of the upgrade check (`VaultAccessor.Accessor`, `api/operator.go`
+    v1.9.7:443-455)."""
+    return [str(t.get("Accessor") or "") for t in doc.get("VaultTokens") or [] if isinstance(t, Mapping)]
+
+
+def orphan_verdict(role_orphan: bool, task_role: str, tokens: Mapping[str, bool | None]) -> Verdict:
+    """Whether legacy task tokens Nomad still tracks outlive the server token (cutover's exception to waiting).
+
+    `tokens`: accessor -> the token's own `orphan` (lookup-accessor), None when the token is gone. A role's
+    `orphan` applies when a token is minted: a token minted through the role before it became orphan is a child
+    of the server token that minted it, and revoking that token revokes it, whatever the role says now."""
+    children = sorted(a for a, orphan in tokens.items() if orphan is False)
+    if not role_orphan:
+        return Verdict("no legacy task tokens", False, f"task role {task_role!r} is not orphan: its tokens are "
+                       "children of the server token", "wait until those allocations are replaced or stopped, or "
+                       "make the role orphan (bootstrap-roles) and wait for the tokens minted before")  # fmt: skip
+    if children:
+        shown = ", ".join(children[:3]) + (" ..." if len(children) > 3 else "")
+        return Verdict("no legacy task tokens", False, f"{len(children)} tracked task token(s) not an orphan "
+                       f"(minted before task role {task_role!r} became orphan; accessors {shown}): revoking the "
+                       "server token would revoke them", "wait until those allocations are replaced (re-submitted "
+                       "jobs) or stopped")  # fmt: skip
+    alive = sum(1 for orphan in tokens.values() if orphan)
+    return Verdict("no legacy task tokens", True, f"{alive} tracked task token(s), every one an orphan "
+                   "(lookup-accessor): they outlive the server token and expire on their own; nothing of theirs "
+                   "is revoked")  # fmt: skip
+
+
 def upgrade_check(doc: Mapping[str, Any]) -> list[Verdict]:
     """The three lists of Nomad's upgrade check (`api/operator.go` v1.9.7:417-439)."""
     jobs = list(doc.get("JobsWithoutVaultIdentity") or [])
@@ -84,8 +113,8 @@ def upgrade_check(doc: Mapping[str, Any]) -> list[Verdict]:
         out.append(Verdict("no legacy task tokens", False, f"{len(tokens)} legacy Vault token(s) still tracked, for "
                            f"allocations {', '.join(allocs[:5])}{' ...' if len(allocs) > 5 else ''}",
                            "wait until those allocations are replaced (re-submitted jobs) or stopped: they are "
-                           "children of the server token unless the task role is orphan, and revoking it would "
-                           "revoke them"))  # fmt: skip
+                           "children of the server token unless the task role was orphan when they were minted, "
+                           "and revoking it would revoke them"))  # fmt: skip
     else:
         out.append(Verdict("no legacy task tokens", True, "Nomad tracks none"))
     return out

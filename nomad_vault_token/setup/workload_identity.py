@@ -65,7 +65,7 @@ class WorkloadSettings:
     kv_mount: str = "secret"
     kv_version: int = 2
     user_claim: UserClaim = "unique-id"
-    allow_slashes: bool = True
+    allow_slashes: bool = False
 
 
 def user_claim_fields(choice: UserClaim) -> tuple[str, bool]:
@@ -90,6 +90,31 @@ def advice(s: WorkloadSettings) -> list[str]:
     ]
 
 
+NESTED_JOBS_REFUSED = (
+    "allow_slashes_in_job_ids = false (the default): a job whose ID holds '/' (e.g. web/db) gets no secrets "
+    "(OpenBao refuses its token everything: 400 Forbidden), so no job's tree <namespace>/<job>/... holds another "
+    "job's path; rename such jobs (web-db), or set allow_slashes_in_job_ids = true, and job web then reads "
+    "job web/db's secrets"
+)
+NESTED_JOBS_ALLOWED = (
+    "allow_slashes_in_job_ids = true: job IDs holding '/' reach their paths, and a job reads the secrets of every "
+    "job nested under its ID (job web reads <kv>/<namespace>/web/db/... of job web/db): give such jobs IDs "
+    "without '/' to keep them apart"
+)
+NESTED_JOBS_UNREFUSED = (
+    "this server does not refuse '/' in templated policy paths (Vault, OpenBao before 2.6): a job ID holding "
+    "'/' (web/db) reaches its paths, and job web reads job web/db's secrets: give jobs IDs without '/', or use "
+    "OpenBao 2.6+"
+)
+
+
+def slash_advice(s: WorkloadSettings, *, templating_flags: bool) -> str:
+    """What nested job IDs (`web/db`) get under these choices on this server: one line for the admin."""
+    if not templating_flags:
+        return NESTED_JOBS_UNREFUSED
+    return NESTED_JOBS_ALLOWED if s.allow_slashes else NESTED_JOBS_REFUSED
+
+
 def mount_object(mount: str) -> Wanted:
     return Wanted("auth_mount", f"sys/auth/{mount}", f"sys/auth/{mount}", {"type": AUTH_TYPE})
 
@@ -107,11 +132,14 @@ def workload_policy(s: WorkloadSettings, template: str, accessor: str, *, templa
 
     `templating_flags`: the server knows OpenBao 2.6's `allow_slashes_in_identity_templates` (its
     policies report it). There a job ID holding `/` (Nomad allows it) is refused in a templated path
-    unless the policy allows slashes, and the path is silently dropped: the task gets 403. Allowing
-    slashes crosses no namespace (Nomad namespace names cannot hold `/`: `nomad/structs/structs.go`
-    v1.9.7:217); it lets job `a/b` read `<ns>/a/b/...`, inside job `a`'s tree, which anyone able to
-    submit `a/b` in that namespace could reach by resubmitting `a` anyway. Wildcards (`*`, `+`)
-    stay refused: a job ID `+` would otherwise read every job of its namespace.
+    unless the policy allows slashes: the templated policy fails for that entity and its token is
+    refused everything (400 Forbidden, measured on OpenBao 2.7.2). That is the default
+    (`allow_slashes_in_job_ids = false`), and what makes the policy's promise true: a job's tree
+    `<ns>/<job>/...` holds no other job's path, because no other job can have one there. Allowing
+    slashes lets job `a/b` read `<ns>/a/b/...`, which is inside job `a`'s tree: job `a` reads job
+    `a/b`'s secrets (issue 30, finding 7). No namespace is crossed either way (Nomad namespace names
+    cannot hold `/`: `nomad/structs/structs.go` v1.9.7:217). Wildcards (`*`, `+`) stay refused: a
+    job ID `+` would otherwise read every job of its namespace.
     """
     text = fill_text(template, {"kv_mount": s.kv_mount, "accessor": accessor})
     fields: dict[str, Any] = {"policy": text}

@@ -65,7 +65,7 @@ class Readable(Protocol):
 
 
 class _Bad(Exception):
-    """What is wrong, without the file's name (added once, by `verify`)."""
+    """What is wrong, without the file's name (added once, by `_verify`)."""
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,15 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from nomad_vault_token.core.config import Settings
 
-log = logging.getLogger("nomad_vault_token.commands.snapshot")
+if TYPE_CHECKING:  # metrics and the archive are loaded only when a run writes metrics
+    from nomad_vault_token.core.metrics import Gauge
+    from nomad_vault_token.snapshot.archive import SnapshotInfo
+
+log = logging.getLogger(__name__)
 
 METRICS_COMPONENT = "snapshot"
 COPY_SUCCESS = "nomad_vault_token_snapshot_copy_last_success"
@@ -28,7 +32,7 @@ class SnapshotMetrics:
         self.started = started
         self.copies = copies
 
-    def _copy_gauges(self, ok: dict[str, bool]) -> list[Any]:
+    def _copy_gauges(self, ok: dict[str, bool]) -> list[Gauge]:
         """Per destination: this run's copy verified (1) or not (0), and when a copy last was: now, or what the
         previous file said (carried over: the bucket may be what is down)."""
         from nomad_vault_token.core import metrics
@@ -45,7 +49,7 @@ class SnapshotMetrics:
                 gauges.append(gauge(COPY_TIMESTAMP, when, destination=url))
         return gauges
 
-    def _write(self, gauges: list[Any]) -> None:
+    def _write(self, gauges: list[Gauge]) -> None:
         if self.dir is None:
             return
         from nomad_vault_token.core import metrics
@@ -55,7 +59,7 @@ class SnapshotMetrics:
         except OSError as exc:
             log.warning("metrics: cannot write in %s: %s", self.dir, exc.strerror)
 
-    def _common(self, success: bool) -> list[Any]:
+    def _common(self, success: bool) -> list[Gauge]:
         from nomad_vault_token.core.metrics import flag, gauge
 
         return [
@@ -69,13 +73,13 @@ class SnapshotMetrics:
         if self.dir is None:
             return
         from nomad_vault_token.core.metrics import flag, gauge
-        from nomad_vault_token.snapshot import store as sv
+        from nomad_vault_token.snapshot import store
 
         gauges = self._common(False) + self._copy_gauges({})
         if verified is not None:
             gauges.append(gauge("nomad_vault_token_snapshot_last_verification_success", flag(verified)))
         try:
-            _, present = sv.survey(self.snap_dir, self.prefix)
+            _, present = store.survey(self.snap_dir, self.prefix)
         except OSError:
             present = []
         good = [p.name for p in present if p.verified]
@@ -85,7 +89,7 @@ class SnapshotMetrics:
         ]
         if good:
             newest = good[-1]
-            manifest = sv.read_manifest(self.snap_dir / newest.manifest_name)
+            manifest = store.read_manifest(self.snap_dir / newest.manifest_name)
             gauges.append(
                 gauge("nomad_vault_token_snapshot_last_success_timestamp_seconds", newest.taken_at.timestamp())
             )
@@ -97,7 +101,7 @@ class SnapshotMetrics:
                 ]
         self._write(gauges)
 
-    def succeeded(self, info: Any, kept: int, unverified: int, copies: dict[str, bool]) -> None:
+    def succeeded(self, info: SnapshotInfo, kept: int, unverified: int, copies: dict[str, bool]) -> None:
         from nomad_vault_token.core.metrics import flag, gauge
 
         if self.dir is None:

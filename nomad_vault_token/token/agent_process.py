@@ -15,7 +15,7 @@ import signal
 import sys
 from collections.abc import Callable
 
-log = logging.getLogger("nomad_vault_token.token.tracker")
+log = logging.getLogger(__name__)
 
 
 class AgentProcess:

@@ -16,7 +16,7 @@ from nomad_vault_token.token import tracker_state as tracking
 from nomad_vault_token.token.tracker_report import RingView
 from nomad_vault_token.vault.client import TokenInfo, Vault
 
-log = logging.getLogger("nomad_vault_token.token.tracker")
+log = logging.getLogger(__name__)
 
 
 class KeyringWatch:

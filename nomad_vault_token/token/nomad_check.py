@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from nomad_vault_token.core.errors import VaultDenied
 from nomad_vault_token.core.secret import Secret
-from nomad_vault_token.nomad import token_rules as nomad_rules
+from nomad_vault_token.nomad import token_rules
 from nomad_vault_token.nomad.token_rules import RuleResult
 from nomad_vault_token.vault.client import TokenInfo, Vault
 
@@ -17,7 +17,7 @@ def nomad_rules_for(
     `allow_unauthenticated`: the agent's vault block's (Nomad's default, true, when unknown).
     """
     settings = vault.settings
-    role_name = nomad_rules.role_to_check(info.raw, settings.task_role)
+    role_name = token_rules.role_to_check(info.raw, settings.task_role)
     denied: VaultDenied | None = None
     try:
         role = vault.read_role(token, role_name) if role_name else None
@@ -25,11 +25,11 @@ def nomad_rules_for(
         role, denied = None, exc
     caps: dict[str, list[str]] | None
     try:
-        needed = nomad_rules.required_capabilities(role_name, allow_unauthenticated=allow_unauthenticated)
+        needed = token_rules.required_capabilities(role_name, allow_unauthenticated=allow_unauthenticated)
         caps = vault.capabilities_self(token, list(needed))
     except VaultDenied:
         caps = None  # sys/capabilities-self refused: Nomad cannot verify, and neither can we
-    results = nomad_rules.check_all(
+    results = token_rules.check_all(
         info.raw, settings.task_role, role, caps, allow_unauthenticated=allow_unauthenticated
     )
     if denied is not None:  # the role may exist: Nomad fails to look it up, it does not call it missing

@@ -36,7 +36,7 @@ from nomad_vault_token.vault.client import TokenInfo, Vault
 if TYPE_CHECKING:
     from nomad_vault_token.token.keyring_watch import KeyringWatch
 
-log = logging.getLogger("nomad_vault_token.token.tracker")
+log = logging.getLogger(__name__)
 
 
 def spawn(

@@ -7,11 +7,20 @@ document and gauges. Writing them is the tracker's (`Tracker.report`).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, get_args
 
 from nomad_vault_token.core.durations import format_duration
-from nomad_vault_token.token.tracker_state import RING_STATES, STATES, Ring, Track, ring_waiting_for_vault
+from nomad_vault_token.token.tracker_state import (
+    RING_STATES,
+    STATES,
+    Handover,
+    Ring,
+    State,
+    Track,
+    ring_waiting_for_vault,
+)
 
 if TYPE_CHECKING:  # the metrics module is loaded only by a tracker that writes metrics
     from nomad_vault_token.core.metrics import Gauge
@@ -147,23 +156,70 @@ def status_line(v: View) -> str:
     return "; ".join(parts)
 
 
+@dataclass(frozen=True)
+class Published:
+    """tracker.json (no token in it): what the tracker writes and `status` and `check` read, one model for both."""
+
+    pid: int
+    agent_pid: int
+    accessor: str
+    state: State
+    adopted: bool
+    adoption: str
+    handover: Handover
+    degraded_for: float | None
+    status: str
+    updated_at: float  # wall clock
+    legacy: bool = True  # false: the agent holds no server token, only the keyring's
+    keyring: Mapping[str, Any] | None = None  # `ring_document`: the keyring token's state, when keyring = true
+
+    VERSION: ClassVar[int] = 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": self.VERSION, **asdict(self)}
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Published:
+        """The document as the tracker wrote it; ValueError when it is not one (another version, a torn file)."""
+        try:
+            state, handover = doc["state"], doc["handover"]
+            if doc.get("version") != cls.VERSION or state not in STATES or handover not in get_args(Handover):
+                raise ValueError(f"not a version {cls.VERSION} tracker.json")
+            degraded_for = doc.get("degraded_for")
+            return cls(
+                pid=int(doc["pid"]),
+                agent_pid=int(doc["agent_pid"]),
+                accessor=str(doc["accessor"]),
+                state=state,
+                adopted=bool(doc["adopted"]),
+                adoption=str(doc["adoption"]),
+                handover=handover,
+                degraded_for=None if degraded_for is None else float(degraded_for),
+                status=str(doc["status"]),
+                updated_at=float(doc["updated_at"]),
+                legacy=bool(doc.get("legacy", True)),
+                keyring=ring if isinstance(ring := doc.get("keyring"), dict) else None,
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a tracker.json: {exc!r}") from None
+
+
 def document(v: View, pid: int) -> dict[str, Any]:
     """tracker.json, for `status` (no token in it)."""
-    return {
-        "version": 1,
-        "pid": pid,
-        "agent_pid": v.agent_pid,
-        "accessor": v.accessor,
-        "state": v.track.state,
-        "adopted": v.track.adopted(),
-        "adoption": v.adoption,
-        "handover": v.track.handover,
-        "degraded_for": v.degraded_for,
-        "status": status_line(v),
-        "updated_at": v.wall,
-        "legacy": v.legacy,
-        "keyring": None if v.ring is None else ring_document(v.ring, v.wall),
-    }
+    return Published(
+        pid=pid,
+        agent_pid=v.agent_pid,
+        accessor=v.accessor,
+        state=v.track.state,
+        adopted=v.track.adopted(),
+        adoption=v.adoption,
+        handover=v.track.handover,
+        degraded_for=v.degraded_for,
+        status=status_line(v),
+        updated_at=v.wall,
+        legacy=v.legacy,
+        keyring=None if v.ring is None else ring_document(v.ring, v.wall),
+    ).to_json()
 
 
 def ring_document(r: RingView, wall: float) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """Where `unseal` gets its keys: a file (`--keys-file`, config `unseal_keys_file`) or a systemd credential
-(`LoadCredential=NAME:/path`, `$CREDENTIALS_DIRECTORY/NAME`). Reading and checking the file is
+(`LoadCredentialEncrypted=NAME:/path.cred`, `$CREDENTIALS_DIRECTORY/NAME`). Reading and checking the file is
 `core.key_files.read_keys`, the one reader `snapshot restore-test` uses too.
 """
 
@@ -14,15 +14,15 @@ from nomad_vault_token.core.key_files import UnsealKeys, read_keys
 
 
 def credential_path(name: str, environ: Mapping[str, str] | None = None) -> Path:
-    """`$CREDENTIALS_DIRECTORY/name` (systemd `LoadCredential=name:...`)."""
+    """`$CREDENTIALS_DIRECTORY/name` (systemd `LoadCredentialEncrypted=name:...`, or `LoadCredential=`)."""
     env = os.environ if environ is None else environ
     if not name or "/" in name or name in (".", ".."):
-        raise ConfigError(f"unseal credential {name!r}: not a credential name: give the name used in LoadCredential=")
+        raise ConfigError(f"unseal credential {name!r}: not a credential name: give the name used in LoadCredentialEncrypted=")
     directory = env.get("CREDENTIALS_DIRECTORY", "")
     if not directory:
         raise ConfigError(
             f"unseal credential {name}: $CREDENTIALS_DIRECTORY is not set: run under systemd with "
-            f"LoadCredential={name}:/path/to/keys, or give --keys-file"
+            f"LoadCredentialEncrypted={name}:/path/to/keys.cred, or give --keys-file"
         )
     if not os.path.isabs(directory):
         raise ConfigError(f"unseal credential {name}: $CREDENTIALS_DIRECTORY {directory!r} is not an absolute path")

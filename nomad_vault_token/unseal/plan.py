@@ -83,9 +83,14 @@ Seal migration (measured on OpenBao 2.7.2, a 3-node raft cluster; seal "static")
 - migrated: once migrated, a standby answers 500 on sys/seal-status and sys/health (`barrier seal type
   of "shamir" does not match loaded type of "static"`) until the active node steps down. The plan
   knows it from the connection its migrate keys unsealed the node on (`NodeMemory.migrated_on`), or
-  from that error text (someone else fed the keys, or the unsealer restarted): not unreachable, not
-  sealed; the operator steps the active node down (`bao operator step-down`, a sudo token the
-  unsealer never holds).
+  from that error text (someone else fed the keys, or the unsealer restarted; the text names the old
+  seal, remembered as `seal_type_seen` when the plan had not seen it): not unreachable, not sealed.
+  A single node answers exactly the same 500 for some 30-50 ms after the key that migrates it, then
+  completes the migration itself as the active node (`type: static, sealed: false, migration: false`,
+  health 200). So one node cannot tell "wait for the step-down" from "about to be active": the
+  cluster's verdict does (`verdict`): only while another node is active on the old seal is the
+  operator told to step it down (`bao operator step-down`, a sudo token the unsealer never holds);
+  otherwise the migrated node is still on its way and `--once` probes again.
 - old_seal: after the step-down the old active node, still on its old stanza, answers 500 (`... does
   not match expected type of "shamir"`): it is restarted with the new stanza and unseals itself.
 - Afterwards every node is `auto-unseal (static)`, unsealed; a cluster all on auto-unseal has nothing
@@ -103,6 +108,7 @@ initialised; the quorum is a majority of them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -376,9 +382,15 @@ def _migration(probe: Probe, memory: NodeMemory) -> str:
     return f"({old} -> {new})"
 
 
+# A migrated node's own message: what the node alone tells (see "migrated" above); the cluster's verdict says
+# what the operator does, if anything (MIGRATED while another node is active on the old seal).
+MIGRATED_NODE = "migrated to the new seal, waiting for the active node to complete the migration"
 MIGRATED = "migrated, waiting for the active node to step down: bao operator step-down"
 OLD_SEAL = "still on the old seal after the migration: restart it with the new seal stanza"
 
+
+# `barrier seal type of "shamir" does not match loaded type of "static"`: the old seal is the barrier's
+_BARRIER_TYPE = re.compile(r'barrier seal type of "([a-z0-9_-]+)" does not match loaded type')
 
 _Classified = tuple[State, Action, str, NodeMemory, int | None, tuple[str, ...]]
 
@@ -390,7 +402,10 @@ def _classify(probe: Probe, memory: NodeMemory, ctx: Context) -> _Classified:
     if probe.status != 200:
         ours = mem.migrated_on is not None and mem.migrated_on == probe.connection
         if ours or "does not match loaded type" in probe.errors:
-            return "migrated", "wait", MIGRATED, mem, None, ()
+            old = _BARRIER_TYPE.search(probe.errors)
+            if old and not mem.seal_type_seen:
+                mem = replace(mem, seal_type_seen=old.group(1))
+            return "migrated", "wait", MIGRATED_NODE, mem, None, ()
         if "does not match expected type" in probe.errors:
             return "old_seal", "wait", OLD_SEAL, mem, None, ()
         return "unreachable", "wait", f"unreachable: sys/seal-status answered HTTP {probe.status}", mem, None, ()
@@ -403,8 +418,8 @@ def _classify(probe: Probe, memory: NodeMemory, ctx: Context) -> _Classified:
         mem = replace(mem, seen_progress=seen, progress_moved_at=ctx.now)
 
     if probe.migration:
-        if not probe.sealed:  # migrated (the answer to our last key): waits for the step-down
-            return "migrated", "wait", MIGRATED, mem, None, ()
+        if not probe.sealed:  # migrated (the answer to our last key): the verdict says what it waits for
+            return "migrated", "wait", MIGRATED_NODE, mem, None, ()
         if not ctx.migrate:
             text = f"seal migration pending {_migration(probe, mem)}: run unseal with --migrate"
             return "migration_pending", "alert", text, mem, None, ()

@@ -1,13 +1,19 @@
 """What the cluster's state means, from every node's decision this round (`plan.decide`): the leader,
-the quorum, the STATUS line, and what `unseal --once` exits with. Pure, no I/O."""
+the quorum, the STATUS line, and what `unseal --once` exits with. Pure, no I/O.
+
+A migrated node (sys/seal-status 500 after its migrate keys) waits for the operator only while another
+node is active on the old seal: then the STATUS line tells them to step that node down. Without such a
+node (one node, which completes the migration itself as the active node 30-50 ms later; an election
+after the step-down; a new active node completing the migration) it is on its way: no step-down advice,
+and `--once` is not settled (it probes again, up to its settle timeout)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from nomad_vault_token.core.errors import EX_DATAERR, EX_OK, EX_TEMPFAIL, EX_UNAVAILABLE
-from nomad_vault_token.unseal.plan import MIGRATION, ON_THE_WAY, SETTLED, Decision, Kind, State
+from nomad_vault_token.unseal.plan import MIGRATED, MIGRATION, ON_THE_WAY, SETTLED, Decision, Kind, State
 
 
 @dataclass(frozen=True)
@@ -22,6 +28,17 @@ class Verdict:
     settled: bool  # waiting will not change the exit code: `--once` may stop now
     keys_usable: bool  # no node refused our keys (a hint for WATCHDOG)
     warnings: tuple[str, ...] = ()
+    notes: Mapping[str, str] = field(default_factory=dict)  # node -> what the STATUS line says of it
+
+
+def _migrated(d: Decision, leader: Decision | None) -> tuple[str, bool]:
+    """What a migrated node waits for, and whether that is the operator (waiting will not change it)."""
+    if leader is None:
+        return "migrated, no active node yet: waiting for one to take over and complete the migration", False
+    old = d.memory.seal_type_seen
+    if old and leader.seal_type and leader.seal_type != old:
+        return f"migrated, the active node ({leader.node}) is completing the migration", False
+    return MIGRATED, True  # the STATUS line names the leader
 
 
 _PROBLEM_WORDS: Mapping[State, str] = {
@@ -46,7 +63,8 @@ def verdict(decisions: Sequence[Decision], keys_held: int) -> Verdict:
     total = len(members)
     quorum = total // 2 + 1
     unsealed = sum(1 for d in members if d.unsealed)
-    leaders = [d.node for d in members if d.unsealed and d.role == "active"]
+    active = [d for d in members if d.unsealed and d.role == "active"]
+    leaders = [d.node for d in active]
     leader = leaders[0] if leaders else None
     on_the_way = sum(1 for d in members if d.state in ON_THE_WAY)
 
@@ -61,8 +79,15 @@ def verdict(decisions: Sequence[Decision], keys_held: int) -> Verdict:
 
     problems: dict[str, list[str]] = {}
     spelled: list[str] = []
+    notes: dict[str, str] = {}
+    operator_waits = True  # every migrated node waits for the operator (not for the cluster)
     for d in decisions:
-        if d.state in _SPELLED_OUT:
+        if d.state == "migrated":
+            note, operator = _migrated(d, active[0] if active else None)
+            operator_waits = operator_waits and operator
+            notes[d.node] = note
+            spelled.append(f"; {d.node}: {note}")
+        elif d.state in _SPELLED_OUT:
             spelled.append(f"; {d.node}: {d.message}")
         elif not d.unsealed:
             problems.setdefault(_PROBLEM_WORDS[d.state], []).append(d.node)
@@ -96,7 +121,7 @@ def verdict(decisions: Sequence[Decision], keys_held: int) -> Verdict:
     else:
         code = EX_TEMPFAIL
     election_pending = leader is None and unsealed >= quorum
-    settled = code == EX_OK or (states <= SETTLED and not election_pending)
+    settled = code == EX_OK or (states <= SETTLED and not election_pending and operator_waits)
     return Verdict(
         kind=kind,
         leader=leader,
@@ -108,4 +133,5 @@ def verdict(decisions: Sequence[Decision], keys_held: int) -> Verdict:
         settled=settled,
         keys_usable=keys_held > 0 and "wrong_keys" not in states,
         warnings=tuple(warnings),
+        notes=notes,
     )

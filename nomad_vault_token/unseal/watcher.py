@@ -1,7 +1,7 @@
-"""The unsealer's rounds: every node probed in parallel, `unseal_plan` applied, the cluster reported.
+"""The unsealer's rounds: every node probed in parallel, `unseal.plan` applied, the cluster reported.
 
 Each node has a `Worker`: one `vault.NodeClient` (one kept-alive connection, numbered: what
-`unseal_plan` needs to tell "sealed on purpose" from "restarted"), the plan's `NodeMemory`, and at
+`unseal.plan` needs to tell "sealed on purpose" from "restarted"), the plan's `NodeMemory`, and at
 most one thread at a time. A round starts a thread for every node whose previous one has ended,
 waits for them up to a bound, and takes the verdict: a node still busy (hung: SIGSTOP, a black hole)
 counts as unreachable this round and gets no second thread, so one hung node never delays another's
@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from nomad_vault_token.core import at_rest
 from nomad_vault_token.core.config import Settings
 from nomad_vault_token.core.errors import ConfigError, NvtError
 from nomad_vault_token.core.key_files import UnsealKeys
@@ -54,7 +55,7 @@ from nomad_vault_token.unseal.plan import (
 from nomad_vault_token.unseal.verdict import Verdict, verdict
 from nomad_vault_token.vault.node import NodeClient, NodeUnreachable
 
-log = logging.getLogger("nomad_vault_token.unseal")
+log = logging.getLogger(__name__)
 
 JITTER = 0.2  # a watch-mode interval is shortened by up to this fraction, never lengthened
 ONCE_POLL = 1.0  # seconds between `--once`'s rounds while the outcome is not settled
@@ -62,7 +63,9 @@ ONCE_POLL = 1.0  # seconds between `--once`'s rounds while the outcome is not se
 FAST_INTERVAL = 0.25
 # ... for at most this long after it entered that state (then at the steady interval again).
 FAST_FOR = 60.0
-FAST_STATES = frozenset({"unreachable", "sealed", "joining"})
+# (a migrated node too: a single node is active 30-50 ms after its migrate keys, a standby once the active
+# node steps down)
+FAST_STATES = frozenset({"unreachable", "sealed", "joining", "migrated"})
 # Such a probe waits at most this long for an answer: a server shutting down may still accept a
 # connection and never answer it; the next fast probe reaches the new process. Keys are never sent
 # with it (a key whose answer is lost would leave the attempt in doubt).
@@ -85,7 +88,7 @@ class Keys:
         if settings.unseal_keys_file is None and settings.unseal_credential is None:
             raise ConfigError(
                 "unseal: no keys: give --keys-file (config unseal_keys_file) or --credential NAME "
-                "(config unseal_credential, systemd LoadCredential=NAME:/path)"
+                "(config unseal_credential, systemd LoadCredentialEncrypted=NAME:/path.cred)"
             )
         self.file = settings.unseal_keys_file
         self.credential = settings.unseal_credential
@@ -93,6 +96,9 @@ class Keys:
         self.keys = self._read()
         self.stamp = self._stamp()
         self.problem = ""
+        self.at_rest = at_rest.warning_for(self.keys.source, credential=self.credential is not None)
+        if self.at_rest:  # once, at start: a re-read of the same file says nothing new
+            log.warning("%s", self.at_rest)
 
     def _read(self) -> UnsealKeys:
         return unseal_keys.load(self.file, self.credential)
@@ -426,7 +432,7 @@ class Unsealer:
                     "node": w.name,
                     "address": w.addr,
                     "state": d.state,
-                    "message": d.message,
+                    "message": v.notes.get(d.node, d.message),
                     "role": d.role,
                     "reachable": d.state != "unreachable",
                     "sealed": None if p is None else p.sealed,
@@ -453,8 +459,15 @@ class Unsealer:
         }
 
     def publish(self, r: Round) -> None:
-        doc = {"version": 1, "pid": os.getpid(), **self.view(r), "updated_at": time.time()}
-        self._write_state(doc)
+        from nomad_vault_token.unseal.published import Published
+
+        doc = {"version": Published.VERSION, "pid": os.getpid(), **self.view(r), "updated_at": time.time()}
+        try:
+            published = Published.from_json(doc)  # the model status reads it with
+        except ValueError as exc:  # a bug, but never worth stopping the unsealer for
+            log.warning("not writing %s: %s", self.settings.unseal_file, exc)
+        else:
+            self._write_state(published.to_json())
         if self.settings.metrics_dir is not None:
             self._write_metrics(r)
 
@@ -578,6 +591,6 @@ def describe(r: Round) -> str:
     """`--once`'s text: the STATUS line, then one line per node."""
     lines = [r.status]
     for w, d in zip(r.workers, r.decisions, strict=True):
-        lines.append(f"  {w.name}: {d.message}")
+        lines.append(f"  {w.name}: {r.verdict.notes.get(d.node, d.message)}")
     lines.extend(f"  warning: {text}" for text in r.verdict.warnings)
     return "\n".join(lines)

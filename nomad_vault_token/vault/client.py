@@ -23,6 +23,8 @@ from nomad_vault_token.vault.errors import Context, mapped
 
 if TYPE_CHECKING:
     import hvac
+    import requests
+    from requests.adapters import HTTPAdapter
 
     from nomad_vault_token.core.config import Settings
 
@@ -97,7 +99,7 @@ class Health:
         return "standby" if self.standby else "active"
 
 
-def _server_name_adapter(name: str) -> Any:
+def _server_name_adapter(name: str) -> HTTPAdapter:
     from requests.adapters import HTTPAdapter
 
     class ServerNameAdapter(HTTPAdapter):
@@ -120,7 +122,7 @@ class Vault:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._session: Any = None
+        self._session: requests.Session | None = None
 
     def __enter__(self) -> Vault:
         return self
@@ -136,13 +138,13 @@ class Vault:
         if session is not None:
             session.close()
 
-    def session(self) -> Any:
+    def session(self) -> requests.Session:
         """The kept-alive connection (requests' Session, TLS settings only): made on first use."""
         if self._session is None:
             self._session = self._new_session(None)
         return self._session
 
-    def _new_session(self, cert: tuple[str, str] | None) -> Any:
+    def _new_session(self, cert: tuple[str, str] | None) -> requests.Session:
         import requests
 
         s = self.settings
@@ -409,7 +411,7 @@ class Vault:
         """GET sys/storage/raft/snapshot from this address, streamed (`raft.snapshot_stream`)."""
         from nomad_vault_token.vault.raft import snapshot_stream
 
-        return snapshot_stream(self, token, timeout)
+        return snapshot_stream(self.settings, self.session(), token, timeout)
 
 @dataclass(frozen=True)
 class Leader:

@@ -14,6 +14,10 @@ from typing import TYPE_CHECKING, Any
 from nomad_vault_token.vault.errors import connection_reason
 
 if TYPE_CHECKING:
+    import socket
+
+    import requests
+
     from nomad_vault_token.core.config import Settings
 
 
@@ -39,7 +43,7 @@ class NodeClient:
 
     `connection` is how many connections this client has had to open so far: it changes exactly when
     urllib3 had to connect again (the first request, a connection the server closed, a request that
-    timed out and left its connection unusable). `unseal_plan` tells "sealed on purpose" from
+    timed out and left its connection unusable). `unseal.plan` tells "sealed on purpose" from
     "restarted" by it. The pool holds one connection (`pool_maxsize=1`, blocking), so the probes and
     the keys all travel over the same one; use a client from one thread at a time.
 
@@ -52,14 +56,14 @@ class NodeClient:
         self.settings = settings
         self.timeout = timeout
         self._connects = 0
-        self._session: Any = None
-        self._sock: Any = None  # the socket of the (one) kept-alive connection
+        self._session: requests.Session | None = None
+        self._sock: socket.socket | None = None  # the socket of the (one) kept-alive connection
 
     @property
     def connection(self) -> int:
         return self._connects
 
-    def idle_socket(self) -> Any:
+    def idle_socket(self) -> socket.socket | None:
         """The kept-alive connection's socket, for a caller to select() on while no request is under
         way (the caller's to ensure): it turns readable when the server closes it, which a restarting
         server does at once. None when there is no open connection."""
@@ -75,7 +79,7 @@ class NodeClient:
         if session is not None:
             session.close()
 
-    def _new_session(self) -> Any:
+    def _new_session(self) -> requests.Session:
         import requests
         from requests.adapters import HTTPAdapter
         from urllib3.connection import HTTPConnection, HTTPSConnection

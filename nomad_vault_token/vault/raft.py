@@ -14,28 +14,33 @@ from nomad_vault_token.core.secret import Secret
 from nomad_vault_token.vault.errors import Context, body_words, connection_reason, error_for, mapped
 
 if TYPE_CHECKING:
-    from nomad_vault_token.vault.client import Vault
+    import requests
+
+    from nomad_vault_token.core.config import Settings
 
 
 BLOCK = 1 << 20  # bytes of body per block handed on
 
 
 @contextmanager
-def snapshot_stream(vault: Vault, token: Secret, timeout: int) -> Iterator[Iterator[bytes | bytearray]]:
+def snapshot_stream(
+    s: Settings, session: requests.Session, token: Secret, timeout: int
+) -> Iterator[Iterator[bytes | bytearray]]:
     """GET sys/storage/raft/snapshot from this address, streamed: yields the body in blocks of up to BLOCK bytes.
+
+    Takes the client's settings and its session (`Vault.snapshot_stream` passes them), not the client:
+    this module stays below `client`.
 
     A standby configured with `disable_standby_reads` answers 307 to the active node: followed once,
     only to https (http only to loopback when allowed) and through this client's TLS settings (same
     CA); the token goes there explicitly, never through requests' own redirect handling. Errors while
     the body streams (a cut connection, a timeout) raise VaultUnavailable; a body that ends early but
-    cleanly is for `snapshot_verify.verify` to catch."""
+    cleanly is for `archive.verify_stream` to catch."""
     import requests
 
     from nomad_vault_token.core.config import check_address
 
     path = "sys/storage/raft/snapshot"
-    s = vault.settings
-    session = vault.session()
     headers = {"X-Vault-Token": token.reveal()}
     if s.namespace:
         headers["X-Vault-Namespace"] = s.namespace

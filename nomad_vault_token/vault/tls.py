@@ -138,3 +138,42 @@ def preflight(cert_path: Path, key_path: Path, ca_path: Path | None, warn_days: 
     if ca_path is not None:
         check_ca(ca_path)
     return check_client(cert_path, key_path, warn_days)
+
+
+def sealed_listener(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate and its key (0600) in `directory`, for a listener nobody may use.
+
+    The throwaway server's TCP listener exists only because OpenBao derives its raft cluster listener from
+    a TCP one; it is given this certificate as its own client CA and requires a client certificate, so no
+    client can complete a handshake with it: the only way in is the unix socket."""
+    from datetime import timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from nomad_vault_token.core.files import write_private
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "nomad-vault-token throwaway (no client may connect)")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "listener.pem", directory / "listener-key.pem"
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    write_private(key_path, key_pem, "throwaway listener key")
+    write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM), "throwaway listener certificate")
+    return cert_path, key_path

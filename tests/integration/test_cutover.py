@@ -182,3 +182,50 @@ def test_remove_legacy_deletes_only_what_bootstrap_roles_wrote_and_only_when_unu
     assert "cert/" in root.sys.list_auth_methods()["data"]  # the mount stays
     again = run_cli(*base, "--remove-legacy", env=env)
     assert again.code == 0 and again.out.count("absent") == 4, again.out
+
+
+def test_a_task_token_minted_before_the_role_became_orphan_keeps_cutover_waiting(
+    new_bao: Callable[..., Bao], certs: Certs, nomad: NomadIdentity, runs: Callable[..., AgentRun], tmp_path: Path
+) -> None:
+    """Issue 30: a token role's `orphan` applies when a token is minted. A task token Nomad minted through the task
+    role while it was not orphan is a child of the server token, and revoke-self takes it along, whatever the
+    role says now. cutover judges the tracked tokens themselves (lookup-accessor's `orphan`), not the role."""
+    server = new_bao()
+    done = run_cli(
+        "bootstrap-roles", "--workload-identity", "--vault-addr", server.addr, "--ca-cert", str(certs.ca_path),
+        "--nomad-jwks-url", nomad.jwks_url, "--nomad-jwks-ca", str(certs.ca_path),
+        env=clean_env(VAULT_TOKEN=server.root_token),
+    )  # fmt: skip
+    assert done.code == 0, done.err
+    nomad.nodes.append(Node("client-1", "1.9.7"))
+    cfg = write_config(tmp_path / "cfg" / "config.toml", server, certs)
+    legacy = runs(cfg, server)
+    assert legacy.wait_event("validated")["ok"] is True
+    saved = json.loads((cfg.parent / "state" / "token.json").read_text())["token"]
+
+    # Nomad mints a task token through the task role while the role is not orphan: a child of the server token
+    root = server.client()
+    root.write_data("auth/token/roles/nomad-cluster", data={"orphan": False})
+    as_server = hvac.Client(server.addr, verify=str(certs.ca_path), token=saved)
+    minted = as_server.auth.token.create(role_name="nomad-cluster", policies=["default"], ttl="10m")["auth"]
+    child, accessor = minted["client_token"], minted["accessor"]
+    assert root.write_data("auth/token/lookup-accessor", data={"accessor": accessor})["data"]["orphan"] is False
+    # ... then the role is made orphan, as bootstrap-roles writes it
+    root.write_data("auth/token/roles/nomad-cluster", data={"orphan": True})
+    nomad.vault_accessors.append({"AllocID": "0f0f0f0f-bbbb", "Task": "web", "Accessor": accessor, "CreationTTL": 600})
+
+    legacy.stop()
+    write_config(cfg, server, certs, legacy_token=False)
+    runs(cfg, server).wait_event("start")  # the agent restarted without a token
+
+    waiting, rows = cutover(cfg, server, nomad, tmp_path)
+    assert token_valid(server, child), "cutover revoked the server token and with it a task token still in use"
+    assert waiting.code == 75 and rows["no legacy task tokens"]["result"] == "fail", rows["no legacy task tokens"]
+    assert "not an orphan" in rows["no legacy task tokens"]["detail"]
+    assert token_valid(server, saved)
+
+    # Once that token is gone (its allocation replaced: Nomad revokes it), cutover goes ahead
+    root.auth.token.revoke_accessor(accessor)
+    ready, rows = cutover(cfg, server, nomad, tmp_path)
+    assert ready.code == 0 and rows["no legacy task tokens"]["result"] == "warn", ready.out + ready.err
+    assert not token_valid(server, saved)

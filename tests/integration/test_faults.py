@@ -129,12 +129,12 @@ def test_slow_vault_neither_crashes_nor_signals(
 WRITER = """
 import sys, time
 from pathlib import Path
-from nomad_vault_token.token import store as state
+from nomad_vault_token.token import store
 from nomad_vault_token.core.secret import Secret
 path = Path(sys.argv[1])
 for i in range(1_000_000):
     token = "s." + ("A" if i % 2 else "B") * 4000
-    state.write(path, state.State(Secret(token), "acc-" + ("A" if i % 2 else "B"), "https://v", 1.0))
+    store.write(path, store.State(Secret(token), "acc-" + ("A" if i % 2 else "B"), "https://v", 1.0))
 """
 
 

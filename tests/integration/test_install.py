@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from nomad_vault_token.core import config
 from nomad_vault_token.core.errors import ConfigError
-from nomad_vault_token.setup import systemd_unit as unit
+from nomad_vault_token.setup import systemd_unit
 from nomad_vault_token.setup.install_plan import (
     MISSING,
     Seen,
@@ -189,7 +189,7 @@ def test_installs_unit_config_and_directories_with_their_modes(tmp_path: Path) -
     assert mode(tmp_path / "etc/systemd/system") == 0o755
     assert not [p for p in tmp_path.rglob("*.tmp")]
 
-    expected = unit.render(unit.shipped_template(), bin_path=VENV_SCRIPT, config=config.DEFAULT_CONFIG)
+    expected = systemd_unit.render(systemd_unit.shipped_template(), bin_path=VENV_SCRIPT, config=config.DEFAULT_CONFIG)
     assert (tmp_path / UNIT).read_text() == expected
     # the unit names the real paths, not the --root ones
     assert (

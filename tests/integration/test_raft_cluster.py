@@ -1,4 +1,4 @@
-"""The raft cluster fixture against the real OpenBao, and the server behaviour unseal_plan relies on.
+"""The raft cluster fixture against the real OpenBao, and the server behaviour unseal.plan relies on.
 
 Timings here (2 shared cores, OpenBao 2.7.2): the three processes answer in 0.4 s, node-1 is active
 2.3 s after launch, the others joined and unsealed by ~4.5 s, and all three are voters (what `start()`

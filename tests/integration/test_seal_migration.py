@@ -228,3 +228,67 @@ def test_without_migrate_the_migrating_node_gets_nothing_then_a_node_killed_mid_
     assert proxy.unseals == 4
     outputs = [r.out, r.err, j.out, m.out, m.err, again.out, done.out, status.out]
     assert leaks(c, *outputs, files_text(tmp_path / "state", metrics)) == []
+
+
+# ---- one node: the KMS seed's own case (issue 28, section 1) --------------------------------------------
+
+
+@pytest.fixture
+def one_node(tmp_path: Path, certs: Certs) -> Iterator[RaftCluster]:
+    """A single raft node (Shamir 3/2), initialised and active, with a canary: nobody to step down for."""
+    c = RaftCluster(tmp_path / "one", certs, size=1)
+    try:
+        c.start()
+        active = c.node(1)
+        assert active.post("sys/mounts/canary", {"type": "kv"}, token=c.root_token).code == 204
+        assert active.post("canary/data", {"value": "written before the migration"}, token=c.root_token).code == 204
+        yield c
+    finally:
+        c.stop_all()
+
+
+STEP_DOWN = "step-down"  # the advice that must never reach a node that is, or becomes, the active one
+
+
+def test_one_node_once_migrate_settles_on_the_active_node_without_step_down_advice(
+    one_node: RaftCluster, certs: Certs, tmp_path: Path
+) -> None:
+    """A single raft node restarted with a static seal, then `unseal --once --migrate`: the node takes the
+    migrate keys, becomes active and completes the migration itself. `--once` waits for that and exits 0
+    (before the fix: 75 and `migrated, waiting for the active node to step down`)."""
+    c = one_node
+    node = c.node(1)
+    keys = write_keys(tmp_path / "keys", c.keys[:2])
+    cfg = write_cfg(tmp_path / "c.toml", certs, [node.addr], keys, request_timeout=TIMEOUT)
+    restart_with(node, static_seal(static_key(tmp_path / "static.key")))
+    assert c.seal_status(1)["migration"] is True
+
+    r = once(cfg, "--migrate", "--settle-timeout", "30s")
+    assert r.code == 0, (r.out, r.err)
+    assert r.out.startswith(
+        f"cluster on auto-unseal (static): nothing to unseal; the keys held are recovery keys now; leader {name(node)}"
+    ), r.out
+    assert STEP_DOWN not in r.out and STEP_DOWN not in r.err, (r.out, r.err)
+    s = c.seal_status(1)
+    assert (s["type"], s["sealed"], s["migration"]) == ("static", False, False), s
+    assert canary(c) == "written before the migration"
+    assert leaks(c, r.out, r.err, files_text(tmp_path / "state")) == []
+
+
+def test_one_node_watcher_migrates_it_and_its_status_never_advises_a_step_down(
+    one_node: RaftCluster, certs: Certs, tmp_path: Path, watchers: Callable[..., Watcher]
+) -> None:
+    c = one_node
+    node = c.node(1)
+    keys = write_keys(tmp_path / "keys", c.keys[:2])
+    cfg = write_cfg(tmp_path / "c.toml", certs, [node.addr], keys, unseal_interval="1s", request_timeout=TIMEOUT)
+    w = watchers(cfg, "--migrate")
+    w.wait_status(lambda s: s.startswith("1/1 unsealed, leader"), STEP, "1/1 unsealed")
+    restart_with(node, static_seal(static_key(tmp_path / "static.key")))
+    w.wait_status(lambda s: s.startswith("cluster on auto-unseal (static): nothing to unseal"), STEP, "on static")
+    assert w.stop() == 0
+    statuses = [m for m in w.notify.drain() if "STATUS=" in m]
+    assert not [s for s in statuses if STEP_DOWN in s], statuses
+    assert STEP_DOWN not in w.log(), w.log()[-3000:]
+    assert "migrated to its new seal" in w.log()
+    assert canary(c) == "written before the migration"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from nomad_vault_token.core import config
+from nomad_vault_token.core import at_rest, config
 from nomad_vault_token.vault.node import NodeClient, NodeUnreachable
 from testbed import procs
 from testbed.bao import Certs
@@ -454,6 +454,28 @@ def test_base64_and_hex_keys_in_one_file_work(raft_cluster: RaftCluster, certs: 
 # ---- under a real systemd ----------------------------------------------------------------------------
 
 
+def key_forms(c: RaftCluster) -> list[bytes]:
+    """Every form a key could take in a file: hex, base64, raw."""
+    return [k.encode() for k in c.keys + c.keys_base64] + [bytes.fromhex(k) for k in c.keys]
+
+
+def files_holding(root: Path, needles: list[bytes]) -> list[Path]:
+    """The regular files under `root` (symbolic links not followed) that contain any of `needles`."""
+    found = []
+    for directory, _, names in os.walk(root):
+        for n in names:
+            path = Path(directory) / n
+            try:
+                if not path.is_file() or path.is_symlink():
+                    continue
+                data = path.read_bytes()
+            except OSError:
+                continue
+            if any(needle in data for needle in needles):
+                found.append(path)
+    return sorted(found)
+
+
 def _sandbox_reason() -> str | None:
     import sys
 
@@ -476,12 +498,16 @@ def test_shipped_unit_ready_status_and_no_watchdog_while_nothing_can_be_unsealed
 ) -> None:
     """The shipped vault-unseal.service (hardening and all) under a real systemd: READY and StatusText
     from the watcher; with WatchdogSec=3s it stays up while it can unseal, and the watchdog ends it when
-    no node answers. The keys come from a 0600 file: LoadCredential= could not be exercised in this sandbox (see below)."""
+    no node answers. The keys come as the unit says, through LoadCredentialEncrypted= of a real encrypted
+    credential (`systemd-creds encrypt --with-key=host`, the keys on its standard input, a host key of the
+    test's own): it unseals a restarted node from it, the decrypted keys live only in the unit's ramfs
+    credentials directory while it runs, and afterwards no file in the test's directories nor in the
+    sandbox's /run holds them."""
     import shutil
     import sys
 
     import nomad_vault_token
-    from nomad_vault_token.setup import systemd_unit as unit
+    from nomad_vault_token.setup import systemd_unit
     from testbed import systemd_sandbox
     from testbed.systemd_sandbox import Props, Sandbox
 
@@ -494,13 +520,16 @@ def test_shipped_unit_ready_status_and_no_watchdog_while_nothing_can_be_unsealed
     try:
         ca = work / "ca.pem"
         shutil.copy(c.certs.ca_path, ca)
-        keys = write_keys(work / "unseal-keys", c.keys[:2])
+        host_key = work / "credential.secret"
+        plain = ("# unseal keys\n" + "\n".join(c.keys[:2]) + "\n").encode()
+        cred = systemd_sandbox.encrypt_credential("unseal-keys", plain, work / "unseal-keys.cred", host_key)
         units = work / "units"
         systemd_sandbox.write_target(units, "nvt-test.target")
         systemd_sandbox.mask(units, "network-online.target")
         shipped = (Path(__file__).resolve().parents[2] / "systemd" / "vault-unseal.service").read_text()
-        assert "LoadCredential=unseal-keys:/etc/nomad-vault-token/unseal-keys\n" in shipped
-        template = shipped.replace("/etc/nomad-vault-token/unseal-keys", str(keys))
+        assert "\nLoadCredentialEncrypted=unseal-keys:/etc/nomad-vault-token/unseal-keys.cred\n" in shipped
+        assert "\nLoadCredential=" not in shipped
+        template = shipped.replace("/etc/nomad-vault-token/unseal-keys.cred", str(cred))
         closed = f"https://127.0.0.1:{c.node(1).cluster_port + 0}"  # raft's port: no Vault API there
         for unit_name, nodes in (("vault-unseal.service", [n.addr for n in c.nodes]), ("dead.service", [closed])):
             stem = unit_name.removesuffix(".service")
@@ -509,22 +538,18 @@ def test_shipped_unit_ready_status_and_no_watchdog_while_nothing_can_be_unsealed
                 f"unseal_nodes = {json.dumps(nodes)}\nca_cert = {json.dumps(str(ca))}\n"
                 'unseal_interval = "1s"\nrequest_timeout = "1s"\n'
             )
-            (units / unit_name).write_text(unit.render(template, bin_path=bin_path, config=cfg))
+            (units / unit_name).write_text(systemd_unit.render(template, bin_path=bin_path, config=cfg))
             (units / f"{unit_name}.d").mkdir()
             (units / f"{unit_name}.d" / "test.conf").write_text(
                 "[Unit]\nDefaultDependencies=no\n[Service]\n"
                 f"StateDirectory=\nStateDirectory={(work / stem / 'state').relative_to('/var/lib')}\n"
                 "WatchdogSec=3s\nRestartSec=1\nLimitCORE=0\n"
-                # This sandbox's systemd (252, nested namespaces) leaves every credentials directory empty:
-                # LoadCredential= of a readable file, of /etc/hostname, even SetCredential=c:hello, with or
-                # without the hardening. So the keys file directly here; the credential path itself is
-                # tested without systemd (test_unseal_keys.py: $CREDENTIALS_DIRECTORY).
-                f"ExecStart=\nExecStart={bin_path} unseal --config {cfg} --keys-file {keys}\n"
                 # this checkout's Python and code, which the shipped ProtectHome=/PrivateTmp= may hide
                 + systemd_sandbox.code_reachable(Path(__file__).resolve().parents[2])
                 + f"StandardOutput=append:{work / stem}.log\nStandardError=inherit\n"
             )
-        sandbox = Sandbox(units, "nvt-test.target", work / "boot.log", binds=binds)
+        env = {systemd_sandbox.CREDENTIAL_SECRET_ENV: str(host_key)}  # never the machine's host key
+        sandbox = Sandbox(units, "nvt-test.target", work / "boot.log", binds=binds, env=env)
         sandbox.up()
         sandbox.ctl("start", "--no-block", "vault-unseal.service")
 
@@ -551,6 +576,14 @@ def test_shipped_unit_ready_status_and_no_watchdog_while_nothing_can_be_unsealed
         i = standby(c)
         c.restart(i)
         wait_for(lambda: not c.node(i).sealed(), 10, "the unit unsealing a restarted node", interval=0.1)
+        # the keys it used: decrypted by systemd into the unit's credentials directory, in memory (ramfs);
+        # the search below finds them there while the unit runs (so it can fail)
+        inside = Path(f"/proc/{sandbox.pid}/root")
+        creds_dir = "/run/credentials/vault-unseal.service"
+        mountinfo = Path(f"/proc/{sandbox.pid}/mountinfo").read_text()
+        assert at_rest.mount_fs_type(creds_dir + "/unseal-keys", mountinfo) == "ramfs", mountinfo
+        assert files_holding(inside / "run", key_forms(c)) == [inside / creds_dir.lstrip("/") / "unseal-keys"]
+        assert AT_REST not in log("vault-unseal")  # a credential: no warning
         # dead.service: READY after its first round, its STATUS says why, and no WATCHDOG: systemd ends it.
         sandbox.ctl("start", "--no-block", "dead.service")
         ready = sandbox.wait("dead.service", lambda p: p["ActiveState"] == "active", 30, "active (READY)")
@@ -573,6 +606,11 @@ def test_shipped_unit_ready_status_and_no_watchdog_while_nothing_can_be_unsealed
         )
         assert "Traceback" not in log("vault-unseal") + log("dead")
         assert not any(k in log("vault-unseal") + log("dead") for k in c.keys)
+        # stopped: systemd removes the credentials; the plain text is nowhere, in memory or on disk
+        sandbox.ctl("stop", "vault-unseal.service", "dead.service")
+        assert files_holding(inside / "run", key_forms(c)) == []
+        assert files_holding(work, key_forms(c)) == []
+        assert cred.read_bytes() and files_holding(cred.parent, [plain[-40:]]) == []
     finally:
         if sandbox is not None:
             sandbox.down()
@@ -650,6 +688,54 @@ def test_once_with_keys_from_a_systemd_credential(raft_cluster: RaftCluster, cer
     cfg = write_cfg(tmp_path / "c.toml", certs, [n.addr for n in c.nodes], None, unseal_credential="unseal-keys")
     r = run_cli("unseal", "--once", "--config", str(cfg), env=clean_env(CREDENTIALS_DIRECTORY=str(creds)))
     assert r.code == 0, r
+    assert "a plain file on persistent storage" not in r.err, r.err  # a credential: never warned about
     assert not c.node(i).sealed()
     missing = run_cli("unseal", "--once", "--config", str(cfg))
     assert_one_line_error(missing, 78, "$CREDENTIALS_DIRECTORY is not set")
+
+
+# ---- keys at rest: the one-line warning (issue 28, section 2) --------------------------------------------
+
+AT_REST = "a plain file on persistent storage"
+
+
+def test_a_plain_keys_file_on_disk_is_warned_about_once_in_one_line_and_a_tmpfs_one_is_not(
+    raft_cluster: RaftCluster, certs: Certs, tmp_path: Path
+) -> None:
+    import shutil
+    import tempfile
+
+
+    c = raft_cluster
+    nodes = [n.addr for n in c.nodes]
+    on_disk = write_keys(tmp_path / "keys", c.keys[:2])
+    fs = at_rest.fs_type(on_disk)
+    if fs in at_rest.MEMORY_FS or not fs:
+        pytest.skip(f"{tmp_path} is on {fs or 'an unknown file system'} here: no persistent storage to warn about")
+    disk_cfg = write_cfg(tmp_path / "disk.toml", certs, nodes, on_disk)
+    i = standby(c)
+    c.restart(i)
+    r = once(disk_cfg)
+    assert r.code == 0 and not c.node(i).sealed(), r
+    said = [line for line in r.err.splitlines() if AT_REST in line]
+    assert len(said) == 1, r.err
+    assert f"unseal keys {on_disk}: {AT_REST} ({fs}): " in said[0] and "LoadCredentialEncrypted=" in said[0], said
+    checked = run_cli("check", "--config", str(disk_cfg))
+    rows = [line for line in checked.out.splitlines() if "unseal keys at rest" in line]
+    assert len(rows) == 1 and rows[0].startswith("WARN") and AT_REST in rows[0], checked.out
+
+    # in memory (a tmpfs, as Nomad's secrets/): nothing to say
+    shm = Path("/dev/shm")
+    if at_rest.fs_type(shm) != "tmpfs":
+        pytest.skip("no tmpfs at /dev/shm here")
+    memory = Path(tempfile.mkdtemp(prefix="nvt-keys-", dir=shm))
+    try:
+        in_memory = write_keys(memory / "keys", c.keys[:2])
+        mem_cfg = write_cfg(tmp_path / "memory.toml", certs, nodes, in_memory)
+        quiet = once(mem_cfg)
+        assert quiet.code == 0 and AT_REST not in quiet.err, quiet
+        passed = run_cli("check", "--config", str(mem_cfg))
+        assert f"PASS  unseal keys at rest           {in_memory}: on tmpfs" in passed.out, passed.out
+    finally:
+        shutil.rmtree(memory)
+    assert not any(k in r.err + r.out + quiet.err + checked.out for k in c.keys)

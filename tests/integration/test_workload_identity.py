@@ -17,6 +17,7 @@ import hvac
 import pytest
 import trustme
 
+from nomad_vault_token.setup import workload_identity as wi
 from testbed.bao import Bao, Certs
 from testbed.cli import Result, assert_one_line_error, run_cli
 from testbed.env import clean_env
@@ -110,13 +111,13 @@ def test_second_run_changes_nothing_and_check_mode_agrees(server: Bao, nomad: No
     assert dry.code == 0 and json.loads(dry.out)["changed"] is False
 
 
-def test_the_policy_has_no_cross_namespace_list_and_allows_slashes(server: Bao, written: Result) -> None:
+def test_the_policy_has_no_cross_namespace_list_and_refuses_slashes(server: Bao, written: Result) -> None:
     data = server.client().read("sys/policies/acl/nomad-workloads")["data"]
     accessor = server.client().sys.list_auth_methods()["data"]["jwt-nomad/"]["accessor"]
     assert f"identity.entity.aliases.{accessor}.metadata.nomad_job_id" in data["policy"]
     assert 'path "secret/metadata/*"' not in data["policy"]
     assert "metadata/{{identity.entity.aliases." + accessor + ".metadata.nomad_namespace}}/*" not in data["policy"]
-    assert data["allow_slashes_in_identity_templates"] is True
+    assert data["allow_slashes_in_identity_templates"] is False  # the default: issue 30, finding 7
     assert data["allow_wildcards_in_identity_templates"] is False
 
 
@@ -172,41 +173,53 @@ def test_the_collision_is_real_with_nomads_own_user_claim(server: Bao, nomad: No
         root.delete("auth/jwt-nomad/role/setup-vault-like")
 
 
-def test_a_job_id_with_a_slash(server: Bao, nomad: NomadIdentity, written: Result) -> None:
-    put(server, "default/batch/nightly/creds", "nightly's")
-    task = login(server, nomad.identity("default", "batch/nightly", extra_claims=UNIQUE))
-    assert reads(task, "default/batch/nightly/creds") == "nightly's"
-
-
-def test_without_slashes_allowed_openbao_refuses_that_path(
+def test_by_default_no_job_reads_another_jobs_path(
     server: Bao, nomad: NomadIdentity, written: Result, tmp_path: Path
 ) -> None:
-    changed = bootstrap(server, nomad, "--no-allow-slashes-in-job-ids")
-    try:
-        assert (
-            changed.code == 0 and "updated policy nomad-workloads (allow_slashes_in_identity_templates)" in changed.out
+    """Issue 30, finding 7: with slashes allowed (the old default) job `web/db` had `default/web/db/...`, inside job
+    `web`'s tree `default/web/*`: web read web/db's secrets. By default a job ID holding '/' gets no path at all (on
+    OpenBao 2.7.2 the templated policy fails for its entity and its token is refused everything, 400 Forbidden), so
+    nothing under `default/web/` belongs to another job."""
+    put(server, "default/web/db/x", "put there by web/db's owners")
+    nested = login(server, nomad.identity("default", "web/db", extra_claims=UNIQUE))
+    with pytest.raises(hvac.exceptions.InvalidRequest, match="Forbidden"):
+        nested.secrets.kv.v2.read_secret_version(
+            "default/web/db/x", mount_point="secret", raise_on_deleted_version=True
         )
-        task = login(server, nomad.identity("default", "batch/nightly", extra_claims=UNIQUE))
-        # OpenBao 2.7.2: the templated policy fails to parse for this entity, so the token's whole ACL does:
-        # every request is refused, 400 "Forbidden", its own path and every other alike
-        with pytest.raises(hvac.exceptions.InvalidRequest, match="Forbidden"):
-            task.secrets.kv.v2.read_secret_version(
-                "default/batch/nightly/creds", mount_point="secret", raise_on_deleted_version=True
-            )
-        with pytest.raises(hvac.exceptions.InvalidRequest, match="Forbidden"):
-            task.auth.token.lookup_self()
-        jf = tmp_path / "slash.jwt"
-        jf.write_text(nomad.identity("default", "batch/nightly", extra_claims=UNIQUE))
-        jf.chmod(0o600)
-        checked = run_cli(
-            "check", "--workload-identity", "--jwt-file", str(jf), "--vault-addr", server.addr,
-            "--ca-cert", str(server.certs.ca_path), "--format", "json", env=clean_env(VAULT_TOKEN=server.root_token),
-        )  # fmt: skip
-        rows = {r["check"]: r for r in json.loads(checked.out)["checks"]}
-        assert checked.code == 77 and rows["task token"]["result"] == "fail", rows
-        assert "allow_slashes_in_job_ids = true" in rows["task token"]["fix"]
+    with pytest.raises(hvac.exceptions.InvalidRequest, match="Forbidden"):
+        nested.auth.token.lookup_self()
+    jf = tmp_path / "slash.jwt"
+    jf.write_text(nomad.identity("default", "web/db", extra_claims=UNIQUE))
+    jf.chmod(0o600)
+    checked = run_cli(
+        "check", "--workload-identity", "--jwt-file", str(jf), "--vault-addr", server.addr,
+        "--ca-cert", str(server.certs.ca_path), "--format", "json", env=clean_env(VAULT_TOKEN=server.root_token),
+    )  # fmt: skip
+    rows = {r["check"]: r for r in json.loads(checked.out)["checks"]}
+    assert checked.code == 77 and rows["task token"]["result"] == "fail", rows
+    assert "rename the job" in rows["task token"]["fix"] and "parent job then reads" in rows["task token"]["fix"]
+    assert "note: " + wi.NESTED_JOBS_REFUSED in written.out
+
+
+def test_allowing_slashes_lets_the_parent_job_read_the_nested_one(
+    server: Bao, nomad: NomadIdentity, written: Result
+) -> None:
+    """The opt-in, and its documented cost: job `batch/nightly` reaches its paths, and job `batch` reads them."""
+    changed = bootstrap(server, nomad, "--allow-slashes-in-job-ids")
+    try:
+        assert changed.code == 0, changed.err
+        assert "updated policy nomad-workloads (allow_slashes_in_identity_templates)" in changed.out
+        assert "note: " + wi.NESTED_JOBS_ALLOWED in changed.out and wi.NESTED_JOBS_ALLOWED in changed.err
+        put(server, "default/batch/nightly/creds", "nightly's")
+        nested = login(server, nomad.identity("default", "batch/nightly", extra_claims=UNIQUE))
+        assert reads(nested, "default/batch/nightly/creds") == "nightly's"
+        parent = login(server, nomad.identity("default", "batch", extra_claims=UNIQUE))
+        assert reads(parent, "default/batch/nightly/creds") == "nightly's"  # the cost
     finally:
         assert bootstrap(server, nomad).code == 0
+    assert (
+        server.client().read("sys/policies/acl/nomad-workloads")["data"]["allow_slashes_in_identity_templates"] is False
+    )
 
 
 def test_a_rotated_key_is_accepted_without_touching_vault(server: Bao, nomad: NomadIdentity, written: Result) -> None:

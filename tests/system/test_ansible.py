@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from nomad_vault_token.core import config
-from nomad_vault_token.setup import systemd_unit as unit
+from nomad_vault_token.setup import systemd_unit
 from testbed.env import clean_env
 
 PLAYBOOK = Path(__file__).resolve().parents[2] / "examples" / "ansible" / "playbook.yml"
@@ -90,8 +90,8 @@ def test_playbook_installs_once_then_changes_nothing(tmp_path: Path) -> None:
     assert changed > 0 and failed == 0, output
     assert "Install nomad-vault-token into its virtualenv" in output  # the pip task ran
     unit_file = root / "etc/systemd/system/nomad.service"
-    expected = unit.render(
-        unit.shipped_template(), bin_path=VENV / "bin" / "nomad-vault-token", config=config.DEFAULT_CONFIG
+    expected = systemd_unit.render(
+        systemd_unit.shipped_template(), bin_path=VENV / "bin" / "nomad-vault-token", config=config.DEFAULT_CONFIG
     )
     assert unit_file.read_text() == expected
     assert tomllib.loads((root / "etc/nomad-vault-token/config.toml").read_text()) == {

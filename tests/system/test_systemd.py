@@ -1,6 +1,6 @@
 """The shipped unit under a real systemd: the sandbox of systemd_sandbox.py, a real OpenBao, the stand-in agent.
 
-Each test renders `systemd/nomad.service` with `unit.render` (this venv's nomad-vault-token, a config
+Each test renders `systemd/nomad.service` with `systemd_unit.render` (this venv's nomad-vault-token, a config
 pointing at its own OpenBao, the stand-in agent as the agent), adds a drop-in with test-only settings,
 boots a sandbox with it, and reads back what systemd saw. Everything the unit needs lives in a work
 directory under /var/lib (the sandbox's /tmp, /run and /var/tmp are private), deleted afterwards.
@@ -8,25 +8,32 @@ directory under /var/lib (the sandbox's /tmp, /run and /var/tmp are private), de
 
 from __future__ import annotations
 
+import os
+import re
 import secrets
+import shlex
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 
 import nomad_vault_token
-from nomad_vault_token.setup import systemd_unit as unit
-from testbed import jsonl, systemd_sandbox
+from nomad_vault_token.setup import systemd_unit
+from testbed import jsonl, quick_start, systemd_sandbox
 from testbed.agent import FAKE_NOMAD, Event, agent_config
 from testbed.bao import STARTUP_ROLE, Bao, Certs
 from testbed.config import write_config
 from testbed.procs import mentioning, wait_for
 from testbed.systemd_sandbox import Props, Sandbox
 
-UNIT = unit.UNIT_NAME
+UNIT = systemd_unit.UNIT_NAME
 TARGET = "nvt-test.target"
 BIN = Path(sys.executable).parent / "nomad-vault-token"
 VAR_LIB = Path("/var/lib")
@@ -131,7 +138,7 @@ def service(
             d / "config.toml", server, sd_certs, state_dir=None, token_config=None, request_timeout="2s", **config
         )
         agent = [sys.executable, str(FAKE_NOMAD), "agent", "-config", str(agent_config(d / "agent.hcl", server))]
-        rendered = unit.render(unit.shipped_template(), bin_path=BIN, config=cfg, agent=agent, start_timeout="2min")
+        rendered = systemd_unit.render(systemd_unit.shipped_template(), bin_path=BIN, config=cfg, agent=agent, start_timeout="2min")
         systemd_sandbox.write_target(units, TARGET)
         (units / UNIT).write_text(rendered)
         (units / f"{UNIT}.d").mkdir()
@@ -273,3 +280,109 @@ def test_vault_down_at_boot_the_unit_still_comes_up_degraded(server: Bao, servic
         server.unseal()
     svc.wait(lambda p: "adopted by Nomad" in p["StatusText"], "adopted once Vault is back", timeout=60)
     assert svc.show("NRestarts")["NRestarts"] == "0"
+
+
+def test_readme_quick_start_walked_under_systemd(workdir: Path, sd_certs: Certs) -> None:
+    """The README's five steps, read from the README and run as written but for where things are.
+
+    What differs from a real host, and only that: paths live under a work directory (not /etc), the Vault
+    address and CA are the test OpenBao's, the agent is the stand-in Nomad, step 1's "have the CA sign it"
+    is the test CA signing the CSR, `install` writes under `--root` (no machine's /etc is touched; its config is
+    then put where the unit names it) with the state directory in the work directory, `systemctl enable --now nomad` is the sandbox's systemd starting
+    the unit `install` wrote, and `status` and `check` are given that config with `--config`.
+    """
+    steps = quick_start.steps()
+    assert len(steps) == 5
+    d = workdir / "quick-start"
+    etc = d / "etc" / "nomad-vault-token"
+    root, state, units = d / "root", d / "state", d / "units"
+    config = etc / "config.toml"
+    bao = Bao(d / "bao", sd_certs)  # a fresh OpenBao: bootstrap-roles writes everything an admin would
+    sandbox: Sandbox | None = None
+    try:
+        bao.start()
+        agent = shlex.join(
+            [sys.executable, str(FAKE_NOMAD), "agent", "-config", str(agent_config(d / "agent.hcl", bao))]
+        )
+        here = {
+            "https://vault.example.com:8200": bao.addr,
+            "/etc/nomad-vault-token": str(etc),
+            "/etc/pki/nomad-startup-ca.pem": str(sd_certs.ca_path),
+            "/tmp/nomad_startup.csr": str(d / "nomad_startup.csr"),
+            "/usr/bin/nomad agent -config /etc/nomad.d": agent,
+            "VAULT_TOKEN=...": 'VAULT_TOKEN="$QUICK_START_ROOT_TOKEN"',
+            "nomad-vault-token install ": f"nomad-vault-token install --root {root} --config-path {config} "
+            f"--set state_dir={state} ",
+            "nomad-vault-token status": f"nomad-vault-token status --config {config}",
+            "nomad-vault-token check": f"nomad-vault-token check --config {config}",
+        }
+        pattern = re.compile("|".join(re.escape(k) for k in sorted(here, key=len, reverse=True)))
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "NOMAD_VAULT_TOKEN_"))}
+        env |= {"PATH": f"{BIN.parent}:{os.environ['PATH']}", "QUICK_START_ROOT_TOKEN": bao.root_token}
+
+        def sh(step: int) -> list[subprocess.CompletedProcess[str]]:
+            done = []
+            for line in steps[step - 1]:
+                command = pattern.sub(lambda m: here[m.group(0)], line)
+                result = subprocess.run(["bash", "-c", command], env=env, capture_output=True, text=True, timeout=120)
+                assert result.returncode == 0, f"step {step}: {line}\n{result.stdout}{result.stderr}"
+                done.append(result)
+            return done
+
+        # 1. the certificate: the README's commands make the key and the CSR; the test CA signs it
+        sh(1)
+        csr = x509.load_pem_x509_csr((d / "nomad_startup.csr").read_bytes())
+        ca_key = serialization.load_pem_private_key(sd_certs.ca.private_key_pem.bytes(), password=None)
+        ca_cert = x509.load_pem_x509_certificate(sd_certs.ca.cert_pem.bytes())
+        now = datetime.now(UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(csr.subject)
+            .issuer_name(ca_cert.subject)
+            .public_key(csr.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(days=1))
+            .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+        )
+        (etc / "nomad_startup.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        (etc / "vault-ca.pem").write_bytes(sd_certs.ca_path.read_bytes())
+        assert (etc / "nomad_startup_key.pem").stat().st_mode & 0o777 == 0o600
+
+        # 2. bootstrap-roles, 3. install
+        sh(2)
+        [installed] = sh(3)
+        assert '"changed": true' in installed.stdout, installed.stdout
+        unit_file = root / "etc" / "systemd" / "system" / UNIT
+        shutil.copy2(root / config.relative_to("/"), config)  # --root: where the unit names it, as on a host
+        assert f"--config {config} -- {agent}" in unit_file.read_text()
+
+        # 4. systemctl enable --now nomad: the unit install wrote, in the sandbox's systemd
+        assert steps[3] == [f"systemctl enable --now {UNIT.removesuffix('.service')}"], steps[3]
+        systemd_sandbox.write_target(units, TARGET)
+        (units / UNIT).write_text(unit_file.read_text())
+        (units / f"{UNIT}.d").mkdir()
+        (units / f"{UNIT}.d" / "test.conf").write_text(
+            "[Unit]\nDefaultDependencies=no\n[Service]\n"
+            f"StateDirectory=\nStateDirectory={state.relative_to(VAR_LIB)}\nLimitCORE=0\n"
+            f"StandardOutput=append:{d / 'unit.log'}\nStandardError=inherit\n"
+        )
+        systemd_sandbox.mask(units, "network-online.target")
+        sandbox = Sandbox(units, TARGET, d / "boot.log", binds=BINDS)
+        sandbox.up()
+        sandbox.ctl("start", "--no-block", UNIT)
+        deadline = 60  # the unit's own start plus the stand-in's first renewal (it renews on adopting)
+        try:
+            sandbox.wait(UNIT, lambda p: "adopted by Nomad" in p["StatusText"], deadline, "adopted by Nomad")
+        except AssertionError as exc:
+            log = (d / "unit.log").read_text(errors="replace") if (d / "unit.log").exists() else ""
+            raise AssertionError(f"{exc}\nunit.log:\n{log[-3000:]}") from None
+
+        # 5. status and check, as written (with --config): both exit 0
+        kept, checked = sh(5)
+        assert "adopted" in kept.stdout, kept.stdout
+        assert checked.returncode == 0
+    finally:
+        if sandbox is not None:
+            sandbox.down()
+        bao.stop()

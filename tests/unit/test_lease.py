@@ -98,18 +98,18 @@ def test_steady_state_checks_per_day_with_defaults() -> None:
 def test_a_revoked_token_is_replaced_and_adopted_within_90s_with_default_settings() -> None:
     """A dead server token means no task tokens for new allocations: the defaults must notice it fast."""
     from nomad_vault_token.core.config import Settings
-    from nomad_vault_token.token import tracker_state as tracking
+    from nomad_vault_token.token import tracker_state
 
     s = Settings()
     noticed = lease.check_delay(float(s.period), s.period, s.check_interval)  # revoked just after a check
     # The agent adopted its first token long ago, so the replacement goes by SIGHUP at once; Nomad renews
     # it right after validating (nomad/vault.go:554). The tracker looks at POLL_MIN, then every elapsed/4.
-    t = tracking.looked(tracking.start(0.0, "r0", 0.0), "r1", 10.0)
-    t = tracking.handed_over(tracking.gone(t, 1000.0), "sighup", "b", 1000.0)
+    t = tracker_state.looked(tracker_state.start(0.0, "r0", 0.0), "r1", 10.0)
+    t = tracker_state.handed_over(tracker_state.gone(t, 1000.0), "sighup", "b", 1000.0)
     nomad_renews_within = 5.0  # generous: Nomad validates and renews as soon as the reload lands
     now = 1000.0
     while now < 1000.0 + nomad_renews_within:
-        now += tracking.poll_delay(t, now)
+        now += tracker_state.poll_delay(t, now)
     minting_and_signals = 10.0  # login, mint, state file, SIGHUP: a few Vault requests
     assert noticed + (now - 1000.0) + minting_and_signals <= 90, (noticed, now - 1000.0)
     assert 86400 / noticed <= 2000, "lookup-self requests per host per day"

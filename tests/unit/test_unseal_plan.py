@@ -1,7 +1,7 @@
-"""unseal_plan: every situation of the unseal issue as a row, plus the prober's loop against a model
+"""unseal.plan: every situation of the unseal issue as a row, plus the prober's loop against a model
 of Vault's Shamir unseal (progress, nonce, `invalid key` at the threshold), and the cluster verdict.
 
-The JSON shapes used here are the ones OpenBao 2.7.2 answered (see unseal_plan's docstring)."""
+The JSON shapes used here are the ones OpenBao 2.7.2 answered (see unseal.plan's docstring)."""
 
 from __future__ import annotations
 
@@ -481,14 +481,16 @@ ROWS = [
         NodeMemory(migrated_on=4),
         state="migrated",
         action="wait",
-        says="migrated, waiting for the active node to step down: bao operator step-down",
+        # no step-down advice from one node's answer: a single node answers the same 500 for 30-50 ms
+        # and then completes the migration as the active node (the verdict tells the two apart)
+        says="migrated to the new seal, waiting for the active node to complete the migration",
     ),
     Row(
         "500 saying so, keys fed by someone else (or before a restart of ours): migrated too",
         Probe.refused("node-1", 500, MIGRATED_ERROR, connection=9),
         state="migrated",
         action="wait",
-        says="bao operator step-down",
+        says="migrated to the new seal",
     ),
     Row(
         "500 on another connection, no such words: a broken node, unreachable as before",
@@ -1052,8 +1054,67 @@ CLUSTER_ROWS: list[tuple[str, list[Decision], str, int, bool]] = [
 ]
 
 
+def migrated(name: str, seen: str = "shamir") -> Decision:
+    """A node answering 500 after its migrate keys (MIGRATED_ERROR), its old seal `seen` before."""
+    return decide(Probe.refused(name, 500, MIGRATED_ERROR), NodeMemory(seal_type_seen=seen), ctx())
+
+
+STEP_DOWN_ROWS: list[tuple[str, list[Decision], str, int, bool]] = [
+    (
+        "one node, just migrated (the 500 of its first 30-50 ms): no step-down advice, not settled",
+        [migrated("node-1")],
+        "no leader yet: 0/1 unsealed; node-1: migrated, no active node yet: waiting for one to take over and "
+        "complete the migration",
+        75,
+        False,
+    ),
+    (
+        "one node, old seal learnt from the 500's text (the unsealer never saw it before): the same",
+        [migrated("node-1", seen="")],
+        "no leader yet: 0/1 unsealed; node-1: migrated, no active node yet: waiting for one to take over and "
+        "complete the migration",
+        75,
+        False,
+    ),
+    (
+        "one node, migrated, active on the new seal: done",
+        [node_decision("node-1", STATIC_UNSEALED, 200)],
+        "cluster on auto-unseal (static): nothing to unseal; the keys held are recovery keys now; leader node-1",
+        0,
+        True,
+    ),
+    (
+        "three nodes, the step-down done, the election under way: no advice, not settled",
+        [migrated("node-1"), migrated("node-2"), down("node-3")],
+        "no leader yet: 0/3 unsealed; unreachable: node-3; node-1: migrated, no active node yet: waiting for "
+        "one to take over and complete the migration; node-2: migrated, no active node yet: waiting for one to take "
+        "over and complete the migration",
+        75,
+        False,
+    ),
+    (
+        "a migrated node active on the new seal, another still answering 500: completing, no step-down advice",
+        [node_decision("node-1", STATIC_UNSEALED, 200), migrated("node-2"), node_decision("node-3", RESTARTED, 503)],
+        "1/3 unsealed, leader node-1; sealed: node-3; node-2: migrated, the active node (node-1) is completing the "
+        "migration",
+        75,
+        False,
+    ),
+    (
+        "the reverse migration (static -> shamir), the active node still on static: step it down",
+        [node_decision("node-1", STATIC_UNSEALED, 200), migrated("node-2", seen="static")],
+        "1/2 unsealed, leader node-1; node-2: migrated, waiting for the active node to step down: bao operator "
+        "step-down",
+        75,
+        True,
+    ),
+]
+
+
 @pytest.mark.parametrize(
-    ("situation", "decisions", "status", "code", "settled"), CLUSTER_ROWS, ids=[r[0] for r in CLUSTER_ROWS]
+    ("situation", "decisions", "status", "code", "settled"),
+    CLUSTER_ROWS + STEP_DOWN_ROWS,
+    ids=[r[0] for r in CLUSTER_ROWS + STEP_DOWN_ROWS],
 )
 def test_cluster(situation: str, decisions: list[Decision], status: str, code: int, settled: bool) -> None:
     v = verdict(decisions, keys_held=2)
@@ -1076,3 +1137,18 @@ def test_two_active_nodes_or_two_cluster_ids_warn() -> None:
     v = verdict([a, b], 2)
     assert any("2 nodes answer as active" in w for w in v.warnings)
     assert any("different cluster_ids" in w for w in v.warnings)
+
+
+def test_a_migrated_node_learns_its_old_seal_from_the_500() -> None:
+    d = decide(Probe.refused("node-1", 500, MIGRATED_ERROR), NodeMemory(), ctx())
+    assert d.memory.seal_type_seen == "shamir"
+    kept = decide(Probe.refused("node-1", 500, MIGRATED_ERROR), NodeMemory(seal_type_seen="static"), ctx())
+    assert kept.memory.seal_type_seen == "static"
+
+
+def test_the_step_down_advice_goes_into_the_nodes_own_line_only_when_given() -> None:
+    lone = verdict([migrated("node-1")], 2)
+    assert "step" not in lone.status and "step" not in lone.notes["node-1"]
+    three = verdict([up("node-1", True), migrated("node-2"), up("node-3")], 2)
+    assert three.notes == {"node-2": "migrated, waiting for the active node to step down: bao operator step-down"}
+    assert three.settled and three.exit_code == 75

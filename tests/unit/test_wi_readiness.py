@@ -74,3 +74,26 @@ def test_default_identity_merges_across_files(tmp_path: Path) -> None:
     assert got.where.endswith("b.hcl")
     (tmp_path / "none.hcl").write_text("vault {\n  enabled = true\n}\n")
     assert load_default_identity([tmp_path / "none.hcl"]) is None
+
+
+@pytest.mark.parametrize(
+    ("role_orphan", "tokens", "ok", "words"),
+    [
+        (True, {}, True, "0 tracked"),
+        (True, {"a1": True, "gone": None}, True, "1 tracked task token(s), every one an orphan"),
+        (True, {"a1": True, "old": False}, False, "1 tracked task token(s) not an orphan"),  # minted before the flip
+        (False, {"a1": True}, False, "is not orphan"),
+        (False, {}, False, "is not orphan"),
+    ],
+)
+def test_tracked_task_tokens_are_judged_by_their_own_orphan_flag(
+    role_orphan: bool, tokens: dict[str, bool | None], ok: bool, words: str
+) -> None:
+    v = ready.orphan_verdict(role_orphan, "nomad-cluster", tokens)
+    assert v.ok is ok and words in v.detail, v
+
+
+def test_tracked_accessors_read_from_the_upgrade_check() -> None:
+    doc = {"VaultTokens": [{"AllocID": "a", "Accessor": "acc1"}, {"AllocID": "b"}, "junk"]}
+    assert ready.tracked_accessors(doc) == ["acc1", ""]
+    assert ready.tracked_accessors({}) == []

@@ -15,7 +15,7 @@ ROLES: dict[str, Any] = tomllib.loads(resources.read_text("policies", "roles.tom
 ACC = "auth_jwt_1234abcd"
 
 
-def policy(kv: int = 2, mount: str = "secret", flags: bool = True, slashes: bool = True) -> dict[str, Any]:
+def policy(kv: int = 2, mount: str = "secret", flags: bool = True, slashes: bool = False) -> dict[str, Any]:
     s = wi.WorkloadSettings(kv_mount=mount, kv_version=kv, allow_slashes=slashes)
     want = wi.workload_policy(s, resources.read_text("policies", wi.policy_file(kv)), ACC, templating_flags=flags)
     return dict(want.fields)
@@ -33,9 +33,23 @@ def test_the_policy_is_templated_on_the_accessor_and_has_no_cross_namespace_list
 
 
 def test_templating_flags_only_where_the_server_knows_them() -> None:
-    assert policy(flags=True)["allow_slashes_in_identity_templates"] is True
-    assert policy(flags=True, slashes=False)["allow_slashes_in_identity_templates"] is False
+    assert policy(flags=True)["allow_slashes_in_identity_templates"] is False  # the default: issue 30, finding 7
+    assert policy(flags=True, slashes=True)["allow_slashes_in_identity_templates"] is True
     assert "allow_slashes_in_identity_templates" not in policy(flags=False)  # Vault, OpenBao < 2.6: never a diff
+
+
+@pytest.mark.parametrize(
+    ("slashes", "flags", "line"),
+    [
+        (False, True, wi.NESTED_JOBS_REFUSED),
+        (True, True, wi.NESTED_JOBS_ALLOWED),
+        (False, False, wi.NESTED_JOBS_UNREFUSED),
+        (True, False, wi.NESTED_JOBS_UNREFUSED),
+    ],
+)
+def test_what_nested_job_ids_get_is_said(slashes: bool, flags: bool, line: str) -> None:
+    assert wi.slash_advice(wi.WorkloadSettings(allow_slashes=slashes), templating_flags=flags) == line
+    assert wi.WorkloadSettings().allow_slashes is False
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ import hvac.exceptions
 import pytest
 import requests
 
-from nomad_vault_token.snapshot import store as sv
+from nomad_vault_token.snapshot import store
 from nomad_vault_token.snapshot.archive import Manifest, SnapshotInvalid, verify_stream
 from nomad_vault_token.snapshot.retention import Retention, classify, is_partial, plan_retention, snapshot_name
 from nomad_vault_token.snapshot.store import verify_file as verify
@@ -141,7 +141,7 @@ def invalid(path: Path, *needles: str) -> str:
         into.mkdir()
         for size in (1 << 20, 4093):  # as a file is read: the same words; odd chunks: which check fires first may vary
             with pytest.raises(SnapshotInvalid) as streamed:
-                sv.receive_verified(chunks_of(path.read_bytes(), size), into, PREFIX, "the stream")
+                store.receive_verified(chunks_of(path.read_bytes(), size), into, PREFIX, "the stream")
             said = str(streamed.value)
             assert said.startswith("snapshot the stream: ") and "\n" not in said
             if size == 1 << 20:
@@ -450,7 +450,7 @@ def test_receive_writes_an_exclusive_private_temp_file(target: Path, real_snapsh
     raw = real_snapshot.read_bytes()
     old = os.umask(0)
     try:
-        received = sv.receive(chunks_of(raw), target, PREFIX)
+        received = store.receive(chunks_of(raw), target, PREFIX)
     finally:
         os.umask(old)
     assert received.path.parent == target
@@ -466,7 +466,7 @@ def test_receive_writes_an_exclusive_private_temp_file(target: Path, real_snapsh
 def test_receive_verified_writes_what_it_verified(target: Path, real_snapshot: Path, size: int) -> None:
     """One pass: the temp file holds exactly the bytes streamed, and the info is the file's own verify's."""
     raw = real_snapshot.read_bytes()
-    received, info = sv.receive_verified(chunks_of(raw, size), target, PREFIX, "the stream")
+    received, info = store.receive_verified(chunks_of(raw, size), target, PREFIX, "the stream")
     assert is_partial(received.path.name, PREFIX)
     assert received.path.read_bytes() == raw
     assert stat.S_IMODE(received.path.stat().st_mode) == 0o600
@@ -484,7 +484,7 @@ def test_receive_verified_leaves_nothing_when_the_stream_breaks(target: Path, re
         raise ConnectionError("connection reset mid-body")
 
     with pytest.raises(ConnectionError, match="mid-body"):
-        sv.receive_verified(broken(), target, PREFIX, "the stream")
+        store.receive_verified(broken(), target, PREFIX, "the stream")
     assert os.listdir(target) == []
 
 
@@ -504,7 +504,7 @@ def test_receive_verified_leaves_nothing_when_the_disk_fails(
     monkeypatch.setattr(os, "writev", short)
     monkeypatch.setattr(os, "write", full)
     with pytest.raises(OSError, match="No space"):
-        sv.receive_verified(chunks_of(real_snapshot.read_bytes()), target, PREFIX, "the stream")
+        store.receive_verified(chunks_of(real_snapshot.read_bytes()), target, PREFIX, "the stream")
     monkeypatch.undo()
     assert calls
     assert os.listdir(target) == []
@@ -517,7 +517,7 @@ def test_receive_verified_finishes_short_writes(
     real_writev = os.writev
     monkeypatch.setattr(os, "writev", lambda fd, pieces: real_writev(fd, [pieces[0][:7]]))
     raw = real_snapshot.read_bytes()
-    received, info = sv.receive_verified(chunks_of(raw, 1000), target, PREFIX, "the stream")
+    received, info = store.receive_verified(chunks_of(raw, 1000), target, PREFIX, "the stream")
     assert received.path.read_bytes() == raw
     assert info.sha256 == hashlib.sha256(raw).hexdigest()
 
@@ -536,7 +536,7 @@ def test_receive_leaves_nothing_when_the_stream_breaks(target: Path, real_snapsh
         raise ConnectionError("connection reset mid-body")
 
     with pytest.raises(ConnectionError, match="mid-body"):
-        sv.receive(broken(), target, PREFIX)
+        store.receive(broken(), target, PREFIX)
     assert os.listdir(target) == []
 
 
@@ -553,9 +553,9 @@ def test_receive_leaves_nothing_when_the_disk_fails(
         return real_writev(fd, pieces)
 
     monkeypatch.setattr(os, "writev", full)
-    monkeypatch.setattr(sv, "HANDOVER", 4096)
+    monkeypatch.setattr(store, "HANDOVER", 4096)
     with pytest.raises(OSError, match="No space"):
-        sv.receive(chunks_of(real_snapshot.read_bytes()), target, PREFIX)
+        store.receive(chunks_of(real_snapshot.read_bytes()), target, PREFIX)
     monkeypatch.undo()
     assert len(calls) == 2
     assert os.listdir(target) == []
@@ -567,8 +567,8 @@ def test_a_failed_writeback_is_the_run_s_error(
 ) -> None:
     """The file is fdatasynced behind the writes; Linux reports a lost writeback to one fsync only, so the
     flusher's error is the run's (the final fsync would succeed), and nothing is kept."""
-    monkeypatch.setattr(sv, "WRITEBACK", 4096)
-    monkeypatch.setattr(sv, "HANDOVER", 4096)
+    monkeypatch.setattr(store, "WRITEBACK", 4096)
+    monkeypatch.setattr(store, "HANDOVER", 4096)
     failed = threading.Event()
 
     def lost(fd: int) -> None:
@@ -585,9 +585,9 @@ def test_a_failed_writeback_is_the_run_s_error(
 
     with pytest.raises(OSError, match="Input/output error"):
         if verified:
-            sv.receive_verified(body(), target, PREFIX, "the stream")
+            store.receive_verified(body(), target, PREFIX, "the stream")
         else:
-            sv.receive(body(), target, PREFIX)
+            store.receive(body(), target, PREFIX)
     monkeypatch.undo()
     assert os.listdir(target) == []
 
@@ -597,18 +597,18 @@ def test_receive_never_reuses_a_name(target: Path, monkeypatch: pytest.MonkeyPat
     taken.write_bytes(b"someone else's")
     nonces = iter(["00000000deadbeef", "00000000cafef00d"])
     monkeypatch.setattr(secrets, "token_hex", lambda n: next(nonces))
-    received = sv.receive([b"abc"], target, PREFIX)
+    received = store.receive([b"abc"], target, PREFIX)
     assert received.path.name == ".vault-00000000cafef00d.partial"
     assert taken.read_bytes() == b"someone else's"
 
 
 def received_and_kept(target: Path, data: bytes, taken_at: datetime) -> tuple[Path, Manifest]:
-    received = sv.receive(chunks_of(data), target, PREFIX)
-    with sv.discard_on_failure(received.path):
+    received = store.receive(chunks_of(data), target, PREFIX)
+    with store.discard_on_failure(received.path):
         info = verify(received.path)
         name = snapshot_name(PREFIX, taken_at, info.index)
         manifest = Manifest.of(info, name, "2.7.2", taken_at + timedelta(seconds=1))
-        return sv.keep(received.path, name, manifest), manifest
+        return store.keep(received.path, name, manifest), manifest
 
 
 def test_keep(target: Path, real_snapshot: Path) -> None:
@@ -635,8 +635,8 @@ def test_keep(target: Path, real_snapshot: Path) -> None:
         "verified_at": "2026-11-23T19:29:43Z",
         "entries": ["meta.json", "state.bin", "SHA256SUMS", "SHA256SUMS.sealed"],
     }
-    assert sv.read_manifest(manifest_path) == manifest
-    assert sv.vouches(manifest, final)
+    assert store.read_manifest(manifest_path) == manifest
+    assert store.vouches(manifest, final)
 
 
 def test_keep_never_replaces(target: Path, real_snapshot: Path) -> None:
@@ -672,12 +672,12 @@ def test_a_bad_body_is_discarded(target: Path, real_snapshot: Path) -> None:
 
 def test_vouches(target: Path, real_snapshot: Path) -> None:
     final, manifest = received_and_kept(target, real_snapshot.read_bytes(), T0)
-    assert sv.vouches(manifest, final)
-    assert not sv.vouches(None, final)
-    assert not sv.vouches(manifest, target / "other.snap")
+    assert store.vouches(manifest, final)
+    assert not store.vouches(None, final)
+    assert not store.vouches(manifest, target / "other.snap")
     with final.open("r+b") as f:
         f.truncate(100)
-    assert not sv.vouches(manifest, final)
+    assert not store.vouches(manifest, final)
 
 
 @pytest.mark.parametrize(
@@ -687,8 +687,8 @@ def test_vouches(target: Path, real_snapshot: Path) -> None:
 def test_read_manifest_tolerates_junk(tmp_path: Path, data: bytes) -> None:
     path = tmp_path / "m.json"
     path.write_bytes(data)
-    assert sv.read_manifest(path) is None
-    assert sv.read_manifest(tmp_path / "missing.json") is None
+    assert store.read_manifest(path) is None
+    assert store.read_manifest(tmp_path / "missing.json") is None
 
 
 # ---- receive, verify, keep and retention together -------------------------------------------
@@ -701,9 +701,9 @@ def one_run(target: Path, data: bytes, taken_at: datetime, keep: int) -> list[st
         received_and_kept(target, data, taken_at)
     except SnapshotInvalid:
         ok = False
-    _, present = sv.survey(target, PREFIX)
+    _, present = store.survey(target, PREFIX)
     plan = plan_retention(present, Retention(keep=keep), taken_at, ok)
-    return sv.delete(target, PREFIX, plan.delete)
+    return store.delete(target, PREFIX, plan.delete)
 
 
 def test_retention_over_n_plus_2_runs_keeps_n(target: Path, real_snapshot: Path) -> None:
@@ -747,16 +747,16 @@ def test_an_unverified_snapshot_is_neither_counted_nor_deleted(target: Path, rea
     (target / orphan.file_name).write_bytes(raw)  # no manifest: a crash between rename and manifest
     for run in range(3):
         one_run(target, raw, T0 + timedelta(hours=run), keep=1)
-    listing, present = sv.survey(target, PREFIX)
+    listing, present = store.survey(target, PREFIX)
     assert [(p.name, p.verified) for p in present] == [(orphan, False), (listing.snapshots[-1], True)]
 
 
 def test_delete_refuses_names_not_ours(target: Path) -> None:
     (target / "notes.txt").write_bytes(b"x")
     with pytest.raises(ValueError, match=r"refusing to delete 'notes\.txt'"):
-        sv.delete(target, PREFIX, ["notes.txt"])
+        store.delete(target, PREFIX, ["notes.txt"])
     with pytest.raises(ValueError, match="refusing"):
-        sv.delete(target, PREFIX, ["../vault-20261123T192942Z-39.snap"])
+        store.delete(target, PREFIX, ["../vault-20261123T192942Z-39.snap"])
     assert (target / "notes.txt").exists()
 
 
@@ -775,6 +775,6 @@ def test_delete_refuses_names_not_ours(target: Path) -> None:
 def test_small_pieces_are_handed_on_together(pieces: list[bytes], handovers: list[list[bytes]]) -> None:
     """An HTTP body's pieces of a few KiB go on in lists of about HANDOVER bytes (and at most MAX_PIECES, for
     writev): one write and one hand-over each, never joined (a join is a copy)."""
-    got = list(sv._handovers(pieces, 8, 3))
+    got = list(store._handovers(pieces, 8, 3))
     assert got == handovers
     assert all(type(piece) in (bytes, bytearray) for handover in got for piece in handover)  # as they came, or bytes
