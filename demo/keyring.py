@@ -70,7 +70,7 @@ def run(server: Bao, certs: Certs, work: Path) -> None:
         )
         agent_hcl = agent_config(work / "agent.hcl", server)
         with agent_hcl.open("a") as f:
-            f.write(keyring_block(server, f"file://{token_file}"))
+            f.write(keyring_block(server.addr, certs.ca_path, f"file://{token_file}"))
         text = agent_hcl.read_text()
         print(textwrap.indent(text[text.index('keyring "transit"') :], "  "))
         report = work / "agent.jsonl"

@@ -32,12 +32,12 @@ def agent_config(path: Path, server: Bao, create_from_role: str | None = None) -
     return path
 
 
-def keyring_block(server: Bao, token: str, *, ca: Path | None = None) -> str:
-    """The agent's `keyring "transit"` block (Nomad 1.8.3+), every extra value an HCL string as Nomad wants;
-    `token` is the block's token line's value, e.g. file:///run/nomad-vault-token/keyring-token."""
+def keyring_block(addr: str, ca: Path, token: str) -> str:
+    """The agent's `keyring "transit"` block (Nomad 1.8.3+) for the Vault at `addr` (CA `ca`), every extra value
+    an HCL string as Nomad wants; `token` is the token line's value, e.g. file:///run/.../keyring-token."""
     return (
         'keyring "transit" {\n  active = true\n  mount_path = "transit"\n  key_name = "nomad-keyring"\n'
-        f'  address = "{server.addr}"\n  tls_ca_cert = "{ca or server.certs.ca_path}"\n  token = "{token}"\n}}\n'
+        f'  address = "{addr}"\n  tls_ca_cert = "{ca}"\n  token = "{token}"\n}}\n'
     )
 
 
@@ -71,7 +71,7 @@ class AgentRun:
         agent_hcl = agent_config(workdir / "agent.hcl", server)
         if keyring_token is not None:  # the agent's keyring block, e.g. token = "file://..."
             with agent_hcl.open("a") as f:
-                f.write(keyring_block(server, keyring_token))
+                f.write(keyring_block(server.addr, server.certs.ca_path, keyring_token))
         extra = {"FAKE_NOMAD_REPORT": str(self.report)}
         if renew_every is not None:
             extra["FAKE_NOMAD_RENEW_EVERY"] = str(renew_every)

@@ -97,7 +97,7 @@ def test_the_agents_keyring_block_and_a_hand_written_file_with_a_newline(
     cfg = write_config(tmp_path / "config.toml", ring_server, certs, keyring=True, keyring_token_file=str(hand))
     agent_hcl = agent_config(tmp_path / "agent.hcl", ring_server)
     with agent_hcl.open("a") as f:
-        f.write(keyring_block(ring_server, f"file://{hand}"))
+        f.write(keyring_block(ring_server.addr, certs.ca_path, f"file://{hand}"))
     result, doc = check(cfg, agent=fake_nomad(agent_hcl))
     line = rows(doc, "keyring token file")[0]
     assert line["result"] == "fail" and "ends with a newline" in line["detail"] and result.code == 78
@@ -113,7 +113,7 @@ def test_the_agents_keyring_block_and_a_hand_written_file_with_a_newline(
     result, doc = check(cfg, agent=fake_nomad(agent_hcl))
     assert result.code == 78 and 'tls_skip_verify = "false"' in rows(doc, "keyring blocks")[0]["detail"]
     agent_hcl.write_text(agent_config(tmp_path / "agent.hcl", ring_server).read_text()
-                         + keyring_block(ring_server, f"file://{hand}")
+                         + keyring_block(ring_server.addr, certs.ca_path, f"file://{hand}")
                          + 'keyring "aead" {\n  active = true\n}\n')  # fmt: skip
     _, doc = check(cfg, agent=fake_nomad(agent_hcl))
     assert any("Community Edition refuses to start" in r["detail"] for r in rows(doc, "keyring"))

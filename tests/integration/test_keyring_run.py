@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import os
 import stat
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from testbed.agent import AgentRun, NotifySocket
+from testbed.agent import AgentRun, NotifySocket, keyring_block
 from testbed.bao import KEYRING_POLICY, KEYRING_ROLE, SERVER_POLICY, Bao, Certs
 from testbed.cli import run_cli
 from testbed.config import write_config
@@ -274,3 +275,32 @@ def test_a_first_start_with_vault_sealed_gets_its_keyring_token_once_vault_is_ba
         assert r.events("reload") == []
     finally:
         notify.close()
+
+
+@pytest.mark.parametrize(
+    ("extra", "said"),
+    [
+        ('  tls_skip_verify = false\n', 'failed to decode key "tls_skip_verify" to string'),
+        (None, "only one server.keyring can be active in Nomad Community Edition"),
+    ],
+)
+def test_the_stand_in_refuses_what_nomad_refuses_in_keyring_blocks(
+    tmp_path: Path, certs: Certs, extra: str | None, said: str
+) -> None:
+    """config_parse.go v2.0.5:637-640 (a bare boolean), encrypter_ce.go v2.0.5:28-31 (two active blocks)."""
+    import subprocess
+
+    from testbed.agent import FAKE_NOMAD
+
+    block = keyring_block("https://127.0.0.1:1", certs.ca_path, "file:///nonexistent")  # Nomad stops before Vault
+    if extra is not None:
+        block = block.replace("  active = true\n", "  active = true\n" + extra)
+    else:
+        block += 'keyring "aead" {\n  active = true\n}\n'
+    hcl = tmp_path / "agent.hcl"
+    hcl.write_text(f'data_dir = "{tmp_path / "data"}"\n' + block)
+    report = tmp_path / "report.jsonl"
+    proc = subprocess.run([sys.executable, str(FAKE_NOMAD), "agent", "-config", str(hcl)], capture_output=True,
+                          text=True, timeout=30, env=clean_env(FAKE_NOMAD_REPORT=str(report)), check=False)  # fmt: skip
+    assert proc.returncode == 1
+    assert said in proc.stderr
