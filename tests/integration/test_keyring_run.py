@@ -304,3 +304,22 @@ def test_the_stand_in_refuses_what_nomad_refuses_in_keyring_blocks(
                           text=True, timeout=30, env=clean_env(FAKE_NOMAD_REPORT=str(report)), check=False)  # fmt: skip
     assert proc.returncode == 1
     assert said in proc.stderr
+
+
+def test_the_tracker_renews_the_keyring_token_when_nobody_else_does(
+    tmp_path: Path, ring_server: Bao, certs: Certs, runs: Callable[..., AgentRun]
+) -> None:
+    """Nomad renews the keyring token only when it builds a wrapper (start, rotation): between those the tracker
+    keeps it alive below a quarter of its period. A 30 s period here, so the test sees it happen."""
+    period = 30
+    ring_server.client().write("auth/token/roles/nomad-keyring-mint", token_period=f"{period}s")
+    cfg, token_file = ring_config(tmp_path, ring_server, certs, legacy_token=False, period=f"{period}s",
+                                  min_ttl="5s", check_interval="5s")  # fmt: skip
+    r = runs(cfg, ring_server, keyring_token=f"file://{token_file}")
+    in_use(cfg, r)
+    token = token_file.read_text()
+    doc = wait_for(lambda: "by the tracker" in (d := tracker_doc(cfg)).get("status", "") and d, 2 * period + 5,
+                   "the tracker's own renewal", detail=lambda: (tracker_doc(cfg), r.stderr[-2000:]))  # fmt: skip
+    assert doc["keyring"]["state"] == "in_use"
+    wait_for(lambda: lookup(ring_server, token)["ttl"] > period / 4, 5, "a TTL above the threshold")
+    assert token_file.read_text() == token  # the same token, kept alive: not replaced
