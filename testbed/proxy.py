@@ -3,7 +3,8 @@
 `LoopbackListener` is the listener and accept loop they share; `DelayProxy` delays each connection
 `delay` seconds before forwarding, and with `cut_after` closes it once that many bytes of the server's
 answers went through (for the client, a server that died mid-stream). `CountingProxy` terminates TLS in
-front of one OpenBao node and counts the requests (the unseal tests, the unseal bench).
+front of one OpenBao node and counts the requests (the unseal tests, the unseal bench); with `record`, it
+keeps what the clients sent (the HTTP policy's tests read the headers).
 """
 
 from __future__ import annotations
@@ -110,8 +111,10 @@ class CountingProxy(LoopbackListener):
     """TLS in (the cluster's server certificate), TLS out to one node: one upstream connection per
     client connection, and a count of the `POST /v1/sys/unseal` requests that went through."""
 
-    def __init__(self, node: Node, certs: Certs) -> None:
+    def __init__(self, node: Node, certs: Certs, record: bool = False) -> None:
         self.node = node
+        self.record = record
+        self.heads = bytearray()  # with `record`: every byte the clients sent, decrypted
         self.unseals = 0
         self.requests = 0
         self._lock = threading.Lock()
@@ -159,6 +162,8 @@ class CountingProxy(LoopbackListener):
                             with self._lock:
                                 self.requests += sum(data.count(m) for m in (b"GET /v1/", b"POST /v1/"))
                                 self.unseals += data.count(b"POST /v1/sys/unseal ")
+                                if self.record:
+                                    self.heads += data
                         dst.settimeout(10)
                         try:
                             dst.sendall(data)

@@ -47,7 +47,8 @@ def main(
     if workload_identity or readiness:
         from nomad_vault_token.commands import check_workload
 
-        nomad = check_workload.NomadAccess(nomad_addr or "https://127.0.0.1:4646", nomad_token_file, nomad_ca)
+        insecure = loaded.settings.allow_insecure_http if loaded.settings is not None else False
+        nomad = check_workload.NomadAccess.of(nomad_addr, nomad_token_file, nomad_ca, insecure)
         return _workload(loaded, token_file, nomad_jwks_url, nomad if readiness else None, agent)
     report = Report()
     settings = loaded.settings

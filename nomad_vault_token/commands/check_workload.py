@@ -295,6 +295,15 @@ class NomadAccess:
     addr: str
     token_file: Path | None
     ca: Path | None
+    allow_insecure_http: bool = False
+
+    @classmethod
+    def of(cls, addr: str | None, token_file: Path | None, ca: Path | None, allow_insecure_http: bool) -> NomadAccess:
+        """`--nomad-addr` read by the one URL reader (`scheme://host:port`, http only to loopback): 78 otherwise."""
+        from nomad_vault_token.core.address import canonical
+
+        origin = canonical(addr or "https://127.0.0.1:4646", "--nomad-addr", allow_insecure_http)
+        return cls(origin, token_file, ca, allow_insecure_http)
 
 
 def readiness(
@@ -344,8 +353,8 @@ def readiness(
     try:
         token = secret_files.read(nomad.token_file, "--nomad-token-file", "Nomad token") if nomad.token_file else None
         ca_pem = nomad.ca.read_text() if nomad.ca else ""
-        verdicts = [ready.nodes(nomad_api.nodes(nomad.addr, token, ca_pem))]
-        doc = nomad_api.upgrade_check(nomad.addr, token, ca_pem)
+        verdicts = [ready.nodes(nomad_api.nodes(nomad.addr, token, ca_pem, nomad.allow_insecure_http))]
+        doc = nomad_api.upgrade_check(nomad.addr, token, ca_pem, nomad.allow_insecure_http)
         verdicts += ready.upgrade_check(doc)
     except OSError as exc:
         report.add("local", "--nomad-ca", "fail", f"{nomad.ca}: {exc.strerror}: give a readable PEM file")

@@ -43,7 +43,7 @@ def main(
     nomad_ca: Path | None,
 ) -> Result:
     report = Report()
-    nomad = NomadAccess(nomad_addr or "https://127.0.0.1:4646", nomad_token_file, nomad_ca)
+    nomad = NomadAccess.of(nomad_addr, nomad_token_file, nomad_ca, settings.allow_insecure_http)
     admin = admin_token(token_file)
     tracked = readiness(report, settings, admin=admin, jwks_url=nomad_jwks_url, nomad=nomad, agent=agent)
     _host_checks(report, settings, agent)

@@ -345,16 +345,18 @@ def _active(settings: Settings) -> tuple[Vault, str]:
     leader = vault.leader()
     if not leader.ha_enabled or leader.is_self or not leader.leader_address:
         return vault, settings.vault_addr
-    address = leader.leader_address.rstrip("/")
     from nomad_vault_token.core.config import check_address
 
     try:
-        check_address(address, settings.allow_insecure_http)
+        address = check_address(leader.leader_address, settings.allow_insecure_http, what="sys/leader's leader_address")
     except ConfigError as exc:
         vault.close()
         raise ConfigError(
-            f"sys/leader names the active node {address!r}, which cannot be used: {exc.message}"
+            f"sys/leader names the active node {leader.leader_address!r}, which cannot be used: {exc.message}"
         ) from None
+    if address.startswith("http://") and settings.vault_addr.startswith("https://"):
+        vault.close()
+        raise ConfigError(f"sys/leader names the active node {address!r}: plain http, from https: refused")
     vault.close()
     log.info("active node: %s (asked %s)", address, settings.vault_addr)
     return Vault(dataclasses.replace(settings, vault_addr=address)), address

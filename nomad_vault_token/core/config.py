@@ -6,13 +6,11 @@ Every error names the key and where it came from (file, variable or flag).
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from nomad_vault_token.core.durations import DurationError, parse_duration
 from nomad_vault_token.core.errors import ConfigError, NvtError
@@ -334,8 +332,7 @@ def load(
     if "keyring_token_file" not in values:
         values["keyring_token_file"] = Path(runtime or DEFAULT_RUNTIME_DIR) / KEYRING_TOKEN_NAME
     settings = Settings(**values)
-    _validate(settings)
-    return settings
+    return _validate(settings)
 
 
 def _flag_of(key: str) -> str:
@@ -463,12 +460,12 @@ def _to_path(text: str, where: str, from_file: bool) -> Path:
     return path
 
 
-def _validate(s: Settings) -> None:
+def _validate(s: Settings) -> Settings:
+    """Check the settings; return them with every address as it will be dialled (`core.address`)."""
     if s.min_ttl >= s.period:
         raise ConfigError(f"min_ttl ({s.min_ttl}s) must be shorter than period ({s.period}s)")
-    check_address(s.vault_addr, s.allow_insecure_http)
-    for node in s.unseal_nodes:
-        check_address(node, s.allow_insecure_http, what="unseal_nodes")
+    vault_addr = check_address(s.vault_addr, s.allow_insecure_http)
+    nodes = tuple(dict.fromkeys(check_address(n, s.allow_insecure_http, what="unseal_nodes") for n in s.unseal_nodes))
     if s.keyring and s.keyring_policy in s.policies:
         raise ConfigError(
             f"keyring_policy {s.keyring_policy!r}: is the server token's policy too: the keyring token must "
@@ -484,43 +481,30 @@ def _validate(s: Settings) -> None:
         raise ConfigError("unseal_keys_file and unseal_credential are both set: give the keys one way only")
     if s.unseal_nodes and s.unseal_nodes_file is not None:
         raise ConfigError("unseal_nodes and unseal_nodes_file are both set: give the nodes one way only")
+    if (vault_addr, nodes) == (s.vault_addr, s.unseal_nodes):
+        return s
+    from dataclasses import replace
+
+    return replace(s, vault_addr=vault_addr, unseal_nodes=nodes)
 
 
 def parse_node_list(text: str, source: Path, allow_insecure_http: bool) -> tuple[str, ...]:
     """A node-list file (`unseal_nodes_file`): one address a line, `#` comments and blank lines
-    ignored, duplicates dropped; at least one node. Stdlib only: the watcher re-reads it when it changes."""
-    items = [line.split("#", 1)[0].strip().rstrip("/") for line in text.splitlines()]
-    nodes = tuple(dict.fromkeys(i for i in items if i))
-    for node in nodes:
-        check_address(node, allow_insecure_http, what=str(source))
+    ignored, duplicates dropped; at least one node; each as it will be dialled (`core.address`).
+    The watcher re-reads it when it changes."""
+    items = [line.split("#", 1)[0].strip() for line in text.splitlines()]
+    nodes = tuple(dict.fromkeys(check_address(i, allow_insecure_http, what=str(source)) for i in items if i))
     if not nodes:
         raise ConfigError(f"{source}: names no node: one address a line, e.g. https://vault-1.example.com:8200")
     return nodes
 
 
-def check_address(addr: str, allow_insecure_http: bool, what: str = "vault_addr") -> None:
-    """Refuse an address with no scheme or host, and plain http:// off loopback."""
-    parts = urlsplit(addr)
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise ConfigError(f"{what} {addr!r}: expected https://HOST:PORT (with the scheme)")
-    try:
-        _ = parts.port
-    except ValueError:
-        raise ConfigError(f"{what} {addr!r}: the port is not a number") from None
-    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
-        raise ConfigError(
-            f"{what} {addr!r}: plain http to a non-loopback host would send secrets (tokens, unseal keys) in clear: "
-            "use https://, or --allow-insecure-http if you really mean it"
-        )
+def check_address(addr: str, allow_insecure_http: bool, what: str = "vault_addr") -> str:
+    """`addr` as it will be dialled (`scheme://host:port`), or ConfigError (78): the one URL reader,
+    `core.address.read_address` (anything but scheme, host and port refused; http only to loopback)."""
+    from nomad_vault_token.core.address import canonical
 
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return canonical(addr, what, allow_insecure_http)
 
 
 @dataclass(frozen=True)

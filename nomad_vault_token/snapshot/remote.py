@@ -125,7 +125,10 @@ def client() -> Any:
         ) from None
     for noisy in ("boto3", "botocore", "s3transfer"):  # their INFO/DEBUG: where credentials were found, signed
         logging.getLogger(noisy).setLevel(logging.WARNING)  # headers; this module says what matters itself
+    from nomad_vault_token.vault.http import BOTO_PROXIES
+
     config = Config(
+        proxies=dict(BOTO_PROXIES),  # the one HTTP policy (vault/http.py): botocore reads HTTP(S)_PROXY when this is None
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
         retries={"mode": "standard", "max_attempts": 3},

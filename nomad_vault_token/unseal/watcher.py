@@ -35,7 +35,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from nomad_vault_token.core import at_rest
 from nomad_vault_token.core.config import Settings
@@ -75,9 +74,8 @@ WAKE = 0.25  # watch mode: the longest the loop sleeps (SIGTERM, a closed connec
 
 
 def node_name(addr: str) -> str:
-    """How a node is named in STATUS, logs and metrics: HOST:PORT."""
-    parts = urlsplit(addr)
-    return parts.netloc or addr
+    """How a node is named in STATUS, logs and metrics: HOST:PORT (addresses are canonical, `core.address`)."""
+    return addr.partition("://")[2] or addr
 
 
 class Keys:
@@ -97,8 +95,6 @@ class Keys:
         self.stamp = self._stamp()
         self.problem = ""
         self.at_rest = at_rest.warning_for(self.keys.source, credential=self.credential is not None)
-        if self.at_rest:  # once, at start: a re-read of the same file says nothing new
-            log.warning("%s", self.at_rest)
 
     def _read(self) -> UnsealKeys:
         return unseal_keys.load(self.file, self.credential)
@@ -512,8 +508,15 @@ class Unsealer:
 
     # ---- the two modes -----------------------------------------------------------------
 
+    def _warn_at_rest(self) -> None:
+        """Once, when the unsealer starts its work (not while its settings may still be refused, so an error
+        stays one line): a re-read of the same file says nothing new."""
+        if self.keys.at_rest:
+            log.warning("%s", self.keys.at_rest)
+
     def once(self, settle_timeout: float) -> Round:
         """Rounds until the outcome is settled (or `settle_timeout`): the last one."""
+        self._warn_at_rest()
         deadline = time.monotonic() + settle_timeout
         r = self.round()
         while not r.verdict.settled and time.monotonic() + ONCE_POLL < deadline and not self.stop.is_set():
@@ -527,6 +530,7 @@ class Unsealer:
         FAST_FOR; and at once when its kept-alive connection closes (a restarting server closes it: the
         node is probed while it restarts and unsealed as soon as it answers). `sys/seal` leaves the
         connection open, so the sealed-on-purpose rule is untouched."""
+        self._warn_at_rest()
         interval = float(self.settings.unseal_interval)
         pacer = Watchdog(self.notifier)
         reported: dict[int, int] = {}

@@ -145,20 +145,20 @@ class Vault:
         return self._session
 
     def _new_session(self, cert: tuple[str, str] | None) -> requests.Session:
-        import requests
+        from nomad_vault_token.vault.http import policy_session
 
         s = self.settings
-        session = requests.Session()
+        session = policy_session()  # no proxy, no redirect, the CA and certificate set here on every request
         if s.tls_server_name:
             session.mount("https://", _server_name_adapter(s.tls_server_name))
-        # hvac prefers a given session's verify/cert over its own arguments, and requests
-        # lets REQUESTS_CA_BUNDLE beat a session-level verify=True: set both explicitly.
         session.verify = str(s.ca_cert) if s.ca_cert else True
         session.cert = cert
         return session
 
     def _client(self, token: Secret | None = None, *, client_cert: bool = False) -> hvac.Client:
         import hvac
+
+        from nomad_vault_token.vault.http import hvac_token
 
         cert = None
         if client_cert:
@@ -171,12 +171,13 @@ class Vault:
             session = self._session
         return hvac.Client(
             url=self.settings.vault_addr,
-            token=token.reveal() if token else None,
+            token=hvac_token(token.reveal() if token else None),  # never VAULT_TOKEN or ~/.vault-token
             cert=cert,
             verify=session.verify,
             timeout=self.settings.request_timeout,
             namespace=self.settings.namespace,
             session=session,
+            allow_redirects=False,
         )
 
     @contextmanager

@@ -127,9 +127,13 @@ def mapped(settings: Settings, ctx: Context) -> Iterator[None]:
     import hvac.exceptions as hx
     import requests
 
+    from nomad_vault_token.vault.http import Redirected
+
     addr = settings.vault_addr
     try:
         yield
+    except Redirected as exc:
+        raise VaultDenied(exc.line(f"{ctx.path} at {addr}")) from None
     except requests.exceptions.SSLError as exc:
         text = str(exc)
         if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:

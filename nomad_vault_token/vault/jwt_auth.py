@@ -82,16 +82,18 @@ class Jwks:
 
 def fetch_jwks(url: str, ca_pem: str, timeout: float = 10.0) -> Jwks:
     """GET Nomad's JWKS from this host, trusting `ca_pem` only (the system CAs when it is empty, as Vault does)."""
-    import urllib.error
-    import urllib.request
+    from nomad_vault_token.core.address import read_url
+    from nomad_vault_token.core.errors import ConfigError
+    from nomad_vault_token.vault.http import opener
 
-    if not url.startswith(("https://", "http://")):
-        raise JwksError(f"jwks_url {url!r}: give Nomad's https://HOST:4646/.well-known/jwks.json", EX_CONFIG)
-    ctx = ssl.create_default_context(cadata=ca_pem or None) if ca_pem else ssl.create_default_context()
-    try:  # the scheme is https or http (checked above): no file:// or custom scheme reaches urlopen
-        with urllib.request.urlopen(url, timeout=timeout, context=ctx) as resp:  # noqa: S310  # nosec B310
+    try:  # the one URL reader: a JWKS is public, so http is not refused here (Vault decides), but only http(s)
+        url = read_url(url, "jwks_url", allow_insecure_http=True).url
+    except ConfigError as exc:
+        raise JwksError(f"{exc.message} (Nomad's https://HOST:4646/.well-known/jwks.json)", EX_CONFIG) from None
+    try:  # no proxy, no redirect followed, `ca_pem` only: the same policy as every client (`vault.http`)
+        with opener(ca_pem).open(url, timeout=timeout) as resp:  # nosec B310
             body = resp.read(1 << 20)
-    except (urllib.error.URLError, OSError, ssl.SSLError) as exc:
+    except OSError as exc:  # URLError and ssl.SSLError are OSErrors
         problem = _classify(url, exc)
         raise JwksError(problem.text, problem.code) from None
     try:

@@ -80,10 +80,11 @@ class NodeClient:
             session.close()
 
     def _new_session(self) -> requests.Session:
-        import requests
         from requests.adapters import HTTPAdapter
         from urllib3.connection import HTTPConnection, HTTPSConnection
         from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+        from nomad_vault_token.vault.http import policy_session
 
         client = self
         server_name = self.settings.tls_server_name
@@ -114,8 +115,7 @@ class NodeClient:
                 super().init_poolmanager(*args, **kwargs)
                 self.poolmanager.pool_classes_by_scheme = {"http": PoolHTTP, "https": PoolHTTPS}
 
-        session = requests.Session()
-        session.trust_env = False  # no proxy or CA bundle from the environment: the config says
+        session = policy_session()  # no proxy, no redirect, this CA and certificate on every request
         adapter = Adapter(pool_connections=1, pool_maxsize=1, pool_block=True, max_retries=0)
         session.mount("https://", adapter)
         session.mount("http://", adapter)
@@ -129,6 +129,8 @@ class NodeClient:
     ) -> NodeAnswer:
         import requests
 
+        from nomad_vault_token.vault.http import Redirected
+
         if self._session is None:
             self._session = self._new_session()
         problem = ""
@@ -139,9 +141,9 @@ class NodeClient:
                 f"{self.addr}/v1/{path}",
                 json=dict(body) if body is not None else None,
                 timeout=(wait, wait),
-                verify=self._session.verify,
-                allow_redirects=False,
             )
+        except Redirected as exc:
+            problem = f"redirected ({exc}): not followed"
         except requests.exceptions.SSLError as exc:
             problem = "certificate not trusted" if "CERTIFICATE_VERIFY_FAILED" in str(exc) else "TLS failed"
         except requests.exceptions.Timeout:

@@ -38,7 +38,7 @@ def snapshot_stream(
     cleanly is for `archive.verify_stream` to catch."""
     import requests
 
-    from nomad_vault_token.core.config import check_address
+    from nomad_vault_token.vault.http import request_own_redirects
 
     path = "sys/storage/raft/snapshot"
     headers = {"X-Vault-Token": token.reveal()}
@@ -50,13 +50,8 @@ def snapshot_stream(
     try:
         with mapped(s, Context(path, s.vault_addr)):
             for _hop in range(2):
-                resp = session.get(
-                    url,
-                    headers=headers,
-                    stream=True,
-                    allow_redirects=False,
-                    timeout=(s.request_timeout, timeout),
-                    verify=session.verify,  # per request: REQUESTS_CA_BUNDLE beats a session's verify
+                resp = request_own_redirects(  # a 307 comes back here, never followed by requests
+                    session, "GET", url, headers=headers, stream=True, timeout=(s.request_timeout, timeout)
                 )
                 if resp.status_code != 307:
                     break
@@ -64,14 +59,7 @@ def snapshot_stream(
                 resp.close()
                 if _hop:
                     raise VaultUnavailable(f"{path}: redirected twice: no active node answers", state="error")
-                scheme = location.split("://", 1)[0].lower()
-                try:
-                    check_address(location, s.allow_insecure_http)
-                    if scheme != "https" and not s.vault_addr.startswith("http://"):
-                        raise ConfigError("a downgrade from https")
-                except ConfigError:
-                    raise VaultDenied(f"{path}: refusing a redirect to {location!r}: not https") from None
-                url = location
+                url = _active_url(location, path, s.vault_addr, s.allow_insecure_http)
             _raise_for_snapshot(resp, path, s.vault_addr)
     except BaseException:
         if resp is not None:
@@ -96,6 +84,22 @@ def snapshot_stream(
         yield chunks()
     finally:
         body.close()
+
+
+def _active_url(location: str, path: str, vault_addr: str, allow_insecure_http: bool) -> str:
+    """Where a standby's 307 points, read by the one URL reader: the same path on another node, https
+    (http only from an http address, to loopback or with --allow-insecure-http); VaultDenied otherwise."""
+    from nomad_vault_token.core.address import read_url
+
+    try:
+        target = read_url(location, "the redirect", allow_insecure_http)
+    except ConfigError as exc:
+        raise VaultDenied(f"{path}: refusing a redirect to {location!r}: {exc.message}") from None
+    if target.scheme != "https" and not vault_addr.startswith("http://"):
+        raise VaultDenied(f"{path}: refusing a redirect to {location!r}: not https (a downgrade from {vault_addr})")
+    if target.path != f"/v1/{path}":
+        raise VaultDenied(f"{path}: refusing a redirect to {location!r}: not the same path on another node")
+    return target.url
 
 
 def _blocks(resp: Any) -> Iterator[bytes | bytearray]:
