@@ -1,4 +1,4 @@
-"""1c. The keyring token's cost at start-up: `run` with `keyring = true` (the server token and the keyring token:
+"""1k. The keyring token's cost at start-up: `run` with `keyring = true` (the server token and the keyring token:
 one certificate login, one kept-alive connection) against `run` with the server token alone, minting both and
 reusing both. Interleaved and rotated like the start-up measurement; the agent stamps its own exec time."""
 
@@ -38,7 +38,7 @@ class KeyringStartup:
 
 
 def keyring_startup(ctx: Ctx) -> KeyringStartup:
-    log(f"1c. keyring start-up: {ctx.args.runs} runs of each of {len(VARIANTS)} variants, interleaved")
+    log(f"1k. keyring start-up: {ctx.args.runs} runs of each of {len(VARIANTS)} variants, interleaved")
     ctx.bao.configure_keyring()
     base = ctx.work / "s1k"
     cfgs = {

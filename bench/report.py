@@ -283,7 +283,7 @@ def _keyring(k: KeyringStartup) -> Lines:
     ]
     return [
         "",
-        f"## 1c. Start-up with the keyring token ({k.runs} runs each, interleaved)",
+        f"## 1k. Start-up with the keyring token ({k.runs} runs each, interleaved)",
         "",
         *table(["variant", "median ms", "p25-p75 ms", "audited Vault requests", "cert logins"], rows),
         "",
