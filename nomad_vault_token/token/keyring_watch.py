@@ -163,9 +163,6 @@ class KeyringWatch:
         self.unreachable_since = None
         self.vault_state = ""
 
-    def healthy(self) -> bool:
-        return self.ring.state in ("written", "in_use") and self.ttl_now() > 0
-
     def view(self) -> RingView:
         return RingView(
             accessor=self.info.accessor,

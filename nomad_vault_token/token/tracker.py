@@ -419,12 +419,15 @@ class Tracker:
 
     def healthy(self) -> bool:
         """Whether the agent holds a live token as far as we know: not dead, not refused by the agent,
-        and TTL left by the monotonic clock."""
-        ring_ok = self.keyring is None or self.keyring.healthy()
+        and TTL left by the monotonic clock. The WATCHDOG follows this.
+
+        The keyring token never stops the WATCHDOG: a restart cannot mend it (the tracker replaces it in the
+        file, and Nomad reads the file at its next use), and a Nomad restarted while its keyring token is dead
+        or Vault is away cannot read its keyring at all. STATUS says what is wrong with it instead."""
         if not self.legacy:
-            return ring_ok
+            return True
         alive = self.ttl_now() > 0 or self.track.state == "degraded"  # degraded: no TTL known, Vault's fault
-        return self.track.watchdog_ok() and self.health.dead_since is None and alive and ring_ok
+        return self.track.watchdog_ok() and self.health.dead_since is None and alive
 
     def adoption(self) -> str:
         return tracking.describe(self.track, self.policy, time.monotonic())

@@ -323,3 +323,30 @@ def test_the_tracker_renews_the_keyring_token_when_nobody_else_does(
     assert doc["keyring"]["state"] == "in_use"
     wait_for(lambda: lookup(ring_server, token)["ttl"] > period / 4, 5, "a TTL above the threshold")
     assert token_file.read_text() == token  # the same token, kept alive: not replaced
+
+
+def test_a_dead_keyring_token_never_stops_the_watchdog(
+    tmp_path: Path, ring_server: Bao, certs: Certs, runs: Callable[..., AgentRun]
+) -> None:
+    """A restart cannot mend the keyring token (the tracker replaces it in the file) and a Nomad restarted while it
+    is dead cannot read its keyring: the WATCHDOG keeps going, STATUS says what is wrong."""
+    import time
+
+    cfg, token_file = ring_config(tmp_path, ring_server, certs, check_interval="2s")
+    notify = NotifySocket(tmp_path / "notify.sock")
+    env = clean_env(NOTIFY_SOCKET=str(notify.path), WATCHDOG_USEC="400000")
+    r = runs(cfg, ring_server, keyring_token=f"file://{token_file}", env=env)
+    try:
+        in_use(cfg, r)
+        notify.wait_for(lambda m: "WATCHDOG=1" in m, 10, "first WATCHDOG")
+        ring_server.client().delete("auth/token/roles/nomad-keyring-mint")  # replacing it cannot work now
+        ring_server.client().auth.token.revoke_accessor(lookup(ring_server, token_file.read_text())["accessor"])
+        notify.wait_for(lambda m: "keyring token" in m and "DEAD since" in m, 2 + 15, "STATUS: keyring token dead")
+        notify.messages.clear()
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            notify.drain()
+        assert any("WATCHDOG=1" in m for m in notify.messages), notify.messages
+        assert r.proc.poll() is None and not r.events("reload")
+    finally:
+        notify.close()
