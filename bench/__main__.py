@@ -36,6 +36,7 @@ from bench import snapshots, steady, unseal_reaction
 from bench.bare import bare_startups
 from bench.common import BENCH, Ctx, log, start_server
 from bench.imports import imports
+from bench.keyring import keyring_startup
 from bench.machine import machine, versions
 from bench.memory import memory, memory_probes
 from bench.phases import phases
@@ -101,6 +102,7 @@ def workspace(keep: bool) -> Iterator[Path]:
 def measure(ctx: Ctx, results: Results) -> None:
     """Every measurement, in an order that lets the steady window run beside the slow ones."""
     results.startup = startup(ctx)
+    results.keyring = keyring_startup(ctx)
     results.phases = phases(ctx)
     results.bare = bare_startups(ctx)
     results.imports = imports(ctx)

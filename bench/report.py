@@ -9,6 +9,8 @@ from typing import Any
 
 from bench.bare import ARGV_FLOOR, CONFIG_BUDGET_MS, HVAC_FLOOR, BareStartups
 from bench.imports import Imports
+from bench.keyring import VARIANTS as KEYRING_VARIANTS
+from bench.keyring import KeyringStartup
 from bench.memory import Memory
 from bench.phases import Phases
 from bench.snapshots import BAO_SAVE, UNVERIFIED, VERIFIED
@@ -27,6 +29,7 @@ TARGETS = {
     "memory": 0.5,  # tracker RSS / bao agent (cert auto-auth, file sink)
     "requests_per_day": 2000,  # 1,440 lookup-self a day (check_interval 60s): nothing to a Vault server
     "live_tokens": 1,
+    "keyring": 1.15,  # run with both tokens / run with the server token alone (one login, same connection)
     "unseal_s": 1.0,  # a restarted node: its first sealed answer to unsealed, median
     "snapshot_verified": 1.1,  # snapshot verified as it streams / the same stream unverified, and / bao's save
 }
@@ -52,6 +55,7 @@ class Results:
     versions: dict[str, str]
     params: dict[str, Any]
     startup: Startup | None = None
+    keyring: KeyringStartup | None = None
     phases: Phases | None = None
     bare: BareStartups | None = None
     imports: Imports | None = None
@@ -84,6 +88,14 @@ def mib(kib: int | None) -> str:
 
 def targets(r: Results) -> list[Target]:
     out: list[Target] = []
+    k = r.keyring
+    if k:
+        for what, ratio, a, b in (("minting", k.ratio_mint, "mint_keyring", "mint"),
+                                  ("reusing", k.ratio_reuse, "reuse_keyring", "reuse")):  # fmt: skip
+            ms_a, ms_b = k.variants[a].spread.median, k.variants[b].spread.median
+            out.append(Target(f"run --keyring vs run, {what} (both tokens vs the server token alone)",
+                              f"<= {TARGETS['keyring']}x", f"{ratio:.2f}x ({ms_a:.0f} vs {ms_b:.0f} ms)",
+                              ratio <= TARGETS["keyring"]))  # fmt: skip
     s = r.startup
     if s:
         bash = s.variants["bash"].spread.median
@@ -255,6 +267,28 @@ def _startup(s: Startup) -> Lines:
         "`bao agent` (exec) renders its env_template, then waits out a fixed 2 s debounce in its exec "
         "server before it starts the child; the floor makes run's mint requests (phases, below) on one "
         "kept-alive connection, then execs the agent.",
+    ]
+
+
+def _keyring(k: KeyringStartup) -> Lines:
+    rows = [
+        (
+            x.label,
+            f"{x.spread.median:.0f}",
+            f"{x.spread.p25:.0f}-{x.spread.p75:.0f}",
+            f"{x.audited_requests:.0f}",
+            f"{x.logins:.0f}",
+        )
+        for x in (k.variants[v] for v in KEYRING_VARIANTS)
+    ]
+    return [
+        "",
+        f"## 1k. Start-up with the keyring token ({k.runs} runs each, interleaved)",
+        "",
+        *table(["variant", "median ms", "p25-p75 ms", "audited Vault requests", "cert logins"], rows),
+        "",
+        f"Both tokens cost {k.ratio_mint:.2f}x the server token alone when minting, {k.ratio_reuse:.2f}x when "
+        "reusing: one certificate login and one kept-alive connection serve both.",
     ]
 
 
@@ -431,6 +465,8 @@ def render(r: Results) -> str:
     lines = _header(r)
     if r.startup:
         lines += _startup(r.startup)
+    if r.keyring:
+        lines += _keyring(r.keyring)
     if r.bare:
         lines += _bare(r.bare, r.startup)
     if r.phases:

@@ -1,5 +1,5 @@
 """The newcomer's demo: a local OpenBao, bootstrap-roles, run with a stand-in Nomad, status, check;
-then Vault's side (demo/vault.py): a raft cluster, the unsealer, a seal migration to auto-unseal.
+the keyring token of Nomad 1.10+ (demo/keyring.py); then Vault's side (demo/vault.py): a raft cluster, the unsealer, a seal migration to auto-unseal.
 
 Run it with `scripts/demo` (which sets up the virtualenv first), or `python -m demo` from the
 repository root. Everything lives under .demo/ and is removed at the end; every process started is
@@ -191,6 +191,11 @@ def main() -> int:
         print("  unsealed Vault ...")
         wait_for(lambda: adopted(cfg.parent / "state"), 60, "the agent to adopt its token again")
         show([*CLI, "status", "--config", str(cfg)])
+
+        procs.stop_all(agents)
+        from demo import keyring  # Nomad 1.10+: the keyring token, handed over and replaced
+
+        keyring.run(server, certs, WORK / "keyring")
 
         from demo import vault  # the Vault side: a raft cluster, the unsealer, a seal migration
 

@@ -32,6 +32,15 @@ def agent_config(path: Path, server: Bao, create_from_role: str | None = None) -
     return path
 
 
+def keyring_block(addr: str, ca: Path, token: str) -> str:
+    """The agent's `keyring "transit"` block (Nomad 1.8.3+) for the Vault at `addr` (CA `ca`), every extra value
+    an HCL string as Nomad wants; `token` is the token line's value, e.g. file:///run/.../keyring-token."""
+    return (
+        'keyring "transit" {\n  active = true\n  mount_path = "transit"\n  key_name = "nomad-keyring"\n'
+        f'  address = "{addr}"\n  tls_ca_cert = "{ca}"\n  token = "{token}"\n}}\n'
+    )
+
+
 def fake_nomad(agent_hcl: Path) -> list[str]:
     """The stand-in agent's command line: `nomad agent -config FILE`."""
     return [sys.executable, str(FAKE_NOMAD), "agent", "-config", str(agent_hcl)]
@@ -53,12 +62,16 @@ class AgentRun:
         *run_args: str,
         env: dict[str, str] | None = None,
         renew_every: float | None = 0.5,
+        keyring_token: str | None = None,
     ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.report = workdir / f"report-{time.monotonic_ns()}.jsonl"
         self.stderr_path = workdir / f"stderr-{time.monotonic_ns()}.log"
         self.config = config
         agent_hcl = agent_config(workdir / "agent.hcl", server)
+        if keyring_token is not None:  # the agent's keyring block, e.g. token = "file://..."
+            with agent_hcl.open("a") as f:
+                f.write(keyring_block(server.addr, server.certs.ca_path, keyring_token))
         extra = {"FAKE_NOMAD_REPORT": str(self.report)}
         if renew_every is not None:
             extra["FAKE_NOMAD_RENEW_EVERY"] = str(renew_every)

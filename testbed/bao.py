@@ -31,6 +31,10 @@ ORPHAN_STARTUP = "nomad_startup_orphan"  # cert role + policy, create-orphan mod
 MINT_ROLE = "nomad-server-mint"
 TASK_ROLE = "nomad-cluster"
 PERIOD = 72 * 3600
+KEYRING_MOUNT = "transit"
+KEYRING_KEY = "nomad-keyring"
+KEYRING_POLICY = "nomad-keyring"
+KEYRING_ROLE = "nomad-keyring-mint"
 
 
 def free_port() -> int:
@@ -200,6 +204,27 @@ class Bao:
             token_ttl="5m",
             allowed_common_names=["nomad-startup"],
         )
+
+    def configure_keyring(self) -> None:
+        """What `bootstrap-roles --keyring` writes: the transit mount and key, the keyring policy and role,
+        and the startup identity (role mode) allowed to mint through that role too."""
+        c = self.client()
+        c.sys.enable_secrets_engine("transit", path=KEYRING_MOUNT)
+        c.write(f"{KEYRING_MOUNT}/keys/{KEYRING_KEY}", type="aes256-gcm96")
+        policy = (POLICIES / "keyring.hcl").read_text()
+        policy = policy.replace("${keyring_mount}", KEYRING_MOUNT).replace("${keyring_key}", KEYRING_KEY)
+        c.sys.create_or_update_policy(KEYRING_POLICY, policy)
+        c.write(
+            f"auth/token/roles/{KEYRING_ROLE}",
+            allowed_policies=[KEYRING_POLICY],
+            orphan=True,
+            token_period=f"{PERIOD}s",
+            renewable=True,
+            token_explicit_max_ttl=0,
+        )
+        startup = (POLICIES / "startup-role.hcl").read_text().replace("${mint_role}", MINT_ROLE)
+        startup += (POLICIES / "startup-keyring.hcl").read_text().replace("${keyring_role}", KEYRING_ROLE)
+        c.sys.create_or_update_policy(STARTUP_ROLE, startup)
 
     def drop_from_server_policy(self, path: str) -> None:
         """Remove `path` from the server policy, and the default policy (which grants some paths too)

@@ -22,6 +22,8 @@ tag v1.9.7 unless said; go-jose v3.0.4 is the JOSE library Nomad signs with, go.
   lists jobs with a task holding a `vault` block and no `vault_*` identity (819-844), nodes whose
   `nomad.version` is below 1.7.0 or unparsable (852-862) and the legacy Vault accessors in state (870-874);
   the field names are `api/operator.go`:417-430.
+- `GET /v1/services` and `GET /v1/service/<name>` (Nomad's native service registry, `command/agent/http.go`
+  v1.10.0:466-467; the fields are `api/services.go` v1.10.0:17-90): the registrations a test adds to `services`.
 - `verify_https_client`: Nomad's HTTPS listener then demands a client certificate, which Vault's JWKS
   fetch does not present (hashicorp/vault#29435): `require_client_cert=True`.
 
@@ -104,6 +106,8 @@ class NomadIdentity:
     nodes: list[Node] = field(default_factory=list)
     vault_accessors: list[dict[str, Any]] = field(default_factory=list)
     jwks_requests: int = 0
+    # Nomad's native service registry: (namespace, name, address, port) of each registration
+    services: list[tuple[str, str, str, int]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -275,6 +279,23 @@ class NomadIdentity:
                     else:
                         with owner._lock:
                             self._json(200, [n.stub() for n in owner.nodes])
+                elif path == "/v1/services":  # api/services.go v1.10.0:68-90: ServiceRegistrationListStub
+                    with owner._lock:
+                        spaces = sorted({ns for ns, _, _, _ in owner.services})
+                        listing = [
+                            {"Namespace": ns, "Services": [{"ServiceName": n, "Tags": []}
+                                                           for n in sorted({n for s, n, _, _ in owner.services if s == ns})]}
+                            for ns in spaces
+                        ]  # fmt: skip
+                    self._json(200, listing)
+                elif path.startswith("/v1/service/"):  # api/services.go v1.10.0:17-66: ServiceRegistration
+                    name = path.removeprefix("/v1/service/")
+                    query = dict(p.split("=", 1) for p in self.path.partition("?")[2].split("&") if "=" in p)
+                    ns = query.get("namespace", "default")
+                    with owner._lock:
+                        regs = [{"ID": f"_nomad-task-{i}", "ServiceName": n, "Namespace": s, "Address": a, "Port": p}
+                                for i, (s, n, a, p) in enumerate(owner.services) if n == name and s == ns]  # fmt: skip
+                    self._json(200, regs)
                 elif path == UPGRADE_CHECK_PATH:
                     if owner.acl_token and self.headers.get("X-Nomad-Token", "") != owner.acl_token:
                         self._text(403, "Permission denied")  # structs.ErrPermissionDenied

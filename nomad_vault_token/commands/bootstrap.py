@@ -38,6 +38,9 @@ SERVER_POLICY_FILE = "nomad-server.hcl"
 STARTUP_POLICY_FILES = {"role": "startup-role.hcl", "create-orphan": "startup-create-orphan.hcl"}
 ROLES_FILE = "roles.toml"
 SNAPSHOT_POLICY_FILE = "snapshot.hcl"
+KEYRING_POLICY_FILE = "keyring.hcl"
+STARTUP_KEYRING_FILE = "startup-keyring.hcl"
+TRANSIT = "transit"
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _MOUNT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)*")
@@ -119,7 +122,11 @@ def main(
     if snapshot:
         wanted = snapshot_objects(settings, ca_pem=ca_pem, common_names=common_names, ttl=ttl)
     else:
-        wanted = wanted_objects(settings, ca_pem=ca_pem, common_names=common_names, task_allowed=task_allowed, ttl=ttl)
+        import dataclasses
+
+        # --remove-legacy judges the legacy objects even once legacy_token = false leaves them out
+        of = dataclasses.replace(settings, legacy_token=True) if remove_legacy else settings
+        wanted = wanted_objects(of, ca_pem=ca_pem, common_names=common_names, task_allowed=task_allowed, ttl=ttl)
 
     vault = Vault(settings)
     vault.lookup_self(admin, admin=True)
@@ -129,6 +136,13 @@ def main(
     except PlanError as exc:
         raise ConfigError(f"bootstrap-roles: {exc}") from None
 
+    from nomad_vault_token.setup.bootstrap_plan import fixed_changes
+
+    for step, name in fixed_changes(steps):  # before any write: Vault cannot change these
+        raise ConfigError(
+            f"{step.want.path}: its {name} is not what bootstrap-roles writes and Vault cannot change it once "
+            f"set: point keyring_key/keyring_mount at a new one (the old key must stay: it unwraps Nomad's keyring)"
+        )
     if remove_legacy:
         return _remove_legacy(vault, admin, steps, check)
     done: list[Step] = []
@@ -171,9 +185,10 @@ def _remove_legacy(vault: Vault, admin: Secret, steps: list[Step], check: bool) 
         )
         return Result({"changed": False, "objects": [], "in_use": in_use}, "", EX_TEMPFAIL, message)
     word = "would delete" if check else "deleted"
+    kept = _keyring_paths(s)
     for step in reversed(steps):
         want = step.want
-        if want.kind == "auth_mount":
+        if want.kind == "auth_mount" or want.path in kept:
             continue
         label = f"{KIND_WORDS[want.kind]} {want.name}"
         if step.action == "create":
@@ -197,6 +212,21 @@ def _remove_legacy(vault: Vault, admin: Secret, steps: list[Step], check: bool) 
     return Result({"changed": changed, "objects": objects}, "".join(x + "\n" for x in lines))
 
 
+def _keyring_paths(s: Settings) -> frozenset[str]:
+    """What --remove-legacy never deletes with `keyring = true`: the keyring's objects, and the startup
+    identity (policy and cert role) that mints the keyring token."""
+    if not s.keyring:
+        return frozenset()
+    return frozenset({
+        f"sys/mounts/{s.keyring_mount}",
+        f"{s.keyring_mount}/keys/{s.keyring_key}",
+        f"sys/policies/acl/{s.keyring_policy}",
+        f"auth/token/roles/{s.keyring_role}",
+        f"sys/policies/acl/{s.cert_role}",
+        f"auth/{s.auth_mount}/certs/{s.cert_role}",
+    })
+
+
 def _result(steps: list[Step], check: bool, diff: bool, code: int = 0, error: str | None = None) -> Result:
     lines = [line for step in steps for line in [step.line(check), *(step.diff_lines() if diff else [])]]
     return Result(result(steps, check), "".join(line + "\n" for line in lines), code, error)
@@ -213,8 +243,14 @@ def wanted_objects(
     task_allowed: list[str],
     ttl: int,
 ) -> list[Wanted]:
-    """Every object bootstrap-roles manages, filled from the shipped templates, in writing order."""
+    """Every object bootstrap-roles manages, filled from the shipped templates, in writing order.
+
+    With `keyring = true`: also the transit mount and key, the keyring policy and role, and the startup
+    policy lets the same login mint through that role. With `keyring = true` and `legacy_token = false`
+    (Nomad 1.10+, after the cut-over): the keyring's objects and the startup identity only."""
     import tomllib
+
+    legacy = settings.legacy_token or not settings.keyring
 
     server_policy = settings.policies[0]
     startup_policy = settings.cert_role
@@ -228,18 +264,31 @@ def wanted_objects(
         "client_ca": ca_pem,
         "allowed_common_names": common_names,
         "login_ttl": ttl,
+        "keyring_mount": settings.keyring_mount,
+        "keyring_key": settings.keyring_key,
+        "keyring_role": settings.keyring_role,
+        "keyring_policies": [settings.keyring_policy],
     }
     try:
         roles = tomllib.loads(resources.read_text("policies", ROLES_FILE))
-        server_text = fill_text(resources.read_text("policies", SERVER_POLICY_FILE), values)
-        startup_text = fill_text(resources.read_text("policies", STARTUP_POLICY_FILES[settings.mint_mode]), values)
-        objects = [
-            Wanted("policy", f"sys/policies/acl/{server_policy}", server_policy, {"policy": server_text}),
-            Wanted("policy", f"sys/policies/acl/{startup_policy}", startup_policy, {"policy": startup_text}),
-            _token_role(settings.task_role, fill_fields(roles["task_role"], values)),
-        ]
-        if settings.mint_mode == "role":
+        startup_text = ""
+        if legacy:
+            startup_text = fill_text(resources.read_text("policies", STARTUP_POLICY_FILES[settings.mint_mode]), values)
+        if settings.keyring:
+            startup_text += fill_text(resources.read_text("policies", STARTUP_KEYRING_FILE), values)
+        objects: list[Wanted] = []
+        if legacy:
+            server_text = fill_text(resources.read_text("policies", SERVER_POLICY_FILE), values)
+            objects.append(
+                Wanted("policy", f"sys/policies/acl/{server_policy}", server_policy, {"policy": server_text})
+            )
+        objects.append(Wanted("policy", f"sys/policies/acl/{startup_policy}", startup_policy, {"policy": startup_text}))
+        if legacy:
+            objects.append(_token_role(settings.task_role, fill_fields(roles["task_role"], values)))
+        if legacy and settings.mint_mode == "role":
             objects.append(_token_role(settings.mint_role, fill_fields(roles["mint_role"], values)))
+        if settings.keyring:
+            objects.extend(keyring_objects(settings, roles, values))
         mount = settings.auth_mount
         objects.append(Wanted("auth_mount", f"sys/auth/{mount}", f"sys/auth/{mount}", {"type": AUTH_TYPE}))
         cert_path = f"auth/{mount}/certs/{settings.cert_role}"
@@ -248,6 +297,18 @@ def wanted_objects(
         # the shipped files, not the user's: a broken installation
         raise ConfigError(f"policies/ shipped with nomad-vault-token: {exc}: reinstall nomad-vault-token") from None
     return objects
+
+
+def keyring_objects(settings: Settings, roles: Mapping[str, Any], values: Mapping[str, object]) -> list[Wanted]:
+    """The transit mount, the key, the keyring policy (encrypt/decrypt on that key only) and the keyring role."""
+    mount, key, policy = settings.keyring_mount, settings.keyring_key, settings.keyring_policy
+    policy_text = fill_text(resources.read_text("policies", KEYRING_POLICY_FILE), values)
+    return [
+        Wanted("secrets_mount", f"sys/mounts/{mount}", f"sys/mounts/{mount}", {"type": TRANSIT}),
+        Wanted("transit_key", f"{mount}/keys/{key}", f"{mount}/keys/{key}", fill_fields(roles["keyring_key"], values)),
+        Wanted("policy", f"sys/policies/acl/{policy}", policy, {"policy": policy_text}),
+        _token_role(settings.keyring_role, fill_fields(roles["keyring_role"], values)),
+    ]
 
 
 def snapshot_objects(settings: Settings, *, ca_pem: str, common_names: list[str], ttl: int) -> list[Wanted]:
@@ -289,8 +350,20 @@ def _read_current(vault: Vault, admin: Secret, wanted: list[Wanted]) -> dict[str
     settings = vault.settings
     current: dict[str, Mapping[str, Any] | None] = {}
     mounts: dict[str, str] | None = None
+    engines: dict[str, str] | None = None
     for want in wanted:
-        if want.kind == "auth_mount":
+        if want.kind == "secrets_mount":
+            engines = vault.admin_secrets_mounts(admin)
+            found = engines.get(settings.keyring_mount)
+            if found is not None and found != TRANSIT:
+                raise ConfigError(
+                    f"keyring_mount {settings.keyring_mount!r}: sys/mounts/{settings.keyring_mount} is a {found!r} "
+                    f"secrets engine, not {TRANSIT}: choose another --keyring-mount"
+                )
+            current[want.path] = None if found is None else {"type": found}
+        elif want.kind == "transit_key" and engines is not None and settings.keyring_mount not in engines:
+            current[want.path] = None  # no mount yet, so no key in it
+        elif want.kind == "auth_mount":
             mounts = vault.admin_auth_mounts(admin)
             found = mounts.get(settings.auth_mount)
             if found is not None and found != AUTH_TYPE:
@@ -310,6 +383,18 @@ def _apply(vault: Vault, admin: Secret, step: Step) -> None:
     want = step.want
     if want.kind == "auth_mount":
         vault.admin_enable_auth(admin, vault.settings.auth_mount, AUTH_TYPE)
+        return
+    if want.kind == "secrets_mount":
+        vault.admin_enable_secrets(admin, vault.settings.keyring_mount, TRANSIT)
+        return
+    if want.kind == "transit_key":
+        if step.action == "create":  # type and exportable are fixed at creation
+            fields = {"type": want.fields["type"], "exportable": want.fields["exportable"]}
+            vault.admin_write(admin, want.path, fields, '"update"')
+        # deletion_allowed lives in the key's config (false on a new key; written anyway: said is checked)
+        vault.admin_write(
+            admin, f"{want.path}/config", {"deletion_allowed": want.fields["deletion_allowed"]}, '"update"'
+        )
         return
     # OpenBao asks "create" for a new token role; everything else here is "update".
     verb = "create" if want.kind == "token_role" and step.action == "create" else "update"
@@ -382,6 +467,14 @@ def _common_names(given: list[str]) -> list[str]:
 def _check_names(s: Settings) -> None:
     for key, value in (("task_role", s.task_role), ("mint_role", s.mint_role), ("cert_role", s.cert_role)):
         _check_name(value, key)
+    if s.keyring:
+        for key, value in (("keyring_key", s.keyring_key), ("keyring_policy", s.keyring_policy),
+                           ("keyring_role", s.keyring_role)):  # fmt: skip
+            _check_name(value, key)
+        if not _MOUNT.fullmatch(s.keyring_mount):
+            raise ConfigError(f"keyring_mount {s.keyring_mount!r}: give a mount path such as transit")
+        if s.keyring_policy == s.cert_role:
+            raise ConfigError(f"keyring_policy {s.keyring_policy!r}: is the startup policy's name: choose another")
     for policy in s.policies:
         _check_name(policy, "policies")
     if not _MOUNT.fullmatch(s.auth_mount):

@@ -59,8 +59,15 @@ def main(
     unavailable = False
     if settings is not None:
         local_checks(report, settings)
-        allow_unauthenticated = agent_checks(report, settings, agent)
-        unavailable = vault_checks(report, settings, mint=mint, allow_unauthenticated=allow_unauthenticated)
+        allow_unauthenticated = agent_checks(report, settings, agent) if settings.legacy_token else True
+        if settings.keyring and agent:
+            from nomad_vault_token.commands import check_keyring
+
+            check_keyring.agent_side(report, settings, agent)
+        if settings.legacy_token:
+            unavailable = vault_checks(report, settings, mint=mint, allow_unauthenticated=allow_unauthenticated)
+        if settings.keyring:
+            unavailable = keyring_checks(report, settings, token_file, nomad_addr, nomad_token_file, nomad_ca) or unavailable
     ok = not (report.failed("local") or report.failed("agent") or report.failed("vault"))
     doc = {"ok": ok, "checks": [asdict(r) for r in report.rows]}
     return Result(doc, table(report), report.exit_code(unavailable))
@@ -126,10 +133,15 @@ def local_checks(report: Report, settings: Settings) -> None:
                 report.add("local", "client certificate", "warn", detail, info.warnings[0])
             else:
                 report.add("local", "client certificate", "pass", detail)
-    report.attempt(
-        "local", "state file", f"{settings.state_file} usable", lambda: store.check_writable(settings.state_file)
-    )
-    tracker_checks(report, settings)
+    if settings.legacy_token:
+        report.attempt(
+            "local", "state file", f"{settings.state_file} usable", lambda: store.check_writable(settings.state_file)
+        )
+        tracker_checks(report, settings)
+    if settings.keyring:
+        ring = settings.keyring_state_file
+        report.attempt("local", "keyring state file", f"{ring} usable", lambda: store.check_writable(ring))
+        keyring_tracker_check(report, settings)
 
 
 def unseal_keys_at_rest(report: Report, settings: Settings) -> None:
@@ -174,6 +186,26 @@ def tracker_checks(report: Report, settings: Settings) -> None:
             report.add("local", "degraded start", "pass", f"started without Vault; that lasted {how_long}")
 
 
+def keyring_tracker_check(report: Report, settings: Settings) -> None:
+    """What the running tracker last knew of the keyring token (tracker.json), when it runs."""
+    import json
+
+    try:
+        ring = json.loads(settings.tracker_file.read_text(encoding="utf-8")).get("keyring")
+    except (OSError, ValueError, AttributeError):
+        return
+    if not isinstance(ring, dict):
+        return
+    from nomad_vault_token.commands.status import tracker_view
+
+    view = tracker_view(settings.tracker_file, "")
+    if view is not None and not view["running"]:
+        report.add("local", "tracker: keyring", "warn", f"not running (last: {ring.get('status')})", "start the service")
+        return
+    result = "pass" if ring.get("state") in ("in_use", "written") and not ring.get("waiting_for_vault") else "warn"
+    report.add("local", "tracker: keyring", result, str(ring.get("status")))
+
+
 def agent_checks(report: Report, settings: Settings, agent: Sequence[str]) -> bool:
     """The agent's command line and the vault block of its config files, as Nomad merges them.
 
@@ -202,6 +234,39 @@ def agent_checks(report: Report, settings: Settings, agent: Sequence[str]) -> bo
     for f in found:
         report.add("agent", f"vault.{f.key}" if f.key != "config" else "agent config", f.severity, f.message, f.fix)
     return block.allow_unauthenticated if block is not None else True
+
+
+def keyring_checks(
+    report: Report,
+    settings: Settings,
+    token_file: Path | None,
+    nomad_addr: str | None,
+    nomad_token_file: Path | None,
+    nomad_ca: Path | None,
+) -> bool:
+    """`keyring = true`: the keyring token live, the key, the cold-start trap. True when Vault was unavailable."""
+    from nomad_vault_token.commands import check_keyring
+    from nomad_vault_token.commands.check_workload import NomadAccess, admin_token
+
+    nomad = NomadAccess(nomad_addr, nomad_token_file, nomad_ca) if nomad_addr else None
+    check_keyring.cold_start(report, settings, nomad)
+    try:
+        admin = admin_token(token_file)
+    except NvtError as exc:
+        report.add("local", "--token-file", "fail", exc.message)
+        return False
+    with Vault(settings) as vault:
+        health = vault.health()
+        if not health.usable:
+            report.add("vault", "keyring: Vault reachable and unsealed", "fail", f"{settings.vault_addr}: {health.state}",
+                       "start or unseal Vault: a Nomad server restarted now cannot read its keyring")  # fmt: skip
+            return True
+        try:
+            check_keyring.vault_side(report, vault, admin)
+        except VaultUnavailable as exc:
+            report.add("vault", "keyring: Vault reachable and unsealed", "fail", exc.message)
+            return True
+    return False
 
 
 def vault_checks(report: Report, settings: Settings, *, mint: bool, allow_unauthenticated: bool = True) -> bool:

@@ -13,7 +13,7 @@ import os
 import shutil
 import time
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from nomad_vault_token.core.config import Settings
 from nomad_vault_token.core.errors import ConfigError, NvtError, TokenInvalid, VaultDenied
@@ -23,7 +23,13 @@ from nomad_vault_token.token import lease
 from nomad_vault_token.token import store as state
 from nomad_vault_token.vault.client import TokenInfo, Vault
 
+if TYPE_CHECKING:
+    from nomad_vault_token.token.minting import Login
+
 logger = logging.getLogger(__name__)
+
+# The keyring token and what Vault said of it (None: a degraded start without a saved one).
+Ring = tuple["Secret | None", TokenInfo]
 
 
 def main(settings: Settings, *, agent: Sequence[str], no_check: bool) -> None:
@@ -45,9 +51,13 @@ def _start(settings: Settings, agent: str, agent_args: list[str], check: bool) -
 
     parsed = agent_argv.parse(agent_args)
     argv_warnings = [*handoff.check_argv(settings, parsed), *handoff.redirect_warnings(os.environ)]
-    if not settings.legacy_token:
+    if not settings.legacy_token and not settings.keyring:
         _exec_without_token(settings, agent, agent_args, argv_warnings)
-    state.check_writable(settings.state_file)
+    legacy = settings.legacy_token
+    if legacy:
+        state.check_writable(settings.state_file)
+    if settings.keyring:
+        state.check_writable(settings.keyring_state_file)
     from nomad_vault_token.token import tls_verdict
 
     for warning in tls_verdict.preflight(settings):
@@ -55,29 +65,52 @@ def _start(settings: Settings, agent: str, agent_args: list[str], check: bool) -
     notifier = Notifier()
     from nomad_vault_token.token import waiting
 
-    token: Secret | None
+    token: Secret | None = None
+    info = TokenInfo.unverified("")
+    ring: Ring | None = None
     degraded_start = False
     with Vault(settings) as v:  # one kept-alive connection for the start-up, closed before the tracker forks
         try:
-            token, info = waiting.when_usable(v, notifier, lambda: obtain(v), degrade_after=settings.degraded_start_after)
+            token, info, ring = waiting.when_usable(
+                v, notifier, lambda: obtain_all(v), degrade_after=settings.degraded_start_after
+            )
         except waiting.StillUnavailable as exc:
-            token, info = degraded(settings, exc.message)
+            if legacy:
+                token, info = degraded(settings, exc.message)
+            if settings.keyring:
+                from nomad_vault_token.token import keyring
+
+                ring = keyring.saved_unverified(settings, exc.message)
             degraded_start = True
         else:
-            if check:
-                waiting.when_usable(v, notifier, lambda: nomad_check(v, token, info))
+            legacy_token = token
+            if check and legacy_token is not None:
+                waiting.when_usable(v, notifier, lambda: nomad_check(v, legacy_token, info))
     for warning in argv_warnings:  # once nothing can fail any more: no warning before an error
         logger.warning("%s", warning)
-    final_argv, agent_env = handoff.prepare(settings, token, agent_args, parsed, os.environ)
+    if ring is not None:
+        _write_keyring(settings, ring)
+    if legacy:
+        final_argv, agent_env = handoff.prepare(settings, token, agent_args, parsed, os.environ)
+    else:  # Nomad 1.10+: the keyring token alone, in its file; no vault token, none in the environment
+        final_argv, agent_env = agent_args, handoff.without_token(settings, os.environ)
     from nomad_vault_token.token import tracker
 
     try:
-        tracker.spawn(settings, token, info, notifier, parsed, degraded=degraded_start)
+        tracker.spawn(settings, token, info, notifier, parsed, degraded=degraded_start, ring=ring)
     except OSError as exc:  # the agent matters more than its watcher: start it anyway
         logger.error("could not start the tracker (%s): the token will not be watched", exc.strerror)
-    logger.info(
-        "starting agent %s with token accessor %s (%s hand-off)", agent, info.accessor or "(none)", settings.handoff
-    )
+    if legacy:
+        logger.info(
+            "starting agent %s with token accessor %s (%s hand-off)", agent, info.accessor or "(none)", settings.handoff
+        )
+    if ring is not None:
+        logger.info(
+            "starting agent %s with keyring token accessor %s in %s",
+            agent,
+            ring[1].accessor or "(none)",
+            settings.keyring_token_path,
+        )
     try:
         os.execve(agent, final_argv, agent_env)
     except OSError as exc:
@@ -98,8 +131,15 @@ def _start_anyway(settings: Settings, agent: str, agent_args: list[str], exc: Ex
     logger.error("%s; starting the agent anyway, unwatched", internal_error.line(exc, "run"))
     final_argv, env = agent_args, handoff.agent_env(settings, None, os.environ)
     try:
-        token, _info = degraded(settings, "after the internal error")
-        final_argv, env = handoff.prepare(settings, token, agent_args, agent_argv.parse(agent_args), os.environ)
+        if settings.keyring:  # the saved keyring token back in its file, if there is one
+            from nomad_vault_token.token import keyring
+
+            _write_keyring(settings, keyring.saved_unverified(settings, "after the internal error"))
+        if settings.legacy_token:
+            token, _info = degraded(settings, "after the internal error")
+            final_argv, env = handoff.prepare(settings, token, agent_args, agent_argv.parse(agent_args), os.environ)
+        else:
+            env = handoff.without_token(settings, os.environ)
     except Exception as again:  # the agent's own command line is the last way left
         internal_error.log_traceback(again)
         logger.error("%s; starting the agent with its own command line", internal_error.line(again, "run"))
@@ -161,7 +201,43 @@ def resolve_agent(argv: Sequence[str]) -> str:
     return os.path.abspath(found)
 
 
-def obtain(vault: Vault) -> tuple[Secret, TokenInfo]:
+def obtain_all(vault: Vault) -> tuple[Secret | None, TokenInfo, Ring | None]:
+    """The tokens this server needs: the legacy server token, the keyring token, or both, with ONE login
+    (made only when one of them has to be minted, dropped afterwards)."""
+    from nomad_vault_token.token.minting import Login
+
+    settings = vault.settings
+    login = Login(vault)
+    try:
+        token: Secret | None = None
+        info = TokenInfo.unverified("")
+        if settings.legacy_token:
+            token, info = obtain(vault, login)
+        ring: Ring | None = None
+        if settings.keyring:
+            from nomad_vault_token.token import keyring
+
+            ring = keyring.obtain(vault, login)
+    finally:
+        login.drop()
+    return token, info, ring
+
+
+def _write_keyring(settings: Settings, ring: Ring) -> None:
+    from nomad_vault_token.nomad import keyring_file
+
+    ktoken = ring[0]
+    if ktoken is None:
+        logger.warning(
+            "no keyring token yet (Vault away, none saved): Nomad cannot read its keyring until the tracker mints "
+            "one into %s",
+            settings.keyring_token_path,
+        )
+        return
+    keyring_file.write(settings, ktoken)
+
+
+def obtain(vault: Vault, login: Login | None = None) -> tuple[Secret, TokenInfo]:
     """Reuse the saved token when Vault says it is still good; otherwise mint and save a new one."""
     settings = vault.settings
     saved = state.read(settings.state_file)
@@ -171,7 +247,7 @@ def obtain(vault: Vault) -> tuple[Secret, TokenInfo]:
             return reused
     from nomad_vault_token.token.minting import login_and_mint
 
-    token, info = login_and_mint(vault)
+    token, info = login_and_mint(vault, login)
     state.write(settings.state_file, state.State(token, info.accessor, settings.vault_addr, time.time()))
     if saved is not None and saved.accessor != info.accessor:
         retire(vault, saved.token, saved.accessor)

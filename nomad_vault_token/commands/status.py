@@ -24,6 +24,8 @@ _P = TypeVar("_P")
 
 
 def main(settings: config.Settings) -> Result:
+    if settings.keyring and not settings.legacy_token:
+        return keyring_only(settings)
     saved = store.read(settings.state_file)
     unsealer = unsealer_view(settings.unseal_file)
     if saved is None:
@@ -51,6 +53,9 @@ def main(settings: config.Settings) -> Result:
         return Result(doc, text(doc) + unsealer_text(unsealer), exc.exit_code, exc.message)
     now = time.time()
     renewal = info.raw.get("last_renewal_time")
+    ring = keyring_view(settings)
+    if ring is not None:
+        doc["keyring"] = ring
     doc |= {
         "valid": True,
         "policies": list(info.policies),
@@ -63,7 +68,69 @@ def main(settings: config.Settings) -> Result:
         "last_renewal": _iso(float(renewal)) if renewal else None,
         "display_name": info.display_name,
     }
-    return Result(doc, text(doc) + unsealer_text(unsealer))
+    return Result(doc, text(doc) + keyring_text(ring) + unsealer_text(unsealer))
+
+
+def keyring_only(settings: config.Settings) -> Result:
+    """Nomad 1.10+ (`legacy_token = false`, `keyring = true`): the keyring token is the server's only one."""
+    ring = keyring_view(settings)
+    assert ring is not None
+    doc: dict[str, Any] = {"vault_addr": settings.vault_addr, "keyring": ring, "client_cert": cert_summary(settings)}
+    doc["unsealer"] = unsealer = unsealer_view(settings.unseal_file)
+    body = keyring_text(ring) + unsealer_text(unsealer)
+    if ring["accessor"] is None:
+        message = f"no saved keyring token in {settings.keyring_state_file}: the service has not minted one yet"
+        return Result(doc, body, EX_FAILED, message)
+    if ring.get("valid") is not True:
+        code = VaultUnavailable.exit_code if ring.get("valid") is None else TokenInvalid.exit_code
+        return Result(doc, body, code, ring["problem"])
+    return Result(doc, body)
+
+
+def keyring_view(settings: config.Settings) -> dict[str, Any] | None:
+    """The keyring token: its accessor (never the token), what Vault says of it, what the tracker last knew."""
+    if not settings.keyring:
+        return None
+    saved = store.read(settings.keyring_state_file)
+    view: dict[str, Any] = {"accessor": saved.accessor if saved else None, "file": str(settings.keyring_token_path)}
+    try:
+        published = json.loads(settings.tracker_file.read_text(encoding="utf-8")).get("keyring")
+    except (OSError, ValueError, AttributeError):
+        published = None
+    view["tracker"] = published if isinstance(published, dict) else None
+    if saved is None:
+        return view
+    try:
+        info = Vault(settings).lookup_self(saved.token)
+    except (TokenInvalid, VaultUnavailable) as exc:
+        return view | {"valid": None if isinstance(exc, VaultUnavailable) else False, "problem": exc.message}
+    renewal = info.raw.get("last_renewal_time")
+    return view | {
+        "valid": True,
+        "policies": list(info.policies),
+        "role": info.role or None,
+        "ttl": info.ttl,
+        "expires_at": _iso(time.time() + info.ttl),
+        "last_renewal": _iso(float(renewal)) if renewal else None,
+    }
+
+
+def keyring_text(ring: dict[str, Any] | None) -> str:
+    if ring is None:
+        return ""
+    if ring["accessor"] is None:
+        lines = [("keyring", "no saved keyring token yet")]
+    elif ring.get("valid"):
+        lines = [("keyring", f"accessor {ring['accessor']}, ttl {format_duration(ring['ttl'])} "
+                             f"(expires {ring['expires_at']}), last renewal {ring['last_renewal'] or 'never'}")]  # fmt: skip
+    else:
+        word = "unknown" if ring.get("valid") is None else "NOT VALID"
+        lines = [("keyring", f"accessor {ring['accessor']}: {word}: {ring.get('problem')}")]
+    lines.append(("keyring file", ring["file"]))
+    tracker = ring.get("tracker")
+    if tracker is not None:
+        lines.append(("keyring now", str(tracker.get("status"))))
+    return "".join(f"{key + ':':<14}{value}\n" for key, value in lines)
 
 
 class NoToken(NvtError):

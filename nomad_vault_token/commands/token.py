@@ -17,7 +17,9 @@ from nomad_vault_token.vault.client import Vault
 logger = logging.getLogger(__name__)
 
 
-def main(settings: Settings, *, output: Path | None, fmt: str, include_token: bool) -> Result:
+def main(
+    settings: Settings, *, output: Path | None, fmt: str, include_token: bool, keyring_token: bool = False
+) -> Result:
     if include_token and fmt != "json":
         raise ConfigError("--include-token goes with --format json")
     if output is not None:
@@ -25,10 +27,22 @@ def main(settings: Settings, *, output: Path | None, fmt: str, include_token: bo
     cert, key = settings.client_tls()
     for warning in tls.preflight(cert, key, settings.ca_cert, settings.cert_warn_days).warnings:
         logger.warning("%s", warning)
-    secret, info = login_and_mint(Vault(settings))
+    if keyring_token:  # the keyring token: written as Nomad reads file:// tokens, every byte is the token
+        from nomad_vault_token.nomad.keyring_file import render
+        from nomad_vault_token.token.minting import Login, mint_keyring
+
+        vault = Vault(settings)
+        login = Login(vault)
+        try:
+            secret, info = mint_keyring(vault, login)
+        finally:
+            login.drop()
+        payload = render(secret)
+    else:
+        secret, info = login_and_mint(Vault(settings))
+        payload = (secret.reveal() + "\n").encode()
     if output is not None:
-        payload = secret.reveal() + "\n"
-        write_private(output.absolute(), payload.encode(), "--output")
+        write_private(output.absolute(), payload, "--output")
     doc: dict[str, object] = {
         "accessor": info.accessor,
         "policies": list(info.policies),

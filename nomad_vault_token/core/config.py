@@ -19,6 +19,7 @@ DEFAULT_CONFIG = Path("/etc/nomad-vault-token/config.toml")
 DEFAULT_STATE_DIR = Path("/var/lib/nomad-vault-token")
 DEFAULT_RUNTIME_DIR = Path("/run/nomad-vault-token")
 TOKEN_CONFIG_NAME = "vault-token.hcl"  # noqa: S105 - a file name
+KEYRING_TOKEN_NAME = "keyring-token"  # noqa: S105 - a file name
 
 # "duration": 0 allowed (it means none or for ever); "positive": a duration that must be more than 0
 Kind = Literal["str", "int", "path", "bool", "duration", "positive", "list", "choice", "addresses"]
@@ -76,6 +77,15 @@ class Settings:
     allow_slashes_in_job_ids: bool = False
     # false after the cut-over to workload identity: `run` hands the agent no token at all
     legacy_token: bool = True
+    # ---- the keyring token (Nomad 1.8.3+ `keyring "transit"`): a second periodic token, its own policy
+    keyring: bool = False
+    keyring_token_file: Path | None = None  # filled by load(): $RUNTIME_DIRECTORY/keyring-token
+    keyring_mount: str = "transit"
+    keyring_key: str = "nomad-keyring"
+    keyring_policy: str = "nomad-keyring"
+    keyring_role: str = "nomad-keyring-mint"
+    # the Vault wrapping the keyring runs as a job of this same Nomad cluster (the cold-start trap)
+    keyring_vault_in_cluster: bool = False
     # ---- unseal
     unseal_nodes: tuple[str, ...] = ()  # empty: vault_addr alone
     unseal_keys_file: Path | None = None
@@ -92,6 +102,16 @@ class Settings:
     @property
     def state_file(self) -> Path:
         return self.state_dir / "token.json"
+
+    @property
+    def keyring_state_file(self) -> Path:
+        """The keyring token kept across restarts (a second state, the same store)."""
+        return self.state_dir / "keyring-token.json"
+
+    @property
+    def keyring_token_path(self) -> Path:
+        assert self.keyring_token_file is not None  # filled by load()
+        return self.keyring_token_file
 
     @property
     def verdict_file(self) -> Path:
@@ -178,6 +198,13 @@ FIELDS: dict[str, tuple[Kind, tuple[str, ...]]] = {
     "kv_version": ("int", ()),
     "allow_slashes_in_job_ids": ("bool", ()),
     "legacy_token": ("bool", ()),
+    "keyring": ("bool", ()),
+    "keyring_token_file": ("path", ()),
+    "keyring_mount": ("str", ()),
+    "keyring_key": ("str", ()),
+    "keyring_policy": ("str", ()),
+    "keyring_role": ("str", ()),
+    "keyring_vault_in_cluster": ("bool", ()),
     # ---- unseal
     "unseal_nodes": ("addresses", ()),
     "unseal_keys_file": ("path", ()),
@@ -197,6 +224,7 @@ assert set(FIELDS) == {f.name for f in fields(Settings)}
 DEFAULT_TEXT: dict[str, str] = {
     "ca_cert": "the system CAs",
     "token_config": f"$RUNTIME_DIRECTORY/{TOKEN_CONFIG_NAME} or {DEFAULT_RUNTIME_DIR / TOKEN_CONFIG_NAME}",
+    "keyring_token_file": f"$RUNTIME_DIRECTORY/{KEYRING_TOKEN_NAME} or {DEFAULT_RUNTIME_DIR / KEYRING_TOKEN_NAME}",
     "state_dir": f"$STATE_DIRECTORY or {DEFAULT_STATE_DIR}",
     "snapshot_auth": "by what is given: a client certificate, else a token, else a JWT",
     "unseal_nodes": "vault_addr",
@@ -298,9 +326,11 @@ def load(
             raise AssertionError(f"unknown flag key {key}")  # programming error, not user's
         values[key] = _coerce(key, raw, f"flag {_flag_of(key)}", from_file=False)
 
+    runtime = env.get("RUNTIME_DIRECTORY", "").split(":")[0]
     if "token_config" not in values:
-        runtime = env.get("RUNTIME_DIRECTORY", "").split(":")[0]
         values["token_config"] = Path(runtime or DEFAULT_RUNTIME_DIR) / TOKEN_CONFIG_NAME
+    if "keyring_token_file" not in values:
+        values["keyring_token_file"] = Path(runtime or DEFAULT_RUNTIME_DIR) / KEYRING_TOKEN_NAME
     settings = Settings(**values)
     return _validate(settings)
 
@@ -436,6 +466,17 @@ def _validate(s: Settings) -> Settings:
         raise ConfigError(f"min_ttl ({s.min_ttl}s) must be shorter than period ({s.period}s)")
     vault_addr = check_address(s.vault_addr, s.allow_insecure_http)
     nodes = tuple(dict.fromkeys(check_address(n, s.allow_insecure_http, what="unseal_nodes") for n in s.unseal_nodes))
+    if s.keyring and s.keyring_policy in s.policies:
+        raise ConfigError(
+            f"keyring_policy {s.keyring_policy!r}: is the server token's policy too: the keyring token must "
+            "have a policy of its own (encrypt/decrypt on one key): choose another keyring_policy"
+        )
+    if s.keyring and s.keyring_role in (s.mint_role, s.task_role):
+        raise ConfigError(
+            f"keyring_role {s.keyring_role!r}: is the mint or task role's name too: give it a name of its own"
+        )
+    if s.keyring and s.token_config is not None and s.keyring_token_file == s.token_config:
+        raise ConfigError("keyring_token_file and token_config are the same file: give each token its own file")
     if s.unseal_keys_file is not None and s.unseal_credential is not None:
         raise ConfigError("unseal_keys_file and unseal_credential are both set: give the keys one way only")
     if s.unseal_nodes and s.unseal_nodes_file is not None:

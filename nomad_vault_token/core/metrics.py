@@ -54,6 +54,12 @@ CATALOG: dict[str, str] = {
     "nomad_vault_token_degraded_start": "1 if the agent was started without Vault's word on its token, else 0.",
     "nomad_vault_token_degraded_duration_seconds": "How long the degraded start lasted (so far, while it lasts).",
     "nomad_vault_token_client_cert_expiry_timestamp_seconds": "When the client certificate used to log in to Vault expires (notAfter).",
+    "nomad_vault_token_keyring_token_ttl_seconds": "TTL of Nomad's keyring token at the tracker's last lookup (0 while it is dead or missing).",
+    "nomad_vault_token_keyring_token_last_lookup_timestamp_seconds": "When the tracker last looked the keyring token up successfully.",
+    "nomad_vault_token_keyring_token_last_mint_timestamp_seconds": "When the tracker last minted a replacement keyring token.",
+    "nomad_vault_token_keyring_token_in_use": "1 once Nomad has renewed the keyring token in its file (its keyring wrapper used it), else 0.",
+    "nomad_vault_token_keyring_state": "The keyring token's state: written, in_use, dead, unreachable, degraded, missing.",
+    "nomad_vault_token_keyring_waiting_for_vault": "1 while Nomad waits for Vault to unwrap its keyring (not read since start, Vault away), else 0.",
     # unsealer
     "nomad_vault_token_unseal_node_reachable": "1 if the node answered the last check, else 0.",
     "nomad_vault_token_unseal_node_sealed": "1 if the node said it is sealed at the last check, else 0.",
@@ -81,6 +87,7 @@ CATALOG: dict[str, str] = {
 # docs/metrics.md is made from CATALOG, LABELS and FILES.
 LABELS: dict[str, tuple[str, ...]] = {
     "nomad_vault_token_tracker_state": ("state",),
+    "nomad_vault_token_keyring_state": ("state",),
     "nomad_vault_token_unseal_node_reachable": ("node",),
     "nomad_vault_token_unseal_node_sealed": ("node",),
     "nomad_vault_token_unseal_node_auto_unseal": ("node",),
@@ -97,6 +104,7 @@ FILES: dict[str, tuple[str, ...]] = {
         PREFIX + "tracker_",
         PREFIX + "degraded_",
         PREFIX + "client_cert_",
+        PREFIX + "keyring_",
     ),
     "unseal": (PREFIX + "unseal_",),
     "snapshot": (PREFIX + "snapshot_",),

@@ -23,7 +23,7 @@ _MINTING = frozenset({TOKEN, CHECK, RUN, INSTALL, BOOTSTRAP})  # commands that k
 _LOGIN = frozenset({TOKEN, CHECK, RUN, INSTALL})  # commands that log in with the client certificate
 _READING = frozenset({TOKEN, CHECK, STATUS, RUN, BOOTSTRAP, SNAPSHOT, UNSEAL, CUTOVER, INIT})  # commands that read the config
 
-SNAPSHOTTING, UNSEALING, WORKLOAD, INITIALISING = "Snapshot", "Unseal", "Workload identity", "Init"
+SNAPSHOTTING, UNSEALING, WORKLOAD, INITIALISING, KEYRING = "Snapshot", "Unseal", "Workload identity", "Init", "Keyring"
 CONN, MINT, RUNNING, INSTALLING, BOOTSTRAPPING, OUTPUT = (
     "Vault connection",
     "Minting",
@@ -115,10 +115,27 @@ OPTIONS: tuple[Option, ...] = (
            "longest time between the tracker's token checks; a revoked token is noticed within it", frozenset({RUN}), RUNNING),
     Option("no_check", ("--no-check",), "switch", "skip Nomad's own token and role checks before exec",
            frozenset({RUN}), RUNNING, setting=False),
+    # ---- the keyring token (Nomad 1.8.3+ keyring "transit")
+    Option("keyring", ("--keyring",), "bool", "the Vault token for Nomad's transit keyring: run keeps it in "
+           "keyring_token_file (for keyring \"transit\" { token = \"file://...\" }); bootstrap-roles writes its "
+           "transit key, policy and role; check and status look at it (see docs/keyring.md)",
+           frozenset({CHECK, STATUS, RUN, BOOTSTRAP}), KEYRING),
+    Option("keyring_token_file", ("--keyring-token-file",), "path", "where run writes the keyring token (0600, "
+           "no trailing newline)", frozenset({RUN, CHECK, STATUS}),
+           KEYRING),
+    Option("keyring_mount", ("--keyring-mount",), "str", "the transit mount of the keyring's key",
+           frozenset({CHECK, RUN, BOOTSTRAP}), KEYRING),
+    Option("keyring_key", ("--keyring-key",), "str", "the transit key wrapping Nomad's keyring", frozenset({CHECK, RUN, BOOTSTRAP}), KEYRING),
+    Option("keyring_policy", ("--keyring-policy",), "str", "the keyring token's policy",
+           frozenset({TOKEN, CHECK, RUN, BOOTSTRAP}), KEYRING),
+    Option("keyring_role", ("--keyring-role",), "str", "token role the keyring token is minted through", frozenset({TOKEN, CHECK, RUN, BOOTSTRAP}), KEYRING),
     # ---- token
     Option("output", ("--output", "-o"), "path", "write the token to this file (0600, atomically) instead of stdout",
            frozenset({TOKEN}), OUTPUT, setting=False),
     Option("include_token", ("--include-token",), "switch", "with --format json: add the token itself",
+           frozenset({TOKEN}), OUTPUT, setting=False),
+    Option("keyring_token", ("--keyring-token",), "switch", "mint a keyring token instead (keyring role, keyring policy): "
+           "--output writes it with no trailing newline, for keyring \"transit\" { token = \"file://...\" }",
            frozenset({TOKEN}), OUTPUT, setting=False),
     # ---- check
     Option("mint", ("--mint",), "switch",

@@ -33,6 +33,8 @@ FILE_ONLY = {
     "the log only",
     "stop_signal": "how the tracker stops the agent (escalation, env hand-off): the unit's `KillSignal`",
     "sighup_grace": "no SIGHUP until this long after Nomad first renewed a token (4x that after start if it never did)",
+    "keyring_vault_in_cluster": "`true` when the Vault that wraps Nomad's keyring runs as a job of this same Nomad "
+    "cluster: `check` then fails with the cold-start trap (see [the keyring token](keyring.md#the-cold-start-trap))",
     "legacy_token": "`false` after the cut-over to workload identity: `run` starts the agent with no Vault token "
     "(see [workload identity](workload-identity.md#off-the-server-token-readiness-cutover-and-the-migration-"
     "procedure))",

@@ -5,7 +5,8 @@ would treat it, each citing the Nomad source it follows. Pure: no files, no Vaul
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 from urllib.parse import urlsplit
@@ -18,6 +19,7 @@ from nomad_vault_token.nomad.agent_config import (
     VaultBlock,
 )
 from nomad_vault_token.nomad.go_duration import go_duration_ns
+from nomad_vault_token.nomad.keyring_config import KeyringBlock
 
 Severity = Literal["pass", "warn", "fail"]
 
@@ -322,3 +324,97 @@ def _consumed_env(block: VaultBlock, consumed: Mapping[str, str]) -> list[Findin
 
 
 # --- Go's time.ParseDuration -------------------------------------------------------------------
+
+
+# ---- the keyring blocks (Nomad 1.8.3+), for the keyring token ----------------------------------------
+
+
+def keyring_findings(
+    blocks: Sequence[KeyringBlock],
+    vault: VaultBlock | None,
+    *,
+    keyring: bool,
+    token_path: str,
+    vault_addr: str,
+) -> list[Finding]:
+    """What the agent's merged ``keyring`` blocks (``keyring_config.load_keyring_blocks``) mean for the keyring
+    token this tool writes to ``token_path``. ``keyring``: the tool keeps that token (``keyring = true``)."""
+    if not blocks:
+        if not keyring:
+            return []
+        return [Finding("keyring", "warn", "no keyring block in the agent's config: Nomad wraps its keyring with "
+                        "its own aead key on disk and never reads the keyring token this tool keeps",
+                        f'add keyring "transit" {{ active = true, ..., token = "file://{token_path}" }}', "")]  # fmt: skip
+    out: list[Finding] = []
+    active = [b for b in blocks if b.active]
+    if len(active) > 1:  # encrypter_ce.go v2.0.5:28-31
+        out.append(Finding("keyring", "fail", f"{len(active)} keyring blocks are active ({', '.join(b.id for b in active)}): "
+                           "Nomad Community Edition refuses to start (\"only one server.keyring can be active in Nomad "
+                           "Community Edition\", nomad/encrypter_ce.go v2.0.5:28-31); Enterprise accepts several",
+                           "keep active = true on one block (Enterprise: several active blocks are its way out of the "
+                           "cold-start trap)", active[-1].active_where))  # fmt: skip
+    if len(blocks) > 2:  # GH-27579
+        out.append(Finding("keyring", "warn", f"{len(blocks)} keyring blocks: Nomad before 1.11.3 fails to parse more "
+                           "than two (hashicorp/nomad#27579)", "upgrade Nomad to 1.11.3+, or keep two blocks",
+                           blocks[-1].where))  # fmt: skip
+    transit = [b for b in blocks if b.provider == "transit"]
+    if keyring and not any(b.active for b in transit):
+        out.append(Finding("keyring", "warn", "no active keyring \"transit\" block: new root keys are wrapped by the "
+                           "active provider only (nomad/encrypter.go v2.0.5:810-813), so the keyring token is not used "
+                           "for them", "set active = true on the transit block", transit[0].where if transit else ""))  # fmt: skip
+    for block in transit:
+        out.extend(_transit(block, vault, keyring=keyring, token_path=token_path, vault_addr=vault_addr))
+    return out
+
+
+def _transit(
+    block: KeyringBlock, vault: VaultBlock | None, *, keyring: bool, token_path: str, vault_addr: str
+) -> list[Finding]:
+    at = f'{block.where}: keyring "{block.id}"'
+    key = f"keyring.{block.id}"
+    line = f'token = "file://{token_path}"'
+    out: list[Finding] = []
+    ref = block.token
+    if ref is None:  # fallbackVaultConfig, nomad/encrypter.go v2.0.5:117-147
+        via_vault = vault is not None and vault.token_set
+        out.append(Finding(key + ".token", "fail", f"{at} has no token: Nomad falls back to the vault block's token "
+                           f"up to 1.9{' (set here: the legacy server token, which must never get transit rights)' if via_vault else ''}"
+                           ", which 1.10+ no longer passes on (VaultConfig.Merge, #25155), then to VAULT_TOKEN as "
+                           "it was at start, which run never passes to the agent", f"add {line} to the block", block.where))  # fmt: skip
+    elif ref.kind == "literal":
+        out.append(Finding(key + ".token", "warn", f"{ref.where}: the keyring token is written in the config file as "
+                           "plain text: nobody renews or replaces it, and every reader of the file has it",
+                           f"write {line} instead (nomad-vault-token run --keyring keeps that file)", ref.where))  # fmt: skip
+    elif ref.kind == "env":
+        out.append(Finding(key + ".token", "warn", f"{ref.where}: the keyring token comes from ${ref.target}, read "
+                           "at every wrapper build from the agent's environment", f"write {line} instead", ref.where))  # fmt: skip
+    elif keyring and os.path.normpath(ref.target) != os.path.normpath(token_path):
+        out.append(Finding(key + ".token", "fail", f"{ref.where}: Nomad reads the keyring token from {ref.target}, but "
+                           f"run writes it to {token_path}: the token Nomad uses is not the one kept alive",
+                           f"write {line}, or set keyring_token_file = \"{ref.target}\"", ref.where))  # fmt: skip
+    else:
+        out.append(Finding(key + ".token", "pass", f"{ref.where}: token read from file://{ref.target} at every use", "",
+                           ref.where))  # fmt: skip
+    cfg = block.config
+    if "tls_ca_cert" not in cfg and "tls_ca_path" not in cfg and vault is not None and vault.ca_file:
+        # encrypter.go v2.0.5:136: the fallback takes the vault block's ca_path, not its ca_file
+        got = f"its ca_path {vault.ca_path} (a directory)" if vault.ca_path else "no CA at all (VAULT_CACERT if set)"
+        out.append(Finding(key + ".tls_ca_cert", "warn", f"{at} has no tls_ca_cert: Nomad fills it from the vault "
+                           f"block's ca_path, not its ca_file {vault.ca_file}, so the keyring gets {got} "
+                           "(nomad/encrypter.go v2.0.5:136)", f'add tls_ca_cert = "{vault.ca_file}" to the block',
+                           block.where))  # fmt: skip
+    if cfg.get("tls_skip_verify", "").lower() in ("true", "1", "t"):
+        out.append(Finding(key + ".tls_skip_verify", "warn", f"{at}: tls_skip_verify = \"{cfg['tls_skip_verify']}\": "
+                           "the keyring token is sent to whoever answers at the address",
+                           'give tls_ca_cert and tls_skip_verify = "false"', block.where))  # fmt: skip
+    address = cfg.get("address") or (vault.address if vault is not None and vault.address else "")
+    if keyring and address and not same_vault(address, vault_addr):
+        out.append(Finding(key + ".address", "fail", f"{at}: address {address} is not vault_addr {vault_addr}: the "
+                           "keyring token is minted by one Vault and sent to another",
+                           f'set address = "{vault_addr}" in the block', block.where))  # fmt: skip
+    for name in ("mount_path", "key_name"):
+        if not cfg.get(name):
+            out.append(Finding(f"{key}.{name}", "fail", f"{at} has no {name}: the transit wrapper refuses to start "
+                               f"(\"{name} is required\", go-kms-wrapping transit_client.go)",
+                               f'add {name} = "..." to the block', block.where))  # fmt: skip
+    return out

@@ -22,7 +22,9 @@ from typing import Any, Literal
 
 from nomad_vault_token.core.durations import DurationError, parse_duration
 
-Kind = Literal["policy", "token_role", "auth_mount", "cert_role", "jwt_config", "jwt_role"]
+Kind = Literal[
+    "policy", "token_role", "auth_mount", "cert_role", "jwt_config", "jwt_role", "secrets_mount", "transit_key"
+]
 Action = Literal["create", "update", "unchanged"]
 FieldType = Literal["duration", "set", "bool", "str", "policy", "pem", "map"]
 
@@ -54,6 +56,9 @@ FIELD_TYPES: dict[str, FieldType] = {
     "claim_mappings": "map",
     "bound_claims": "map",
     "token_type": "str",
+    # the transit key wrapping Nomad's keyring (<mount>/keys/<key>)
+    "deletion_allowed": "bool",
+    "exportable": "bool",
     # a policy's templating switches (OpenBao 2.6+)
     "allow_slashes_in_identity_templates": "bool",
 }
@@ -66,7 +71,26 @@ KIND_WORDS: dict[Kind, str] = {
     "cert_role": "role",
     "jwt_config": "JWT config",
     "jwt_role": "role",
+    "secrets_mount": "secrets mount",
+    "transit_key": "transit key",
 }
+
+# Fields Vault never lets change once the object exists: a difference is the admin's to settle.
+FIXED_FIELDS: dict[Kind, frozenset[str]] = {
+    "secrets_mount": frozenset({"type"}),
+    "transit_key": frozenset({"type", "exportable"}),
+}
+
+
+def fixed_changes(steps: Sequence[Step]) -> list[tuple[Step, str]]:
+    """(step, field) for each update Vault cannot make: a transit key's type, an exported key, a mount's type."""
+    return [
+        (step, f)
+        for step in steps
+        if step.action == "update"
+        for f in step.changed_fields
+        if f in FIXED_FIELDS.get(step.want.kind, frozenset())
+    ]
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _PEM_BLOCK = re.compile(r"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", re.DOTALL)

@@ -16,6 +16,7 @@ import os
 import random
 import signal
 import time
+from typing import TYPE_CHECKING
 
 from nomad_vault_token.core.config import Settings
 from nomad_vault_token.core.durations import format_duration
@@ -32,6 +33,9 @@ from nomad_vault_token.token.tracker_report import Health, View
 from nomad_vault_token.vault import tls
 from nomad_vault_token.vault.client import TokenInfo, Vault
 
+if TYPE_CHECKING:
+    from nomad_vault_token.token.keyring_watch import KeyringWatch
+
 log = logging.getLogger(__name__)
 
 
@@ -43,13 +47,15 @@ def spawn(
     agent_args: AgentArgv | None = None,
     *,
     degraded: bool = False,
+    ring: tuple[Secret | None, TokenInfo] | None = None,
 ) -> None:
     """Start the tracker detached; it begins once this process has exec'd the agent.
 
-    `degraded`: the agent starts without Vault's word on `token` (None: no token at all)."""
+    `degraded`: the agent starts without Vault's word on `token` (None: no token at all).
+    `ring`: the keyring token written for the agent (`keyring = true`), and what Vault said of it."""
 
     def body(agent: AgentProcess, ready_fd: int) -> int:
-        return Tracker(settings, token, info, agent, agent_args, degraded=degraded).main(ready_fd)
+        return Tracker(settings, token, info, agent, agent_args, degraded=degraded, ring=ring).main(ready_fd)
 
     fork_beside(signal.Signals[settings.stop_signal], body)
 
@@ -64,9 +70,16 @@ class Tracker:
         agent_args: AgentArgv | None = None,
         *,
         degraded: bool = False,
+        ring: tuple[Secret | None, TokenInfo] | None = None,
     ) -> None:
         self.settings = settings
         self.vault = Vault(settings)  # made in the forked tracker: no connection shared with `run`
+        self.legacy = settings.legacy_token  # false: the agent has no server token, only the keyring's
+        self.keyring: KeyringWatch | None = None
+        if ring is not None:
+            from nomad_vault_token.token.keyring_watch import KeyringWatch
+
+            self.keyring = KeyringWatch(settings, self.vault, ring[0], ring[1], degraded=degraded)
         self.token = token
         self.info = info
         self.agent = agent
@@ -102,11 +115,23 @@ class Tracker:
         self.track = tracking.start(
             time.monotonic(), self.track.baseline, self.track.jitter, degraded=self.track.state == "degraded"
         )
+        if self.keyring is not None:
+            self.keyring.started()
         self._refresh_cert()
         self.notifier.status(self.status_line())
-        self.review_agent_config()
+        if self.legacy:
+            self.review_agent_config()
+        if self.keyring is not None:
+            self.review_keyring_config()
         self.publish()
-        log.info("tracker watching token accessor %s for agent pid %d", self.info.accessor, self.agent_pid)
+        if self.legacy:
+            log.info("tracker watching token accessor %s for agent pid %d", self.info.accessor, self.agent_pid)
+        if self.keyring is not None:
+            log.info(
+                "tracker watching keyring token accessor %s for agent pid %d",
+                self.keyring.info.accessor or "(none)",
+                self.agent_pid,
+            )
         self.loop()
         return 0
 
@@ -131,6 +156,36 @@ class Tracker:
         if failed:
             self.notifier.status(self.status_line())
 
+    def review_keyring_config(self) -> None:
+        """The agent's keyring blocks, judged for the keyring token this tracker keeps (as `check` does)."""
+        if self.agent_args is None or not self.agent_args.found:
+            return
+        from nomad_vault_token.core.errors import ConfigError
+        from nomad_vault_token.nomad import agent_config, agent_findings, keyring_config
+
+        try:
+            blocks = keyring_config.load_keyring_blocks(self.agent_args.configs)
+            vault_block = agent_config.load_vault_block(self.agent_args.configs, self.agent_args)
+            found = agent_findings.keyring_findings(
+                blocks,
+                vault_block,
+                keyring=True,
+                token_path=str(self.settings.keyring_token_path),
+                vault_addr=self.settings.vault_addr,
+            )
+        except ConfigError as exc:
+            found = [agent_findings.Finding("keyring", "fail", exc.message, "", "")]
+        except Exception:  # a review must never take the tracker down
+            log.exception("could not review the agent's keyring blocks")
+            return
+        for f in found:
+            if f.severity != "pass":
+                log.log(logging.ERROR if f.severity == "fail" else logging.WARNING, "agent config: %s", f.message)
+        failed = [f for f in found if f.severity == "fail"]
+        if failed and not self.config_problem:
+            self.config_problem = failed[0].message
+            self.notifier.status(self.status_line())
+
     def _check_lookup_capability(self, token: Secret) -> None:
         """allow_unauthenticated = false: Nomad also needs update on auth/token/lookup (vault.go:866)."""
         from nomad_vault_token.nomad import token_rules as nomad_rules
@@ -146,16 +201,23 @@ class Tracker:
             self.config_problem = self.config_problem or f"Nomad will refuse the token: {r.message}"
 
     def loop(self) -> None:
-        next_check = time.monotonic() + self.check_delay()
+        next_check = time.monotonic() + self.check_delay() if self.legacy else float("inf")
         while True:
             now = time.monotonic()
-            wake = self.pacer.wake_at(next_check)
+            wake = self.pacer.wake_at(min(next_check, self.keyring.next_at if self.keyring else next_check))
             if not self.ready_sent:
                 wake = min(wake, tracking.sighup_safe_at(self.track, self.policy))
             if self.agent.gone(wake - now):
                 log.info("agent pid %d exited: tracker stops", self.agent_pid)
                 return
             now = time.monotonic()
+            if self.keyring is not None and now >= self.keyring.next_at:
+                try:
+                    self.keyring.tick()
+                except Exception:  # never crash beside the agent
+                    log.exception("keyring token check failed")
+                    self.keyring.next_at = time.monotonic() + self.settings.check_interval
+                self.report()
             if now >= next_check:
                 try:
                     next_check = time.monotonic() + self.tick()
@@ -357,7 +419,13 @@ class Tracker:
 
     def healthy(self) -> bool:
         """Whether the agent holds a live token as far as we know: not dead, not refused by the agent,
-        and TTL left by the monotonic clock."""
+        and TTL left by the monotonic clock. The WATCHDOG follows this.
+
+        The keyring token never stops the WATCHDOG: a restart cannot mend it (the tracker replaces it in the
+        file, and Nomad reads the file at its next use), and a Nomad restarted while its keyring token is dead
+        or Vault is away cannot read its keyring at all. STATUS says what is wrong with it instead."""
+        if not self.legacy:
+            return True
         alive = self.ttl_now() > 0 or self.track.state == "degraded"  # degraded: no TTL known, Vault's fault
         return self.track.watchdog_ok() and self.health.dead_since is None and alive
 
@@ -381,6 +449,8 @@ class Tracker:
             last_lookup=self.last_lookup,
             last_mint=self.last_mint,
             wall=time.time(),
+            legacy=self.legacy,
+            ring=None if self.keyring is None else self.keyring.view(),
         )
 
     def status_line(self) -> str:

@@ -12,7 +12,15 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, get_args
 
 from nomad_vault_token.core.durations import format_duration
-from nomad_vault_token.token.tracker_state import STATES, Handover, State, Track
+from nomad_vault_token.token.tracker_state import (
+    RING_STATES,
+    STATES,
+    Handover,
+    Ring,
+    State,
+    Track,
+    ring_waiting_for_vault,
+)
 
 if TYPE_CHECKING:  # the metrics module is loaded only by a tracker that writes metrics
     from nomad_vault_token.core.metrics import Gauge
@@ -30,6 +38,30 @@ class Health:
     dead_since: float | None = None  # wall clock: token gone and not yet replaced
     problem: str = ""
     vault_state: str = ""  # VaultUnavailable.what while unreachable
+
+
+@dataclass(frozen=True)
+class RingView:
+    """What the tracker knows of the keyring token at one instant."""
+
+    accessor: str
+    ring: Ring
+    ttl: float  # extrapolated to now
+    last_renewal: float | None  # wall clock
+    renewed_by: str
+    dead_since: float | None  # wall clock
+    unreachable_since: float | None  # wall clock
+    vault_state: str
+    problem: str
+    last_lookup: float | None
+    last_mint: float | None
+    path: str
+    agent_age: float = 0.0  # seconds since the agent was exec'd
+
+
+# Nomad reads its keyring while it starts (well within its 30 s start_timeout): after this long without a sign
+# of it, STATUS says Nomad has not read its keyring (up to 1.10.0 a failed start waits for ever).
+KEYRING_READ_WITHIN = 60.0
 
 
 @dataclass(frozen=True)
@@ -51,9 +83,50 @@ class View:
     last_lookup: float | None  # wall clock
     last_mint: float | None  # wall clock
     wall: float  # time.time() when the view was taken
+    legacy: bool = True  # the legacy server token is handed to the agent
+    ring: RingView | None = None  # the keyring token, when `keyring = true`
+
+
+def ring_status(r: RingView, wall: float) -> str:
+    """The keyring token's part of STATUS. Never hides that Nomad cannot read its keyring."""
+    name = f"keyring token {r.accessor[:8]}..."
+    state = r.ring.state
+    if ring_waiting_for_vault(r.ring):
+        return f"waiting for Vault to unwrap Nomad's keyring: {r.vault_state or 'unreachable'}"
+    if state == "missing":
+        return f"NO keyring token: Nomad cannot read its keyring; {r.problem or 'minting one'}"
+    if state == "dead":
+        return (f"{name} DEAD since {_clock(r.dead_since or wall)}: Nomad cannot read its keyring at its next "
+                f"rotation or restart; {r.problem or 'replacing it'}")  # fmt: skip
+    text = f"{name} ttl {format_duration(r.ttl)}"
+    if state == "unreachable":
+        return f"{text}; Vault unreachable since {_clock(r.unreachable_since or wall)} ({r.vault_state})"
+    if state == "in_use":
+        text += ", in use by Nomad"
+    elif not r.ring.used_once and r.agent_age > KEYRING_READ_WITHIN:
+        text += (f", NOT read by Nomad {format_duration(r.agent_age)} after its start: Nomad has not read its keyring "
+                 "(up to 1.10.0 a start that found Vault away waits for ever): restart the agent")  # fmt: skip
+    else:
+        text += f", in {r.path}, not used by Nomad yet"
+    if r.last_renewal is not None:
+        text += f", renewed {format_duration(max(wall - r.last_renewal, 0))} ago"
+        if r.renewed_by:
+            text += f" by {r.renewed_by}"
+    if r.problem:
+        text += f"; {r.problem}"
+    return text
 
 
 def status_line(v: View) -> str:
+    if not v.legacy:  # Nomad 1.10+: the keyring token is the only one
+        parts = [ring_status(v.ring, v.wall)] if v.ring is not None else ["no token"]
+        if v.config_problem:
+            parts.append(f"agent config: {v.config_problem}")
+        if v.cert_warning:
+            parts.append(f"WARNING: {v.cert_warning}")
+        elif v.cert_days is not None:
+            parts.append(f"client cert expires in {v.cert_days} days")
+        return "; ".join(parts)
     h = v.health
     parts = [f"token {v.accessor[:8]}... ttl {format_duration(v.ttl)}"]
     if v.track.state == "degraded":
@@ -72,6 +145,8 @@ def status_line(v: View) -> str:
         parts.append(f"Vault unreachable since {_clock(h.unreachable_since)} ({h.vault_state})")
     elif h.problem and h.dead_since is None:
         parts.append(h.problem)
+    if v.ring is not None:
+        parts.append(ring_status(v.ring, v.wall))
     if v.config_problem:
         parts.append(f"agent config: {v.config_problem}")
     if v.cert_warning:
@@ -95,6 +170,8 @@ class Published:
     degraded_for: float | None
     status: str
     updated_at: float  # wall clock
+    legacy: bool = True  # false: the agent holds no server token, only the keyring's
+    keyring: Mapping[str, Any] | None = None  # `ring_document`: the keyring token's state, when keyring = true
 
     VERSION: ClassVar[int] = 1
 
@@ -120,6 +197,8 @@ class Published:
                 degraded_for=None if degraded_for is None else float(degraded_for),
                 status=str(doc["status"]),
                 updated_at=float(doc["updated_at"]),
+                legacy=bool(doc.get("legacy", True)),
+                keyring=ring if isinstance(ring := doc.get("keyring"), dict) else None,
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not a tracker.json: {exc!r}") from None
@@ -138,7 +217,22 @@ def document(v: View, pid: int) -> dict[str, Any]:
         degraded_for=v.degraded_for,
         status=status_line(v),
         updated_at=v.wall,
+        legacy=v.legacy,
+        keyring=None if v.ring is None else ring_document(v.ring, v.wall),
     ).to_json()
+
+
+def ring_document(r: RingView, wall: float) -> dict[str, Any]:
+    """The keyring token's part of tracker.json (its accessor, never the token)."""
+    return {
+        "accessor": r.accessor,
+        "state": r.ring.state,
+        "in_use": r.ring.used,
+        "waiting_for_vault": ring_waiting_for_vault(r.ring),
+        "ttl": None if r.ring.state in ("dead", "missing", "degraded") else max(r.ttl, 0.0),
+        "file": r.path,
+        "status": ring_status(r, wall),
+    }
 
 
 def gauges(v: View) -> list[Gauge]:
@@ -146,7 +240,10 @@ def gauges(v: View) -> list[Gauge]:
     from nomad_vault_token.core import metrics
     from nomad_vault_token.core.metrics import flag, gauge
 
-    out = metrics.state_set("nomad_vault_token_tracker_state", STATES, v.track.state)
+    out = [] if v.ring is None else ring_gauges(v.ring, v.wall)
+    if not v.legacy:
+        return out
+    out += metrics.state_set("nomad_vault_token_tracker_state", STATES, v.track.state)
     out.append(gauge("nomad_vault_token_token_adopted", flag(v.track.adopted())))
     out.append(gauge("nomad_vault_token_degraded_start", flag(v.degraded_for is not None)))
     if v.degraded_for is not None:
@@ -165,6 +262,24 @@ def gauges(v: View) -> list[Gauge]:
     ):
         if value is not None:
             out.append(gauge(name, value))
+    return out
+
+
+def ring_gauges(r: RingView, wall: float) -> list[Gauge]:
+    from nomad_vault_token.core import metrics
+    from nomad_vault_token.core.metrics import flag, gauge
+
+    out = metrics.state_set("nomad_vault_token_keyring_state", RING_STATES, r.ring.state)
+    out.append(gauge("nomad_vault_token_keyring_token_in_use", flag(r.ring.used)))
+    out.append(gauge("nomad_vault_token_keyring_waiting_for_vault", flag(ring_waiting_for_vault(r.ring))))
+    if r.ring.state in ("dead", "missing"):
+        out.append(gauge("nomad_vault_token_keyring_token_ttl_seconds", 0.0))
+    elif r.ring.state != "degraded":
+        out.append(gauge("nomad_vault_token_keyring_token_ttl_seconds", max(r.ttl, 0.0)))
+    if r.last_mint is not None:
+        out.append(gauge("nomad_vault_token_keyring_token_last_mint_timestamp_seconds", r.last_mint))
+    if r.last_lookup is not None:
+        out.append(gauge("nomad_vault_token_keyring_token_last_lookup_timestamp_seconds", r.last_lookup))
     return out
 
 

@@ -227,3 +227,86 @@ def _short(seconds: float) -> str:
     if s < 7200:
         return f"{s // 60}m"
     return f"{s // 3600}h"
+
+
+# ---- the keyring token (Nomad's `keyring "transit"` block) ------------------------------------------
+#
+# Nomad reads it from its file at every wrapper build (start, key rotation) and renews it as itself then
+# (go-kms-wrapping `transit_client.go`:141-181), so its `last_renewal` moving without the tracker renewing
+# shows Nomad used it. A replaced token is written to the file and nothing else: no SIGHUP (keyring blocks
+# are not reloaded, `server.go` v2.0.5:910-958, and none is needed: the next build reads the file).
+#
+# States (`Ring.state`):
+# - written:     in the file; Nomad has not been seen using it yet (it uses it at its next start or rotation)
+# - in_use:      Nomad renewed it: its keyring wrapper took it
+# - dead:        Vault says it is gone; a new one is being minted into the file
+# - unreachable: Vault does not answer (or is sealed): nothing is known
+# - degraded:    the agent started without Vault's word on it (saved token unverified)
+# - missing:     no keyring token at all: Nomad cannot read its keyring
+
+RingState = Literal["written", "in_use", "dead", "unreachable", "degraded", "missing"]
+RING_STATES: tuple[RingState, ...] = get_args(RingState)
+
+
+@dataclass(frozen=True)
+class Ring:
+    state: RingState
+    baseline: str | None  # last_renewal when the token was written: another value is Nomad's
+    ours: str | None = None  # last_renewal after the tracker's own renewal
+    used: bool = False  # Nomad used the current token
+    used_once: bool = False  # Nomad used a keyring token since the agent started (it read its keyring)
+    before_outage: RingState | None = None
+
+
+def ring_start(baseline: str | None, *, has_token: bool, degraded: bool) -> Ring:
+    if not has_token:
+        return Ring("missing", None)
+    return Ring("degraded" if degraded else "written", baseline)
+
+
+def ring_looked(ring: Ring, renewal: str | None) -> Ring:
+    """lookup-self answered for the keyring token: it is alive, its last_renewal is `renewal`."""
+    r = ring
+    if r.state == "degraded":  # the first word from Vault on a token saved earlier: its renewals so far were
+        # the agent's before this start (nobody renews through an outage): they set the baseline
+        return replace(r, state="written", baseline=renewal, before_outage=None)
+    if r.state in ("unreachable", "dead"):
+        r = replace(r, state=r.before_outage if r.before_outage in ("written", "in_use") else "written",
+                    before_outage=None)  # fmt: skip
+    if renewal is not None and renewal not in (r.baseline, r.ours):
+        return replace(r, state="in_use", used=True, used_once=True)
+    return r
+
+
+def ring_renewed_by_us(ring: Ring, renewal: str | None) -> Ring:
+    return replace(ring, ours=renewal)
+
+
+def ring_unreachable(ring: Ring) -> Ring:
+    if ring.state in ("unreachable", "degraded", "missing"):
+        return ring
+    return replace(ring, state="unreachable", before_outage=ring.state)
+
+
+def ring_gone(ring: Ring) -> Ring:
+    return replace(ring, state="dead", before_outage=None)
+
+
+def ring_replaced(ring: Ring, baseline: str | None) -> Ring:
+    """A new keyring token is in the file."""
+    return replace(ring, state="written", baseline=baseline, ours=None, used=False, before_outage=None)
+
+
+def ring_waiting_for_vault(ring: Ring) -> bool:
+    """Nomad has not read its keyring since it started and Vault cannot be asked: it is waiting to unwrap it
+    (up to 1.10.0 for ever, from 1.10.1 until start_timeout, `server.go` v1.10.1:579-582)."""
+    return not ring.used_once and ring.state in ("unreachable", "degraded", "missing")
+
+
+def ring_poll_delay(ring: Ring, since_start: float, window: float) -> float:
+    """How soon to look at the keyring token again while the agent starts: Nomad reads its keyring then, and
+    seeing it renew the token is the proof it could. Often at first, then every POLL_MAX, for `window` seconds
+    after the agent started (a token replaced later is used at Nomad's next rotation: days away)."""
+    if ring.used_once or since_start > window:
+        return float("inf")
+    return min(max(since_start / 4, POLL_MIN), POLL_MAX)

@@ -240,6 +240,20 @@ class Vault:
         auth = resp["auth"]
         return Minted(token=Secret(auth["client_token"]), accessor=auth["accessor"])
 
+    def mint_keyring(self, startup: Secret) -> Minted:
+        """Mint the keyring token through the keyring role: its policy alone, orphan, periodic."""
+        s = self.settings
+        meta = {"host": socket.gethostname(), "minted_by": "nomad-vault-token", "purpose": "nomad-keyring"}
+        with self._mapped(f"auth/token/create/{s.keyring_role}"):
+            resp = self._client(startup).auth.token.create(
+                role_name=s.keyring_role,
+                policies=[s.keyring_policy],
+                meta=meta,
+                display_name=f"nomad-keyring-{socket.gethostname()}",
+            )
+        auth = resp["auth"]
+        return Minted(token=Secret(auth["client_token"]), accessor=auth["accessor"])
+
     def revoke_self(self, token: Secret) -> None:
         """POST auth/token/revoke-self (the short-lived login token, a replaced server token)."""
         with self._mapped("auth/token/revoke-self", own_token=True):
@@ -320,6 +334,42 @@ class Vault:
         """POST sys/auth/<mount>: enable an auth method there."""
         with self._admin(f"sys/auth/{mount}", '"update" and "sudo"'):
             self._client(token).sys.enable_auth_method(method_type, path=mount)
+
+    def admin_secrets_mounts(self, token: Secret) -> dict[str, str]:
+        """GET sys/mounts: secrets mount path (without the trailing slash) -> engine type."""
+        with self._admin("sys/mounts", '"read"'):
+            resp = self._client(token).sys.list_mounted_secrets_engines()
+        data = resp.get("data", resp) if isinstance(resp, dict) else {}
+        return {
+            str(mount).rstrip("/"): str(info.get("type", ""))
+            for mount, info in data.items()
+            if isinstance(info, dict) and str(mount).endswith("/")
+        }
+
+    def admin_enable_secrets(self, token: Secret, mount: str, engine: str) -> None:
+        """POST sys/mounts/<mount>: mount a secrets engine there."""
+        with self._admin(f"sys/mounts/{mount}", '"update" and "sudo"'):
+            self._client(token).sys.enable_secrets_engine(engine, path=mount)
+
+    # ---- transit (the keyring token's use, as Nomad's wrapper makes it) ----
+
+    def transit_encrypt(self, token: Secret, mount: str, key: str, plaintext: bytes) -> str:
+        """POST <mount>/encrypt/<key>: the ciphertext (`vault:vN:...`)."""
+        import base64
+
+        path = f"{mount}/encrypt/{key}"
+        with self._mapped(path):
+            resp = self._client(token).write_data(path, data={"plaintext": base64.b64encode(plaintext).decode()})
+        return str(resp["data"]["ciphertext"])
+
+    def transit_decrypt(self, token: Secret, mount: str, key: str, ciphertext: str) -> bytes:
+        """POST <mount>/decrypt/<key>: the plaintext."""
+        import base64
+
+        path = f"{mount}/decrypt/{key}"
+        with self._mapped(path):
+            resp = self._client(token).write_data(path, data={"ciphertext": ciphertext})
+        return base64.b64decode(resp["data"]["plaintext"])
 
     # ---- snapshot (raft) ----
 

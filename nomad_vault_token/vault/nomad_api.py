@@ -1,5 +1,5 @@
-"""Nomad's HTTP API (HTTP lives in this room only): the two reads the migration readiness needs, and the
-one write `init` makes (a Nomad Variable, created with check-and-set).
+"""Nomad's HTTP API (HTTP lives in this room only): the reads the migration readiness and the keyring's
+cold-start check need, and the one write `init` makes (a Nomad Variable, created with check-and-set).
 
 `GET /v1/operator/upgrade-check/vault-workload-identity` (Nomad 1.7.3+, `operator:read`;
 `command/agent/operator_endpoint.go` v1.9.7:531-558, `nomad/operator_endpoint.go`:790-880) and
@@ -25,10 +25,11 @@ from nomad_vault_token.core.secret import Secret
 
 UPGRADE_CHECK = "/v1/operator/upgrade-check/vault-workload-identity"
 NODES = "/v1/nodes"
+SERVICES = "/v1/services"  # Nomad's native service registry (1.3+), every namespace with ?namespace=*
 
 
 def get(addr: str, path: str, token: Secret | None, ca_pem: str, allow_insecure_http: bool = False,
-        timeout: float = 10.0) -> Any:  # fmt: skip
+        timeout: float = 10.0, denied: str = "a token whose ACL policy allows operator:read and node:read") -> Any:  # fmt: skip
     """GET `addr``path` as JSON; one-line NomadError naming the endpoint and the fix otherwise."""
     return _call(
         "GET",
@@ -38,7 +39,7 @@ def get(addr: str, path: str, token: Secret | None, ca_pem: str, allow_insecure_
         ca_pem,
         allow_insecure_http,
         timeout,
-        denied="a token whose ACL policy allows operator:read and node:read",
+        denied=denied,
         not_found="not found: Nomad 1.7.3+ has this endpoint: upgrade the servers",
     )
 
@@ -149,3 +150,37 @@ def upgrade_check(addr: str, token: Secret | None, ca_pem: str, allow_insecure_h
 def nodes(addr: str, token: Secret | None, ca_pem: str, allow_insecure_http: bool = False) -> list[dict[str, Any]]:
     doc = get(addr, NODES, token, ca_pem, allow_insecure_http)
     return [n for n in doc if isinstance(n, dict)] if isinstance(doc, list) else []
+
+
+def service_at(addr: str, vault_addr: str, token: Secret | None, ca_pem: str, allow_insecure_http: bool = False) -> str:
+    """The `namespace/name` of a service in Nomad's registry registered at Vault's host and port, or "".
+
+    `GET /v1/services?namespace=*` lists the services (`api/services.go`: Namespace, Services[ServiceName]);
+    `GET /v1/service/<name>?namespace=<ns>` their registrations (Address, Port). A host name in `vault_addr` is
+    compared by the addresses it resolves to. Services Consul holds for Nomad are not seen here."""
+    import socket
+    import urllib.parse
+
+    from nomad_vault_token.core.address import read_address
+
+    vault = read_address(vault_addr, "vault_addr", allow_insecure_http=True)  # already checked by config
+    port, host = vault.port, vault.host.strip("[]")
+    try:
+        wanted = {host} | {str(a[4][0]) for a in socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)}
+    except OSError:
+        wanted = {host}
+    denied = "a token whose ACL policy allows read-job in every namespace (to list services)"
+    listing = get(addr, SERVICES + "?namespace=*", token, ca_pem, allow_insecure_http, denied=denied)
+    for group in listing if isinstance(listing, list) else []:
+        namespace = str(group.get("Namespace") or "default") if isinstance(group, dict) else "default"
+        for service in (group.get("Services") or []) if isinstance(group, dict) else []:
+            name = str(service.get("ServiceName") or "")
+            if not name:
+                continue
+            quoted = urllib.parse.quote(name, safe="")
+            ns = urllib.parse.quote(namespace, safe="")
+            regs = get(addr, f"/v1/service/{quoted}?namespace={ns}", token, ca_pem, allow_insecure_http, denied=denied)
+            for reg in regs if isinstance(regs, list) else []:
+                if isinstance(reg, dict) and str(reg.get("Address")) in wanted and int(reg.get("Port") or 0) == port:
+                    return f"{namespace}/{name}"
+    return ""

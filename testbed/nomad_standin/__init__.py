@@ -92,5 +92,8 @@ SIGHUP/SIGINT/SIGTERM before ``signals_ready``. The token is never written.
 
 One module a section: `common` (constants and errors), `flags` (Go's flag package), `config` (the
 config files, pyhcl), `vault_api` (the Vault API client as Nomad builds it), `rules` (Nomad's rules,
-pure), `validation` (talks to Vault), `report`, `agent` (the loops, signals and `main`).
+pure), `validation` (talks to Vault), `report`, `agent` (the loops, signals and `main`), `keyring` (the
+transit keyring of Nomad 1.8.3+: its blocks, the token by Nomad's precedence, a wrapper built at every use,
+root keys unwrapped at start, rotations a test triggers; its own docstring lists what it copies, its
+FAKE_NOMAD_KEYRING_* settings and its events).
 """

@@ -162,6 +162,7 @@ class Agent:
         self.kind = "vault"  # "vault": a vaultClient; "noop": NoopVault (1.7.3+ without a token)
         self.loops: Loops | None = None
         self.last_accessor: str | None = None
+        self.keyring: Any = None
         report.secret(self.env.get("VAULT_TOKEN", ""))
 
     @property
@@ -197,6 +198,21 @@ class Agent:
             self.report.emit("config_error", error=str(exc))
             return self.exit("config_error", 1)
         self._take(self.loaded)
+        from testbed.nomad_standin import keyring
+
+        try:  # NewServer: the encrypter, then IsReady blocks until the keyring is unwrapped (keyring.py)
+            self.keyring = keyring.setup(self.argv[2:], self.env, self.report)
+        except ConfigError as exc:
+            print(f"==> {exc}", file=sys.stderr)
+            self.report.emit("config_error", error=str(exc))
+            return self.exit("config_error", 1)
+        if self.keyring is not None:
+            code = self.keyring.start()
+            if code is not None:
+                print("==> Error starting agent: server setup failed: failed to wait for keyring decryption to "
+                      "complete", file=sys.stderr)  # fmt: skip
+                return self.exit("keyring", code)
+            self.keyring.watch_rotations()
 
         def started(accessor: str | None, client: str = "vault") -> None:
             address = None

@@ -79,6 +79,35 @@ def test_token_appears_only_where_it_must(
     assert first in logs  # the accessor is what gets logged
 
 
+def test_keyring_tokens_appear_only_in_their_state_file_and_the_file_nomad_reads(
+    new_bao: Callable[[], Bao], certs: Certs, tmp_path: Path, runs: Callable[..., AgentRun]
+) -> None:
+    """Both tokens, the keyring one revoked and replaced: neither in any argv, environment (the agent's too: the
+    keyring token goes by file), log or other file; the files that hold them 0600."""
+    server = new_bao()
+    server.configure_keyring()
+    ring_file = tmp_path / "run" / "keyring-token"
+    cfg = write_config(tmp_path / "c.toml", server, certs, check_interval="2s", keyring=True,
+                       keyring_token_file=str(ring_file))  # fmt: skip
+    r = runs(cfg, server, keyring_token=f"file://{ring_file}")
+    r.wait_event("keyring_ready")
+    first = ring_file.read_text()
+    tokens = {saved(cfg), first}
+    server.client().auth.token.revoke_accessor(server.client(first).auth.token.lookup_self()["data"]["accessor"])
+    procs.wait_for(lambda: ring_file.read_text() != first, 2 + 30, "the keyring token replaced")
+    tokens.add(ring_file.read_text())
+    logs = lambda: "".join(p.read_text(errors="replace") for p in (tmp_path / "agent").glob("stderr-*.log"))  # noqa: E731
+    procs.wait_for(lambda: "replaced by" in logs(), 10, "the replacement logged")
+    allowed = {
+        cfg.parent / "state" / "token.json",
+        cfg.parent / "state" / "keyring-token.json",
+        cfg.parent / "run" / "vault-token.hcl",
+        ring_file,
+    }
+    assert scan(tokens, tmp_path, allowed, None) == []
+    assert not any(t in logs() for t in tokens)
+
+
 def test_errors_and_reprs_never_show_the_token(bao: Bao, config: Path) -> None:
     settings = config_settings(config)
     from nomad_vault_token.token.minting import login_and_mint

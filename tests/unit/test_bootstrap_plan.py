@@ -223,7 +223,7 @@ def defaults() -> dict[str, object]:
 def test_shipped_roles_fill_with_the_documented_values() -> None:
     roles = tomllib.loads((POLICIES / "roles.toml").read_text())
     assert set(roles) == {"task_role", "mint_role", "cert_role", "snapshot_cert_role", "jwt_config", "workload_jwt_role",
-                          "snapshot_jwt_role"}  # fmt: skip
+                          "snapshot_jwt_role", "keyring_role", "keyring_key"}  # fmt: skip
     task = fill_fields(roles["task_role"], defaults())
     # Nomad's docs, and Nomad's own checks: renewable, no explicit max TTL, a period; orphan
     assert task == {
@@ -315,3 +315,15 @@ def test_vault_forms_of_the_same_role_are_unchanged(period: int, allowed: list[s
     assert compare(want, answered).action == "unchanged"
     changed = {**answered, "token_period": period + 1}
     assert compare(want, changed).changed_fields == ("token_period",)
+
+
+def test_a_transit_keys_type_and_exportable_are_fixed_but_deletion_allowed_is_not() -> None:
+    from nomad_vault_token.setup.bootstrap_plan import fixed_changes
+
+    want = Wanted("transit_key", "transit/keys/k", "transit/keys/k",
+                  {"type": "aes256-gcm96", "exportable": False, "deletion_allowed": False})  # fmt: skip
+    held = {"type": "aes256-gcm96", "exportable": True, "deletion_allowed": True}
+    steps = plan([want], {"transit/keys/k": held})
+    assert steps[0].changed_fields == ("exportable", "deletion_allowed")
+    assert [f for _, f in fixed_changes(steps)] == ["exportable"]
+    assert fixed_changes(plan([want], {"transit/keys/k": {**held, "exportable": False}})) == []
