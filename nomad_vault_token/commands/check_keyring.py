@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from nomad_vault_token.core.errors import NvtError, TokenInvalid, VaultUnavailable
 from nomad_vault_token.core.secret import Secret
-from nomad_vault_token.token import store as state
+from nomad_vault_token.token import store
 
 if TYPE_CHECKING:
     from nomad_vault_token.commands.check_report import Report
@@ -104,7 +104,7 @@ def vault_side(report: Report, vault: Vault, admin: Secret | None) -> None:
     """The saved keyring token: alive, its policy, a round trip through the key; the key's configuration."""
     settings = vault.settings
     key = f"{settings.keyring_mount}/keys/{settings.keyring_key}"
-    saved = state.read(settings.keyring_state_file)
+    saved = store.read(settings.keyring_state_file)
     if saved is None:
         report.add("vault", "keyring token", "warn", f"no saved keyring token in {settings.keyring_state_file}",
                    "start the service with keyring = true")  # fmt: skip
@@ -202,5 +202,6 @@ def cold_start(report: Report, settings: Settings, nomad: NomadAccess | None) ->
     if found:
         report.add("vault", "keyring cold start", "fail", trap_line(f"Nomad service {found}"))
     else:
-        report.add("vault", "keyring cold start", "pass", f"{settings.vault_addr} is not a service of this Nomad cluster")
-
+        report.add(
+            "vault", "keyring cold start", "pass", f"{settings.vault_addr} is not a service of this Nomad cluster"
+        )

@@ -19,8 +19,7 @@ from nomad_vault_token.core.config import Settings
 from nomad_vault_token.core.errors import ConfigError, NvtError, TokenInvalid, VaultDenied
 from nomad_vault_token.core.notify import Notifier
 from nomad_vault_token.core.secret import Secret
-from nomad_vault_token.token import lease
-from nomad_vault_token.token import store as state
+from nomad_vault_token.token import lease, store
 from nomad_vault_token.vault.client import TokenInfo, Vault
 
 if TYPE_CHECKING:
@@ -55,9 +54,9 @@ def _start(settings: Settings, agent: str, agent_args: list[str], check: bool) -
         _exec_without_token(settings, agent, agent_args, argv_warnings)
     legacy = settings.legacy_token
     if legacy:
-        state.check_writable(settings.state_file)
+        store.check_writable(settings.state_file)
     if settings.keyring:
-        state.check_writable(settings.keyring_state_file)
+        store.check_writable(settings.keyring_state_file)
     from nomad_vault_token.token import tls_verdict
 
     for warning in tls_verdict.preflight(settings):
@@ -172,7 +171,7 @@ def degraded(settings: Settings, why: str) -> tuple[Secret | None, TokenInfo]:
     With the saved token, unverified (Nomad validates it every 30 s until Vault answers); without
     one, with Vault disabled until the tracker has minted a token. The tracker takes it from there.
     """
-    saved = state.read(settings.state_file)
+    saved = store.read(settings.state_file)
     if saved is not None and saved.vault_addr == settings.vault_addr:
         logger.warning("%s: degraded start with saved token accessor %s, unverified", why, saved.accessor)
         return saved.token, TokenInfo.unverified(saved.accessor)
@@ -240,7 +239,7 @@ def _write_keyring(settings: Settings, ring: Ring) -> None:
 def obtain(vault: Vault, login: Login | None = None) -> tuple[Secret, TokenInfo]:
     """Reuse the saved token when Vault says it is still good; otherwise mint and save a new one."""
     settings = vault.settings
-    saved = state.read(settings.state_file)
+    saved = store.read(settings.state_file)
     if saved is not None:
         reused = _try_reuse(vault, saved)
         if reused is not None:
@@ -248,7 +247,7 @@ def obtain(vault: Vault, login: Login | None = None) -> tuple[Secret, TokenInfo]
     from nomad_vault_token.token.minting import login_and_mint
 
     token, info = login_and_mint(vault, login)
-    state.write(settings.state_file, state.State(token, info.accessor, settings.vault_addr, time.time()))
+    store.write(settings.state_file, store.State(token, info.accessor, settings.vault_addr, time.time()))
     if saved is not None and saved.accessor != info.accessor:
         retire(vault, saved.token, saved.accessor)
     return token, info
@@ -275,7 +274,7 @@ def observed(info: TokenInfo) -> lease.Observed:
     )
 
 
-def _try_reuse(vault: Vault, saved: state.State) -> tuple[Secret, TokenInfo] | None:
+def _try_reuse(vault: Vault, saved: store.State) -> tuple[Secret, TokenInfo] | None:
     settings = vault.settings
     if saved.vault_addr != settings.vault_addr:
         logger.info(
@@ -327,13 +326,13 @@ def retire(vault: Vault, token: Secret, accessor: str) -> None:
 
 def nomad_check(vault: Vault, token: Secret, info: TokenInfo) -> None:
     """Nomad's own start-up checks, now: one line per broken rule (Nomad's words), exit 77."""
-    from nomad_vault_token.nomad import token_rules as nomad_rules
+    from nomad_vault_token.nomad import token_rules
     from nomad_vault_token.token import nomad_check as verify
 
     settings = vault.settings
     results = verify.nomad_rules_for(vault, token, info)
-    broken = nomad_rules.failures(results, strict=settings.strict)
-    for r in nomad_rules.warnings(results):
+    broken = token_rules.failures(results, strict=settings.strict)
+    for r in token_rules.warnings(results):
         if r not in broken:
             logger.warning("Nomad will warn: %s (%s)", r.message, r.fix)
     for r in broken:

@@ -13,8 +13,7 @@ import time
 from nomad_vault_token.core.config import Settings
 from nomad_vault_token.core.errors import NvtError, TokenInvalid
 from nomad_vault_token.core.secret import Secret
-from nomad_vault_token.token import lease
-from nomad_vault_token.token import store as state
+from nomad_vault_token.token import lease, store
 from nomad_vault_token.token.minting import Login, mint_keyring
 from nomad_vault_token.vault.client import TokenInfo, Vault
 
@@ -34,7 +33,7 @@ def wanted(settings: Settings) -> lease.Wanted:
 def obtain(vault: Vault, login: Login) -> tuple[Secret, TokenInfo]:
     """The keyring token: the saved one if still good (then renewed), else a new one, saved."""
     settings = vault.settings
-    saved = state.read(settings.keyring_state_file)
+    saved = store.read(settings.keyring_state_file)
     if saved is not None:
         reused = _try_reuse(vault, saved)
         if reused is not None:
@@ -49,13 +48,13 @@ def mint(vault: Vault, login: Login) -> tuple[Secret, TokenInfo]:
     """Mint a keyring token and save it (before anyone is given it)."""
     settings = vault.settings
     token, info = mint_keyring(vault, login)
-    state.write(settings.keyring_state_file, state.State(token, info.accessor, settings.vault_addr, time.time()))
+    store.write(settings.keyring_state_file, store.State(token, info.accessor, settings.vault_addr, time.time()))
     return token, info
 
 
 def saved_unverified(settings: Settings, why: str) -> tuple[Secret | None, TokenInfo]:
     """A degraded start: the saved keyring token, not checked (Vault is away), or none."""
-    saved = state.read(settings.keyring_state_file)
+    saved = store.read(settings.keyring_state_file)
     if saved is not None and saved.vault_addr == settings.vault_addr:
         log.warning(
             "%s: degraded start with saved keyring token accessor %s, unverified: Nomad waits for Vault to unwrap "
@@ -77,7 +76,7 @@ def retire(vault: Vault, token: Secret, accessor: str) -> None:
         log.debug("could not revoke keyring accessor %s: %s", accessor, exc)
 
 
-def _try_reuse(vault: Vault, saved: state.State) -> tuple[Secret, TokenInfo] | None:
+def _try_reuse(vault: Vault, saved: store.State) -> tuple[Secret, TokenInfo] | None:
     settings = vault.settings
     if saved.vault_addr != settings.vault_addr:
         return None

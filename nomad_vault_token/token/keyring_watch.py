@@ -11,8 +11,7 @@ import time
 from nomad_vault_token.core.config import Settings
 from nomad_vault_token.core.errors import NvtError, TokenInvalid, VaultUnavailable
 from nomad_vault_token.core.secret import Secret
-from nomad_vault_token.token import lease
-from nomad_vault_token.token import tracker_state as tracking
+from nomad_vault_token.token import lease, tracker_state
 from nomad_vault_token.token.tracker_report import RingView
 from nomad_vault_token.vault.client import TokenInfo, Vault
 
@@ -27,7 +26,7 @@ class KeyringWatch:
         self.vault = vault
         self.token = token
         self.info = info
-        self.ring = tracking.ring_start(_mark(info), has_token=token is not None, degraded=degraded)
+        self.ring = tracker_state.ring_start(_mark(info), has_token=token is not None, degraded=degraded)
         self.ttl = float(info.ttl)
         self.checked_at = time.monotonic()
         self.last_renewal = _wall(info)
@@ -52,7 +51,7 @@ class KeyringWatch:
         """One look at the keyring token; sets `next_at`."""
         delay = self._tick()
         now = time.monotonic()
-        poll = tracking.ring_poll_delay(self.ring, now - self.started_at, self.settings.adoption_timeout)
+        poll = tracker_state.ring_poll_delay(self.ring, now - self.started_at, self.settings.adoption_timeout)
         self.next_at = now + min(delay, poll)
 
     def _tick(self) -> float:
@@ -89,9 +88,9 @@ class KeyringWatch:
         was_used = self.ring.used
         mark = _mark(info)
         if by == "Nomad":
-            self.ring = tracking.ring_looked(self.ring, mark)
+            self.ring = tracker_state.ring_looked(self.ring, mark)
         else:
-            self.ring = tracking.ring_renewed_by_us(self.ring, mark)
+            self.ring = tracker_state.ring_renewed_by_us(self.ring, mark)
         if self.ring.used and not was_used:
             log.info("keyring token accessor %s is in use by Nomad (its keyring wrapper renewed it)", info.accessor)
         wall = _wall(info)
@@ -112,7 +111,7 @@ class KeyringWatch:
         from nomad_vault_token.token.minting import Login
 
         self._back()
-        self.ring = tracking.ring_gone(self.ring) if self.token is not None else self.ring
+        self.ring = tracker_state.ring_gone(self.ring) if self.token is not None else self.ring
         if self.dead_since is None:
             self.dead_since = time.time()
             if self.token is None:
@@ -135,7 +134,7 @@ class KeyringWatch:
             login.drop()
         old, old_token = self.info.accessor, self.token
         self.token, self.info = token, info
-        self.ring = tracking.ring_replaced(self.ring, _mark(info))
+        self.ring = tracker_state.ring_replaced(self.ring, _mark(info))
         self.ttl, self.checked_at = float(info.ttl), time.monotonic()
         self.last_renewal, self.renewed_by = _wall(info), ""
         self.dead_since, self.problem, self.failures = None, "", 0
@@ -152,7 +151,7 @@ class KeyringWatch:
 
     def _unreachable(self, exc: VaultUnavailable) -> float:
         self.failures += 1
-        self.ring = tracking.ring_unreachable(self.ring)
+        self.ring = tracker_state.ring_unreachable(self.ring)
         if self.unreachable_since is None:
             self.unreachable_since = time.time()
         self.problem = exc.message
@@ -192,4 +191,3 @@ def _wall(info: TokenInfo) -> float | None:
         return float(value) if value else None
     except (TypeError, ValueError):
         return None
-

@@ -24,10 +24,8 @@ from nomad_vault_token.core.errors import NvtError, TokenInvalid, VaultUnavailab
 from nomad_vault_token.core.notify import Notifier, Watchdog
 from nomad_vault_token.core.secret import Secret
 from nomad_vault_token.nomad.argv import AgentArgv
-from nomad_vault_token.token import lease
-from nomad_vault_token.token import store as state
+from nomad_vault_token.token import lease, store, tracker_state
 from nomad_vault_token.token import tracker_report as report
-from nomad_vault_token.token import tracker_state as tracking
 from nomad_vault_token.token.agent_process import AgentProcess, fork_beside
 from nomad_vault_token.token.tracker_report import Health, View
 from nomad_vault_token.vault import tls
@@ -86,7 +84,7 @@ class Tracker:
         self.agent_pid = agent.pid
         self.notifier = Notifier()
         self.health = Health(ttl=info.ttl, checked_at=time.monotonic(), last_renewal=_last_renewal(info))
-        self.policy = tracking.Policy(
+        self.policy = tracker_state.Policy(
             adoption_timeout=settings.adoption_timeout,
             sighup_grace=settings.sighup_grace,
             escalate=settings.on_not_adopted == "restart",
@@ -94,7 +92,7 @@ class Tracker:
         self.stop_signal = agent.stop_signal
         self.agent_args = agent_args
         self.config_problem = ""
-        self.track = tracking.start(time.monotonic(), _renewal_mark(info), random.random(), degraded=degraded)  # noqa: S311
+        self.track = tracker_state.start(time.monotonic(), _renewal_mark(info), random.random(), degraded=degraded)  # noqa: S311
         self.failures = 0
         self.cert_days: int | None = None
         self.cert_not_after: float | None = None  # wall clock, for metrics
@@ -112,7 +110,7 @@ class Tracker:
         signal.signal(signal.SIGTERM, _exit_quietly)
         if not self.agent.wait_for_exec(ready_fd):
             return 0
-        self.track = tracking.start(
+        self.track = tracker_state.start(
             time.monotonic(), self.track.baseline, self.track.jitter, degraded=self.track.state == "degraded"
         )
         if self.keyring is not None:
@@ -139,10 +137,10 @@ class Tracker:
         """The agent's config files, read right after the exec (too slow for run's start-up)."""
         if self.agent_args is None or not self.agent_args.found:
             return
-        from nomad_vault_token.nomad import review as agent_review
+        from nomad_vault_token.nomad import review
 
         try:
-            block, found = agent_review.review(self.settings, self.agent_args, os.environ)
+            block, found = review.review(self.settings, self.agent_args, os.environ)
         except Exception:  # a review must never take the tracker down
             log.exception("could not review the agent's config")
             return
@@ -188,15 +186,15 @@ class Tracker:
 
     def _check_lookup_capability(self, token: Secret) -> None:
         """allow_unauthenticated = false: Nomad also needs update on auth/token/lookup (vault.go:866)."""
-        from nomad_vault_token.nomad import token_rules as nomad_rules
-        from nomad_vault_token.token import nomad_check as verify
+        from nomad_vault_token.nomad import token_rules
+        from nomad_vault_token.token import nomad_check
 
         try:
-            results = verify.nomad_rules_for(self.vault, token, self.info, allow_unauthenticated=False)
+            results = nomad_check.nomad_rules_for(self.vault, token, self.info, allow_unauthenticated=False)
         except NvtError as exc:
             log.debug("could not check auth/token/lookup: %s", exc.message)
             return
-        for r in nomad_rules.failures(results):
+        for r in token_rules.failures(results):
             log.error("Nomad will refuse the token: %s (%s)", r.message, r.fix)
             self.config_problem = self.config_problem or f"Nomad will refuse the token: {r.message}"
 
@@ -206,7 +204,7 @@ class Tracker:
             now = time.monotonic()
             wake = self.pacer.wake_at(min(next_check, self.keyring.next_at if self.keyring else next_check))
             if not self.ready_sent:
-                wake = min(wake, tracking.sighup_safe_at(self.track, self.policy))
+                wake = min(wake, tracker_state.sighup_safe_at(self.track, self.policy))
             if self.agent.gone(wake - now):
                 log.info("agent pid %d exited: tracker stops", self.agent_pid)
                 return
@@ -234,7 +232,7 @@ class Tracker:
     def check_delay(self) -> float:
         """The token's schedule, and sooner while adoption is still open."""
         token = lease.check_delay(self.ttl_now(), self.settings.period, self.settings.check_interval)
-        return min(token, tracking.poll_delay(self.track, time.monotonic()))
+        return min(token, tracker_state.poll_delay(self.track, time.monotonic()))
 
     def ttl_now(self) -> float:
         return lease.ttl_now(self.health.ttl, self.health.checked_at, time.monotonic())
@@ -274,7 +272,7 @@ class Tracker:
 
         True when something changed."""
         before = self.track.state
-        self.track, action = tracking.due(self.track, self.policy, time.monotonic())
+        self.track, action = tracker_state.due(self.track, self.policy, time.monotonic())
         if action == "sighup" and self.settings.handoff == "env":
             self._restart_for_token()
         elif action == "sighup":
@@ -299,9 +297,9 @@ class Tracker:
     def observe(self, info: TokenInfo, by: str) -> None:
         was_adopted = self.track.adopted()
         if by == "the agent":
-            self.track = tracking.looked(self.track, _renewal_mark(info), time.monotonic())
+            self.track = tracker_state.looked(self.track, _renewal_mark(info), time.monotonic())
         else:
-            self.track = tracking.renewed_by_us(self.track, _renewal_mark(info))
+            self.track = tracker_state.renewed_by_us(self.track, _renewal_mark(info))
         if self.track.adopted() and not was_adopted:
             log.info("token accessor %s %s", info.accessor, self.adoption())
         renewal = _last_renewal(info)
@@ -326,7 +324,7 @@ class Tracker:
 
     def unreachable(self, exc: VaultUnavailable) -> float:
         self.failures += 1
-        self.track = tracking.unreachable(self.track)
+        self.track = tracker_state.unreachable(self.track)
         if self.health.unreachable_since is None:
             self.health.unreachable_since = time.time()
             log.warning("Vault unreachable: %s (token ttl about %s left)", exc.message, format_duration(self.ttl_now()))
@@ -347,7 +345,7 @@ class Tracker:
         from nomad_vault_token.token.minting import login_and_mint
 
         self.back_online()
-        self.track = tracking.gone(self.track, time.monotonic())
+        self.track = tracker_state.gone(self.track, time.monotonic())
         if self.health.dead_since is None:
             self.health.dead_since = time.time()
             if self.token is None:
@@ -359,8 +357,8 @@ class Tracker:
         self.failures += 1
         try:
             token, info = login_and_mint(self.vault)
-            state.write(
-                self.settings.state_file, state.State(token, info.accessor, self.settings.vault_addr, time.time())
+            store.write(
+                self.settings.state_file, store.State(token, info.accessor, self.settings.vault_addr, time.time())
             )
             how = self.hand_over(token)
         except NvtError as exc:
@@ -372,20 +370,20 @@ class Tracker:
         self.token = token
         self.last_mint = self.last_lookup = time.time()
         self.health = Health(ttl=info.ttl, checked_at=time.monotonic(), last_renewal=_last_renewal(info))
-        self.track = tracking.handed_over(self.track, how, _renewal_mark(info), time.monotonic())
+        self.track = tracker_state.handed_over(self.track, how, _renewal_mark(info), time.monotonic())
         self.info = info
         self.failures = 0
         log.info("recovered: token accessor %s replaced by %s", old, info.accessor)
         self.report()
         return self.check_delay()
 
-    def hand_over(self, token: Secret) -> tracking.Handover:
+    def hand_over(self, token: Secret) -> tracker_state.Handover:
         """Give the agent the new token: SIGHUP if it can take one now, later if not; or restart it."""
         if self.settings.handoff == "file":
             from nomad_vault_token.nomad import handoff
 
             handoff.write_token_config(self.settings, token)
-            if not tracking.sighup_safe(self.track, self.policy, time.monotonic()):
+            if not tracker_state.sighup_safe(self.track, self.policy, time.monotonic()):
                 log.warning(
                     "new token written to %s; no SIGHUP yet: agent pid %d was not seen renewing a token at least "
                     "%s ago, so its signal handling may not be up (a SIGHUP would kill it)",
@@ -396,7 +394,7 @@ class Tracker:
                 return "pending"
             self.agent.reload(f"new token written to {self.settings.token_config}")
             return "sighup"
-        if not tracking.sighup_safe(self.track, self.policy, time.monotonic()):
+        if not tracker_state.sighup_safe(self.track, self.policy, time.monotonic()):
             log.warning(
                 "env hand-off: new token saved; agent pid %d not stopped yet: its signal handling may not be up "
                 "(dying of %s, it would not be restarted)",
@@ -430,7 +428,7 @@ class Tracker:
         return self.track.watchdog_ok() and self.health.dead_since is None and alive
 
     def adoption(self) -> str:
-        return tracking.describe(self.track, self.policy, time.monotonic())
+        return tracker_state.describe(self.track, self.policy, time.monotonic())
 
     def view(self) -> report.View:
         return report.View(
@@ -482,7 +480,7 @@ class Tracker:
     def ready(self) -> None:
         """READY=1 once the agent can take a reload: systemd allows `systemctl reload` (SIGHUP) from then
         on, and before Nomad installs its handler a SIGHUP kills it. Nomad 1.8+ says READY itself then."""
-        if self.ready_sent or not tracking.sighup_safe(self.track, self.policy, time.monotonic()):
+        if self.ready_sent or not tracker_state.sighup_safe(self.track, self.policy, time.monotonic()):
             return
         self.ready_sent = True
         self.notifier.ready(self.status_line())
