@@ -133,19 +133,24 @@ def scrape(url: str) -> dict[str, list[dict[str, str]]]:
 def test_node_exporter_serves_every_metric_the_rules_read_from_files_the_tool_wrote(
     node_exporter: tuple[Path, str],
     raft_cluster: RaftCluster,
-    bao: Bao,
+    new_bao: Callable[..., Bao],
     certs: Certs,
     runs: Callable[..., AgentRun],
     tmp_path: Path,
 ) -> None:
     directory, url = node_exporter
-    # the tracker, behind a real `run`
-    cfg = write_config(tmp_path / "run" / "c.toml", bao, certs, metrics_dir=str(directory))
-    r = runs(cfg, bao)
+    # the tracker, behind a real `run` with both tokens (the keyring token's metrics too)
+    server = new_bao()
+    server.configure_keyring()
+    ring = tmp_path / "run" / "keyring-token"
+    cfg = write_config(tmp_path / "run" / "c.toml", server, certs, metrics_dir=str(directory), keyring=True,
+                       keyring_token_file=str(ring))  # fmt: skip
+    r = runs(cfg, server, keyring_token=f"file://{ring}")
     r.wait_event("validated")
     prom = directory / "nomad_vault_token_tracker.prom"
-    wait_for(lambda: prom.exists() and "nomad_vault_token_token_adopted 1" in prom.read_text(), 30,
-             "the tracker's metrics to say adopted", interval=0.2)  # fmt: skip
+    wanted_lines = ("nomad_vault_token_token_adopted 1", 'nomad_vault_token_keyring_state{state="in_use"} 1')
+    wait_for(lambda: prom.exists() and all(w in prom.read_text() for w in wanted_lines), 60,
+             "the tracker's metrics to say adopted, and the keyring token in use", interval=0.2)  # fmt: skip
     # the unsealer, over the raft cluster
     c = raft_cluster
     keys = write_keys(tmp_path / "keys", c.keys[:2])
