@@ -32,7 +32,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from bench import snapshots, steady, unseal_reaction
+from bench import restore, snapshots, steady, unseal_reaction
 from bench.bare import bare_startups
 from bench.common import BENCH, Ctx, log, start_server
 from bench.imports import imports
@@ -74,6 +74,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
         help="MiB of data for the snapshots at size, comma-separated (default 256,1024)",
     )
     p.add_argument("--snapshot-rounds", type=int, default=3, help="rounds of the snapshots at size (default 3)")
+    p.add_argument("--restore-mib", type=int, default=64, help="MiB of data for the restore after total loss (default 64)")
     p.add_argument("--quick", action="store_true", help="a smoke run: few repetitions, short window; not for RESULTS")
     p.add_argument("--no-write", action="store_true", help="print only: do not write RESULTS.md and results/")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, audit log)")
@@ -82,6 +83,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
         args.runs, args.warmup, args.phase_runs, args.floor_runs, args.import_runs = 3, 1, 2, 2, 2
         args.restarts, args.window = 5, 30
         args.unseal_restarts, args.unseal_window, args.snapshot_sizes, args.snapshot_rounds = 1, 5, [8], 1
+        args.restore_mib = 4
     if args.runs < 2:
         p.error("--runs must be at least 2")
     return args
@@ -126,6 +128,8 @@ def measure(ctx: Ctx, results: Results) -> None:
         sizes=a.snapshot_sizes, rounds=a.snapshot_rounds, workdir=str(ctx.work), baseline=None, echo=False
     )
     results.snapshots = snapshots.measure(given)
+    log(f"restore after total loss: 3 nodes, {a.restore_mib} MiB")
+    results.restore = restore.measure(argparse.Namespace(mib=a.restore_mib))
 
 
 def write(results: Results, text: str) -> None:

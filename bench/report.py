@@ -13,6 +13,7 @@ from bench.keyring import VARIANTS as KEYRING_VARIANTS
 from bench.keyring import KeyringStartup
 from bench.memory import Memory
 from bench.phases import Phases
+from bench.restore import table as restore_table
 from bench.snapshots import BAO_SAVE, UNVERIFIED, VERIFIED
 from bench.startup import VARIANTS, Startup
 from bench.table import table
@@ -32,6 +33,7 @@ TARGETS = {
     "keyring": 1.15,  # run with both tokens / run with the server token alone (one login, same connection)
     "unseal_s": 1.0,  # a restarted node: its first sealed answer to unsealed, median
     "snapshot_verified": 1.1,  # snapshot verified as it streams / the same stream unverified, and / bao's save
+    "restore_s": 60.0,  # total loss to serving (empty nodes started -> canary read), 3 nodes, 64 MiB
 }
 PROBE_NAMES = {
     "python": "bare python",
@@ -65,6 +67,7 @@ class Results:
     tokens: Tokens | None = None
     unseal: Reaction | None = None
     snapshots: list[dict[str, Any]] = field(default_factory=list)  # bench/snapshots.py's rows
+    restore: list[dict[str, Any]] = field(default_factory=list)  # bench/restore.py's rows
     elapsed_s: float = 0.0
 
 
@@ -177,8 +180,28 @@ def targets(r: Results) -> list[Target]:
                 t.run == TARGETS["live_tokens"],
             )
         )
-    out += _unseal_targets(r.unseal) + _snapshot_targets(r.snapshots)
+    out += _unseal_targets(r.unseal) + _snapshot_targets(r.snapshots) + _restore_targets(r.restore)
     return out
+
+
+SERVING = "serving (canary read)"
+
+
+def _restore_targets(rows: list[dict[str, Any]]) -> list[Target]:
+    tool = next((row for row in rows if row["variant"] != "bao alone"), None)
+    bao = next((row for row in rows if row["variant"] == "bao alone"), None)
+    if tool is None or SERVING not in tool["seconds"]:
+        return []
+    s = tool["seconds"][SERVING]
+    beside = f", bao's restore path {bao['seconds'][SERVING]:.1f} s" if bao and SERVING in bao["seconds"] else ""
+    return [
+        Target(
+            f"total loss to serving, 3 nodes, {tool['data_mib']} MiB from S3 (snapshot restore latest)",
+            f"<= {TARGETS['restore_s']:g} s",
+            f"{s:.1f} s{beside}",
+            s <= TARGETS["restore_s"] if tool["data_mib"] >= 64 else None,
+        )
+    ]
 
 
 def _unseal_targets(u: Reaction | None) -> list[Target]:
@@ -485,4 +508,6 @@ def render(r: Results) -> str:
         lines += _unseal(r.unseal)
     if r.snapshots:
         lines += _snapshots(r.snapshots)
+    if r.restore:
+        lines += ["", "## Restore after total loss (bench/restore.py)", "", restore_table(r.restore)]
     return "\n".join(lines) + "\n"
