@@ -29,6 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.soak", description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--seed", type=int, required=True, help="the seed the whole schedule is drawn from")
     p.add_argument("--minutes", type=float, required=True, help="how long faults are injected")
+    p.add_argument("--settle", type=float, default=90, help="seconds the stack gets to be whole after the faults")
     p.add_argument("--write", action="store_true", help="write bench/results/soak-<date>.json and RESULTS.md")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs) and print its path")
     args = p.parse_args(argv)
@@ -43,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stack.wait_healthy()
         formed = time.monotonic() - began
         log(f"stack up in {formed:.0f}s; faults begin")
-        driver = Driver(stack, args.seed, args.minutes * 60)
+        driver = Driver(stack, args.seed, args.minutes * 60, args.settle)
         outcome = driver.run()
         outcome.formed_in = round(formed, 1)
         doc = document(outcome, driver, load_before)

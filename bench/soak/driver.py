@@ -17,6 +17,7 @@ from bench.soak.snapshots import SnapshotTimer
 from bench.soak.stack import Stack
 from testbed import procs
 
+SETTLE = 90.0  # seconds the stack gets after the last fault to be whole again (the agent's 90 s bound)
 DEFER = 20.0  # seconds a fault may wait for something to act on (a leader, an unsealed node) before it is skipped
 
 
@@ -36,8 +37,8 @@ class Outcome:
 
 
 class Driver:
-    def __init__(self, stack: Stack, seed: int, seconds: float) -> None:
-        self.stack, self.seed, self.seconds = stack, seed, seconds
+    def __init__(self, stack: Stack, seed: int, seconds: float, settle: float = SETTLE) -> None:
+        self.stack, self.seed, self.seconds, self.settle = stack, seed, seconds, settle
         self.plan = schedule(seed, seconds)
         self.started = time.monotonic()
         self.monitor = Monitor(stack, seed, self.started)
@@ -67,16 +68,18 @@ class Driver:
         for fault, _ in list(self.active):
             self.heal(fault)
         log(f"faults over: {len(self.outcome.injected)} injected; waiting for the stack to settle")
-        settle = time.monotonic() + 90
+        settle = time.monotonic() + self.settle
         while time.monotonic() < settle and not self._settled():
             time.sleep(0.5)
         self.snapshots.stop()
+        self.monitor.final()
         self.monitor.scan_logs()
         self.monitor.stop()
         return self.outcome
 
     def _settled(self) -> bool:
-        return all(r.took is not None for r in self.monitor.recoveries)
+        m = self.monitor
+        return all(r.took is not None for r in m.recoveries) and m.cluster_green() and m.token_live is True
 
     def _may_start(self, fault: Fault) -> bool:
         if len(self.active) >= MAX_ACTIVE:
@@ -146,13 +149,15 @@ class Driver:
             view = self.monitor.nodes[fault.node]
             if view.sealed is not False:
                 return "not unsealed"
+            unsealer_log = self.stack.logs / "unsealer.log"
+            offset = unsealer_log.stat().st_size if unsealer_log.exists() else 0
             try:
                 answer = node.post("sys/seal", token=c.root_token, timeout=10)
             except requests.RequestException as exc:
                 return f"sys/seal: {type(exc).__name__}"
             if answer.code != 204:
                 return f"sys/seal answered {answer.code}"
-            self.monitor.sealed_on_purpose(fault.node)
+            self.monitor.sealed_on_purpose(fault.node, offset)
         elif fault.kind == "step_down":
             leader = self.monitor.leader()
             if leader is None:
@@ -170,7 +175,7 @@ class Driver:
             procs.stop_all([n.proc for n in c.nodes if n.proc is not None and n.running], signal.SIGTERM, 10)
         elif fault.kind == "token_revoke":
             accessor = self.monitor.agent_accessor or self.stack.state_accessor()
-            client = self.stack.root()
+            client = self.stack.root(self.monitor.leader())
             if accessor is None or client is None:
                 return "no accessor or no leader"
             try:

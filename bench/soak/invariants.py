@@ -104,6 +104,7 @@ class Monitor:
         self.last: list[str] = []
         self.nodes = {i: NodeView() for i in (1, 2, 3)}
         self.purposely_sealed: dict[int, tuple[float, int]] = {}  # node -> (since, its process count)
+        self.purposely_sealed_at: dict[int, tuple[float, int, int]] = {}  # ... and the unsealer log's size then
         self.expect: list[Expectation] = []
         self.recoveries: list[Recovery] = []
         self.revoked: dict[int, str] = {}  # token_revoke fault index -> the accessor revoked
@@ -117,6 +118,7 @@ class Monitor:
         self.ready_seen = 0
         self.snapshot_ok_at: list[float] = []  # runs that exited 0: when they started
         self.agent_exits_checked = 0
+        self.unsealer_exits_checked = 0
         self.scanned: set[tuple[str, str]] = set()
         self.lock = threading.Lock()
         self.stop_event = threading.Event()
@@ -164,9 +166,11 @@ class Monitor:
                        for f in self.active):  # fmt: skip
                 self.cluster_quiet_since = now
 
-    def sealed_on_purpose(self, node: int) -> None:
+    def sealed_on_purpose(self, node: int, log_offset: int) -> None:
+        """node-`node` was just sealed through sys/seal; the unsealer's log was `log_offset` bytes long before."""
         with self.lock:
             self.purposely_sealed[node] = (time.monotonic(), self.stack.cluster.node(node).starts)
+            self.purposely_sealed_at[node] = (*self.purposely_sealed[node], log_offset)
 
     def unsealing_by_hand(self, node: int) -> None:
         with self.lock:
@@ -205,13 +209,7 @@ class Monitor:
         node = self.stack.cluster.node(i)
         purposely = self.purposely_sealed.get(i)
         if purposely is not None and sealed is False and node.starts == purposely[1]:
-            unsealer = self.stack.unsealer
-            restarted = unsealer is not None and unsealer.started_at and unsealer.started_at[-1] > purposely[0]
-            excuse = (
-                "the unsealer restarted after the seal: its connection, the only evidence, is gone "
-                "(nomad_vault_token/unseal/plan.py, 'sealed on purpose')" if restarted else ""
-            )  # fmt: skip
-            self.violate("sealed-on-purpose", f"node-{i} sealed on purpose was unsealed", excuse)
+            self.violate("sealed-on-purpose", f"node-{i} sealed on purpose was unsealed", self._seal_excuse(i))
             with self.lock:
                 self.purposely_sealed.pop(i, None)
         for e in list(self.expect):
@@ -226,6 +224,28 @@ class Monitor:
                 e.reported = True
                 self.violate("unseal-2s", f"node-{i} still sealed {now - bound_from:.1f}s after answering sealed "
                              "with the unsealer up")  # fmt: skip
+
+    def _seal_excuse(self, i: int) -> str:
+        """Why unsealing node-`i` was within the documented cost of "sealed on purpose" (plan.py): the
+        evidence is the unsealer's kept connection, and it was gone (the unsealer restarted, or its probe
+        of that node timed out, which leaves the connection unusable). "" when neither happened."""
+        since, _, offset = self.purposely_sealed_at[i]
+        unsealer = self.stack.unsealer
+        if unsealer is not None and unsealer.started_at and unsealer.started_at[-1] > since:
+            return "the unsealer restarted after the seal: its connection, the only evidence, is gone (unseal/plan.py)"
+        where = self.stack.cluster.node(i).addr.removeprefix("https://")
+        try:
+            with open(self.stack.logs / "unsealer.log", "rb") as f:
+                f.seek(offset)
+                text = f.read().decode(errors="replace")
+        except OSError:
+            text = ""
+        if f"{where}: unreachable: timeout" in text:
+            return (
+                "the unsealer's probe of that node timed out after the seal: a new connection cannot tell a "
+                "restart from a seal (unseal/plan.py, 'a request that timed out leaves its connection unusable')"
+            )
+        return ""
 
     def _bound_from(self, e: Expectation) -> float | None:
         """From when the 2 s run: the later of its first sealed answer and the unsealer's READY."""
@@ -251,6 +271,7 @@ class Monitor:
                 next_token = now + 1.0
                 self._check_token(now)
                 self._check_agent_exits()
+                self._check_unsealer_exits()
                 self._check_tracker()
             if now >= next_scan:
                 next_scan = now + 15.0
@@ -295,7 +316,7 @@ class Monitor:
         self.agent_accessor = self._agent_accessor()
         live = None
         if usable and self.agent_accessor:
-            client = self.stack.root()
+            client = self.stack.root(self.leader())
             if client is not None:
                 try:
                     data = client.auth.token.lookup_accessor(self.agent_accessor)["data"]
@@ -338,9 +359,30 @@ class Monitor:
                 text = f.read(None if end is None else end - start).decode(errors="replace")
             if killed or ("Caught signal" not in text and "==> " not in text):
                 continue  # ours, or `run` that never exec'd the agent (its exit is its unit's to handle)
-            if not any(line in text for line in ESCALATION):
+            if code == 78:
+                self.violate("unit-would-not-restart", f"run exited 78 (RestartPreventExitStatus=78): {text[-300:]}")
+            elif not any(line in text for line in ESCALATION):
                 self.violate("agent-stopped", f"the agent exited ({code}) without the tracker's escalation: "
                              f"{text.strip().splitlines()[-1] if text.strip() else ''}")  # fmt: skip
+
+    def _check_unsealer_exits(self) -> None:
+        unsealer = self.stack.unsealer
+        exits = list(unsealer.exits) if unsealer is not None else []
+        for _, code, killed in exits[self.unsealer_exits_checked :]:
+            if not killed:
+                self.violate("unsealer-exit", f"the unsealer exited {code} without being killed"
+                             + (" (78: its unit would not restart it)" if code == 78 else ""))  # fmt: skip
+        self.unsealer_exits_checked = len(exits)
+
+    def final(self) -> None:
+        """After the faults and the settling: the stack must be whole again."""
+        if not self.cluster_green():
+            self.violate("not-recovered", f"the cluster is not green at the end: {self.nodes}")
+        if self.token_live is not True:
+            self.violate("not-recovered", f"the agent holds no live token at the end ({self.agent_accessor})")
+        for r in self.recoveries:
+            if r.took is None:
+                self.violate("not-recovered", f"{r.fault.describe()} never recovered")
 
     def _check_tracker(self) -> None:
         agent = self.stack.agent

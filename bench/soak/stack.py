@@ -195,7 +195,7 @@ class Stack:
             f'data_dir = "{agent_hcl.parent}/data"\nvault {{\n  enabled = true\n  address = "{lb}"\n'
             f'  ca_file = "{self.certs.ca_path}"\n}}\n'
         )
-        env = clean_env(FAKE_NOMAD_REPORT=str(self.agent_report), FAKE_NOMAD_VALIDATE_RETRY="5")
+        env = clean_env(FAKE_NOMAD_REPORT=str(self.agent_report))  # Nomad's own timings (validation retry 30 s)
         argv = [*CLI, "run", "--config", str(self.run_config), "--", *fake_nomad(agent_hcl)]
         self.agent = Supervised("agent", argv, env, self.logs / "run.log", AGENT_RESTART_SEC)
         self.agent.start()
@@ -209,9 +209,8 @@ class Stack:
 
     # ---- what the checks read ------------------------------------------------------------
 
-    def root(self, timeout: float = 3) -> hvac.Client | None:
-        """hvac with the root token on the active node, or None without one."""
-        leader = self.cluster.leader()
+    def root(self, leader: int | None, timeout: float = 3) -> hvac.Client | None:
+        """hvac with the root token on node-`leader` (the active node), or None without one."""
         if leader is None:
             return None
         return hvac.Client(
