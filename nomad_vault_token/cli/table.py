@@ -159,7 +159,8 @@ TABLE: dict[str, Command] = {
                                 --keys-file (the source cluster's keys), read --canary back
 
     Exit codes: 0 done, 65 the snapshot failed verification, 69 Vault or the bucket unavailable,
-    75 kept here but a copy failed, 77 Vault or the bucket refused, 78 configuration error.
+    74 the disk is full or failing, 75 kept here but a copy failed, 77 Vault or the bucket refused,
+    78 configuration error.
     """,
         positionals=SNAPSHOT_POSITIONALS,
         offline=("verify",),
