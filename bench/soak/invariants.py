@@ -151,6 +151,9 @@ class Monitor:
 
     def injected(self, fault: Fault) -> None:
         with self.lock:
+            if fault.kind in ("node_kill", "node_freeze", "node_seal", "cluster_restart"):
+                # a node faulted again: the 2 s bound of an earlier restart no longer applies to it
+                self.expect = [e for e in self.expect if fault.kind != "cluster_restart" and e.node != fault.node]
             self.active.append(fault)
             self.last = [fault.describe()]
             if fault.kind in ("node_kill", "node_freeze", "node_seal", "step_down", "cluster_restart"):
