@@ -63,9 +63,14 @@ def markdown(doc: dict[str, Any]) -> str:
         "",
         f"`python -m bench.soak --seed {doc['seed']} --minutes {doc['seconds'] / 60:g}` on {doc['when']}, "
         f"commit {doc['commit']}; load before {doc['load_before']}, after {doc['load_after']} "
-        "(2 cores shared). Recovery: from the fault healed to the stack green again for that kind (leader and "
-        "3/3 unsealed; the agent's token live; the next snapshot and copy done; the unsealer READY). "
-        "Seconds; skipped: nothing to act on when due (e.g. no leader to step down).",
+        "(2 cores shared). Recovery: from the fault healed until its own effect is gone: the relaunched node "
+        "unsealed (kill); the node unsealed with a leader (freeze, seal); a leader (step-down); 3/3 unsealed "
+        "with a leader (cluster restart); the agent holding a live token other than the revoked one (revoke); "
+        "the tracker through the proxy again (black hole); the next snapshot and copy done, 6 s timer "
+        "included (S3 down, directory full); the unsealer READY, its unit's RestartSec=10 included. Seconds. "
+        "Skipped: nothing to act on for 20 s (e.g. no leader to step down). Violations list the seed's time "
+        "since the start and the faults active, to replay; 'outside the documented promise' are the cases "
+        "nomad_vault_token/unseal/plan.py documents as the cost of 'sealed on purpose'.",
         "",
         "| fault | injected | skipped | not recovered | p50 | p95 | max |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
