@@ -105,6 +105,7 @@ class Monitor:
         self.nodes = {i: NodeView() for i in (1, 2, 3)}
         self.purposely_sealed: dict[int, tuple[float, int]] = {}  # node -> (since, its process count)
         self.purposely_sealed_at: dict[int, tuple[float, int, int]] = {}  # ... and the unsealer log's size then
+        self.unsealer_had_looked: dict[int, bool] = {}
         self.expect: list[Expectation] = []
         self.recoveries: list[Recovery] = []
         self.revoked: dict[int, str] = {}  # token_revoke fault index -> the accessor revoked
@@ -174,6 +175,13 @@ class Monitor:
         with self.lock:
             self.purposely_sealed[node] = (time.monotonic(), self.stack.cluster.node(node).starts)
             self.purposely_sealed_at[node] = (*self.purposely_sealed[node], log_offset)
+            unsealer = self.stack.unsealer
+            # whether the unsealer running now had finished a round (READY) before the seal: else it may
+            # never have seen the node unsealed on its connection, the only evidence it goes by
+            self.unsealer_had_looked[node] = bool(
+                unsealer is not None and unsealer.pid is not None and unsealer.started_at
+                and self.unsealer_ready_at is not None and self.unsealer_ready_at > unsealer.started_at[-1]
+            )  # fmt: skip
 
     def unsealing_by_hand(self, node: int) -> None:
         with self.lock:
@@ -225,8 +233,13 @@ class Monitor:
             bound_from = self._bound_from(e)
             if bound_from is not None and not e.done and not e.reported and now - bound_from > UNSEAL_BOUND:
                 e.reported = True
+                where = self.stack.cluster.node(i).addr.removeprefix("https://")
+                try:
+                    said = [ln for ln in (self.stack.logs / "unsealer.log").read_text().splitlines() if where in ln]
+                except OSError:
+                    said = []
                 self.violate("unseal-2s", f"node-{i} still sealed {now - bound_from:.1f}s after answering sealed "
-                             "with the unsealer up")  # fmt: skip
+                             f"with the unsealer up; the unsealer's last words on it: {said[-3:]}")  # fmt: skip
 
     def _seal_excuse(self, i: int) -> str:
         """Why unsealing node-`i` was within the documented cost of "sealed on purpose" (plan.py): the
@@ -236,6 +249,11 @@ class Monitor:
         unsealer = self.stack.unsealer
         if unsealer is not None and unsealer.started_at and unsealer.started_at[-1] > since:
             return "the unsealer restarted after the seal: its connection, the only evidence, is gone (unseal/plan.py)"
+        if not self.unsealer_had_looked.get(i, True):
+            return (
+                "the unsealer had just restarted and not finished its first round when the node was sealed: it "
+                "never saw the node unsealed on its connection, the only evidence (unseal/plan.py)"
+            )
         where = self.stack.cluster.node(i).addr.removeprefix("https://")
         try:
             with open(self.stack.logs / "unsealer.log", "rb") as f:

@@ -88,11 +88,21 @@ class Supervised:
 
     def _spawn(self) -> None:
         self.log_offsets.append(self.log.stat().st_size if self.log.exists() else 0)
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(
-                self.argv, env=self.env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
-            )
+        self.proc = subprocess.Popen(
+            self.argv, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
         self.started_at.append(time.monotonic())
+        threading.Thread(target=self._copy, args=(self.proc,), daemon=True).start()
+
+    def _copy(self, proc: subprocess.Popen[bytes]) -> None:
+        """The process's output into the log, each line stamped with the wall clock (the tool's own lines
+        carry no time: journald adds it)."""
+        assert proc.stdout is not None
+        with open(self.log, "ab") as out:
+            for line in proc.stdout:
+                out.write(time.strftime("%H:%M:%S").encode() + f".{int(time.time() * 1000) % 1000:03d} ".encode())
+                out.write(line)
+                out.flush()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
