@@ -91,6 +91,8 @@ class Driver:
     def inject(self, fault: Fault, last_try: bool) -> bool:
         """Apply `fault`; False while it cannot be yet (it is tried again: the order stays the seed's)."""
         why = self._apply(fault)
+        if why:
+            self.monitor.withdrawn(fault)
         if why and not last_try:
             return False
         if why:
@@ -137,6 +139,7 @@ class Driver:
             assert node is not None and node.proc is not None
             if not node.running:
                 return "not running"
+            self.monitor.injected(fault)
             os.kill(node.pid, signal.SIGKILL)
             node.proc.wait(10)
         elif fault.kind == "node_freeze":
@@ -149,6 +152,7 @@ class Driver:
             view = self.monitor.nodes[fault.node]
             if view.sealed is not False:
                 return "not unsealed"
+            self.monitor.injected(fault)  # sys/seal may take seconds
             unsealer_log = self.stack.logs / "unsealer.log"
             offset = unsealer_log.stat().st_size if unsealer_log.exists() else 0
             try:
@@ -169,6 +173,7 @@ class Driver:
             if answer.code != 204:
                 return f"step-down answered {answer.code}"
         elif fault.kind == "cluster_restart":
+            self.monitor.injected(fault)  # stopping three servers takes seconds
             for n in c.nodes:
                 if n.running:
                     n.thaw()

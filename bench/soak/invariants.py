@@ -151,7 +151,11 @@ class Monitor:
     # ---- what the driver tells it ------------------------------------------------------------
 
     def injected(self, fault: Fault) -> None:
+        """`fault` is being applied (told before a slow act such as stopping the cluster: the bounds of
+        what it breaks must not run meanwhile). Idempotent."""
         with self.lock:
+            if any(f.index == fault.index for f in self.active):
+                return
             if fault.kind in ("node_kill", "node_freeze", "node_seal", "cluster_restart"):
                 # a node faulted again: the 2 s bound of an earlier restart no longer applies to it
                 self.expect = [e for e in self.expect if fault.kind != "cluster_restart" and e.node != fault.node]
@@ -160,6 +164,11 @@ class Monitor:
             if fault.kind in ("node_kill", "node_freeze", "node_seal", "step_down", "cluster_restart"):
                 self.cluster_quiet_since = None
                 self.leader_reported = False
+
+    def withdrawn(self, fault: Fault) -> None:
+        """`fault` could not be applied after all."""
+        with self.lock:
+            self.active = [f for f in self.active if f.index != fault.index]
 
     def healed(self, fault: Fault) -> None:
         now = time.monotonic()
@@ -228,8 +237,8 @@ class Monitor:
                 continue
             if sealed is True and e.sealed_at is None:
                 e.sealed_at = now
-            if sealed is False and e.sealed_at is not None:
-                e.done = True
+            if sealed is False and (e.sealed_at is not None or now > e.since):
+                e.done = True  # unsealed (seen sealed first, or not: it was quicker than the poll)
             bound_from = self._bound_from(e)
             if bound_from is not None and not e.done and not e.reported and now - bound_from > UNSEAL_BOUND:
                 e.reported = True
