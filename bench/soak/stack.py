@@ -183,7 +183,8 @@ class Stack:
         keys = write_keys(self.work / "unseal-keys", self.cluster.keys[:2])
         (self.work / "unseal").mkdir(exist_ok=True)
         nodes = [n.addr for n in self.cluster.nodes]
-        cfg = write_cfg(self.work / "unseal" / "unseal.toml", self.certs, nodes, keys)  # the defaults otherwise
+        # the defaults otherwise: request_timeout 10 s as the unit has it (the test bed's file says 3 s)
+        cfg = write_cfg(self.work / "unseal" / "unseal.toml", self.certs, nodes, keys, request_timeout="10s")
         self.notify = NotifySocket(self.work / "unseal-notify.sock")
         env = clean_env(NOTIFY_SOCKET=str(self.notify.path))
         self.unsealer = Supervised(
