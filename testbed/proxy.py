@@ -2,7 +2,10 @@
 
 `LoopbackListener` is the listener and accept loop they share; `DelayProxy` delays each connection
 `delay` seconds before forwarding, and with `cut_after` closes it once that many bytes of the server's
-answers went through (for the client, a server that died mid-stream). `CountingProxy` terminates TLS in
+answers went through (for the client, a server that died mid-stream); while `blackhole` is set it
+accepts and forwards nothing, either way, on new connections and on those already open (a route that
+drops packets: the bytes flow again once it is cleared), and a subclass may pick the upstream port per
+connection (`upstream_port`, e.g. a load balancer's active node). `CountingProxy` terminates TLS in
 front of one OpenBao node and counts the requests (the unseal tests, the unseal bench); with `record`, it
 keeps what the clients sent (the HTTP policy's tests read the headers).
 """
@@ -67,15 +70,20 @@ class DelayProxy(LoopbackListener):
         self.connections = 0
         self.refused = 0  # connections whose upstream could not be reached
         self.cuts = 0  # connections closed after `cut_after` bytes of answers
+        self.blackhole = threading.Event()  # set: nothing goes through, either way, until cleared
         super().__init__(backlog=64)
+
+    def upstream_port(self) -> int:
+        """Where this connection goes: `target_port`, unless a subclass knows better."""
+        return self.target_port
 
     def _serve(self, client: socket.socket) -> None:
         self.connections += 1
         deadline = time.monotonic() + self.delay
-        while time.monotonic() < deadline and not self.closed.is_set():
+        while (time.monotonic() < deadline or self.blackhole.is_set()) and not self.closed.is_set():
             time.sleep(0.05)
         try:
-            upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port()), timeout=5)
         except OSError:
             self.refused += 1
             client.close()
@@ -86,6 +94,9 @@ class DelayProxy(LoopbackListener):
         answered = 0
         try:
             while not self.closed.is_set():
+                if self.blackhole.is_set():
+                    time.sleep(0.05)
+                    continue
                 for key, _ in sel.select(0.2):
                     data = key.fileobj.recv(65536)  # type: ignore[union-attr]
                     if not data:

@@ -168,8 +168,8 @@ TABLE: dict[str, Command] = {
                                 An initialised cluster is refused unless --force (with a token)
 
     Exit codes: 0 done, 65 the snapshot failed verification, 69 Vault or the bucket unavailable,
-    75 kept here but a copy failed, 77 Vault or the bucket refused, 78 configuration error (restore:
-    an initialised cluster without --force).
+    74 the disk is full or failing, 75 kept here but a copy failed, 77 Vault or the bucket refused,
+    78 configuration error (restore: an initialised cluster without --force).
     """,
         positionals=SNAPSHOT_POSITIONALS,
         offline=("verify",),

@@ -144,6 +144,9 @@ def mapped(settings: Settings, ctx: Context) -> Iterator[None]:
             ) from None
         if "PEM" in text or "key values mismatch" in text or "No such file" in text:
             raise ConfigError(f"TLS to {addr}: client certificate/key unusable: run `nomad-vault-token check`") from None
+        if any(m in text for m in _CLOSED_IN_HANDSHAKE):  # nobody behind the address: an outage, not a refusal
+            reason = "connection closed during the TLS handshake"
+            raise VaultUnavailable(f"Vault at {addr} unreachable ({reason})", detail=reason) from None
         raise VaultDenied(f"TLS to {addr} failed ({short(text)}): check the CA and client certificate") from None
     except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
         reason = connection_reason(exc)
@@ -151,6 +154,11 @@ def mapped(settings: Settings, ctx: Context) -> Iterator[None]:
     except hx.VaultError as exc:
         status = HVAC_STATUS.get(type(exc).__name__, 0)
         raise error_for(status, vault_words(exc), ctx) from None
+
+
+# The peer closed the connection before the TLS handshake was done: a load balancer with no node behind
+# it, a server going down. Not a certificate problem (that one fails with an alert, not an EOF).
+_CLOSED_IN_HANDSHAKE = ("UNEXPECTED_EOF_WHILE_READING", "EOF occurred in violation of protocol", "SSLZeroReturnError")
 
 
 def connection_reason(exc: Exception) -> str:

@@ -895,3 +895,14 @@ def test_no_secret_left_behind(raft: tuple[Bao, Certs], tmp_path: Path) -> None:
             assert token.encode() not in path.read_bytes(), path
     assert token not in via_env.out + via_env.err
     assert c.auth.token.lookup(token)["data"]["policies"], "a given token is not the run's to revoke"
+
+
+def test_help_names_every_exit_code_snapshot_uses() -> None:
+    """The help's exit codes are the ones `snapshot` can end with, 74 (a full disk, above) included:
+    the fault soak's full snapshot directory ended in 74, which the help did not name (issue 29)."""
+    shown = run_cli("snapshot", "--help")
+    assert shown.code == 0, shown.err
+    text = " ".join(shown.out.split())
+    codes = text[text.index("Exit codes:") :].split("configuration error.")[0]
+    for code in (0, 65, 69, 74, 75, 77, 78):
+        assert f" {code} " in codes, f"exit code {code} missing from: {codes[:300]}"
