@@ -3,9 +3,11 @@ socket standing in for systemd's. The stand-in itself is `testbed/nomad_standin/
 
 from __future__ import annotations
 
+import select
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -111,21 +113,49 @@ class AgentRun:
 
 
 class NotifySocket:
-    """A real AF_UNIX datagram socket standing in for systemd's NOTIFY_SOCKET."""
+    """A real AF_UNIX datagram socket standing in for systemd's NOTIFY_SOCKET, read all the time as systemd
+    reads its own.
+
+    A receiver that reads only when a test asks lets the queue fill (`net.unix.max_dgram_qlen`: 10 by the
+    kernel's default, 512 where systemd's sysctl.d raises it) while the tracker sends WATCHDOG=1 every few
+    hundred ms; then the agent's own blocking sd_notify (Nomad's `conn.Write`, command/agent/sdnotify_linux.go,
+    and the stand-in's) blocks its signal loop right after "Caught signal: SIGHUP", and no reload, no exit
+    follows. systemd never lets that happen, so neither does this: a thread reads whatever arrives."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(str(path))
-        self.sock.settimeout(0.2)
+        self.sock.setblocking(False)
         self.messages: list[str] = []
+        self._lock = threading.Lock()  # every recv and append under it: the order received is the order kept
+        self._closed = threading.Event()
+        self._reader = threading.Thread(target=self._read, name=f"notify-socket {path.name}", daemon=True)
+        self._reader.start()
+
+    def _receive(self) -> None:
+        with self._lock:
+            while True:
+                try:
+                    self.messages.append(self.sock.recv(65536).decode("latin-1"))
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError:  # closed
+                    return
+
+    def _read(self) -> None:
+        while not self._closed.is_set():
+            try:
+                readable, _, _ = select.select([self.sock], [], [], 0.2)
+            except (OSError, ValueError):  # closed under us
+                return
+            if readable:
+                self._receive()
 
     def drain(self) -> list[str]:
-        while True:
-            try:
-                self.messages.append(self.sock.recv(65536).decode("latin-1"))
-            except (TimeoutError, BlockingIOError):
-                return self.messages
+        """Every message received so far, including any still queued this instant."""
+        self._receive()
+        return self.messages
 
     def wait_for(self, predicate: Callable[[str], bool], timeout: float, what: str) -> str:
         def find() -> str | None:
@@ -138,4 +168,6 @@ class NotifySocket:
         return found
 
     def close(self) -> None:
+        self._closed.set()
+        self._reader.join(timeout=5)
         self.sock.close()
