@@ -127,7 +127,8 @@ class NotifySocket:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(str(path))
         self.sock.setblocking(False)
-        self.messages: list[str] = []
+        self.messages: list[str] = []  # what the test has looked at (drain, wait_for): it may clear it
+        self._inbox: list[str] = []  # read by the thread, not yet looked at: as a queue the test has not read
         self._lock = threading.Lock()  # every recv and append under it: the order received is the order kept
         self._closed = threading.Event()
         self._reader = threading.Thread(target=self._read, name=f"notify-socket {path.name}", daemon=True)
@@ -137,7 +138,7 @@ class NotifySocket:
         with self._lock:
             while True:
                 try:
-                    self.messages.append(self.sock.recv(65536).decode("latin-1"))
+                    self._inbox.append(self.sock.recv(65536).decode("latin-1"))
                 except (BlockingIOError, InterruptedError):
                     return
                 except OSError:  # closed
@@ -153,8 +154,14 @@ class NotifySocket:
                 self._receive()
 
     def drain(self) -> list[str]:
-        """Every message received so far, including any still queued this instant."""
+        """Every message received so far, including any still queued this instant, moved to `messages`.
+
+        Only this moves messages there, as reading the socket did before the thread: a test that clears
+        `messages` clears what it has looked at, and what arrived since is still to come."""
         self._receive()
+        with self._lock:
+            self.messages.extend(self._inbox)
+            self._inbox.clear()
         return self.messages
 
     def wait_for(self, predicate: Callable[[str], bool], timeout: float, what: str) -> str:

@@ -36,7 +36,7 @@ def test_senders_never_block_while_the_test_reads_nothing(tmp_path: Path) -> Non
         sender.start()
         sender.join(timeout=60)
         assert sent == count, f"a sender blocked after {sent} of {count}: nobody read the notify socket"
-        wait_for(lambda: len(notify.messages) == count, 10, "every message read")
+        wait_for(lambda: len(notify.drain()) == count, 10, "every message read")
         assert notify.drain() == [f"WATCHDOG=1 {n}" for n in range(count)]  # in the order sent
     finally:
         notify.close()
