@@ -3,6 +3,9 @@ identity written by `bootstrap-roles --snapshot`. Shared by the snapshot tests o
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 from testbed.bao import Bao, Certs
 from testbed.cli import Result, run_cli
 from testbed.env import clean_env
@@ -26,3 +29,17 @@ def prepare(server: Bao, certs: Certs) -> None:
     c.write(CANARY, value="sing")
     done = bootstrap_snapshot(server, certs)
     assert done.code == 0, done.err
+
+
+def prepared_raft(certs_dir: Path, server_dir: Path) -> Iterator[tuple[Bao, Certs]]:
+    """One raft OpenBao, prepared for snapshots as an admin would (`prepare`), stopped by PID afterwards:
+    the body of a module's `raft` fixture (`yield from prepared_raft(...)`)."""
+    certs = Certs(certs_dir)
+    server = Bao(server_dir, certs, durable=True)
+    try:
+        server.start()
+        server.configure()
+        prepare(server, certs)
+        yield server, certs
+    finally:
+        server.stop()

@@ -20,7 +20,7 @@ from testbed.env import clean_env
 from testbed.http_traps import PlainBridge, Recorder, Redirector, proxied_env
 from testbed.proxy import CountingProxy
 from testbed.s3 import Rclone
-from testbed.snapshot_setup import SNAP_ROLE, prepare
+from testbed.snapshot_setup import SNAP_ROLE, prepared_raft
 from testbed.unsealing import write_keys
 
 pytestmark = pytest.mark.vault
@@ -32,15 +32,7 @@ AMBIENT_FILE = "s.ambient-token-from-home-vault-token"
 @pytest.fixture(scope="module")
 def raft(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Bao, Certs]]:
     """One raft OpenBao for the module, prepared for snapshots as an admin would."""
-    certs = Certs(tmp_path_factory.mktemp("policycerts"))
-    server = Bao(tmp_path_factory.mktemp("policybao"), certs, durable=True)
-    try:
-        server.start()
-        server.configure()
-        prepare(server, certs)
-        yield server, certs
-    finally:
-        server.stop()
+    yield from prepared_raft(tmp_path_factory.mktemp("policycerts"), tmp_path_factory.mktemp("policybao"))
 
 
 @pytest.fixture

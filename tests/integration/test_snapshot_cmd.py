@@ -40,7 +40,7 @@ from testbed.env import clean_env
 from testbed.procs import wait_for
 from testbed.proxy import DelayProxy
 from testbed.raft_cluster import SHARES, THRESHOLD, RaftCluster
-from testbed.snapshot_setup import CANARY, SNAP_ROLE, bootstrap_snapshot, prepare
+from testbed.snapshot_setup import CANARY, SNAP_ROLE, bootstrap_snapshot, prepared_raft
 from testbed.unsealing import write_keys
 
 pytestmark = pytest.mark.vault
@@ -53,15 +53,7 @@ pytestmark = pytest.mark.vault
 @pytest.fixture(scope="module")
 def raft(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Bao, Certs]]:
     """One raft OpenBao for the module, prepared as an admin would."""
-    certs = Certs(tmp_path_factory.mktemp("snapcerts"))
-    server = Bao(tmp_path_factory.mktemp("snapbao"), certs, durable=True)
-    try:
-        server.start()
-        server.configure()
-        prepare(server, certs)
-        yield server, certs
-    finally:
-        server.stop()
+    yield from prepared_raft(tmp_path_factory.mktemp("snapcerts"), tmp_path_factory.mktemp("snapbao"))
 
 
 def snap(server_addr: str, certs: Certs, directory: Path, *args: str, env: dict[str, str] | None = None) -> Result:

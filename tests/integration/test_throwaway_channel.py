@@ -24,7 +24,7 @@ import pytest
 from testbed.bao import Bao, Certs
 from testbed.cli import CLI, run_cli
 from testbed.env import clean_env
-from testbed.snapshot_setup import CANARY, SNAP_ROLE, prepare
+from testbed.snapshot_setup import CANARY, SNAP_ROLE, prepared_raft
 
 SQUATTER = Path(__file__).resolve().parents[2] / "testbed" / "squatter.py"
 SYSTEM_PYTHON = "/usr/bin/python3"  # nobody cannot run the venv's interpreter under /root
@@ -38,15 +38,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def raft(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Bao, Certs]]:
-    certs = Certs(tmp_path_factory.mktemp("squatcerts"))
-    server = Bao(tmp_path_factory.mktemp("squatbao"), certs, durable=True)
-    try:
-        server.start()
-        server.configure()
-        prepare(server, certs)
-        yield server, certs
-    finally:
-        server.stop()
+    yield from prepared_raft(tmp_path_factory.mktemp("squatcerts"), tmp_path_factory.mktemp("squatbao"))
 
 
 def _children(pid: int) -> list[int]:
