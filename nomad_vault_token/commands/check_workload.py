@@ -22,6 +22,7 @@ from typing import Any
 from nomad_vault_token.commands.check_report import Report
 from nomad_vault_token.core.config import Settings
 from nomad_vault_token.core.errors import NvtError, VaultUnavailable
+from nomad_vault_token.core.options import DEFAULT_NOMAD_ADDR
 from nomad_vault_token.core.secret import Secret
 from nomad_vault_token.setup import workload_identity as wi
 from nomad_vault_token.vault import jwt_auth
@@ -302,7 +303,7 @@ class NomadAccess:
         """`--nomad-addr` read by the one URL reader (`scheme://host:port`, http only to loopback): 78 otherwise."""
         from nomad_vault_token.core.address import canonical
 
-        origin = canonical(addr or "https://127.0.0.1:4646", "--nomad-addr", allow_insecure_http)
+        origin = canonical(addr or DEFAULT_NOMAD_ADDR, "--nomad-addr", allow_insecure_http)
         return cls(origin, token_file, ca, allow_insecure_http)
 
 

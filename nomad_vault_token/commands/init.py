@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from nomad_vault_token.core.config import Settings
 from nomad_vault_token.core.errors import EX_TEMPFAIL, ConfigError, NvtError, UsageError, VaultUnavailable
+from nomad_vault_token.core.options import DEFAULT_NOMAD_ADDR
 from nomad_vault_token.core.results import Result
 from nomad_vault_token.core.secret import Secret
 from nomad_vault_token.setup import init_plan
@@ -122,7 +123,7 @@ def main(
             from nomad_vault_token.core.address import read_address
 
             nomad_addr = read_address(  # refused before sys/init: the shares must not go in clear
-                nomad_addr or "https://127.0.0.1:4646", "--nomad-addr", settings.allow_insecure_http
+                nomad_addr or DEFAULT_NOMAD_ADDR, "--nomad-addr", settings.allow_insecure_http
             ).origin
             where, numbers = init_plan.split_group(nomad_variable, n_shares, "--nomad-variable")
             holders.append(Holder("nomad-variable", where.strip("/"), numbers))
@@ -330,7 +331,7 @@ def _deliver(
         from nomad_vault_token.vault import nomad_api
 
         index = nomad_api.put_variable_new(
-            nomad_addr or "https://127.0.0.1:4646", h.where, init_plan.nomad_items(keys, h.shares), nomad_token,
+            nomad_addr or DEFAULT_NOMAD_ADDR, h.where, init_plan.nomad_items(keys, h.shares), nomad_token,
             nomad_ca_pem, allow_insecure_http,
         )  # fmt: skip
         log.debug("init: Nomad Variable %s created (index %d), items %s", h.where, index,

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
+DEFAULT_NOMAD_ADDR = "https://127.0.0.1:4646"  # --nomad-addr: the local agent, over TLS (Nomad's CLI says http)
+
 # str/path/int: one value; list: repeatable; bool: --x/--no-x, None when absent; switch: --x, False when absent
 Kind = Literal["str", "path", "list", "bool", "switch"]
 
@@ -226,7 +228,7 @@ OPTIONS: tuple[Option, ...] = (
            "after --), nodes on 1.7.2+, no job or allocation left on legacy tokens (Nomad's upgrade check); exit 75 "
            "while not", frozenset({CHECK}), WORKLOAD, setting=False),
     Option("nomad_addr", ("--nomad-addr",), "str", "Nomad's HTTP API for the readiness checks [default: "
-           "https://127.0.0.1:4646]", frozenset({CHECK, CUTOVER, INIT}), WORKLOAD, setting=False, metavar="URL"),
+           f"{DEFAULT_NOMAD_ADDR}]", frozenset({CHECK, CUTOVER, INIT}), WORKLOAD, setting=False, metavar="URL"),
     Option("nomad_token_file", ("--nomad-token-file",), "path", "file holding a Nomad ACL token with operator:read "
            "and node:read (readiness) [default: none, for a cluster without ACLs]", frozenset({CHECK, CUTOVER, INIT}), WORKLOAD,
            setting=False, metavar="FILE"),
