@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
 
@@ -29,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 # The keyring token and what Vault said of it (None: a degraded start without a saved one).
 Ring = tuple["Secret | None", TokenInfo]
+SERVER = "server token"
 
 
 def main(settings: Settings, *, agent: Sequence[str], no_check: bool) -> None:
@@ -171,14 +171,12 @@ def degraded(settings: Settings, why: str) -> tuple[Secret | None, TokenInfo]:
     With the saved token, unverified (Nomad validates it every 30 s until Vault answers); without
     one, with Vault disabled until the tracker has minted a token. The tracker takes it from there.
     """
-    saved = store.read(settings.state_file)
-    if saved is not None and saved.vault_addr == settings.vault_addr:
-        logger.warning("%s: degraded start with saved token accessor %s, unverified", why, saved.accessor)
-        return saved.token, TokenInfo.unverified(saved.accessor)
-    logger.warning(
-        "%s: degraded start without a token: Vault is disabled in the agent until the tracker can mint one", why
-    )
-    return None, TokenInfo.unverified("")
+    from nomad_vault_token.token import kept
+
+    return kept.saved_unverified(
+        settings, settings.state_file, SERVER, why, "",
+        "Vault is disabled in the agent until the tracker can mint one",
+    )  # fmt: skip
 
 
 def resolve_agent(argv: Sequence[str]) -> str:
@@ -238,19 +236,13 @@ def _write_keyring(settings: Settings, ring: Ring) -> None:
 
 def obtain(vault: Vault, login: Login | None = None) -> tuple[Secret, TokenInfo]:
     """Reuse the saved token when Vault says it is still good; otherwise mint and save a new one."""
-    settings = vault.settings
-    saved = store.read(settings.state_file)
-    if saved is not None:
-        reused = _try_reuse(vault, saved)
-        if reused is not None:
-            return reused
+    from nomad_vault_token.token import kept
     from nomad_vault_token.token.minting import login_and_mint
 
-    token, info = login_and_mint(vault, login)
-    store.write(settings.state_file, store.State(token, info.accessor, settings.vault_addr, time.time()))
-    if saved is not None and saved.accessor != info.accessor:
-        retire(vault, saved.token, saved.accessor)
-    return token, info
+    settings = vault.settings
+    return kept.obtain(
+        vault, kept.Kept(SERVER, settings.state_file, wanted(settings), lambda: login_and_mint(vault, login), retire)
+    )
 
 
 def wanted(settings: Settings) -> lease.Wanted:
@@ -261,42 +253,6 @@ def wanted(settings: Settings) -> lease.Wanted:
         mint_role=settings.mint_role,
         min_ttl=settings.min_ttl,
     )
-
-
-def observed(info: TokenInfo) -> lease.Observed:
-    return lease.Observed(
-        policies=frozenset(info.policies),
-        ttl=info.ttl,
-        renewable=info.renewable,
-        orphan=info.orphan,
-        period=info.effective_period,
-        role=info.role,
-    )
-
-
-def _try_reuse(vault: Vault, saved: store.State) -> tuple[Secret, TokenInfo] | None:
-    settings = vault.settings
-    if saved.vault_addr != settings.vault_addr:
-        logger.info(
-            "saved token accessor %s is for %s, not %s: minting", saved.accessor, saved.vault_addr, settings.vault_addr
-        )
-        return None
-    try:
-        info = vault.lookup_self(saved.token)
-    except TokenInvalid:
-        logger.info("saved token accessor %s is no longer valid: minting a new one", saved.accessor)
-        return None
-    refusal = lease.reuse_refusal(observed(info), wanted(settings))
-    if refusal is not None:
-        logger.info("saved token accessor %s not reused: %s; minting a new one", info.accessor, refusal)
-        return None
-    try:
-        ttl = vault.renew_self(saved.token)
-    except TokenInvalid:
-        logger.info("saved token accessor %s could not be renewed: minting a new one", info.accessor)
-        return None
-    logger.info("reusing server token accessor %s (renewed, ttl %ss)", info.accessor, ttl)
-    return saved.token, vault.lookup_self(saved.token)
 
 
 def retire(vault: Vault, token: Secret, accessor: str) -> None:
