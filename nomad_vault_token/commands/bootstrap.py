@@ -354,29 +354,28 @@ def _read_current(vault: Vault, admin: Secret, wanted: list[Wanted]) -> dict[str
     for want in wanted:
         if want.kind == "secrets_mount":
             engines = vault.admin_secrets_mounts(admin)
-            found = engines.get(settings.keyring_mount)
-            if found is not None and found != TRANSIT:
-                raise ConfigError(
-                    f"keyring_mount {settings.keyring_mount!r}: sys/mounts/{settings.keyring_mount} is a {found!r} "
-                    f"secrets engine, not {TRANSIT}: choose another --keyring-mount"
-                )
-            current[want.path] = None if found is None else {"type": found}
+            current[want.path] = _mount(engines, "keyring_mount", settings.keyring_mount, TRANSIT, "sys/mounts",
+                                        "secrets engine")  # fmt: skip
         elif want.kind == "transit_key" and engines is not None and settings.keyring_mount not in engines:
             current[want.path] = None  # no mount yet, so no key in it
         elif want.kind == "auth_mount":
             mounts = vault.admin_auth_mounts(admin)
-            found = mounts.get(settings.auth_mount)
-            if found is not None and found != AUTH_TYPE:
-                raise ConfigError(
-                    f"auth_mount {settings.auth_mount!r}: sys/auth/{settings.auth_mount} is a {found!r} auth "
-                    f"mount, not {AUTH_TYPE}: choose another --auth-mount"
-                )
-            current[want.path] = None if found is None else {"type": found}
+            current[want.path] = _mount(mounts, "auth_mount", settings.auth_mount, AUTH_TYPE, "sys/auth", "auth mount")
         elif want.kind == "cert_role" and mounts is not None and settings.auth_mount not in mounts:
             current[want.path] = None  # no mount yet, so no role in it
         else:
             current[want.path] = vault.admin_read(admin, want.path)
     return current
+
+
+def _mount(types: Mapping[str, str], setting: str, name: str, wanted: str, where: str, noun: str) -> dict[str, str] | None:
+    """What is mounted at `name` ({"type": ...}, None: nothing); something of another type there is refused:
+    bootstrap-roles never reuses or replaces a mount it did not make."""
+    found = types.get(name)
+    if found is not None and found != wanted:
+        flag = "--" + setting.replace("_", "-")
+        raise ConfigError(f"{setting} {name!r}: {where}/{name} is a {found!r} {noun}, not {wanted}: choose another {flag}")
+    return None if found is None else {"type": found}
 
 
 def _apply(vault: Vault, admin: Secret, step: Step) -> None:

@@ -198,3 +198,27 @@ def test_token_keyring_token_mints_through_the_keyring_role_and_writes_no_newlin
     assert raw.decode() not in minted.out + minted.err
     info = server.client(raw.decode()).auth.token.lookup_self()["data"]
     assert info["role"] == "nomad-keyring-mint" and info["accessor"] == doc["accessor"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "path", "engine", "words"),
+    [
+        ("secret", "transit", "kv", "keyring_mount 'transit': sys/mounts/transit is a 'kv' secrets engine, not transit: "
+         "choose another --keyring-mount"),
+        ("auth", "cert", "userpass", "auth_mount 'cert': sys/auth/cert is a 'userpass' auth mount, not cert: "
+         "choose another --auth-mount"),
+    ],
+)  # fmt: skip
+def test_a_mount_of_another_type_at_the_path_is_refused_and_nothing_is_written(
+    server: Bao, cfg: Path, kind: str, path: str, engine: str, words: str
+) -> None:
+    c = server.client()
+    if kind == "secret":
+        c.sys.enable_secrets_engine(engine, path=path)
+    else:
+        c.sys.enable_auth_method(engine, path=path)
+    result = bootstrap(cfg, server)
+    assert result.code == 78, result.err
+    assert words in result.err and len(result.err.strip().splitlines()) == 1, result.err
+    assert "Traceback" not in result.err
+    assert c.sys.list_policies()["data"]["policies"] == ["default", "root"], "nothing written"
