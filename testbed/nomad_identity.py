@@ -33,7 +33,6 @@ stopped by `stop()`; it keeps its state in memory and takes changes (rotation, j
 
 from __future__ import annotations
 
-import json
 import ssl
 import threading
 import time
@@ -41,12 +40,13 @@ import uuid
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from joserfc import jwt
 from joserfc.jwk import OKPKey, RSAKey
+
+from testbed.https_server import HTTPSServer, Replies
 
 JWKS_PATH = "/.well-known/jwks.json"  # nomad/structs/keyring.go v1.9.7:39
 UPGRADE_CHECK_PATH = "/v1/operator/upgrade-check/vault-workload-identity"  # api/operator.go v1.9.7:468
@@ -111,8 +111,7 @@ class NomadIdentity:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server = HTTPSServer("nomad-identity")
         if not self.keys:
             self.rotate("RS256")
 
@@ -244,8 +243,7 @@ class NomadIdentity:
 
     @property
     def port(self) -> int:
-        assert self._httpd is not None
-        return int(self._httpd.server_address[1])
+        return self._server.port
 
     @property
     def address(self) -> str:
@@ -263,10 +261,7 @@ class NomadIdentity:
             ctx.load_verify_locations(str(self.client_ca))
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
+        class Handler(Replies):
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path == JWKS_PATH:
@@ -304,37 +299,11 @@ class NomadIdentity:
                 else:
                     self._text(404, f"Path {path} not found")
 
-            def _json(self, code: int, body: Any) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _text(self, code: int, body: str) -> None:
-                data = body.encode()
-                self.send_response(code)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        httpd.daemon_threads = True
-        httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
-        self._httpd = httpd
-        self._thread = threading.Thread(target=httpd.serve_forever, name="nomad-identity", daemon=True)
-        self._thread.start()
+        self._server.start(Handler, ctx)
         return self
 
     def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        self._httpd = None
-        self._thread = None
+        self._server.stop()
 
 
 def _version_below(text: str, minimum: tuple[int, int, int]) -> bool:

@@ -27,9 +27,10 @@ import json
 import ssl
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from testbed.https_server import HTTPSServer, Replies
 
 PREFIX = "/v1/var/"
 
@@ -45,8 +46,7 @@ class NomadVariables:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._index = 100
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server = HTTPSServer("nomad-variables")
         self.port = 0
 
     @property
@@ -80,10 +80,7 @@ class NomadVariables:
         ctx.load_cert_chain(str(self.server_pem))
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
+        class Handler(Replies):
             def _allowed(self) -> bool:
                 if owner.acl_token and self.headers.get("X-Nomad-Token", "") != owner.acl_token:
                     self._text(403, "Permission denied")  # http.go:690-700
@@ -111,7 +108,7 @@ class NomadVariables:
                 if var is None:
                     self._text(404, "variable not found")  # variable_endpoint.go:160-162
                 else:
-                    self._json(200, var, var["ModifyIndex"])
+                    self._json(200, var, **{"X-Nomad-Index": str(var["ModifyIndex"])})
 
             def do_PUT(self) -> None:
                 found = self._path()
@@ -140,43 +137,16 @@ class NomadVariables:
                         self._text(400, f"can not parse cas: {params['cas']}")  # parseCAS 271-280
                         return
                 code, answer = owner.put(path, body, cas)
-                self._json(code, answer, answer.get("ModifyIndex") or 0)
+                self._json(code, answer, **{"X-Nomad-Index": str(answer.get("ModifyIndex") or 0)})
 
             do_POST = do_PUT
 
-            def _json(self, code: int, body: Any, index: int) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("X-Nomad-Index", str(index))
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _text(self, code: int, body: str) -> None:
-                data = body.encode()
-                self.send_response(code)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        httpd.daemon_threads = True
-        httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
-        self.port = httpd.server_address[1]
-        self._httpd = httpd
-        self._thread = threading.Thread(target=httpd.serve_forever, name="nomad-variables", daemon=True)
-        self._thread.start()
+        self._server.start(Handler, ctx, self.port)
+        self.port = self._server.port
         return self
 
     def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        self._httpd = None
-        self._thread = None
+        self._server.stop()
 
 
 def _metadata(var: dict[str, Any]) -> dict[str, Any]:
