@@ -79,7 +79,8 @@ class Driver:
 
     def _settled(self) -> bool:
         m = self.monitor
-        return all(r.took is not None for r in m.recoveries) and m.cluster_green() and m.token_live is True
+        return (all(r.took is not None for r in m.recoveries) and m.cluster_green() and m.token_live is True
+                and m.ring_live is True)  # fmt: skip
 
     def _may_start(self, fault: Fault) -> bool:
         if len(self.active) >= MAX_ACTIVE:
@@ -179,15 +180,9 @@ class Driver:
                     n.thaw()
             procs.stop_all([n.proc for n in c.nodes if n.proc is not None and n.running], signal.SIGTERM, 10)
         elif fault.kind == "token_revoke":
-            accessor = self.monitor.agent_accessor or self.stack.state_accessor()
-            client = self.stack.root(self.monitor.leader())
-            if accessor is None or client is None:
-                return "no accessor or no leader"
-            try:
-                client.auth.token.revoke_accessor(accessor)
-            except Exception as exc:  # already gone, or Vault moving
-                return f"revoke: {type(exc).__name__}"
-            self.monitor.revoked[fault.index] = accessor
+            return self._revoke(fault, self.monitor.agent_accessor or self.stack.state_accessor())
+        elif fault.kind == "keyring_revoke":
+            return self._revoke(fault, self.monitor.ring_accessor)
         elif fault.kind == "blackhole":
             assert self.stack.balancer is not None
             self.stack.balancer.blackhole.set()
@@ -201,4 +196,16 @@ class Driver:
             if self.stack.unsealer.pid is None:
                 return "unsealer down (its unit is restarting it)"
             self.stack.unsealer.kill()
+        return ""
+
+    def _revoke(self, fault: Fault, accessor: str | None) -> str:
+        """Revoke the token of `accessor` with the root token on the active node; a reason when it cannot be."""
+        client = self.stack.root(self.monitor.leader())
+        if accessor is None or client is None:
+            return "no live token or no leader"
+        try:
+            client.auth.token.revoke_accessor(accessor)
+        except Exception as exc:  # already gone, or Vault moving
+            return f"revoke: {type(exc).__name__}"
+        self.monitor.revoked[fault.index] = accessor
         return ""

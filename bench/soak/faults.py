@@ -19,6 +19,7 @@ Kind = Literal[
     "step_down",  # the active node steps down
     "cluster_restart",  # all three nodes stopped and started at once
     "token_revoke",  # the agent's server token revoked
+    "keyring_revoke",  # the keyring token (Nomad's keyring "transit" block reads it from its file) revoked
     "blackhole",  # the connection to Vault (through the proxy) drops everything for `hold`
     "s3_down",  # the S3 server stopped for `hold`, then started
     "snapdir_full",  # the snapshot directory is a tmpfs too small for a snapshot, for the next run
@@ -31,6 +32,7 @@ KINDS: tuple[Kind, ...] = (
     "step_down",
     "cluster_restart",
     "token_revoke",
+    "keyring_revoke",
     "blackhole",
     "s3_down",
     "snapdir_full",
@@ -46,6 +48,7 @@ HOLD: dict[Kind, tuple[float, float]] = {
     "step_down": (0.0, 0.0),
     "cluster_restart": (0.0, 1.0),
     "token_revoke": (0.0, 0.0),
+    "keyring_revoke": (0.0, 0.0),
     "blackhole": (1.0, 6.0),
     "s3_down": (1.0, 6.0),
     "snapdir_full": (0.0, 0.0),

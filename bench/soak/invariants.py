@@ -9,7 +9,9 @@ and the machine's load (`/proc/loadavg`: a 2 s bound missed under load says so).
 4. a half-written file never carries a final name (`snapshots.py`: final names verify, also in a full
    directory);
 5. the agent holds a live token within 90 s of Vault being usable, and is stopped only when the
-   documented escalation says so (the tracker's "stopping it" line before the exit);
+   documented escalation says so (the tracker's "stopping it" line before the exit); the same 90 s
+   bound holds for the keyring token in its file, and after the keyring token is revoked, Nomad's
+   keyring wrapper is built with its replacement (a rotation the soak asks for, as an operator would);
 6. no traceback and no secret in any log (`scan_text`);
 7. no process of the tool dies unless its supervisor restarts it: the tracker lives as long as its
    agent (nothing restarts a tracker); `run` and the unsealer are restarted as their units would.
@@ -108,13 +110,17 @@ class Monitor:
         self.unsealer_had_looked: dict[int, bool] = {}
         self.expect: list[Expectation] = []
         self.recoveries: list[Recovery] = []
-        self.revoked: dict[int, str] = {}  # token_revoke fault index -> the accessor revoked
+        self.revoked: dict[int, str] = {}  # token_revoke / keyring_revoke fault index -> the accessor revoked
         self.cluster_quiet_since: float | None = time.monotonic()
         self.leader_reported = False
         self.usable_since: float | None = None
         self.token_reported = False
         self.token_live: bool | None = None
         self.agent_accessor: str | None = None
+        self.ring_live: bool | None = None  # the keyring token in its file, looked up as the agent's is
+        self.ring_accessor: str | None = None
+        self.ring_reported = False
+        self.rotation_asked = 0.0  # monotonic: when the soak last asked Nomad for a keyring rotation
         self.unsealer_ready_at: float | None = None
         self.ready_seen = 0
         self.snapshot_ok_at: list[float] = []  # runs that exited 0: when they started
@@ -300,6 +306,7 @@ class Monitor:
             if now >= next_token:
                 next_token = now + 1.0
                 self._check_token(now)
+                self._check_keyring(now)
                 self._check_agent_exits()
                 self._check_unsealer_exits()
                 self._check_tracker()
@@ -360,6 +367,42 @@ class Monitor:
             self.violate("agent-token-90s", f"the agent holds no live token {now - since:.0f}s after Vault "
                          f"became usable (accessor {self.agent_accessor})")  # fmt: skip
 
+    def _check_keyring(self, now: float) -> None:
+        """The keyring token in its file is live within 90 s of Vault being usable (the tracker replaces a
+        dead one with no signal, and Nomad reads the file at its next wrapper build); while a revoked one's
+        recovery is pending and its replacement is live, ask Nomad for a rotation (its next wrapper build)."""
+        token = self.stack.keyring_file_token()
+        client = self.stack.root(self.leader()) if self.vault_usable() else None
+        live = accessor = None
+        if client is not None and token:
+            try:
+                data = client.auth.token.lookup(token)["data"]
+                live, accessor = bool(data.get("accessor")), data.get("accessor")
+            except Exception:  # revoked (403) or Vault moving: not live as far as we know
+                live = False
+        self.ring_live, self.ring_accessor = live, accessor if live else None
+        since = self.usable_since
+        if since is None:
+            self.ring_reported = False
+        elif live is not True and not self.ring_reported and now - since > TOKEN_BOUND:
+            self.ring_reported = True
+            self.violate("keyring-token-90s", f"no live keyring token in its file {now - since:.0f}s after Vault "
+                         f"became usable")  # fmt: skip
+        waiting = [r for r in self.recoveries if r.fault.kind == "keyring_revoke" and r.took is None]
+        revoked = {self.revoked.get(r.fault.index) for r in waiting}
+        if waiting and live and accessor not in revoked and now - self.rotation_asked > 5.0:
+            self.rotation_asked = now
+            self.stack.rotate_trigger.touch()
+
+    def _ring_used_since(self, wall: float, revoked: str | None) -> bool:
+        """Nomad built a keyring wrapper after `wall` with a token other than `revoked` (the wrapper renews
+        the token it read as itself first: the event's accessor)."""
+        return any(
+            e.get("event") == "keyring_wrapper" and float(e.get("time", 0)) > wall
+            and e.get("accessor") not in (None, revoked)
+            for e in jsonl.read(self.stack.agent_report, skip_invalid=True)
+        )  # fmt: skip
+
     def _agent_accessor(self) -> str | None:
         """The accessor of the token the agent holds now, as its report says (the latest one it took)."""
         accessor = None
@@ -410,6 +453,8 @@ class Monitor:
             self.violate("not-recovered", f"the cluster is not green at the end: {self.nodes}")
         if self.token_live is not True:
             self.violate("not-recovered", f"the agent holds no live token at the end ({self.agent_accessor})")
+        if self.ring_live is not True:
+            self.violate("not-recovered", "no live keyring token in its file at the end")
         for r in self.recoveries:
             if r.took is None:
                 self.violate("not-recovered", f"{r.fault.describe()} never recovered")
@@ -447,6 +492,8 @@ class Monitor:
             return self.cluster_green()
         if kind == "token_revoke":  # the agent holds a live token other than the one revoked
             return self.token_live is True and self.agent_accessor not in (None, self.revoked.get(r.fault.index))
+        if kind == "keyring_revoke":  # Nomad's keyring wrapper built with the token that replaced it
+            return self._ring_used_since(r.healed_wall, self.revoked.get(r.fault.index))
         if kind == "blackhole":  # the tracker reached Vault again through the proxy
             doc = self.stack.tracker_doc()
             return bool(doc) and doc.get("state") != "unreachable" and doc.get("updated_at", 0) > r.healed_wall

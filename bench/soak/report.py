@@ -66,6 +66,8 @@ def markdown(doc: dict[str, Any]) -> str:
         "(2 cores shared). Recovery: from the fault healed until its own effect is gone: the relaunched node "
         "unsealed (kill); the node unsealed with a leader (freeze, seal); a leader (step-down); 3/3 unsealed "
         "with a leader (cluster restart); the agent holding a live token other than the revoked one (revoke); "
+        "Nomad's keyring wrapper built with the keyring token's replacement, at a rotation the soak asks for "
+        "once the file holds a live new one (keyring revoke); "
         "the tracker through the proxy again (black hole); the next snapshot and copy done, 6 s timer "
         "included (S3 down, directory full); the unsealer READY, its unit's RestartSec=10 included. Seconds. "
         "Skipped: nothing to act on for 20 s (e.g. no leader to step down). Violations list the seed's time "

@@ -12,9 +12,11 @@
   time; a run under the "directory full" fault runs in a mount namespace of its own with a small
   tmpfs on the snapshot directory (`unshare --mount`, as testbed/s3.py mounts its volume).
 
-Hook for the keyring token (issue: keyring; another branch): `Stack.extra_tokens()` is where the
-keyring's token joins the secrets the log scan looks for, and `Stack.start_keyring()` where its
-process starts; both do nothing yet.
+The agent is a Nomad 1.9 server on both integrations, the one version that has both tokens: `run
+--keyring` keeps the server token (its `vault` block) and the keyring token (`keyring "transit"`, read
+from its file at every wrapper build, `testbed/nomad_standin/keyring.py`), against the cluster's own
+transit engine as `bootstrap-roles --keyring` writes it. A rotation (Nomad's `operator root keyring
+rotate`) is asked for by creating `Stack.rotate_trigger`.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import Any
 import hvac
 
 from testbed import procs
-from testbed.agent import NotifySocket, fake_nomad
+from testbed.agent import NotifySocket, fake_nomad, keyring_block
 from testbed.bao import Bao, Certs
 from testbed.cli import CLI
 from testbed.config import write_config
@@ -156,6 +158,9 @@ class Stack:
         self.agent_report = self.logs / "agent-report.jsonl"
         self.run_config = work / "run" / "config.toml"
         self.token_config = work / "run" / "vault-token.hcl"
+        self.keyring_token = work / "run" / "keyring-token"
+        self.rotate_trigger = work / "run" / "rotate-keyring"
+        self.keyring_tokens_seen: set[str] = set()  # a revoked keyring token must not reach a log either
         self.s3_lock = threading.Lock()
 
     # ---- start -------------------------------------------------------------------------
@@ -166,6 +171,7 @@ class Stack:
         assert leader is not None
         admin = ClusterAdmin(self.cluster.node(leader).addr, self.certs, self.cluster.root_token)
         admin.configure()
+        admin.configure_keyring()
         root = admin.client()
         root.sys.create_or_update_policy("nomad_snapshot", (ROOT / "policies" / "snapshot.hcl").read_text())
         self.snap_token = root.auth.token.create(policies=["nomad_snapshot"], period="24h", no_parent=True)["auth"][
@@ -177,7 +183,6 @@ class Stack:
         self.s3.make_bucket(BUCKET)
         self.start_unsealer()
         self.start_agent()
-        self.start_keyring()
 
     def start_unsealer(self) -> None:
         keys = write_keys(self.work / "unseal-keys", self.cluster.keys[:2])
@@ -199,24 +204,32 @@ class Stack:
         write_config(
             self.run_config, server, self.certs,
             token_config=str(self.token_config), check_interval="2s", request_timeout="3s",
-            sighup_grace="4s", adoption_timeout="20s",
+            sighup_grace="4s", adoption_timeout="20s", keyring=True, keyring_token_file=str(self.keyring_token),
         )  # fmt: skip
         agent_hcl = self.work / "run" / "agent.hcl"
         agent_hcl.write_text(
             f'data_dir = "{agent_hcl.parent}/data"\nvault {{\n  enabled = true\n  address = "{lb}"\n'
             f'  ca_file = "{self.certs.ca_path}"\n}}\n'
+            + keyring_block(lb, self.certs.ca_path, f"file://{self.keyring_token}")
         )
-        env = clean_env(FAKE_NOMAD_REPORT=str(self.agent_report))  # Nomad's own timings (validation retry 30 s)
+        env = clean_env(  # Nomad's own timings (validation retry 30 s)
+            FAKE_NOMAD_REPORT=str(self.agent_report),
+            FAKE_NOMAD_KEYRING_VERSION="1.9",
+            FAKE_NOMAD_KEYRING_ROTATE=str(self.rotate_trigger),
+        )
         argv = [*CLI, "run", "--config", str(self.run_config), "--", *fake_nomad(agent_hcl)]
         self.agent = Supervised("agent", argv, env, self.logs / "run.log", AGENT_RESTART_SEC)
         self.agent.start()
 
-    def start_keyring(self) -> None:
-        """The keyring token's process joins the stack here once that issue lands (another branch)."""
-
-    def extra_tokens(self) -> list[str]:
-        """Secrets of parts not in the stack yet (the keyring token): none so far."""
-        return []
+    def keyring_file_token(self) -> str:
+        """The keyring token in its file now ("" when there is none), remembered for the log scan."""
+        try:
+            token = self.keyring_token.read_text()
+        except OSError:
+            return ""
+        if token:
+            self.keyring_tokens_seen.add(token)
+        return token
 
     # ---- what the checks read ------------------------------------------------------------
 
@@ -234,7 +247,8 @@ class Stack:
         found = [self.cluster.root_token, self.s3.secret, self.snap_token, *self.cluster.keys]
         found += self.cluster.keys_base64
         found += self.agent_tokens()
-        found += self.extra_tokens()
+        self.keyring_file_token()
+        found += sorted(self.keyring_tokens_seen)
         return [s for s in found if s]
 
     def agent_tokens(self) -> list[str]:
@@ -264,15 +278,13 @@ class Stack:
         return found
 
     def state_accessor(self) -> str | None:
-        """The accessor of the token `run` saved last (its state file)."""
-        state = self.work / "run" / "state"
-        for f in state.glob("*.json") if state.exists() else []:
-            try:
-                doc: Any = json.loads(f.read_text())
-            except (OSError, ValueError):
-                continue
-            if isinstance(doc, dict) and isinstance(doc.get("accessor"), str) and doc.get("token"):
-                return str(doc["accessor"])
+        """The accessor of the server token `run` saved last (its state file; the keyring's is another)."""
+        try:
+            doc: Any = json.loads((self.work / "run" / "state" / "token.json").read_text())
+        except (OSError, ValueError):
+            return None
+        if isinstance(doc, dict) and isinstance(doc.get("accessor"), str) and doc.get("token"):
+            return str(doc["accessor"])
         return None
 
     def tracker_doc(self) -> dict[str, Any]:
