@@ -107,7 +107,7 @@ DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})  #
 
 class VaultUnavailable(NvtError):
     """Vault unreachable, sealed or not initialised (69). `state` is one word or phrase for STATUS and
-    logs ("unreachable", "sealed", "not initialised", "error"); `detail` the reason, if any."""
+    logs ("unreachable", "sealed", "not initialised", "standby", "error"); `detail` the reason, if any."""
 
     exit_code = EX_UNAVAILABLE
 

@@ -133,6 +133,15 @@ def mapped(settings: Settings, ctx: Context) -> Iterator[None]:
     try:
         yield
     except Redirected as exc:
+        active = exc.active_node(f"{addr}/v1/{ctx.path}")
+        if active is not None:  # a standby mid-election, or a balancer sending us to one: wait, as for a 503
+            raise VaultUnavailable(
+                f"{ctx.path} at {addr}: a standby node answered, sending us to its active node {active}: not followed "
+                "(no token goes to an address you did not give); point vault_addr at the active node (a load "
+                "balancer with a health check) if this lasts",
+                state="standby",
+                detail=f"redirect to {active}",
+            ) from None
         raise VaultDenied(exc.line(f"{ctx.path} at {addr}")) from None
     except requests.exceptions.SSLError as exc:
         text = str(exc)

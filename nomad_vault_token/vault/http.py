@@ -44,6 +44,22 @@ class Redirected(Exception):
         self.status = status
         self.location = location
 
+    def active_node(self, asked: str) -> str | None:
+        """The node a Vault standby sends us to (its active node: the same path on another `https://` node,
+        what a standby answers when it does not forward), as `scheme://host:port`; None for any other
+        redirect (a downgrade, another path). Either way nothing follows it."""
+        from nomad_vault_token.core.address import read_url
+        from nomad_vault_token.core.errors import ConfigError
+
+        try:
+            here, there = read_url(asked, "asked"), read_url(self.location.partition("?")[0], "Location")
+        except ConfigError:
+            return None
+        same_path = here.path == there.path and here.path.startswith("/v1/")
+        if there.scheme == here.scheme == "https" and same_path and there.origin != here.origin:
+            return there.origin
+        return None
+
     def line(self, what: str) -> str:
         """One line for `what` (a path, an address): what happened and what to do."""
         return (

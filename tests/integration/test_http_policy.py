@@ -267,3 +267,23 @@ def test_the_machines_ca_bundle_variables_do_not_replace_the_pinned_ca(
     cfg = write_config(tmp_path / "c.toml", server, certs, ca_cert=str(other.ca_path))
     env = clean_env(REQUESTS_CA_BUNDLE=str(certs.ca_path), CURL_CA_BUNDLE=str(certs.ca_path))
     assert_one_line_error(run_cli("token", "--config", str(cfg), env=env), 78, "not trusted")
+
+
+def test_a_standby_sending_us_to_its_active_node_is_waited_for_not_refused_and_not_followed(
+    raft: tuple[Bao, Certs], tmp_path: Path
+) -> None:
+    """What a Vault standby answers when it does not forward (the fault soak met it mid-election): 307 to the
+    same path on its active node. Not followed (the active node sees nothing), but an outage to wait out
+    (69, and `run` starts the agent after degraded_start_after), not a refused address (77)."""
+    server, certs = raft
+    standby = Redirector(certs, server.addr)  # https, the same path, another node: Vault's own standby answer
+    try:
+        cfg = write_config(tmp_path / "c.toml", server, certs, vault_addr=standby.addr, degraded_start_after="1s")
+        token = run_cli("token", "--config", str(cfg), env=clean_env())
+        assert_one_line_error(token, 69, "a standby node answered", f"its active node {server.addr}", "not followed")
+        started = run_cli("run", "--config", str(cfg), "--", "/bin/true", env=clean_env(), timeout=60)
+        assert started.code == 0, started.err
+        assert "degraded start" in started.err and "Traceback" not in started.err
+        assert standby.seen and all(s["path"].startswith("/v1/") for s in standby.seen)
+    finally:
+        standby.close()

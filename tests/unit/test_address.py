@@ -148,3 +148,24 @@ def test_the_nodes_file_is_read_by_the_same_reader(tmp_path: Path) -> None:
     assert config.parse_node_list("https://A:1/\nhttps://a:1 # same\n", source, False) == ("https://a:1",)
     with pytest.raises(ConfigError, match="backslash"):
         config.parse_node_list("http://evil.example:9\\@127.0.0.1:8200\n", source, False)
+
+
+@pytest.mark.parametrize(
+    ("location", "active"),
+    [
+        ("https://10.0.0.2:8200/v1/auth/token/lookup-self", "https://10.0.0.2:8200"),  # a standby: same path
+        ("https://10.0.0.2:8200/v1/auth/token/lookup-self?x=1", "https://10.0.0.2:8200"),  # its query kept apart
+        ("http://10.0.0.2:8200/v1/auth/token/lookup-self", None),  # a downgrade
+        ("https://10.0.0.2:8200/v1/sys/health", None),  # another path
+        ("https://vault.example:8200/v1/auth/token/lookup-self", None),  # the address asked itself
+        ("https://evil@10.0.0.2:8200/v1/auth/token/lookup-self", None),  # what the one reader refuses
+        ("", None),
+    ],
+)
+def test_a_redirect_is_a_standby_only_when_it_names_the_same_path_on_another_https_node(
+    location: str, active: str | None
+) -> None:
+    from nomad_vault_token.vault.http import Redirected
+
+    asked = "https://vault.example:8200/v1/auth/token/lookup-self"
+    assert Redirected(307, location).active_node(asked) == active
