@@ -159,7 +159,11 @@ class Driver:
             try:
                 answer = node.post("sys/seal", token=c.root_token, timeout=10)
             except requests.RequestException as exc:
-                return f"sys/seal: {type(exc).__name__}"
+                # The server may still seal it after our timeout (sys/seal on a busy active node takes
+                # seconds): count it as injected, so it is unsealed by hand like any other, but without the
+                # "never unsealed by the tool" check, since whether it sealed is not known.
+                log(f"{fault.describe()}: sys/seal {type(exc).__name__}: healed by hand, not checked")
+                return ""
             if answer.code != 204:
                 return f"sys/seal answered {answer.code}"
             self.monitor.sealed_on_purpose(fault.node, offset)
