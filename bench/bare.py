@@ -6,6 +6,7 @@ from __future__ import annotations
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,7 +80,15 @@ def bare_startups(ctx: Ctx) -> BareStartups:
         values = []
         for i in range(ctx.args.floor_runs + 1):
             start = time.perf_counter()
-            code = ctx.procs.popen(argv, env=ctx.env, stderr=subprocess.DEVNULL).wait(60)
+            proc = ctx.procs.popen(argv, env=ctx.env, stderr=subprocess.DEVNULL)
+            # wait() with a timeout polls, sleeping up to 50 ms between looks, which rounded every figure up to
+            # the next step of 15, 64, 114 ms...; without one it blocks in waitpid. The timer is the timeout.
+            timer = threading.Timer(60, proc.kill)
+            timer.start()
+            try:
+                code = proc.wait()
+            finally:
+                timer.cancel()
             if code != 0:
                 raise RuntimeError(f"{label} exited {code}")
             if i:  # the first one warms caches
