@@ -41,6 +41,7 @@ from bench.machine import machine, versions
 from bench.memory import memory, memory_probes
 from bench.phases import phases
 from bench.report import Results, render
+from bench.soak import report as soak_report
 from bench.startup import startup
 from bench.tokens import tokens
 from bench.vault_load import vault_load
@@ -142,7 +143,9 @@ def write(results: Results, text: str) -> None:
         "Written by `bench/run` (see bench/README.md for what each figure means); raw figures in "
         f"`bench/results/{raw.name}`.\n\n"
     )
-    (BENCH / "RESULTS.md").write_text(header + text)
+    page = BENCH / "RESULTS.md"
+    kept = soak_report.section_of(page.read_text()) if page.exists() else ""  # the soak's own run writes that
+    page.write_text(soak_report.with_section(header + text, kept))
     log(f"wrote bench/RESULTS.md and {raw.relative_to(ROOT)} in {results.elapsed_s:.0f}s")
 
 

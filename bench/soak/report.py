@@ -92,16 +92,27 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def with_section(text: str, section: str) -> str:
+    """`text` (RESULTS.md) with `section` in place of its soak section, or after it when it has none; `text`
+    as it is when `section` is empty."""
+    if not section:
+        return text
+    if BEGIN in text and END in text:
+        return text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) + 1 :]
+    return text.rstrip("\n") + "\n\n" + section
+
+
+def section_of(text: str) -> str:
+    """The soak section of RESULTS.md, "" when it has none: `bench/run` rewrites the rest and keeps it."""
+    if BEGIN not in text or END not in text:
+        return ""
+    return text[text.index(BEGIN) : text.index(END) + len(END)] + "\n"
+
+
 def write(doc: dict[str, Any]) -> Path:
     """The raw document in bench/results/, the section in RESULTS.md (replacing the previous one)."""
     out = BENCH / "results" / f"soak-{time.strftime('%Y-%m-%dT%H%M')}.json"
     out.write_text(json.dumps(doc, indent=1, default=str) + "\n")
     results = BENCH / "RESULTS.md"
-    text = results.read_text()
-    section = markdown(doc)
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) + 1 :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    results.write_text(text)
+    results.write_text(with_section(results.read_text(), markdown(doc)))
     return out

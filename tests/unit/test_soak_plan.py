@@ -56,3 +56,16 @@ def test_the_log_scan_finds_secrets_and_tracebacks_and_names_neither_in_full() -
     found = scan_text(text, [secret, "short"], tool_log=True)
     assert len(found) == 2 and secret not in " ".join(found)
     assert scan_text(text, [], tool_log=False) == [], "a traceback counts in the tool's logs only"
+
+
+def test_a_bench_run_keeps_the_soak_section_and_a_soak_replaces_only_its_own() -> None:
+    from bench.soak.report import BEGIN, END, section_of, with_section
+
+    soak = f"{BEGIN}\n## Fault soak: 3 faults\n{END}\n"
+    page = f"# Benchmark results\n\n## 1. Start-up\nold\n\n{soak}"
+    assert section_of(page) == soak
+    rerun = with_section("# Benchmark results\n\n## 1. Start-up\nnew\n", section_of(page))  # bench/run
+    assert "new" in rerun and "old" not in rerun and rerun.endswith(soak)
+    newer = f"{BEGIN}\n## Fault soak: 5 faults\n{END}\n"
+    assert with_section(rerun, newer) == rerun.replace(soak, newer)  # the soak's own --write
+    assert section_of("no section") == "" and with_section("page\n", "") == "page\n"
