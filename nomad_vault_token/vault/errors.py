@@ -133,7 +133,7 @@ def mapped(settings: Settings, ctx: Context) -> Iterator[None]:
     try:
         yield
     except Redirected as exc:
-        active = exc.active_node(f"{addr}/v1/{ctx.path}")
+        active = exc.active_node(f"{addr}/v1/{ctx.path}", settings.allow_insecure_http)
         if active is not None:  # a standby mid-election, or a balancer sending us to one: wait, as for a 503
             raise VaultUnavailable(
                 f"{ctx.path} at {addr}: a standby node answered, sending us to its active node {active}: not followed "

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
     import requests
 
+    from nomad_vault_token.core.address import Address
+
 # botocore reads the environment's proxies when its Config has `proxies=None`; an empty dict is "none".
 BOTO_PROXIES: dict[str, str] = {}
 NO_PROXIES: dict[str, str | None] = {}
@@ -44,21 +46,16 @@ class Redirected(Exception):
         self.status = status
         self.location = location
 
-    def active_node(self, asked: str) -> str | None:
-        """The node a Vault standby sends us to (its active node: the same path on another `https://` node,
-        what a standby answers when it does not forward), as `scheme://host:port`; None for any other
-        redirect (a downgrade, another path). Either way nothing follows it."""
+    def active_node(self, asked: str, allow_insecure_http: bool = False) -> str | None:
+        """The node a Vault standby sends us to (its active node, what a standby answers when it does not
+        forward), as `scheme://host:port`; None for any other redirect (`standby_target` says why) and for
+        one to the node asked itself. Either way nothing follows it."""
         from nomad_vault_token.core.address import read_url
-        from nomad_vault_token.core.errors import ConfigError
 
-        try:
-            here, there = read_url(asked, "asked"), read_url(self.location.partition("?")[0], "Location")
-        except ConfigError:
-            return None
-        same_path = here.path == there.path and here.path.startswith("/v1/")
-        if there.scheme == here.scheme == "https" and same_path and there.origin != here.origin:
-            return there.origin
-        return None
+        target = standby_target(asked, self.location, allow_insecure_http)
+        if isinstance(target, str) or target.origin == read_url(asked, "the address asked", True).origin:
+            return None  # (`asked` was read once already: a standby_target has been)
+        return target.origin
 
     def line(self, what: str) -> str:
         """One line for `what` (a path, an address): what happened and what to do."""
@@ -66,6 +63,25 @@ class Redirected(Exception):
             f"{what}: answered HTTP {self.status}, a redirect to {self.location or '(no Location)'!r}: not followed "
             "(no token, key or body goes to an address you did not give): give the address of the server itself"
         )
+
+
+def standby_target(asked: str, location: str, allow_insecure_http: bool) -> Address | str:
+    """Where a standby's redirect of the request for `asked` points, read by the one URL reader: the same
+    `/v1/` path on another node, https (http only from an http address, to loopback or with
+    --allow-insecure-http). The address, or why it is not a standby's redirect (for a refusal's message)."""
+    from nomad_vault_token.core.address import read_url
+    from nomad_vault_token.core.errors import ConfigError
+
+    try:
+        here = read_url(asked, "the address asked", True)
+        there = read_url(location.partition("?")[0], "the redirect", allow_insecure_http)
+    except ConfigError as exc:
+        return exc.message
+    if there.scheme != "https" and here.scheme != "http":
+        return f"not https (a downgrade from {here.origin})"
+    if there.path != here.path or not here.path.startswith("/v1/"):
+        return "not the same path on another node"
+    return there
 
 
 def policy_session() -> requests.Session:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from nomad_vault_token.core.errors import ConfigError, VaultDenied, VaultUnavailable
+from nomad_vault_token.core.errors import VaultDenied, VaultUnavailable
 from nomad_vault_token.core.secret import Secret
 from nomad_vault_token.vault.errors import Context, body_words, connection_reason, error_for, mapped
 
@@ -87,18 +87,13 @@ def snapshot_stream(
 
 
 def _active_url(location: str, path: str, vault_addr: str, allow_insecure_http: bool) -> str:
-    """Where a standby's 307 points, read by the one URL reader: the same path on another node, https
-    (http only from an http address, to loopback or with --allow-insecure-http); VaultDenied otherwise."""
-    from nomad_vault_token.core.address import read_url
+    """Where a standby's 307 points (`standby_target`, the rule `Redirected.active_node` uses too); VaultDenied
+    for any other redirect."""
+    from nomad_vault_token.vault.http import standby_target
 
-    try:
-        target = read_url(location, "the redirect", allow_insecure_http)
-    except ConfigError as exc:
-        raise VaultDenied(f"{path}: refusing a redirect to {location!r}: {exc.message}") from None
-    if target.scheme != "https" and not vault_addr.startswith("http://"):
-        raise VaultDenied(f"{path}: refusing a redirect to {location!r}: not https (a downgrade from {vault_addr})")
-    if target.path != f"/v1/{path}":
-        raise VaultDenied(f"{path}: refusing a redirect to {location!r}: not the same path on another node")
+    target = standby_target(f"{vault_addr.rstrip('/')}/v1/{path}", location, allow_insecure_http)
+    if isinstance(target, str):
+        raise VaultDenied(f"{path}: refusing a redirect to {location!r}: {target}")
     return target.url
 
 

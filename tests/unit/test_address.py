@@ -150,22 +150,56 @@ def test_the_nodes_file_is_read_by_the_same_reader(tmp_path: Path) -> None:
         config.parse_node_list("http://evil.example:9\\@127.0.0.1:8200\n", source, False)
 
 
+HTTPS_ASKED = "https://vault.example:8200/v1/auth/token/lookup-self"
+HTTP_ASKED = "http://127.0.0.1:8200/v1/auth/token/lookup-self"  # a plain-http loopback vault_addr
+
+
 @pytest.mark.parametrize(
-    ("location", "active"),
+    ("asked", "location", "active"),
     [
-        ("https://10.0.0.2:8200/v1/auth/token/lookup-self", "https://10.0.0.2:8200"),  # a standby: same path
-        ("https://10.0.0.2:8200/v1/auth/token/lookup-self?x=1", "https://10.0.0.2:8200"),  # its query kept apart
-        ("http://10.0.0.2:8200/v1/auth/token/lookup-self", None),  # a downgrade
-        ("https://10.0.0.2:8200/v1/sys/health", None),  # another path
-        ("https://vault.example:8200/v1/auth/token/lookup-self", None),  # the address asked itself
-        ("https://evil@10.0.0.2:8200/v1/auth/token/lookup-self", None),  # what the one reader refuses
-        ("", None),
+        (HTTPS_ASKED, "https://10.0.0.2:8200/v1/auth/token/lookup-self", "https://10.0.0.2:8200"),  # same path
+        (HTTPS_ASKED, "https://10.0.0.2:8200/v1/auth/token/lookup-self?x=1", "https://10.0.0.2:8200"),  # query apart
+        (HTTPS_ASKED, "http://10.0.0.2:8200/v1/auth/token/lookup-self", None),  # a downgrade
+        (HTTPS_ASKED, "http://127.0.0.2:8200/v1/auth/token/lookup-self", None),  # a downgrade, even to loopback
+        (HTTPS_ASKED, "https://10.0.0.2:8200/v1/sys/health", None),  # another path
+        (HTTPS_ASKED, "https://vault.example:8200/v1/auth/token/lookup-self", None),  # the address asked itself
+        (HTTPS_ASKED, "https://evil@10.0.0.2:8200/v1/auth/token/lookup-self", None),  # what the one reader refuses
+        (HTTPS_ASKED, "", None),
+        # the standby of a plain-http loopback cluster: the same rule as the snapshot stream's (vault/raft.py)
+        (HTTP_ASKED, "http://127.0.0.2:8200/v1/auth/token/lookup-self", "http://127.0.0.2:8200"),
+        (HTTP_ASKED, "https://127.0.0.2:8200/v1/auth/token/lookup-self", "https://127.0.0.2:8200"),
+        (HTTP_ASKED, "http://10.0.0.2:8200/v1/auth/token/lookup-self", None),  # plain http off this host
+        (HTTP_ASKED, "http://127.0.0.1:8200/v1/auth/token/lookup-self", None),  # itself
+        (HTTP_ASKED, "http://127.0.0.2:8200/v1/sys/health", None),
     ],
 )
-def test_a_redirect_is_a_standby_only_when_it_names_the_same_path_on_another_https_node(
-    location: str, active: str | None
+def test_a_redirect_is_a_standby_only_when_it_names_the_same_path_on_another_node_no_weaker(
+    asked: str, location: str, active: str | None
 ) -> None:
     from nomad_vault_token.vault.http import Redirected
 
-    asked = "https://vault.example:8200/v1/auth/token/lookup-self"
     assert Redirected(307, location).active_node(asked) == active
+
+
+@pytest.mark.parametrize(
+    ("location", "allow", "why"),
+    [
+        ("https://10.0.0.2:8200/v1/sys/storage/raft/snapshot", False, ""),
+        ("http://10.0.0.2:8200/v1/sys/storage/raft/snapshot", True, "not https (a downgrade from https://"),
+        ("https://10.0.0.2:8200/v1/sys/seal", False, "not the same path on another node"),
+        ("https://evil@10.0.0.2:8200/v1/sys/storage/raft/snapshot", False, "the redirect"),
+    ],
+)
+def test_the_snapshot_stream_and_the_error_mapping_read_a_standby_s_redirect_by_one_rule(
+    location: str, allow: bool, why: str
+) -> None:
+    from nomad_vault_token.vault.http import Redirected, standby_target
+
+    asked = "https://vault.example:8200/v1/sys/storage/raft/snapshot"
+    target = standby_target(asked, location, allow)
+    if why:
+        assert isinstance(target, str) and target.startswith(why)
+        assert Redirected(307, location).active_node(asked, allow) is None
+    else:
+        assert not isinstance(target, str) and target.url == location
+        assert Redirected(307, location).active_node(asked, allow) == target.origin
