@@ -182,13 +182,28 @@ def test_a_broken_destination_loses_no_share(
 
 
 @pytest.fixture(scope="module")
-def gpg(tmp_path_factory: pytest.TempPathFactory) -> tuple[GnuPG, dict[str, Path]]:
+def gpg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GnuPG, dict[str, Path]]]:
     if shutil.which("gpg") is None:
         pytest.skip("no gpg: apt-get install gnupg")
     home = tmp_path_factory.mktemp("gnupg")
     g = GnuPG(home / "home")
-    keys = {name: g.new_key(name, home / f"{name}.gpg", armor=name == "carol") for name in ("alice", "bob", "carol", "root")}
-    return g, keys
+    try:
+        keys = {n: g.new_key(n, home / f"{n}.gpg", armor=n == "carol") for n in ("alice", "bob", "carol", "root")}
+        yield g, keys
+    finally:
+        g.close()  # gpg starts a gpg-agent daemon for the home and leaves it running
+
+
+def test_the_test_bed_s_gnupg_stops_the_agent_gpg_leaves_running(tmp_path: Path) -> None:
+    if shutil.which("gpg") is None:
+        pytest.skip("no gpg: apt-get install gnupg")
+    g = GnuPG(tmp_path / "home")
+    try:
+        g.new_key("dave", tmp_path / "dave.gpg")
+        assert g.agent_pids(), "gpg started no gpg-agent: nothing here would have leaked"
+    finally:
+        g.close()
+    assert g.agent_pids() == []
 
 
 def test_shares_encrypted_to_people_and_the_root_token_too(
