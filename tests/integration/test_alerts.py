@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,7 +30,7 @@ from testbed.bao import Bao, Certs
 from testbed.cli import run_cli
 from testbed.config import write_config
 from testbed.env import clean_env
-from testbed.procs import wait_for
+from testbed.procs import free_port, wait_for
 from testbed.raft_cluster import RaftCluster
 from testbed.unsealing import write_keys
 
@@ -85,12 +84,6 @@ def test_every_metric_a_rule_or_its_test_names_is_in_the_catalog() -> None:
 
 
 # ---- node_exporter reading what the tool wrote --------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
