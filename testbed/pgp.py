@@ -6,13 +6,12 @@ Each holder is an RSA key with an encryption subkey (OpenBao refuses a key witho
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
 import subprocess
-import time
 from pathlib import Path
+
+from testbed import procs
 
 
 def available() -> bool:
@@ -57,24 +56,9 @@ class GnuPG:
 
     def agent_pids(self) -> list[int]:
         """The gpg-agent that gpg started for this home (a daemon: it outlives every gpg call)."""
-        mark = f"--homedir {self.home}".encode()
-        found = []
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    argv = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
-                except OSError:
-                    continue
-                if argv.startswith(b"gpg-agent") and mark in argv:
-                    found.append(int(entry.name))
-        return found
+        mark = f" --homedir {self.home} "  # each argument is followed by one space: no other home's prefix
+        return [p.pid for p in procs.mentioning(mark) if p.argv and os.path.basename(p.argv[0]) == "gpg-agent"]
 
     def close(self) -> None:
-        """Stop this home's gpg-agent by its PID (gpg leaves it running), and wait until it is gone."""
-        for pid in self.agent_pids():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while self.agent_pids():
-            assert time.monotonic() < deadline, f"gpg-agent for {self.home} still running 10 s after SIGTERM"
-            time.sleep(0.05)
+        """Stop this home's gpg-agent by its PID (gpg leaves it running): SIGTERM, then SIGKILL if it stays."""
+        procs.stop_all(self.agent_pids())
