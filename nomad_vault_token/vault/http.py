@@ -54,7 +54,7 @@ class Redirected(Exception):
 
         target = standby_target(asked, self.location, allow_insecure_http)
         if isinstance(target, str) or target.origin == read_url(asked, "the address asked", True).origin:
-            return None  # (`asked` was read once already: a standby_target has been)
+            return None  # (`asked` is known to parse: standby_target has read it)
         return target.origin
 
     def line(self, what: str) -> str:
